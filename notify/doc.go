@@ -1,0 +1,15 @@
+// Package notify is pushmail's in-process change notifier: the mailstore
+// publishes one Event per mailbox it changed after each durable commit, and
+// every IMAP session watching that mailbox receives it through its own
+// Subscription.
+//
+// Invariants:
+//   - Publish never blocks and never allocates per subscriber beyond the
+//     bounded queue; a subscriber that does not keep up loses its queued
+//     events and is told to resynchronise from the store instead.
+//   - Events reach each subscriber in the order they were published, which
+//     is the mailstore's commit order.
+//   - Nothing here polls: a subscriber sleeps on Ready until woken.
+//   - notify imports nothing else of pushmail's, so the same interface can
+//     later be fed by a shared database's change feed.
+package notify

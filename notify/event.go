@@ -1,0 +1,57 @@
+package notify
+
+// Kind says what an Event reports.
+type Kind int
+
+// Event kinds.
+const (
+	// Appended reports new messages: UIDs holds their UIDs, ascending.
+	Appended Kind = iota + 1
+	// Expunged reports removed messages: UIDs holds their UIDs, ascending.
+	Expunged
+	// FlagsChanged reports new flag sets: Flags holds one entry per message.
+	FlagsChanged
+	// MailboxChanged reports that the mailbox itself was created, renamed
+	// or deleted; subscribers re-read what they need from the store.
+	MailboxChanged
+)
+
+// String returns the kind's name, for logs.
+func (k Kind) String() string {
+	switch k {
+	case Appended:
+		return "appended"
+	case Expunged:
+		return "expunged"
+	case FlagsChanged:
+		return "flags"
+	case MailboxChanged:
+		return "mailbox"
+	}
+	return "unknown"
+}
+
+// FlagUpdate is the complete new flag set of one message.
+type FlagUpdate struct {
+	UID   uint32
+	Flags []string
+}
+
+// Event is one change to one mailbox, published after it was committed.
+// Events are shared between subscribers: treat them as read-only.
+type Event struct {
+	Mailbox int64 // the mailbox that changed
+	Kind    Kind
+	UIDs    []uint32     // Appended, Expunged
+	Flags   []FlagUpdate // FlagsChanged
+	ModSeq  uint64       // the mailbox's highest modification sequence after the change
+	// Messages is the mailbox's message count after the change (Appended,
+	// Expunged), so a watcher can check its own view.
+	Messages uint32
+	// Origin identifies the writer that caused the change (an IMAP
+	// session's Subscription.ID, or 0 for deliveries). Events are sent to
+	// their origin too, so every session keeps its view by the same path;
+	// the origin uses Origin to skip replies it already sent itself, such
+	// as the FETCH answer to its own STORE.
+	Origin uint64
+}

@@ -1,0 +1,152 @@
+package notify
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// DefaultQueueLen is the number of events a Subscription buffers before it
+// is marked for resynchronisation.
+const DefaultQueueLen = 256
+
+// Hub routes events to the subscribers of each mailbox. The zero value is
+// not usable; create one with New. A Hub is safe for concurrent use.
+type Hub struct {
+	queueLen int
+	nextID   atomic.Uint64
+
+	mu   sync.RWMutex
+	subs map[int64]map[*Subscription]struct{}
+}
+
+// New returns a Hub whose subscriptions buffer queueLen events each
+// (DefaultQueueLen when queueLen <= 0).
+func New(queueLen int) *Hub {
+	if queueLen <= 0 {
+		queueLen = DefaultQueueLen
+	}
+	return &Hub{queueLen: queueLen, subs: make(map[int64]map[*Subscription]struct{})}
+}
+
+// Subscribe starts delivering the events of mailbox to a new Subscription.
+// The caller must Close it when done watching.
+func (h *Hub) Subscribe(mailbox int64) *Subscription {
+	s := &Subscription{
+		hub:     h,
+		id:      h.nextID.Add(1),
+		mailbox: mailbox,
+		ready:   make(chan struct{}, 1),
+		max:     h.queueLen,
+	}
+	h.mu.Lock()
+	m := h.subs[mailbox]
+	if m == nil {
+		m = make(map[*Subscription]struct{})
+		h.subs[mailbox] = m
+	}
+	m[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
+// Publish hands ev to every subscriber of ev.Mailbox. It never blocks: a
+// subscriber whose queue is full drops its queue and is marked to
+// resynchronise.
+func (h *Hub) Publish(ev Event) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for s := range h.subs[ev.Mailbox] {
+		s.push(ev)
+	}
+}
+
+// Subscribers returns how many subscriptions watch mailbox.
+func (h *Hub) Subscribers(mailbox int64) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.subs[mailbox])
+}
+
+func (h *Hub) unsubscribe(s *Subscription) {
+	h.mu.Lock()
+	if m := h.subs[s.mailbox]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(h.subs, s.mailbox)
+		}
+	}
+	h.mu.Unlock()
+}
+
+// Subscription is one watcher's view of the events of a mailbox. Its
+// methods are safe for concurrent use; typically one goroutine (the IMAP
+// session) reads it while publishers fill it.
+type Subscription struct {
+	hub     *Hub
+	id      uint64
+	mailbox int64
+	ready   chan struct{} // one slot: "there is something to Take"
+	max     int
+
+	mu     sync.Mutex
+	queue  []Event
+	resync bool
+	closed bool
+}
+
+// ID identifies the subscription; writers pass it as Event.Origin.
+func (s *Subscription) ID() uint64 { return s.id }
+
+// Mailbox returns the watched mailbox.
+func (s *Subscription) Mailbox() int64 { return s.mailbox }
+
+// Ready returns a channel that receives a value when events (or a resync
+// request) are waiting. One value may stand for many events: after a
+// receive, call Take until it returns nothing.
+func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Take returns the queued events in publish order and empties the queue.
+// If resync is true, events were lost because the subscriber fell behind:
+// the caller must rebuild its state from the store; the returned events
+// are then those published after the loss.
+func (s *Subscription) Take() (events []Event, resync bool) {
+	s.mu.Lock()
+	events, resync = s.queue, s.resync
+	s.queue, s.resync = nil, false
+	s.mu.Unlock()
+	return events, resync
+}
+
+// Close stops delivery to s. It is safe to call more than once.
+func (s *Subscription) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.queue = nil
+	s.mu.Unlock()
+	s.hub.unsubscribe(s)
+}
+
+func (s *Subscription) push(ev Event) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.queue) >= s.max {
+		// Fell behind: drop what is queued rather than grow without bound.
+		s.queue = nil
+		s.resync = true
+	} else {
+		s.queue = append(s.queue, ev)
+	}
+	s.mu.Unlock()
+	// Wake the reader without blocking; a pending wake-up already covers us.
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}

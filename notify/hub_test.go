@@ -1,0 +1,148 @@
+package notify
+
+import (
+	"testing"
+	"testing/synctest"
+)
+
+func TestPublishReachesSubscribersOfThatMailbox(t *testing.T) {
+	t.Parallel()
+	h := New(0)
+	a := h.Subscribe(1)
+	defer a.Close()
+	b := h.Subscribe(1)
+	defer b.Close()
+	other := h.Subscribe(2)
+	defer other.Close()
+
+	h.Publish(Event{Mailbox: 1, Kind: Appended, UIDs: []uint32{7}, Messages: 1})
+
+	for name, s := range map[string]*Subscription{"a": a, "b": b} {
+		select {
+		case <-s.Ready():
+		default:
+			t.Fatalf("%s: Ready not signalled after Publish", name)
+		}
+		events, resync := s.Take()
+		if resync || len(events) != 1 || events[0].UIDs[0] != 7 {
+			t.Errorf("%s: Take() = %+v, %v; want one Appended event for UID 7", name, events, resync)
+		}
+	}
+	select {
+	case <-other.Ready():
+		t.Error("subscriber of mailbox 2 woken by an event for mailbox 1")
+	default:
+	}
+}
+
+func TestEventsKeepPublishOrder(t *testing.T) {
+	t.Parallel()
+	h := New(0)
+	s := h.Subscribe(1)
+	defer s.Close()
+	for i := uint32(1); i <= 100; i++ {
+		h.Publish(Event{Mailbox: 1, Kind: Appended, UIDs: []uint32{i}})
+	}
+	events, resync := s.Take()
+	if resync || len(events) != 100 {
+		t.Fatalf("Take() = %d events, resync %v; want 100, false", len(events), resync)
+	}
+	for i, ev := range events {
+		if ev.UIDs[0] != uint32(i+1) {
+			t.Fatalf("event %d has UID %d, want %d", i, ev.UIDs[0], i+1)
+		}
+	}
+}
+
+// A subscriber that never reads must not block Publish nor delay the
+// others; it is told to resync instead of growing without bound.
+func TestStuckSubscriberIsMarkedForResync(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := New(4)
+		stuck := h.Subscribe(1)
+		defer stuck.Close()
+		live := h.Subscribe(1)
+		defer live.Close()
+
+		got := make(chan uint32, 1000)
+		done := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-live.Ready():
+				case <-done:
+					return
+				}
+				events, resync := live.Take()
+				if resync {
+					t.Error("live subscriber was told to resync")
+				}
+				for _, ev := range events {
+					got <- ev.UIDs[0]
+				}
+			}
+		}()
+
+		const n = 1000
+		for i := uint32(1); i <= n; i++ {
+			h.Publish(Event{Mailbox: 1, Kind: Appended, UIDs: []uint32{i}})
+			synctest.Wait() // let the live reader drain; the stuck one never does
+		}
+		for i := uint32(1); i <= n; i++ {
+			if uid := <-got; uid != i {
+				t.Fatalf("live subscriber got UID %d, want %d", uid, i)
+			}
+		}
+
+		events, resync := stuck.Take()
+		if !resync {
+			t.Error("stuck subscriber not told to resync")
+		}
+		if len(events) > 4 {
+			t.Errorf("stuck subscriber holds %d events, want at most the queue length 4", len(events))
+		}
+		// After a resync the subscription keeps working.
+		h.Publish(Event{Mailbox: 1, Kind: Expunged, UIDs: []uint32{1}})
+		if events, resync := stuck.Take(); resync || len(events) != 1 {
+			t.Errorf("after resync Take() = %d events, resync %v; want 1, false", len(events), resync)
+		}
+		close(done)
+	})
+}
+
+func TestCloseStopsDelivery(t *testing.T) {
+	t.Parallel()
+	h := New(0)
+	s := h.Subscribe(3)
+	s.Close()
+	s.Close() // twice is fine
+	h.Publish(Event{Mailbox: 3, Kind: Appended, UIDs: []uint32{1}})
+	if events, _ := s.Take(); len(events) != 0 {
+		t.Errorf("closed subscription received %d events", len(events))
+	}
+	if n := h.Subscribers(3); n != 0 {
+		t.Errorf("Subscribers(3) = %d after Close, want 0", n)
+	}
+}
+
+func BenchmarkPublishFanOut(b *testing.B) {
+	for _, n := range []int{1, 100, 10000} {
+		b.Run(map[int]string{1: "subs=1", 100: "subs=100", 10000: "subs=10000"}[n], func(b *testing.B) {
+			h := New(0)
+			subs := make([]*Subscription, n)
+			for i := range subs {
+				subs[i] = h.Subscribe(1)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				h.Publish(Event{Mailbox: 1, Kind: Appended, UIDs: []uint32{uint32(i)}})
+				if i%64 == 0 {
+					for _, s := range subs {
+						s.Take()
+					}
+				}
+			}
+		})
+	}
+}
