@@ -1,0 +1,23 @@
+// Package mailstore is pushmail's durable message store: one SQLite file
+// holding users, aliases, mailboxes, messages and their bodies.
+//
+// Invariants:
+//   - Every write (deliveries, appends, flag changes, expunges, copies,
+//     moves, mailbox and user changes) goes through one writer goroutine
+//     that applies a batch of pending writes in one transaction, commits it
+//     once (WAL, synchronous=FULL: the commit is on disk), publishes the
+//     batch's notify events in commit order, and only then returns to each
+//     caller. A caller that got a nil error may acknowledge the write.
+//   - Each write runs inside its own SAVEPOINT, so one failing write (for
+//     example a delivery to a mailbox that vanished) rolls back only itself
+//     and never half of itself: a multi-recipient delivery is all or none.
+//   - UIDs strictly increase per mailbox and are never reused: UIDNEXT only
+//     grows, and a deleted and re-created mailbox gets a new UIDVALIDITY.
+//   - Messages are parsed once, at delivery (Parse); FETCH-style reads use
+//     the stored envelope, structure and offsets and never re-parse.
+//   - A message copied to another mailbox shares its body row; a body is
+//     deleted with the last message that refers to it (a trigger).
+//   - The package knows nothing of SMTP or IMAP: it speaks of users,
+//     mailboxes, UIDs and flags (the RFC 9051 flag names, such as \Seen,
+//     are used as plain strings).
+package mailstore

@@ -1,0 +1,21 @@
+package mailstore
+
+import "errors"
+
+// Sentinel errors. Callers test them with errors.Is; the protocol packages
+// map them to replies in one place each.
+var (
+	ErrClosed         = errors.New("mailstore: store closed")
+	ErrSchemaTooNew   = errors.New("mailstore: database schema is newer than this pushmail")
+	ErrInvalidAddress = errors.New("invalid address")
+	ErrNoSuchUser     = errors.New("no such user")
+	ErrUserExists     = errors.New("user already exists")
+	ErrNotLocal       = errors.New("domain is not local")
+	ErrAuthFailed     = errors.New("authentication failed")
+	ErrNoSuchMailbox  = errors.New("no such mailbox")
+	ErrMailboxExists  = errors.New("mailbox already exists")
+	ErrInvalidName    = errors.New("invalid mailbox name")
+	ErrProtected      = errors.New("operation not allowed on this mailbox")
+	ErrNoSuchMessage  = errors.New("no such message")
+	ErrTooBig         = errors.New("message too big")
+)

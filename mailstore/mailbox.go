@@ -1,0 +1,338 @@
+package mailstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"pushmail/notify"
+)
+
+// MailboxID identifies a mailbox across all users.
+type MailboxID int64
+
+// UID is a message's unique identifier within its mailbox (RFC 9051 §2.3.1.1).
+type UID uint32
+
+// Separator is the mailbox hierarchy separator.
+const Separator = "/"
+
+// MaxMailboxNameLen bounds a mailbox name, in bytes.
+const MaxMailboxNameLen = 512
+
+// Mailbox describes one of a user's mailboxes.
+type Mailbox struct {
+	ID          MailboxID
+	User        UserID
+	Name        string // UTF-8, hierarchy parts joined by Separator; "INBOX" is always upper-case
+	UIDValidity uint32
+	UIDNext     UID
+	SpecialUse  string // an RFC 6154 attribute such as `\Sent`, or ""
+	Subscribed  bool
+}
+
+// MailboxStatus holds a mailbox's counters, as STATUS reports them.
+type MailboxStatus struct {
+	Mailbox
+	Messages      uint32
+	Unseen        uint32
+	Size          int64 // sum of message sizes
+	HighestModSeq uint64
+}
+
+// ValidateMailboxName checks a mailbox name and returns it canonical:
+// "INBOX" in any case becomes "INBOX" (RFC 9051 §5.1). Names must be valid
+// UTF-8, non-empty, without NUL or other control characters, without empty
+// hierarchy parts, and at most MaxMailboxNameLen bytes.
+func ValidateMailboxName(name string) (string, error) {
+	if name == "" || len(name) > MaxMailboxNameLen || !utf8.ValidString(name) {
+		return "", fmt.Errorf("%w: %q", ErrInvalidName, name)
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return "", fmt.Errorf("%w: control character in %q", ErrInvalidName, name)
+		}
+	}
+	parts := strings.Split(name, Separator)
+	for _, p := range parts {
+		if p == "" {
+			return "", fmt.Errorf("%w: empty hierarchy level in %q", ErrInvalidName, name)
+		}
+	}
+	if strings.EqualFold(parts[0], "INBOX") {
+		parts[0] = "INBOX"
+	}
+	return strings.Join(parts, Separator), nil
+}
+
+const mailboxColumns = "id, user_id, name, uidvalidity, uidnext, special_use, subscribed"
+
+func scanMailbox(row interface{ Scan(...any) error }, mb *Mailbox) error {
+	return row.Scan(&mb.ID, &mb.User, &mb.Name, &mb.UIDValidity, &mb.UIDNext, &mb.SpecialUse, &mb.Subscribed)
+}
+
+// Mailboxes lists a user's mailboxes ordered by name.
+func (s *Store) Mailboxes(ctx context.Context, user UserID) ([]Mailbox, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT "+mailboxColumns+" FROM mailboxes WHERE user_id = ? ORDER BY name", user)
+	if err != nil {
+		return nil, fmt.Errorf("list mailboxes: %w", err)
+	}
+	defer rows.Close()
+	var list []Mailbox
+	for rows.Next() {
+		var mb Mailbox
+		if err := scanMailbox(rows, &mb); err != nil {
+			return nil, fmt.Errorf("list mailboxes: %w", err)
+		}
+		list = append(list, mb)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list mailboxes: %w", err)
+	}
+	return list, nil
+}
+
+// Mailbox returns the user's mailbox called name (ErrNoSuchMailbox if none).
+func (s *Store) Mailbox(ctx context.Context, user UserID, name string) (Mailbox, error) {
+	name, err := ValidateMailboxName(name)
+	if err != nil {
+		return Mailbox{}, err
+	}
+	var mb Mailbox
+	err = scanMailbox(s.rdb.QueryRowContext(ctx,
+		"SELECT "+mailboxColumns+" FROM mailboxes WHERE user_id = ? AND name = ?", user, name), &mb)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Mailbox{}, fmt.Errorf("%w: %s", ErrNoSuchMailbox, name)
+	}
+	if err != nil {
+		return Mailbox{}, fmt.Errorf("mailbox %s: %w", name, err)
+	}
+	return mb, nil
+}
+
+// Status returns a mailbox's counters.
+func (s *Store) Status(ctx context.Context, id MailboxID) (MailboxStatus, error) {
+	var st MailboxStatus
+	err := s.rdb.QueryRowContext(ctx,
+		"SELECT "+mailboxColumns+", message_count, unseen_count, total_size, highest_modseq FROM mailboxes WHERE id = ?", id).
+		Scan(&st.ID, &st.User, &st.Name, &st.UIDValidity, &st.UIDNext, &st.SpecialUse, &st.Subscribed,
+			&st.Messages, &st.Unseen, &st.Size, &st.HighestModSeq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return MailboxStatus{}, ErrNoSuchMailbox
+	}
+	if err != nil {
+		return MailboxStatus{}, fmt.Errorf("mailbox status: %w", err)
+	}
+	return st, nil
+}
+
+// CreateMailbox creates a mailbox; specialUse is "" or an RFC 6154
+// attribute. Missing parent levels are created too (RFC 9051 §6.3.4 lets a
+// server do so), unsubscribed.
+func (s *Store) CreateMailbox(ctx context.Context, user UserID, name, specialUse string) (Mailbox, error) {
+	name, err := ValidateMailboxName(name)
+	if err != nil {
+		return Mailbox{}, err
+	}
+	if err := validSpecialUse(specialUse); err != nil {
+		return Mailbox{}, err
+	}
+	var mb Mailbox
+	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		parts := strings.Split(name, Separator)
+		for i := 1; i < len(parts); i++ {
+			parent := strings.Join(parts[:i], Separator)
+			if _, err := createMailboxTx(tx, user, parent, "", false); err != nil && !errors.Is(err, ErrMailboxExists) {
+				return nil, err
+			}
+		}
+		var err error
+		mb, err = createMailboxTx(tx, user, name, specialUse, false)
+		if err != nil {
+			return nil, err
+		}
+		return []notify.Event{{Mailbox: int64(mb.ID), Kind: notify.MailboxChanged}}, nil
+	})
+	if err != nil {
+		return Mailbox{}, fmt.Errorf("create mailbox %s: %w", name, err)
+	}
+	return mb, nil
+}
+
+func validSpecialUse(use string) error {
+	switch use {
+	case "", `\All`, `\Archive`, `\Drafts`, `\Flagged`, `\Junk`, `\Sent`, `\Trash`:
+		return nil
+	}
+	return fmt.Errorf("%w: unknown special-use attribute %q", ErrInvalidName, use)
+}
+
+func createMailboxTx(tx *wtx, user UserID, name, specialUse string, subscribed bool) (Mailbox, error) {
+	var n int
+	if err := tx.QueryRow("SELECT COUNT(*) FROM mailboxes WHERE user_id = ? AND name = ?", user, name).Scan(&n); err != nil {
+		return Mailbox{}, err
+	}
+	if n > 0 {
+		return Mailbox{}, ErrMailboxExists
+	}
+	var validity uint32
+	if err := tx.QueryRow("UPDATE meta SET value = value + 1 WHERE key = 'uidvalidity' RETURNING value").Scan(&validity); err != nil {
+		return Mailbox{}, fmt.Errorf("next uidvalidity: %w", err)
+	}
+	res, err := tx.Exec("INSERT INTO mailboxes(user_id, name, uidvalidity, special_use, subscribed) VALUES (?, ?, ?, ?, ?)",
+		user, name, validity, specialUse, subscribed)
+	if err != nil {
+		return Mailbox{}, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return Mailbox{}, err
+	}
+	return Mailbox{ID: MailboxID(id), User: user, Name: name, UIDValidity: validity, UIDNext: 1,
+		SpecialUse: specialUse, Subscribed: subscribed}, nil
+}
+
+// DeleteMailbox deletes a mailbox and its messages. INBOX cannot be
+// deleted (RFC 9051 §6.3.5). Inferior mailboxes stay.
+func (s *Store) DeleteMailbox(ctx context.Context, user UserID, name string) error {
+	name, err := ValidateMailboxName(name)
+	if err != nil {
+		return err
+	}
+	if name == "INBOX" {
+		return fmt.Errorf("delete mailbox INBOX: %w", ErrProtected)
+	}
+	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		var id int64
+		err := tx.QueryRow("DELETE FROM mailboxes WHERE user_id = ? AND name = ? RETURNING id", user, name).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNoSuchMailbox
+		}
+		if err != nil {
+			return nil, err
+		}
+		return []notify.Event{{Mailbox: id, Kind: notify.MailboxChanged}}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete mailbox %s: %w", name, err)
+	}
+	return nil
+}
+
+// RenameMailbox renames a mailbox and its inferiors. Renaming INBOX moves
+// all its messages into a new mailbox with the new name and leaves INBOX
+// empty (RFC 9051 §6.3.6).
+func (s *Store) RenameMailbox(ctx context.Context, user UserID, oldName, newName string) error {
+	from, err := ValidateMailboxName(oldName)
+	if err != nil {
+		return err
+	}
+	to, err := ValidateMailboxName(newName)
+	if err != nil {
+		return err
+	}
+	if to == "INBOX" || strings.HasPrefix(to+Separator, from+Separator) {
+		return fmt.Errorf("rename %s to %s: %w", from, to, ErrProtected)
+	}
+	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		var src Mailbox
+		if err := scanMailbox(tx.QueryRow("SELECT "+mailboxColumns+" FROM mailboxes WHERE user_id = ? AND name = ?", user, from), &src); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, ErrNoSuchMailbox
+			}
+			return nil, err
+		}
+		var n int
+		if err := tx.QueryRow("SELECT COUNT(*) FROM mailboxes WHERE user_id = ? AND (name = ? OR name LIKE ? ESCAPE '\\')",
+			user, to, likePrefix(to+Separator)).Scan(&n); err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			return nil, ErrMailboxExists
+		}
+		if from == "INBOX" {
+			dst, err := createMailboxTx(tx, user, to, "", false)
+			if err != nil {
+				return nil, err
+			}
+			_, events, err := copyMessagesTx(tx, src.ID, nil, dst.ID, 0)
+			if err != nil {
+				return nil, err
+			}
+			expunged, err := deleteMessagesTx(tx, src.ID, nil, 0)
+			if err != nil {
+				return nil, err
+			}
+			return append(events, expunged...), nil
+		}
+		// Rename the mailbox and every inferior: "a/b" -> "c/b".
+		rows, err := tx.Query("SELECT id, name FROM mailboxes WHERE user_id = ? AND (name = ? OR name LIKE ? ESCAPE '\\')",
+			user, from, likePrefix(from+Separator))
+		if err != nil {
+			return nil, err
+		}
+		type rename struct {
+			id   int64
+			name string
+		}
+		var renames []rename
+		for rows.Next() {
+			var r rename
+			if err := rows.Scan(&r.id, &r.name); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			renames = append(renames, r)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		var events []notify.Event
+		for _, r := range renames {
+			if _, err := tx.Exec("UPDATE mailboxes SET name = ? WHERE id = ?", to+r.name[len(from):], r.id); err != nil {
+				return nil, err
+			}
+			events = append(events, notify.Event{Mailbox: r.id, Kind: notify.MailboxChanged})
+		}
+		// Parents of the new name, as CREATE would make them.
+		parts := strings.Split(to, Separator)
+		for i := 1; i < len(parts); i++ {
+			if _, err := createMailboxTx(tx, user, strings.Join(parts[:i], Separator), "", false); err != nil && !errors.Is(err, ErrMailboxExists) {
+				return nil, err
+			}
+		}
+		return events, nil
+	})
+	if err != nil {
+		return fmt.Errorf("rename mailbox %s to %s: %w", from, to, err)
+	}
+	return nil
+}
+
+// likePrefix returns a LIKE pattern matching strings that start with p.
+func likePrefix(p string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(p) + "%"
+}
+
+// SetSubscribed marks a mailbox subscribed or not (RFC 9051 §6.3.7).
+func (s *Store) SetSubscribed(ctx context.Context, user UserID, name string, subscribed bool) error {
+	name, err := ValidateMailboxName(name)
+	if err != nil {
+		return err
+	}
+	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		res, err := tx.Exec("UPDATE mailboxes SET subscribed = ? WHERE user_id = ? AND name = ?", subscribed, user, name)
+		if err != nil {
+			return nil, err
+		}
+		return nil, mustAffect(res, ErrNoSuchMailbox)
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,577 @@
+package mailstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"pushmail/notify"
+)
+
+// Message is one message's stored metadata.
+type Message struct {
+	UID          UID
+	Flags        []string
+	InternalDate time.Time
+	Size         int64
+	ModSeq       uint64
+	Parsed       *Parsed // with FetchOptions.Parsed
+	Raw          []byte  // with FetchOptions.Body: the whole message
+}
+
+// FetchOptions says what Messages loads besides the flags, dates and sizes.
+type FetchOptions struct {
+	Parsed bool // the stored envelope and MIME structure
+	Body   bool // the raw message bytes
+}
+
+// body is a message ready to store: its raw bytes, header and parse result.
+type body struct {
+	raw    []byte
+	header []byte
+	parsed []byte // JSON of Parsed
+}
+
+func newBody(raw []byte, p *Parsed) (body, error) {
+	js, err := json.Marshal(p)
+	if err != nil {
+		return body{}, fmt.Errorf("encode parsed message: %w", err)
+	}
+	return body{raw: raw, header: raw[:p.Root.BodyStart], parsed: js}, nil
+}
+
+func (s *Store) checkSize(n int) error {
+	if s.opts.MaxMessageSize > 0 && int64(n) > s.opts.MaxMessageSize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooBig, n, s.opts.MaxMessageSize)
+	}
+	return nil
+}
+
+// Deliver stores raw in the mailbox of every recipient, in one transaction:
+// all copies or none. It returns once the commit is durable and the
+// Appended events are published, with the new UID of each copy, in the
+// order of rcpts. The message is parsed once here (Parse never rejects
+// malformed mail); a recipient's Header is prepended to its copy only.
+func (s *Store) Deliver(ctx context.Context, raw []byte, rcpts []Recipient) ([]UID, error) {
+	if len(rcpts) == 0 {
+		return nil, errors.New("deliver: no recipients")
+	}
+	if err := s.checkSize(len(raw)); err != nil {
+		return nil, fmt.Errorf("deliver: %w", err)
+	}
+	// Parse and encode outside the writer, so concurrent deliveries parse
+	// in parallel and the writer only writes.
+	parsed := Parse(raw)
+	shared, err := newBody(raw, parsed)
+	if err != nil {
+		return nil, fmt.Errorf("deliver: %w", err)
+	}
+	bodies := make([]body, len(rcpts))
+	size := 0
+	for i, r := range rcpts {
+		if len(r.Header) == 0 {
+			bodies[i] = shared
+			continue
+		}
+		full := make([]byte, 0, len(r.Header)+len(raw))
+		full = append(append(full, r.Header...), raw...)
+		if bodies[i], err = newBody(full, parsed.Shift(int64(len(r.Header)))); err != nil {
+			return nil, fmt.Errorf("deliver: %w", err)
+		}
+		size += len(full)
+	}
+	size += len(raw)
+	now := time.Now()
+	uids := make([]UID, len(rcpts))
+	err = s.write(ctx, size, func(tx *wtx) ([]notify.Event, error) {
+		sharedID := int64(0)
+		byMailbox := map[MailboxID]*notify.Event{}
+		var order []MailboxID
+		for i, r := range rcpts {
+			var bodyID int64
+			var err error
+			if len(r.Header) == 0 && sharedID != 0 {
+				bodyID = sharedID
+			} else if bodyID, err = insertBodyTx(tx, bodies[i]); err != nil {
+				return nil, err
+			}
+			if len(r.Header) == 0 {
+				sharedID = bodyID
+			}
+			uid, modseq, err := insertMessageTx(tx, r.Mailbox, bodyID, flagSet{}, now, len(bodies[i].raw))
+			if err != nil {
+				return nil, fmt.Errorf("deliver to %s: %w", r.Address, err)
+			}
+			uids[i] = uid
+			ev := byMailbox[r.Mailbox]
+			if ev == nil {
+				ev = &notify.Event{Mailbox: int64(r.Mailbox), Kind: notify.Appended}
+				byMailbox[r.Mailbox] = ev
+				order = append(order, r.Mailbox)
+			}
+			ev.UIDs = append(ev.UIDs, uint32(uid))
+			ev.ModSeq = modseq
+		}
+		events := make([]notify.Event, 0, len(order))
+		for _, mb := range order {
+			ev := byMailbox[mb]
+			if err := fillCount(tx, ev); err != nil {
+				return nil, err
+			}
+			events = append(events, *ev)
+		}
+		return events, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("deliver: %w", err)
+	}
+	return uids, nil
+}
+
+// AppendResult says where Append put a message (RFC 4315 APPENDUID).
+type AppendResult struct {
+	UIDValidity uint32
+	UID         UID
+}
+
+// Append stores raw in one mailbox with the given flags and internal date
+// (the zero time means now). origin is the appending session's
+// subscription ID (0 if none), passed on in the event.
+func (s *Store) Append(ctx context.Context, mailbox MailboxID, raw []byte, flags []string, date time.Time, origin uint64) (AppendResult, error) {
+	if err := s.checkSize(len(raw)); err != nil {
+		return AppendResult{}, fmt.Errorf("append: %w", err)
+	}
+	fs, err := parseFlags(flags)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("append: %w", err)
+	}
+	b, err := newBody(raw, Parse(raw))
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("append: %w", err)
+	}
+	if date.IsZero() {
+		date = time.Now()
+	}
+	var res AppendResult
+	err = s.write(ctx, len(raw), func(tx *wtx) ([]notify.Event, error) {
+		if err := tx.QueryRow("SELECT uidvalidity FROM mailboxes WHERE id = ?", mailbox).Scan(&res.UIDValidity); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, ErrNoSuchMailbox
+			}
+			return nil, err
+		}
+		bodyID, err := insertBodyTx(tx, b)
+		if err != nil {
+			return nil, err
+		}
+		uid, modseq, err := insertMessageTx(tx, mailbox, bodyID, fs, date, len(raw))
+		if err != nil {
+			return nil, err
+		}
+		res.UID = uid
+		ev := notify.Event{Mailbox: int64(mailbox), Kind: notify.Appended, UIDs: []uint32{uint32(uid)}, ModSeq: modseq, Origin: origin}
+		if err := fillCount(tx, &ev); err != nil {
+			return nil, err
+		}
+		return []notify.Event{ev}, nil
+	})
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("append: %w", err)
+	}
+	return res, nil
+}
+
+func insertBodyTx(tx *wtx, b body) (int64, error) {
+	res, err := tx.Exec("INSERT INTO bodies(header, raw, parsed) VALUES (?, ?, ?)", b.header, b.raw, b.parsed)
+	if err != nil {
+		return 0, fmt.Errorf("store body: %w", err)
+	}
+	return res.LastInsertId()
+}
+
+// nextUIDTx takes the mailbox's next UID and modseq. UIDNEXT only ever
+// grows, so a UID is never handed out twice (RFC 9051 §2.3.1.1).
+func nextUIDTx(tx *wtx, mailbox MailboxID) (UID, uint64, error) {
+	var uid UID
+	var modseq uint64
+	err := tx.QueryRow("UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING uidnext - 1, highest_modseq",
+		mailbox).Scan(&uid, &modseq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, ErrNoSuchMailbox
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("next uid: %w", err)
+	}
+	return uid, modseq, nil
+}
+
+func insertMessageTx(tx *wtx, mailbox MailboxID, bodyID int64, fs flagSet, date time.Time, size int) (UID, uint64, error) {
+	uid, modseq, err := nextUIDTx(tx, mailbox)
+	if err != nil {
+		return 0, 0, err
+	}
+	_, err = tx.Exec("INSERT INTO messages(mailbox_id, uid, body_id, flags, keywords, internal_date, size, modseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		mailbox, uid, bodyID, fs.bits, encodeKeywords(fs.keywords), date.UnixNano(), size, modseq)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store message: %w", err)
+	}
+	return uid, modseq, nil
+}
+
+// fillCount sets ev.Messages (and ModSeq) from the mailbox row.
+func fillCount(tx *wtx, ev *notify.Event) error {
+	return tx.QueryRow("SELECT message_count, highest_modseq FROM mailboxes WHERE id = ?", ev.Mailbox).
+		Scan(&ev.Messages, &ev.ModSeq)
+}
+
+// FlagUpdate is one message's flags after StoreFlags.
+type FlagUpdate struct {
+	UID    UID
+	Flags  []string
+	ModSeq uint64
+}
+
+// StoreFlags changes the flags of the messages of set in mailbox and
+// returns the resulting flags of every message in the set (changed or not),
+// ascending by UID. Changed messages get a new modseq and are published in
+// one FlagsChanged event carrying origin.
+func (s *Store) StoreFlags(ctx context.Context, mailbox MailboxID, set UIDSet, op FlagOp, flags []string, origin uint64) ([]FlagUpdate, error) {
+	arg, err := parseFlags(flags)
+	if err != nil {
+		return nil, fmt.Errorf("store flags: %w", err)
+	}
+	var updates []FlagUpdate
+	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		updates = updates[:0]
+		lo, hi := set.bounds()
+		rows, err := tx.Query("SELECT uid, flags, keywords, modseq FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid",
+			mailbox, lo, hi)
+		if err != nil {
+			return nil, err
+		}
+		type change struct {
+			i  int
+			fs flagSet
+		}
+		var changes []change
+		for rows.Next() {
+			var u FlagUpdate
+			var old flagSet
+			var kw string
+			if err := rows.Scan(&u.UID, &old.bits, &kw, &u.ModSeq); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if !set.contains(u.UID) {
+				continue
+			}
+			old.keywords, _ = splitKeywords(kw)
+			nw := old.apply(op, arg)
+			if nw.bits != old.bits || encodeKeywords(nw.keywords) != kw {
+				changes = append(changes, change{len(updates), nw})
+			}
+			u.Flags = decodeFlags(nw.bits, encodeKeywords(nw.keywords))
+			updates = append(updates, u)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if len(changes) == 0 {
+			return nil, nil
+		}
+		var modseq uint64
+		if err := tx.QueryRow("UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING highest_modseq", mailbox).Scan(&modseq); err != nil {
+			return nil, err
+		}
+		ev := notify.Event{Mailbox: int64(mailbox), Kind: notify.FlagsChanged, ModSeq: modseq, Origin: origin}
+		for _, c := range changes {
+			u := &updates[c.i]
+			if _, err := tx.Exec("UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+				c.fs.bits, encodeKeywords(c.fs.keywords), modseq, mailbox, u.UID); err != nil {
+				return nil, err
+			}
+			u.ModSeq = modseq
+			ev.Flags = append(ev.Flags, notify.FlagUpdate{UID: uint32(u.UID), Flags: u.Flags})
+		}
+		return []notify.Event{ev}, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store flags: %w", err)
+	}
+	return updates, nil
+}
+
+// splitKeywords parses a stored keywords column.
+func splitKeywords(kw string) ([]string, error) {
+	fs, err := parseFlags(decodeFlags(0, kw))
+	return fs.keywords, err
+}
+
+// Expunge removes the messages of set (nil: the whole mailbox) that have
+// the \Deleted flag (RFC 9051 §6.4.3, RFC 4315 UID EXPUNGE) and returns
+// their UIDs, ascending.
+func (s *Store) Expunge(ctx context.Context, mailbox MailboxID, set UIDSet, origin uint64) ([]UID, error) {
+	var expunged []UID
+	err := s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		lo, hi := set.bounds()
+		rows, err := tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? AND flags & ? != 0 ORDER BY uid",
+			mailbox, lo, hi, flagDeleted)
+		if err != nil {
+			return nil, err
+		}
+		expunged, err = collectUIDs(rows, set)
+		if err != nil {
+			return nil, err
+		}
+		return deleteMessagesTx(tx, mailbox, expunged, origin)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("expunge: %w", err)
+	}
+	return expunged, nil
+}
+
+func collectUIDs(rows *sql.Rows, set UIDSet) ([]UID, error) {
+	defer rows.Close()
+	var uids []UID
+	for rows.Next() {
+		var u UID
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		if set.contains(u) {
+			uids = append(uids, u)
+		}
+	}
+	return uids, rows.Err()
+}
+
+// deleteMessagesTx deletes the given messages (nil: all of the mailbox)
+// and returns the Expunged event.
+func deleteMessagesTx(tx *wtx, mailbox MailboxID, uids []UID, origin uint64) ([]notify.Event, error) {
+	if uids == nil {
+		rows, err := tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", mailbox)
+		if err != nil {
+			return nil, err
+		}
+		if uids, err = collectUIDs(rows, nil); err != nil {
+			return nil, err
+		}
+	}
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	ev := notify.Event{Mailbox: int64(mailbox), Kind: notify.Expunged, Origin: origin, UIDs: make([]uint32, len(uids))}
+	for i, u := range uids {
+		if _, err := tx.Exec("DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", mailbox, u); err != nil {
+			return nil, err
+		}
+		ev.UIDs[i] = uint32(u)
+	}
+	if err := tx.QueryRow("UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING message_count, highest_modseq", mailbox).
+		Scan(&ev.Messages, &ev.ModSeq); err != nil {
+		return nil, err
+	}
+	return []notify.Event{ev}, nil
+}
+
+// CopyResult pairs source and destination UIDs (RFC 4315 COPYUID).
+type CopyResult struct {
+	UIDValidity uint32 // of the destination
+	Source      []UID
+	Dest        []UID
+}
+
+// Copy copies the messages of set from src to dst, keeping flags and
+// internal dates (RFC 9051 §6.4.7); the copies share the source bodies.
+// Both mailboxes must belong to the same user.
+func (s *Store) Copy(ctx context.Context, src MailboxID, set UIDSet, dst MailboxID, origin uint64) (CopyResult, error) {
+	var res CopyResult
+	err := s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		var events []notify.Event
+		var err error
+		res, events, err = copyMessagesTx(tx, src, set, dst, origin)
+		return events, err
+	})
+	if err != nil {
+		return CopyResult{}, fmt.Errorf("copy: %w", err)
+	}
+	return res, nil
+}
+
+// Move moves the messages of set from src to dst (RFC 6851): a copy and
+// an expunge of the source messages in one transaction.
+func (s *Store) Move(ctx context.Context, src MailboxID, set UIDSet, dst MailboxID, origin uint64) (CopyResult, error) {
+	var res CopyResult
+	err := s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		var events []notify.Event
+		var err error
+		res, events, err = copyMessagesTx(tx, src, set, dst, origin)
+		if err != nil || len(res.Source) == 0 {
+			return events, err
+		}
+		expunged, err := deleteMessagesTx(tx, src, res.Source, origin)
+		return append(events, expunged...), err
+	})
+	if err != nil {
+		return CopyResult{}, fmt.Errorf("move: %w", err)
+	}
+	return res, nil
+}
+
+func copyMessagesTx(tx *wtx, src MailboxID, set UIDSet, dst MailboxID, origin uint64) (CopyResult, []notify.Event, error) {
+	var res CopyResult
+	var sameUser int
+	err := tx.QueryRow("SELECT d.uidvalidity, d.user_id = s.user_id FROM mailboxes d, mailboxes s WHERE d.id = ? AND s.id = ?",
+		dst, src).Scan(&res.UIDValidity, &sameUser)
+	if errors.Is(err, sql.ErrNoRows) {
+		return res, nil, ErrNoSuchMailbox
+	}
+	if err != nil {
+		return res, nil, err
+	}
+	if sameUser == 0 {
+		return res, nil, ErrNoSuchMailbox // never reveal another user's mailbox
+	}
+	lo, hi := set.bounds()
+	rows, err := tx.Query("SELECT uid, body_id, flags, keywords, internal_date, size FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid",
+		src, lo, hi)
+	if err != nil {
+		return res, nil, err
+	}
+	type row struct {
+		uid        UID
+		body       int64
+		bits       int
+		kw         string
+		date, size int64
+	}
+	var list []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.uid, &r.body, &r.bits, &r.kw, &r.date, &r.size); err != nil {
+			rows.Close()
+			return res, nil, err
+		}
+		if set.contains(r.uid) {
+			list = append(list, r)
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return res, nil, err
+	}
+	if len(list) == 0 {
+		return res, nil, nil
+	}
+	ev := notify.Event{Mailbox: int64(dst), Kind: notify.Appended, Origin: origin}
+	for _, r := range list {
+		uid, _, err := nextUIDTx(tx, dst)
+		if err != nil {
+			return res, nil, err
+		}
+		if _, err := tx.Exec("INSERT INTO messages(mailbox_id, uid, body_id, flags, keywords, internal_date, size, modseq) SELECT ?, ?, ?, ?, ?, ?, ?, highest_modseq FROM mailboxes WHERE id = ?",
+			dst, uid, r.body, r.bits, r.kw, r.date, r.size, dst); err != nil {
+			return res, nil, err
+		}
+		res.Source = append(res.Source, r.uid)
+		res.Dest = append(res.Dest, uid)
+		ev.UIDs = append(ev.UIDs, uint32(uid))
+	}
+	if err := fillCount(tx, &ev); err != nil {
+		return res, nil, err
+	}
+	return res, []notify.Event{ev}, nil
+}
+
+// UIDs returns every UID of the mailbox, ascending: the base of an IMAP
+// session's sequence-number view.
+func (s *Store) UIDs(ctx context.Context, mailbox MailboxID) ([]UID, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", mailbox)
+	if err != nil {
+		return nil, fmt.Errorf("list uids: %w", err)
+	}
+	uids, err := collectUIDs(rows, nil)
+	if err != nil {
+		return nil, fmt.Errorf("list uids: %w", err)
+	}
+	return uids, nil
+}
+
+// FirstUnseen returns the lowest UID without \Seen, or 0 if all are seen.
+func (s *Store) FirstUnseen(ctx context.Context, mailbox MailboxID) (UID, error) {
+	var uid UID
+	err := s.rdb.QueryRowContext(ctx,
+		"SELECT uid FROM messages WHERE mailbox_id = ? AND flags & ? = 0 ORDER BY uid LIMIT 1", mailbox, flagSeen).Scan(&uid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("first unseen: %w", err)
+	}
+	return uid, nil
+}
+
+// Messages calls fn for each message of set (nil: all) in mailbox,
+// ascending by UID, streaming from the database. fn must not call the
+// Store (it holds a read connection) and must not keep m.Raw after it
+// returns. An error from fn stops the iteration and is returned.
+func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opts FetchOptions, fn func(m *Message) error) error {
+	cols := "m.uid, m.flags, m.keywords, m.internal_date, m.size, m.modseq"
+	from := "messages m"
+	if opts.Parsed || opts.Body {
+		from += " JOIN bodies b ON b.id = m.body_id"
+		if opts.Parsed {
+			cols += ", b.parsed"
+		} else {
+			cols += ", NULL"
+		}
+		if opts.Body {
+			cols += ", b.raw"
+		} else {
+			cols += ", NULL"
+		}
+	}
+	lo, hi := set.bounds()
+	rows, err := s.rdb.QueryContext(ctx,
+		"SELECT "+cols+" FROM "+from+" WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid", mailbox, lo, hi)
+	if err != nil {
+		return fmt.Errorf("fetch messages: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m Message
+		var bits int
+		var kw string
+		var date int64
+		var parsed, raw []byte
+		dest := []any{&m.UID, &bits, &kw, &date, &m.Size, &m.ModSeq}
+		if opts.Parsed || opts.Body {
+			dest = append(dest, &parsed, &raw)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("fetch messages: %w", err)
+		}
+		if !set.contains(m.UID) {
+			continue
+		}
+		m.Flags = decodeFlags(bits, kw)
+		m.InternalDate = time.Unix(0, date)
+		if opts.Parsed {
+			m.Parsed = new(Parsed)
+			if err := json.Unmarshal(parsed, m.Parsed); err != nil {
+				return fmt.Errorf("fetch message %d: decode parsed: %w", m.UID, err)
+			}
+		}
+		m.Raw = raw
+		if err := fn(&m); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("fetch messages: %w", err)
+	}
+	return nil
+}

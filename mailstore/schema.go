@@ -1,0 +1,142 @@
+package mailstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// migrations[i] moves the schema from user_version i to i+1. They only go
+// forward; never edit one that has shipped, append a new one instead.
+var migrations = []string{
+	// 1: the initial schema.
+	`
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value INTEGER NOT NULL
+);
+CREATE TABLE users (
+	id       INTEGER PRIMARY KEY,
+	address  TEXT NOT NULL UNIQUE,  -- normalised: lower-case local@domain
+	domain   TEXT NOT NULL,
+	password TEXT NOT NULL,         -- bcrypt hash
+	created  INTEGER NOT NULL       -- unix seconds
+);
+CREATE INDEX users_domain ON users(domain);
+CREATE TABLE aliases (
+	address TEXT PRIMARY KEY,       -- normalised like users.address
+	domain  TEXT NOT NULL,
+	user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE
+);
+CREATE INDEX aliases_domain ON aliases(domain);
+CREATE INDEX aliases_user ON aliases(user_id);
+CREATE TABLE mailboxes (
+	id             INTEGER PRIMARY KEY,
+	user_id        INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	name           TEXT NOT NULL,
+	uidvalidity    INTEGER NOT NULL,
+	uidnext        INTEGER NOT NULL DEFAULT 1,
+	highest_modseq INTEGER NOT NULL DEFAULT 1,
+	special_use    TEXT NOT NULL DEFAULT '',
+	subscribed     INTEGER NOT NULL DEFAULT 0,
+	message_count  INTEGER NOT NULL DEFAULT 0,  -- kept by triggers
+	unseen_count   INTEGER NOT NULL DEFAULT 0,  -- kept by triggers
+	total_size     INTEGER NOT NULL DEFAULT 0,  -- kept by triggers
+	UNIQUE (user_id, name)
+);
+CREATE TABLE bodies (
+	id     INTEGER PRIMARY KEY,
+	header BLOB NOT NULL,  -- the raw header block, for header searches
+	raw    BLOB NOT NULL,  -- the whole message as received
+	parsed TEXT NOT NULL   -- JSON of Parsed: envelope, structure, offsets
+);
+CREATE TABLE messages (
+	mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+	uid           INTEGER NOT NULL,
+	body_id       INTEGER NOT NULL REFERENCES bodies(id),
+	flags         INTEGER NOT NULL DEFAULT 0,   -- system flags, see flagBits
+	keywords      TEXT NOT NULL DEFAULT '',     -- ' kw1 kw2 ' (space-framed)
+	internal_date INTEGER NOT NULL,             -- unix nanoseconds
+	size          INTEGER NOT NULL,
+	modseq        INTEGER NOT NULL,
+	PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX messages_body ON messages(body_id);
+
+CREATE TRIGGER messages_insert AFTER INSERT ON messages BEGIN
+	UPDATE mailboxes SET
+		message_count = message_count + 1,
+		unseen_count = unseen_count + (NEW.flags & 1 = 0),
+		total_size = total_size + NEW.size
+	WHERE id = NEW.mailbox_id;
+END;
+CREATE TRIGGER messages_delete AFTER DELETE ON messages BEGIN
+	UPDATE mailboxes SET
+		message_count = message_count - 1,
+		unseen_count = unseen_count - (OLD.flags & 1 = 0),
+		total_size = total_size - OLD.size
+	WHERE id = OLD.mailbox_id;
+	DELETE FROM bodies WHERE id = OLD.body_id
+		AND NOT EXISTS (SELECT 1 FROM messages WHERE body_id = OLD.body_id);
+END;
+CREATE TRIGGER messages_flags AFTER UPDATE OF flags ON messages BEGIN
+	UPDATE mailboxes SET
+		unseen_count = unseen_count + (NEW.flags & 1 = 0) - (OLD.flags & 1 = 0)
+	WHERE id = NEW.mailbox_id;
+END;
+`,
+}
+
+// schemaVersion is the user_version this binary writes.
+var schemaVersion = len(migrations)
+
+// migrate brings the database up to schemaVersion, one transaction per
+// migration. A database from a newer pushmail is refused: this binary
+// cannot know what the newer schema means.
+func migrate(ctx context.Context, db *sql.DB) error {
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("%w: file has schema version %d, this binary knows up to %d; upgrade pushmail",
+			ErrSchemaTooNew, version, schemaVersion)
+	}
+	for v := version; v < schemaVersion; v++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			rollback(tx)
+			return fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+		if v == 0 {
+			// UIDVALIDITY values start at the creation time so that a
+			// re-created data directory does not repeat old values
+			// (RFC 9051 §2.3.1.1).
+			if _, err := tx.ExecContext(ctx, "INSERT INTO meta(key, value) VALUES ('uidvalidity', ?)",
+				time.Now().Unix()); err != nil {
+				rollback(tx)
+				return fmt.Errorf("migrate to version 1: %w", err)
+			}
+		}
+		// PRAGMA does not take bind parameters; v+1 is our own integer.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			rollback(tx)
+			return fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate to version %d: commit: %w", v+1, err)
+		}
+	}
+	return nil
+}
+
+// rollback ends a transaction that failed. Its error is deliberately
+// dropped: the transaction's own error is the one worth reporting, and a
+// failed rollback leaves nothing committed either.
+func rollback(tx *sql.Tx) {
+	_ = tx.Rollback() // see above: the original error is returned instead
+}

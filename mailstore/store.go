@@ -1,0 +1,188 @@
+package mailstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+
+	"pushmail/notify"
+)
+
+// Options configures a Store. The zero value is usable.
+type Options struct {
+	// Hub receives one event per changed mailbox after every commit. If
+	// nil, Open creates one; Store.Hub returns it either way.
+	Hub *notify.Hub
+	// Logger receives the store's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Domains are served in addition to the domains of users and aliases.
+	Domains []string
+	// PasswordCost is the bcrypt cost for new password hashes; 0 means
+	// bcrypt.DefaultCost. Tests lower it to keep user creation fast.
+	PasswordCost int
+	// MaxBatch bounds how many writes one transaction takes (default 256).
+	MaxBatch int
+	// MaxBatchBytes bounds the message bytes one transaction takes
+	// (default 32 MiB). A single larger write still runs, alone.
+	MaxBatchBytes int
+	// MaxMessageSize rejects larger messages with ErrTooBig (0: no limit).
+	MaxMessageSize int64
+	// MaxReaders bounds the pool of read connections (default 8).
+	MaxReaders int
+}
+
+// Store is an open mailstore. It is safe for concurrent use. Close it when
+// done: Close waits for pending writes.
+type Store struct {
+	path    string
+	opts    Options
+	log     *slog.Logger
+	hub     *notify.Hub
+	domains map[string]bool
+
+	wdb *sql.DB // exactly one connection, used only by the writer goroutine
+	rdb *sql.DB // read-only pool
+
+	queue   chan *writeOp
+	closing chan struct{}
+	closeMu sync.RWMutex // held for reading while enqueueing, for writing by Close
+	closed  bool
+	wg      sync.WaitGroup
+	stmts   stmtCache // the writer goroutine's alone
+
+	dummyOnce sync.Once
+	dummy     []byte
+}
+
+// Open opens (creating if needed) the store at path, migrates its schema
+// and starts the writer. It fails with ErrSchemaTooNew for a database
+// written by a newer pushmail.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 256
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = 32 << 20
+	}
+	if opts.MaxReaders <= 0 {
+		opts.MaxReaders = 8
+	}
+	s := &Store{
+		path:    path,
+		opts:    opts,
+		log:     opts.Logger,
+		hub:     opts.Hub,
+		domains: make(map[string]bool),
+		queue:   make(chan *writeOp, 1024),
+		closing: make(chan struct{}),
+		stmts:   stmtCache{stmts: make(map[string]*sql.Stmt), missing: make(map[string]bool)},
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.hub == nil {
+		s.hub = notify.New(0)
+	}
+	for _, d := range opts.Domains {
+		d, err := normalizeDomain(d)
+		if err != nil {
+			return nil, fmt.Errorf("open mailstore: domain %q: %w", d, err)
+		}
+		s.domains[d] = true
+	}
+
+	// WAL lets readers run beside the writer; synchronous=FULL makes each
+	// commit durable before it returns; _txlock=immediate takes the write
+	// lock at BEGIN so a transaction never fails half way on SQLITE_BUSY.
+	base := "file:" + (&url.URL{Path: path}).EscapedPath() +
+		"?_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_busy_timeout=10000"
+	var err error
+	s.wdb, err = sql.Open("sqlite3", base+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open mailstore %s: %w", path, err)
+	}
+	s.wdb.SetMaxOpenConns(1)
+	s.wdb.SetConnMaxIdleTime(0)
+	if err := s.wdb.PingContext(ctx); err != nil {
+		closeQuietly(s.wdb)
+		return nil, fmt.Errorf("open mailstore %s: %w", path, err)
+	}
+	if err := migrate(ctx, s.wdb); err != nil {
+		closeQuietly(s.wdb)
+		return nil, fmt.Errorf("open mailstore %s: %w", path, err)
+	}
+	s.rdb, err = sql.Open("sqlite3", base+"&_query_only=1")
+	if err != nil {
+		closeQuietly(s.wdb)
+		return nil, fmt.Errorf("open mailstore %s: %w", path, err)
+	}
+	s.rdb.SetMaxOpenConns(opts.MaxReaders)
+	s.rdb.SetMaxIdleConns(opts.MaxReaders)
+
+	s.wg.Add(1)
+	go s.runWriter()
+	return s, nil
+}
+
+// Hub returns the notifier the store publishes to.
+func (s *Store) Hub() *notify.Hub { return s.hub }
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close stops accepting writes, waits for the writer to finish what was
+// already queued, and closes the database. It is safe to call twice.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closing)
+	s.closeMu.Unlock()
+	s.wg.Wait()
+	rerr := s.rdb.Close()
+	werr := s.wdb.Close()
+	if werr != nil {
+		return fmt.Errorf("close mailstore: %w", werr)
+	}
+	if rerr != nil {
+		return fmt.Errorf("close mailstore: %w", rerr)
+	}
+	return nil
+}
+
+// Ping checks that the database answers a read and that the writer is
+// running: it is what a health check calls.
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&n); err != nil {
+		return fmt.Errorf("mailstore read: %w", err)
+	}
+	return s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		return nil, tx.QueryRow("SELECT COUNT(*) FROM meta").Scan(&n)
+	})
+}
+
+func closeQuietly(db *sql.DB) {
+	_ = db.Close() // only on an Open that already failed; that error is reported
+}
+
+// IntegrityCheck runs SQLite's PRAGMA integrity_check and returns an error
+// unless it reports "ok".
+func (s *Store) IntegrityCheck(ctx context.Context) error {
+	var res string
+	if err := s.rdb.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&res); err != nil {
+		return fmt.Errorf("integrity check: %w", err)
+	}
+	if res != "ok" {
+		return fmt.Errorf("integrity check: %s", res)
+	}
+	return nil
+}

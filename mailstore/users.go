@@ -1,0 +1,409 @@
+package mailstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"pushmail/notify"
+)
+
+// UserID identifies a user.
+type UserID int64
+
+// User is an account that can log in and receive mail.
+type User struct {
+	ID      UserID
+	Address string // normalised: lower-case local@domain
+	Created time.Time
+}
+
+// DefaultMailboxes are created for every new user, with their RFC 6154
+// special-use attributes.
+var DefaultMailboxes = []struct{ Name, SpecialUse string }{
+	{"INBOX", ""},
+	{"Sent", `\Sent`},
+	{"Drafts", `\Drafts`},
+	{"Trash", `\Trash`},
+	{"Junk", `\Junk`},
+	{"Archive", `\Archive`},
+}
+
+// NormalizeAddress checks that addr is a plain local@domain address and
+// returns it lower-cased. Local parts are matched case-insensitively, as
+// users expect, though RFC 5321 §2.4 lets a server treat them as case
+// sensitive. Quoted local parts, source routes, empty parts and the
+// routing characters % and ! (the "percent hack" and bang paths, RFC 5321
+// appendix C and §2.3.11: a way to make a server relay) are refused.
+func NormalizeAddress(addr string) (string, error) {
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 {
+		return "", fmt.Errorf("%w: %q: want local@domain", ErrInvalidAddress, addr)
+	}
+	local := addr[:at]
+	domain, err := normalizeDomain(addr[at+1:])
+	if err != nil {
+		return "", fmt.Errorf("%w: %q: %v", ErrInvalidAddress, addr, err)
+	}
+	if len(local) > 64 || !utf8.ValidString(local) {
+		return "", fmt.Errorf("%w: %q: bad local part", ErrInvalidAddress, addr)
+	}
+	for _, r := range local {
+		// Dot-atom text (RFC 5322 §3.2.3) plus UTF-8 (RFC 6531).
+		if r <= ' ' || r == 0x7f || strings.ContainsRune(`"(),:;<>@[\]%!`, r) {
+			return "", fmt.Errorf("%w: %q: character %q not allowed in a local part", ErrInvalidAddress, addr, r)
+		}
+	}
+	if strings.HasPrefix(local, ".") || strings.HasSuffix(local, ".") || strings.Contains(local, "..") {
+		return "", fmt.Errorf("%w: %q: misplaced dot in local part", ErrInvalidAddress, addr)
+	}
+	return strings.ToLower(local) + "@" + domain, nil
+}
+
+// normalizeDomain lower-cases a domain name and checks its shape.
+func normalizeDomain(d string) (string, error) {
+	d = strings.ToLower(strings.TrimSuffix(d, "."))
+	if d == "" || len(d) > 253 || !utf8.ValidString(d) {
+		return "", errors.New("bad domain")
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 {
+			return "", errors.New("bad domain label")
+		}
+		for _, r := range label {
+			if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 0x80) {
+				return "", fmt.Errorf("character %q not allowed in a domain", r)
+			}
+		}
+	}
+	return d, nil
+}
+
+func domainOf(addr string) string { return addr[strings.LastIndexByte(addr, '@')+1:] }
+
+// AddUser creates a user with the given password and the DefaultMailboxes.
+func (s *Store) AddUser(ctx context.Context, address, password string) (User, error) {
+	addr, err := NormalizeAddress(address)
+	if err != nil {
+		return User{}, err
+	}
+	if password == "" {
+		return User{}, errors.New("add user: empty password")
+	}
+	// Hash outside the writer: bcrypt is slow on purpose.
+	hash, err := s.hashPassword(password)
+	if err != nil {
+		return User{}, fmt.Errorf("add user %s: %w", addr, err)
+	}
+	u := User{Address: addr, Created: time.Now().Truncate(time.Second)}
+	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		var exists int
+		if err := tx.QueryRow("SELECT (SELECT COUNT(*) FROM users WHERE address = ?) + (SELECT COUNT(*) FROM aliases WHERE address = ?)",
+			addr, addr).Scan(&exists); err != nil {
+			return nil, err
+		}
+		if exists > 0 {
+			return nil, ErrUserExists
+		}
+		res, err := tx.Exec("INSERT INTO users(address, domain, password, created) VALUES (?, ?, ?, ?)",
+			addr, domainOf(addr), hash, u.Created.Unix())
+		if err != nil {
+			return nil, err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return nil, err
+		}
+		u.ID = UserID(id)
+		for _, mb := range DefaultMailboxes {
+			if _, err := createMailboxTx(tx, u.ID, mb.Name, mb.SpecialUse, true); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("add user %s: %w", addr, err)
+	}
+	return u, nil
+}
+
+func (s *Store) hashPassword(password string) (string, error) {
+	cost := s.opts.PasswordCost
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(hash), nil
+}
+
+// SetPassword replaces a user's password.
+func (s *Store) SetPassword(ctx context.Context, address, password string) error {
+	addr, err := NormalizeAddress(address)
+	if err != nil {
+		return err
+	}
+	if password == "" {
+		return errors.New("set password: empty password")
+	}
+	hash, err := s.hashPassword(password)
+	if err != nil {
+		return fmt.Errorf("set password for %s: %w", addr, err)
+	}
+	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		res, err := tx.Exec("UPDATE users SET password = ? WHERE address = ?", hash, addr)
+		if err != nil {
+			return nil, err
+		}
+		return nil, mustAffect(res, ErrNoSuchUser)
+	})
+	if err != nil {
+		return fmt.Errorf("set password for %s: %w", addr, err)
+	}
+	return nil
+}
+
+// DeleteUser removes a user with all their mailboxes, messages and aliases.
+func (s *Store) DeleteUser(ctx context.Context, address string) error {
+	addr, err := NormalizeAddress(address)
+	if err != nil {
+		return err
+	}
+	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		var id int64
+		if err := tx.QueryRow("SELECT id FROM users WHERE address = ?", addr).Scan(&id); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, ErrNoSuchUser
+			}
+			return nil, err
+		}
+		var events []notify.Event
+		rows, err := tx.Query("SELECT id FROM mailboxes WHERE user_id = ?", id)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var mb int64
+			if err := rows.Scan(&mb); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			events = append(events, notify.Event{Mailbox: mb, Kind: notify.MailboxChanged})
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		// Cascades to aliases, mailboxes, messages; the messages trigger
+		// removes bodies no longer referenced.
+		if _, err := tx.Exec("DELETE FROM users WHERE id = ?", id); err != nil {
+			return nil, err
+		}
+		return events, nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete user %s: %w", addr, err)
+	}
+	return nil
+}
+
+// Users lists all users, ordered by address.
+func (s *Store) Users(ctx context.Context) ([]User, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT id, address, created FROM users ORDER BY address")
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	var users []User
+	for rows.Next() {
+		var u User
+		var created int64
+		if err := rows.Scan(&u.ID, &u.Address, &created); err != nil {
+			return nil, fmt.Errorf("list users: %w", err)
+		}
+		u.Created = time.Unix(created, 0)
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return users, nil
+}
+
+// Authenticate checks a user's password. Unknown users and wrong passwords
+// both give ErrAuthFailed (and take the same bcrypt time), so a client
+// cannot tell which addresses exist.
+func (s *Store) Authenticate(ctx context.Context, address, password string) (User, error) {
+	addr, err := NormalizeAddress(address)
+	if err != nil {
+		return User{}, ErrAuthFailed
+	}
+	var u User
+	var hash string
+	var created int64
+	err = s.rdb.QueryRowContext(ctx, "SELECT id, address, password, created FROM users WHERE address = ?", addr).
+		Scan(&u.ID, &u.Address, &hash, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Spend the same time as a real check.
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password)) // result irrelevant: user unknown
+		return User{}, ErrAuthFailed
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("authenticate %s: %w", addr, err)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
+		return User{}, ErrAuthFailed
+	}
+	u.Created = time.Unix(created, 0)
+	return u, nil
+}
+
+// dummyHash returns a bcrypt hash, at the store's cost, that unknown users'
+// passwords are compared against.
+func (s *Store) dummyHash() []byte {
+	s.dummyOnce.Do(func() {
+		h, err := s.hashPassword("pushmail-unknown-user")
+		if err != nil {
+			h = "$2a$10$invalid" // compare then fails fast; never matches
+		}
+		s.dummy = []byte(h)
+	})
+	return s.dummy
+}
+
+// AddAlias makes mail to alias go to the user target.
+func (s *Store) AddAlias(ctx context.Context, alias, target string) error {
+	a, err := NormalizeAddress(alias)
+	if err != nil {
+		return err
+	}
+	t, err := NormalizeAddress(target)
+	if err != nil {
+		return err
+	}
+	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		var n int
+		if err := tx.QueryRow("SELECT (SELECT COUNT(*) FROM users WHERE address = ?) + (SELECT COUNT(*) FROM aliases WHERE address = ?)",
+			a, a).Scan(&n); err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			return nil, ErrUserExists
+		}
+		res, err := tx.Exec("INSERT INTO aliases(address, domain, user_id) SELECT ?, ?, id FROM users WHERE address = ?",
+			a, domainOf(a), t)
+		if err != nil {
+			return nil, err
+		}
+		return nil, mustAffect(res, ErrNoSuchUser)
+	})
+	if err != nil {
+		return fmt.Errorf("add alias %s -> %s: %w", a, t, err)
+	}
+	return nil
+}
+
+// DeleteAlias removes an alias.
+func (s *Store) DeleteAlias(ctx context.Context, alias string) error {
+	a, err := NormalizeAddress(alias)
+	if err != nil {
+		return err
+	}
+	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		res, err := tx.Exec("DELETE FROM aliases WHERE address = ?", a)
+		if err != nil {
+			return nil, err
+		}
+		return nil, mustAffect(res, ErrNoSuchUser)
+	})
+	if err != nil {
+		return fmt.Errorf("delete alias %s: %w", a, err)
+	}
+	return nil
+}
+
+// IsLocalDomain reports whether mail for domain is delivered here: it is a
+// configured domain, or the domain of a user or alias.
+func (s *Store) IsLocalDomain(ctx context.Context, domain string) (bool, error) {
+	d, err := normalizeDomain(domain)
+	if err != nil {
+		return false, nil
+	}
+	if s.domains[d] {
+		return true, nil
+	}
+	var n int
+	err = s.rdb.QueryRowContext(ctx,
+		"SELECT EXISTS(SELECT 1 FROM users WHERE domain = ?) OR EXISTS(SELECT 1 FROM aliases WHERE domain = ?)", d, d).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("check domain %s: %w", d, err)
+	}
+	return n > 0, nil
+}
+
+// Recipient is a resolved local recipient: where a delivery goes.
+type Recipient struct {
+	User    UserID
+	Address string    // the user's own address
+	Mailbox MailboxID // the user's INBOX
+	// Header is prepended to this recipient's copy only (for example a
+	// Delivered-To trace field); it must end in CRLF. Deliver fills nothing
+	// in: the caller sets it.
+	Header []byte
+}
+
+// Resolve finds the user that mail to address is delivered to: a user, an
+// alias of one, or either with a "+tag" detail in the local part. It fails
+// with ErrInvalidAddress, ErrNotLocal (the domain is not served here: a
+// relay attempt) or ErrNoSuchUser.
+func (s *Store) Resolve(ctx context.Context, address string) (Recipient, error) {
+	addr, err := NormalizeAddress(address)
+	if err != nil {
+		return Recipient{}, err
+	}
+	local, err := s.IsLocalDomain(ctx, domainOf(addr))
+	if err != nil {
+		return Recipient{}, err
+	}
+	if !local {
+		return Recipient{}, fmt.Errorf("%w: %s", ErrNotLocal, domainOf(addr))
+	}
+	candidates := []string{addr}
+	if plus := strings.IndexByte(addr, '+'); plus > 0 {
+		candidates = append(candidates, addr[:plus]+addr[strings.LastIndexByte(addr, '@'):])
+	}
+	for _, a := range candidates {
+		var r Recipient
+		err := s.rdb.QueryRowContext(ctx, `
+SELECT u.id, u.address, m.id FROM users u JOIN mailboxes m ON m.user_id = u.id AND m.name = 'INBOX'
+WHERE u.id = COALESCE((SELECT id FROM users WHERE address = ?), (SELECT user_id FROM aliases WHERE address = ?))`,
+			a, a).Scan(&r.User, &r.Address, &r.Mailbox)
+		if err == nil {
+			return r, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return Recipient{}, fmt.Errorf("resolve %s: %w", addr, err)
+		}
+	}
+	return Recipient{}, fmt.Errorf("%w: %s", ErrNoSuchUser, addr)
+}
+
+// mustAffect turns "no row changed" into notFound.
+func mustAffect(res sql.Result, notFound error) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return notFound
+	}
+	return nil
+}

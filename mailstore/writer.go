@@ -1,0 +1,248 @@
+package mailstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"pushmail/notify"
+)
+
+// writeFunc is one write: it runs inside the batch transaction (within its
+// own savepoint) and returns the events to publish once it is committed.
+type writeFunc func(tx *wtx) ([]notify.Event, error)
+
+// wtx is the batch transaction as a write sees it. Its statements are
+// prepared once per store and reused by every batch, since preparing costs
+// about as much as running the small statements a delivery makes.
+type wtx struct {
+	ctx context.Context
+	tx  *sql.Tx
+	w   *stmtCache
+}
+
+// stmtCache holds the writer's prepared statements. Only the writer
+// goroutine touches it.
+type stmtCache struct {
+	stmts   map[string]*sql.Stmt // prepared on the writer's connection
+	missing map[string]bool      // used in this batch, to prepare after it
+}
+
+func (t *wtx) stmt(query string) (*sql.Stmt, error) {
+	if st, ok := t.w.stmts[query]; ok {
+		// The transaction runs on the writer's only connection, where st
+		// is already prepared: database/sql reuses it, no re-prepare.
+		return t.tx.StmtContext(t.ctx, st), nil
+	}
+	// Preparing on the database would wait for the connection this
+	// transaction holds; prepare for this transaction only, and for good
+	// once the batch is over (prepareMissing).
+	t.w.missing[query] = true
+	st, err := t.tx.PrepareContext(t.ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("prepare %q: %w", query, err)
+	}
+	return st, nil
+}
+
+// prepareMissing prepares, on the now idle writer connection, the
+// statements the last batch had to prepare for itself.
+func (s *Store) prepareMissing(ctx context.Context) {
+	for q := range s.stmts.missing {
+		delete(s.stmts.missing, q)
+		st, err := s.wdb.PrepareContext(ctx, q)
+		if err != nil {
+			s.log.Warn("mailstore: prepare statement", "err", err)
+			continue
+		}
+		s.stmts.stmts[q] = st
+	}
+}
+
+// Exec runs a statement in the transaction.
+func (t *wtx) Exec(query string, args ...any) (sql.Result, error) {
+	st, err := t.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(t.ctx, args...)
+}
+
+// Query runs a query in the transaction.
+func (t *wtx) Query(query string, args ...any) (*sql.Rows, error) {
+	st, err := t.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(t.ctx, args...)
+}
+
+// QueryRow runs a query expected to return at most one row.
+func (t *wtx) QueryRow(query string, args ...any) *sql.Row {
+	st, err := t.stmt(query)
+	if err != nil {
+		// sql.Row carries no error of its own; run the query unprepared so
+		// the preparation error surfaces from Scan.
+		return t.tx.QueryRowContext(t.ctx, query, args...)
+	}
+	return st.QueryRowContext(t.ctx, args...)
+}
+
+// writeOp is a writeFunc waiting in the writer's queue.
+type writeOp struct {
+	ctx    context.Context
+	fn     writeFunc
+	size   int
+	err    error
+	events []notify.Event
+	done   chan struct{}
+}
+
+// write queues fn for the writer and waits until its transaction has been
+// committed (or failed). size is the number of message bytes fn writes,
+// used to bound batches. The error is fn's own, or the commit's.
+//
+// Once queued, write always waits for the outcome, even if ctx is
+// cancelled: the writer skips an op whose ctx is done before it starts, but
+// one that already ran may still be committed, and its caller must learn
+// which.
+func (s *Store) write(ctx context.Context, size int, fn writeFunc) error {
+	op := &writeOp{ctx: ctx, fn: fn, size: size, done: make(chan struct{})}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.queue <- op:
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return ctx.Err()
+	}
+	s.closeMu.RUnlock()
+	<-op.done
+	return op.err
+}
+
+// runWriter is the single writer goroutine: it takes a batch of queued ops,
+// runs them in one transaction, commits once, publishes, then releases the
+// callers. It stops after Close, once the queue is empty.
+func (s *Store) runWriter() {
+	defer s.wg.Done()
+	batch := make([]*writeOp, 0, s.opts.MaxBatch)
+	for {
+		var first *writeOp
+		select {
+		case first = <-s.queue:
+		case <-s.closing:
+			// Close holds closeMu while closing, so no op can be
+			// enqueued after this point: drain what is left.
+			for {
+				select {
+				case op := <-s.queue:
+					s.runBatch([]*writeOp{op})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+		bytes := first.size
+	fill:
+		for len(batch) < s.opts.MaxBatch && bytes < s.opts.MaxBatchBytes {
+			select {
+			case op := <-s.queue:
+				batch = append(batch, op)
+				bytes += op.size
+			default:
+				break fill
+			}
+		}
+		s.runBatch(batch)
+	}
+}
+
+// runBatch applies ops in one transaction. Each op gets a savepoint, so a
+// failing op is undone alone; if the commit fails, every op fails.
+func (s *Store) runBatch(ops []*writeOp) {
+	ctx := context.Background() // the batch belongs to no single caller
+	start := time.Now()
+	defer func() {
+		for _, op := range ops {
+			close(op.done)
+		}
+		s.prepareMissing(ctx)
+	}()
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		err = fmt.Errorf("begin transaction: %w", err)
+		for _, op := range ops {
+			op.err = err
+		}
+		s.log.Error("mailstore write failed", "err", err)
+		return
+	}
+	ran := 0
+	for _, op := range ops {
+		if err := op.ctx.Err(); err != nil {
+			op.err = err
+			continue
+		}
+		op.events, op.err = s.runOp(&wtx{ctx: ctx, tx: tx, w: &s.stmts}, op.fn)
+		if op.err == nil {
+			ran++
+		}
+	}
+	if ran == 0 {
+		rollback(tx)
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		err = fmt.Errorf("commit: %w", err)
+		s.log.Error("mailstore commit failed", "err", err, "writes", len(ops))
+		for _, op := range ops {
+			if op.err == nil {
+				op.err = err
+				op.events = nil
+			}
+		}
+		return
+	}
+	// RFC 5321 §6.1 and DESIGN.md: publish in commit order, before any
+	// caller learns of success, so a client told "250" can already see
+	// the message pushed.
+	for _, op := range ops {
+		for _, ev := range op.events {
+			s.hub.Publish(ev)
+		}
+	}
+	s.log.Debug("mailstore batch committed", "writes", len(ops), "duration", time.Since(start))
+}
+
+// runOp runs fn inside a savepoint, turning a panic into an error so that
+// one broken write cannot stop the writer for everyone.
+func (s *Store) runOp(tx *wtx, fn writeFunc) (events []notify.Event, err error) {
+	if _, err := tx.Exec("SAVEPOINT op"); err != nil {
+		return nil, fmt.Errorf("savepoint: %w", err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("mailstore: write panicked: %v", r)
+			s.log.Error("mailstore write panicked", "panic", r)
+		}
+		if err != nil {
+			events = nil
+			if _, rerr := tx.Exec("ROLLBACK TO op; RELEASE op"); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
+			}
+			return
+		}
+		if _, rerr := tx.Exec("RELEASE op"); rerr != nil {
+			err = fmt.Errorf("release savepoint: %w", rerr)
+			events = nil
+		}
+	}()
+	return fn(tx)
+}
