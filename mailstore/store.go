@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"sync"
+	"time"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 
@@ -34,6 +35,11 @@ type Options struct {
 	MaxMessageSize int64
 	// MaxReaders bounds the pool of read connections (default 8).
 	MaxReaders int
+	// OnCommit, if set, is called by the writer after each committed
+	// batch with the number of writes, their message bytes, and how long
+	// the transaction took from BEGIN to durable COMMIT. It must be quick:
+	// every writer waits for it. Metrics hook here.
+	OnCommit func(writes, bytes int, d time.Duration)
 }
 
 // Store is an open mailstore. It is safe for concurrent use. Close it when

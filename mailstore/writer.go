@@ -210,15 +210,21 @@ func (s *Store) runBatch(ops []*writeOp) {
 		}
 		return
 	}
+	committed := time.Now()
 	// RFC 5321 §6.1 and DESIGN.md: publish in commit order, before any
 	// caller learns of success, so a client told "250" can already see
 	// the message pushed.
+	bytes := 0
 	for _, op := range ops {
+		bytes += op.size
 		for _, ev := range op.events {
+			ev.Committed = committed
 			s.hub.Publish(ev)
 		}
 	}
-	s.log.Debug("mailstore batch committed", "writes", len(ops), "duration", time.Since(start))
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(len(ops), bytes, committed.Sub(start))
+	}
 }
 
 // runOp runs fn inside a savepoint, turning a panic into an error so that

@@ -1,5 +1,7 @@
 package notify
 
+import "time"
+
 // Kind says what an Event reports.
 type Kind int
 
@@ -48,6 +50,9 @@ type Event struct {
 	// Messages is the mailbox's message count after the change (Appended,
 	// Expunged), so a watcher can check its own view.
 	Messages uint32
+	// Committed is when the change became durable; a subscriber measures
+	// push latency from it.
+	Committed time.Time
 	// Origin identifies the writer that caused the change (an IMAP
 	// session's Subscription.ID, or 0 for deliveries). Events are sent to
 	// their origin too, so every session keeps its view by the same path;

@@ -14,6 +14,7 @@ const DefaultQueueLen = 256
 type Hub struct {
 	queueLen int
 	nextID   atomic.Uint64
+	resyncs  atomic.Uint64
 
 	mu   sync.RWMutex
 	subs map[int64]map[*Subscription]struct{}
@@ -65,6 +66,21 @@ func (h *Hub) Subscribers(mailbox int64) int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return len(h.subs[mailbox])
+}
+
+// Resyncs returns how many times a subscription fell behind and was told
+// to resynchronise, since the Hub was made.
+func (h *Hub) Resyncs() uint64 { return h.resyncs.Load() }
+
+// Subscriptions returns the number of open subscriptions, all mailboxes.
+func (h *Hub) Subscriptions() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, m := range h.subs {
+		n += len(m)
+	}
+	return n
 }
 
 func (h *Hub) unsubscribe(s *Subscription) {
@@ -139,7 +155,10 @@ func (s *Subscription) push(ev Event) {
 	if len(s.queue) >= s.max {
 		// Fell behind: drop what is queued rather than grow without bound.
 		s.queue = nil
-		s.resync = true
+		if !s.resync {
+			s.resync = true
+			s.hub.resyncs.Add(1)
+		}
 	} else {
 		s.queue = append(s.queue, ev)
 	}

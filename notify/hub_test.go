@@ -99,6 +99,9 @@ func TestStuckSubscriberIsMarkedForResync(t *testing.T) {
 		if !resync {
 			t.Error("stuck subscriber not told to resync")
 		}
+		if n := h.Resyncs(); n != 1 {
+			t.Errorf("Resyncs() = %d, want 1 (one subscriber fell behind once)", n)
+		}
 		if len(events) > 4 {
 			t.Errorf("stuck subscriber holds %d events, want at most the queue length 4", len(events))
 		}

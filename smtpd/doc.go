@@ -1,0 +1,33 @@
+// Package smtpd receives mail into the mailstore over SMTP (the inbound MX
+// role), LMTP (RFC 2033, from a local MTA) and submission (RFC 6409, from
+// authenticated users), on top of github.com/emersion/go-smtp.
+//
+// Invariants:
+//   - A 250 reply to DATA or BDAT LAST is sent only after store.Deliver has
+//     returned nil, which it does after the durable commit (RFC 5321 §6.1).
+//     Any failure of the store is a 4xx, never a 250 and never a silent
+//     drop. Every reply chosen for a mailstore error comes from reply.go;
+//     a plain error is never handed to go-smtp, which would turn it into a
+//     permanent 554 at DATA.
+//   - Never an open relay: every recipient is resolved with store.Resolve
+//     at RCPT time, and only local mailboxes are accepted, on every role.
+//     Submission delivers to local users only; it does not relay outbound.
+//   - All recipients of one transaction are delivered with one Deliver
+//     call: one SQLite transaction, all copies or none. Recipients that
+//     reach the same mailbox (an alias and its user, "user+tag" and
+//     "user") get one copy, addressed to the first of them.
+//   - Each copy starts with Return-Path and Delivered-To (per recipient,
+//     Recipient.Header) and one Received field (shared by the copies); the
+//     message itself is stored byte for byte as the client sent it, after
+//     the dot-unstuffing that go-smtp does for DATA.
+//   - Passwords are accepted only over TLS, from a loopback address (or a
+//     unix socket), or when Options.AllowInsecureAuth is set. Failed
+//     logins slow down, then are refused, per remote IP.
+//   - Every connection is counted per remote IP (Options.MaxConnsPerIP),
+//     gets a connection id (cid) that is in its log lines, and every
+//     transaction has an id, derived from the cid, that is in its Received
+//     field, its log line and any 451 reply.
+//   - Shutdown closes the listeners, closes idle connections at once and
+//     lets a transaction in progress finish before its connection closes;
+//     when Shutdown's context ends first, the rest are closed by force.
+package smtpd

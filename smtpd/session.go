@@ -1,0 +1,377 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-smtp"
+
+	"pushmail/mailstore"
+)
+
+var (
+	_ smtp.Session     = (*session)(nil)
+	_ smtp.LMTPSession = (*session)(nil)
+)
+
+// session is one go-smtp session: from EHLO (or LHLO) until the
+// connection closes or STARTTLS starts a new one. go-smtp calls its
+// methods from the connection's goroutine, except Data and LMTPData during
+// BDAT, which run in a goroutine of their own while the connection may
+// Reset or Logout; mu orders them.
+type session struct {
+	srv    *Server
+	role   role
+	c      *smtp.Conn
+	tc     *conn
+	cid    string
+	remote net.Addr
+	tls    *tls.ConnectionState // nil without TLS
+	log    *slog.Logger
+
+	// ctx is derived from the server's base context and cancelled by
+	// Logout; store calls use it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu   sync.Mutex
+	user *mailstore.User // submission, after AUTH
+	txn  *transaction    // from MAIL to the end of DATA, or RSET
+}
+
+// transaction is one MAIL ... DATA exchange.
+type transaction struct {
+	id    string // cid.N: in the Received field, the log and 451 replies
+	start time.Time
+	helo  string
+	from  string
+	utf8  bool  // MAIL FROM ... SMTPUTF8 (RFC 6531)
+	size  int64 // MAIL FROM ... SIZE= (RFC 1870), a hint
+	done  bool  // DATA was answered
+
+	rcpts   []accepted            // accepted RCPTs in order, duplicates too
+	targets []mailstore.Recipient // one per distinct mailbox
+}
+
+// accepted is one accepted RCPT TO: the address as the client gave it and
+// the index of the target mailbox it reached.
+type accepted struct {
+	addr   string
+	target int
+}
+
+// newSession is go-smtp's Backend.NewSession, called at EHLO/LHLO (again
+// after STARTTLS).
+func (s *Server) newSession(r role, c *smtp.Conn) smtp.Session {
+	nc := c.Conn()
+	if t, ok := nc.(*tls.Conn); ok {
+		nc = t.NetConn()
+	}
+	tc, ok := nc.(*conn)
+	if !ok {
+		// Every connection comes from a listener that serve wrapped.
+		panic(fmt.Sprintf("smtpd: connection %T not accepted by smtpd", nc))
+	}
+	ss := &session{
+		srv:    s,
+		role:   r,
+		c:      c,
+		tc:     tc,
+		cid:    tc.cid,
+		remote: tc.RemoteAddr(),
+	}
+	if st, ok := c.TLSConnectionState(); ok {
+		ss.tls = &st
+	}
+	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
+	ss.log = s.log.With("cid", ss.cid, "proto", r.String(), "remote", ss.remote.String())
+	ss.log.Debug("session started", "helo", c.Hostname(), "tls", ss.tls != nil)
+	if r == roleSubmission {
+		return &submissionSession{ss}
+	}
+	return ss
+}
+
+// Mail starts a transaction (RFC 5321 §4.1.1.2).
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.txn != nil {
+		return replyNestedMail
+	}
+	if ss.role == roleSubmission && ss.user == nil {
+		return replyAuthRequired
+	}
+	if opts == nil {
+		opts = &smtp.MailOptions{}
+	}
+	if opts.RequireTLS && ss.tls == nil {
+		return replyRequireTLSNeedsTLS
+	}
+	if !validPath(from) {
+		return replyBadSender
+	}
+	if !opts.UTF8 && !isASCII(from) {
+		return replyNeedSMTPUTF8
+	}
+	if ss.role == roleSubmission && from != "" {
+		// Submission senders: the user's own address, an alias of theirs,
+		// or either with a +tag; the null sender is allowed for
+		// notifications (RFC 5321 §4.5.5). RFC 6409 §6.1 lets a MSA check.
+		r, err := ss.srv.store.Resolve(ss.ctx, from)
+		if err != nil {
+			return ss.replyFor(stageMail, err, ss.cid)
+		}
+		if r.User != ss.user.ID {
+			return replySenderNotOwned
+		}
+	}
+	n, ok := ss.tc.begin()
+	if !ok {
+		return replyShuttingDown
+	}
+	ss.txn = &transaction{
+		id:    fmt.Sprintf("%s.%d", ss.cid, n),
+		start: time.Now(),
+		helo:  ss.c.Hostname(),
+		from:  from,
+		utf8:  opts.UTF8,
+		size:  opts.Size,
+	}
+	return nil
+}
+
+// Rcpt accepts a recipient if it is a local mailbox (RFC 5321 §4.1.1.3).
+// go-smtp has already stripped a source route (RFC 5321 §C: it is
+// ignored) and refused recipients over MaxRecipients.
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	t := ss.txn
+	if t == nil {
+		return replyNestedMail // go-smtp asks for MAIL first; not reached
+	}
+	if !t.utf8 && !isASCII(to) {
+		return replyNeedSMTPUTF8
+	}
+	r, err := ss.srv.store.Resolve(ss.ctx, to)
+	if err != nil {
+		rep := ss.replyFor(stageRcpt, err, t.id)
+		ss.log.Debug("recipient refused", "id", t.id, "rcpt", to, "reply", rep.Code, "err", err)
+		return rep
+	}
+	t.add(to, r)
+	return nil
+}
+
+// add records an accepted recipient. A second address for a mailbox that
+// already gets a copy adds no copy.
+func (t *transaction) add(addr string, r mailstore.Recipient) {
+	for i, tg := range t.targets {
+		if tg.Mailbox == r.Mailbox {
+			t.rcpts = append(t.rcpts, accepted{addr, i})
+			return
+		}
+	}
+	r.Header = recipientTrace(t.from, addr)
+	t.targets = append(t.targets, r)
+	t.rcpts = append(t.rcpts, accepted{addr, len(t.targets) - 1})
+}
+
+// Data reads the message and delivers it to every accepted recipient in
+// one store transaction. It returns nil, and go-smtp replies 250, only
+// after the commit.
+func (ss *session) Data(r io.Reader) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	t := ss.txn
+	if t == nil {
+		return replyNestedMail // not reached: go-smtp checks MAIL and RCPT
+	}
+	t.done = true
+	raw, err := ss.readMessage(r, t)
+	if err == nil {
+		_, err = ss.srv.store.Deliver(ss.ctx, ss.withTrace(t, raw), t.targets)
+	}
+	rep := ss.replyFor(stageData, err, t.id)
+	ss.logTransaction(t, len(raw), resultOf(rep))
+	if rep != nil {
+		return rep
+	}
+	return nil
+}
+
+// LMTPData is Data for LMTP: one reply per accepted recipient (RFC 2033
+// §4.2). All recipients are delivered in one store transaction, so they
+// share one outcome, except recipients whose user went away since RCPT:
+// those are found, answered on their own, and the rest delivered again.
+func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	t := ss.txn
+	if t == nil {
+		return replyNestedMail // not reached: go-smtp checks MAIL and RCPT
+	}
+	t.done = true
+	raw, err := ss.readMessage(r, t)
+	if err != nil {
+		rep := ss.replyFor(stageData, err, t.id)
+		ss.logTransaction(t, len(raw), resultOf(rep))
+		return rep // go-smtp gives it to every recipient
+	}
+	msg := ss.withTrace(t, raw)
+	replies := make([]*smtp.SMTPError, len(t.targets))
+	_, err = ss.srv.store.Deliver(ss.ctx, msg, t.targets)
+	if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+		var keep []mailstore.Recipient
+		var kept []int
+		for i, tg := range t.targets {
+			r, rerr := ss.srv.store.Resolve(ss.ctx, t.firstAddr(i))
+			if rerr != nil {
+				replies[i] = ss.replyFor(stageRcpt, rerr, t.id)
+				continue
+			}
+			r.Header = tg.Header
+			keep = append(keep, r)
+			kept = append(kept, i)
+		}
+		if len(keep) > 0 && len(keep) < len(t.targets) {
+			_, err = ss.srv.store.Deliver(ss.ctx, msg, keep)
+		}
+		rep := ss.replyFor(stageData, err, t.id)
+		for _, i := range kept {
+			replies[i] = rep
+		}
+	} else {
+		rep := ss.replyFor(stageData, err, t.id)
+		for i := range replies {
+			replies[i] = rep
+		}
+	}
+	results := make([]string, len(t.rcpts))
+	for i, a := range t.rcpts {
+		rep := replies[a.target]
+		results[i] = resultOf(rep)
+		if rep != nil {
+			status.SetStatus(a.addr, rep)
+		} else {
+			status.SetStatus(a.addr, nil)
+		}
+	}
+	ss.logTransaction(t, len(raw), strings.Join(results, ", "))
+	return nil
+}
+
+// firstAddr is the first address given for target i.
+func (t *transaction) firstAddr(i int) string {
+	for _, a := range t.rcpts {
+		if a.target == i {
+			return a.addr
+		}
+	}
+	return t.targets[i].Address
+}
+
+// readMessage reads DATA or the BDAT chunks into memory. go-smtp enforces
+// MaxMessageBytes (its ErrDataTooLarge is a 552 5.3.4 reply); the
+// LimitReader is a second guard. Nothing is normalised here.
+func (ss *session) readMessage(r io.Reader, t *transaction) ([]byte, error) {
+	limit := ss.srv.opts.MaxMessageBytes
+	hint := int64(64 << 10)
+	if t.size > 0 && t.size <= limit {
+		hint = t.size + 512
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, hint))
+	if _, err := buf.ReadFrom(io.LimitReader(r, limit+1)); err != nil {
+		return buf.Bytes(), err
+	}
+	if int64(buf.Len()) > limit {
+		return buf.Bytes(), replyTooBig
+	}
+	return buf.Bytes(), nil
+}
+
+// withTrace returns the Received field followed by raw.
+func (ss *session) withTrace(t *transaction, raw []byte) []byte {
+	rcvd := ss.received(t, time.Now())
+	msg := make([]byte, 0, len(rcvd)+len(raw))
+	return append(append(msg, rcvd...), raw...)
+}
+
+// Reset ends the transaction (RSET, a new EHLO, or after DATA's reply).
+func (ss *session) Reset() {
+	ss.mu.Lock()
+	ss.endLocked()
+	ss.mu.Unlock()
+}
+
+// Logout ends the session: the connection closed, or STARTTLS.
+func (ss *session) Logout() error {
+	ss.mu.Lock()
+	ss.endLocked()
+	ss.mu.Unlock()
+	ss.cancel()
+	return nil
+}
+
+func (ss *session) endLocked() {
+	if t := ss.txn; t != nil && !t.done {
+		ss.log.Debug("transaction abandoned", "id", t.id, "from", t.from, "rcpts", len(t.rcpts))
+	}
+	ss.txn = nil
+	ss.tc.end()
+}
+
+// logTransaction writes the one log line of a transaction; result is the
+// reply, or for LMTP the replies in recipient order.
+func (ss *session) logTransaction(t *transaction, size int, result string) {
+	rcpts := make([]string, len(t.rcpts))
+	for i, a := range t.rcpts {
+		rcpts[i] = a.addr
+	}
+	ss.log.Info("transaction", "id", t.id, "from", t.from, "rcpts", rcpts, "size", size,
+		"result", result, "duration", time.Since(t.start))
+}
+
+// resultOf is a reply's code for the log: "250" when rep is nil.
+func resultOf(rep *smtp.SMTPError) string {
+	if rep == nil {
+		return "250"
+	}
+	e := rep.EnhancedCode
+	return fmt.Sprintf("%d %d.%d.%d", rep.Code, e[0], e[1], e[2])
+}
+
+// validPath reports whether a MAIL FROM path may be copied into a header
+// field: valid UTF-8, no control characters, at most 256 octets (RFC 5321
+// §4.5.3.1.3).
+func validPath(p string) bool {
+	if len(p) > 256 || !utf8.ValidString(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < ' ' || p[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
