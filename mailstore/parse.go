@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-message"
+	// Registers the charsets beyond UTF-8/ASCII/Latin-1 for RFC 2047 words.
+	_ "github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/mail"
 )
 

@@ -857,7 +857,7 @@ func TestParseJSONRoundTrip(t *testing.T) {
 	}
 }
 
-func TestParseRecoversToFallback(t *testing.T) {
+func TestParseFallback(t *testing.T) {
 	t.Parallel()
 	raw := []byte("Subject: x\r\n\r\nbody\r\n")
 	got := fallbackParse(raw)
