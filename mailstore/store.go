@@ -171,9 +171,26 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err := s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&n); err != nil {
 		return fmt.Errorf("mailstore read: %w", err)
 	}
-	return s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+	// Unlike other writes, Ping may stop waiting when ctx ends: it only
+	// reads, so nothing depends on whether it ran. A writer that does not
+	// answer in time (a lock held elsewhere, a disk that hangs) is the
+	// failure a health check is for.
+	op, err := s.enqueue(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		var n int
 		return nil, tx.QueryRow("SELECT COUNT(*) FROM meta").Scan(&n)
 	})
+	if err != nil {
+		return fmt.Errorf("mailstore writer: %w", err)
+	}
+	select {
+	case <-op.done:
+		if op.err != nil {
+			return fmt.Errorf("mailstore writer: %w", op.err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("mailstore writer did not answer: %w", ctx.Err())
+	}
 }
 
 func closeQuietly(db *sql.DB) {

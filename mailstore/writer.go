@@ -109,21 +109,28 @@ type writeOp struct {
 // one that already ran may still be committed, and its caller must learn
 // which.
 func (s *Store) write(ctx context.Context, size int, fn writeFunc) error {
+	op, err := s.enqueue(ctx, size, fn)
+	if err != nil {
+		return err
+	}
+	<-op.done
+	return op.err
+}
+
+// enqueue hands fn to the writer; the caller then waits on op.done.
+func (s *Store) enqueue(ctx context.Context, size int, fn writeFunc) (*writeOp, error) {
 	op := &writeOp{ctx: ctx, fn: fn, size: size, done: make(chan struct{})}
 	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
 	if s.closed {
-		s.closeMu.RUnlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	select {
 	case s.queue <- op:
+		return op, nil
 	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	s.closeMu.RUnlock()
-	<-op.done
-	return op.err
 }
 
 // runWriter is the single writer goroutine: it takes a batch of queued ops,

@@ -32,6 +32,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		c := &conn{Conn: nc, l: l, ip: ip, cid: newID()}
 		l.srv.track(c)
+		l.srv.opts.Metrics.connOpened(l.role)
 		return c, nil
 	}
 }
@@ -177,6 +178,7 @@ func (c *conn) Close() error {
 			c.l.release(c.ip)
 		}
 		c.l.srv.untrack(c)
+		c.l.srv.opts.Metrics.connClosed(c.l.role)
 		c.closeErr = c.Conn.Close()
 	})
 	return c.closeErr

@@ -59,6 +59,8 @@ type Options struct {
 	// MaxConnsPerIP bounds the concurrent connections from one remote IP
 	// on each listener; 0 means 20. Unix-socket clients are not counted.
 	MaxConnsPerIP int
+	// Metrics, if set, receives connection and message counts.
+	Metrics *Metrics
 }
 
 // role is what a listener is for.

@@ -168,6 +168,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if err != nil {
 		rep := ss.replyFor(stageRcpt, err, t.id)
 		ss.log.Debug("recipient refused", "id", t.id, "rcpt", to, "reply", rep.Code, "err", err)
+		ss.srv.opts.Metrics.rcptRefused(ss.role, rep)
 		return rep
 	}
 	t.add(to, r)
@@ -205,6 +206,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	rep := ss.replyFor(stageData, err, t.id)
 	ss.logTransaction(t, len(raw), resultOf(rep))
+	ss.srv.opts.Metrics.message(ss.role, rep, len(raw))
 	if rep != nil {
 		return rep
 	}
@@ -227,6 +229,9 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	if err != nil {
 		rep := ss.replyFor(stageData, err, t.id)
 		ss.logTransaction(t, len(raw), resultOf(rep))
+		for range t.rcpts {
+			ss.srv.opts.Metrics.message(ss.role, rep, len(raw))
+		}
 		return rep // go-smtp gives it to every recipient
 	}
 	msg := ss.withTrace(t, raw)
@@ -262,6 +267,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	for i, a := range t.rcpts {
 		rep := replies[a.target]
 		results[i] = resultOf(rep)
+		ss.srv.opts.Metrics.message(ss.role, rep, len(raw))
 		if rep != nil {
 			status.SetStatus(a.addr, rep)
 		} else {

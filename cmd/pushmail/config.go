@@ -1,0 +1,371 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole configuration of "pushmail serve". It is read from
+// defaults, then a TOML file (--config), then PUSHMAIL_* environment
+// variables, then flags: each later source overrides the earlier ones.
+// pushmail.sample.toml documents every key.
+type Config struct {
+	Data     string       `toml:"data"`
+	Hostname string       `toml:"hostname"`
+	Domains  []string     `toml:"domains"`
+	Listen   ListenConfig `toml:"listen"`
+	TLS      TLSConfig    `toml:"tls"`
+	Auth     AuthConfig   `toml:"auth"`
+	Log      LogConfig    `toml:"log"`
+	HTTP     HTTPConfig   `toml:"http"`
+	Limits   LimitsConfig `toml:"limits"`
+}
+
+// ListenConfig holds the listener addresses; "" turns one off.
+type ListenConfig struct {
+	SMTP       string `toml:"smtp"`
+	LMTP       string `toml:"lmtp"` // host:port or unix:/path
+	Submission string `toml:"submission"`
+	IMAP       string `toml:"imap"`
+	IMAPS      string `toml:"imaps"`
+	HTTP       string `toml:"http"`
+}
+
+// TLSConfig names the certificate used by STARTTLS and implicit TLS.
+type TLSConfig struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+	// Dev makes a self-signed certificate for localhost in the data
+	// directory when Cert and Key are not set: for local testing only.
+	Dev bool `toml:"dev"`
+}
+
+// AuthConfig holds authentication policy.
+type AuthConfig struct {
+	// AllowInsecure allows passwords over plaintext connections from
+	// non-loopback addresses.
+	AllowInsecure bool `toml:"allow_insecure"`
+}
+
+// LogConfig selects the log level and format.
+type LogConfig struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+}
+
+// HTTPConfig configures the admin HTTP listener.
+type HTTPConfig struct {
+	// Token, if set, is required as "Authorization: Bearer TOKEN" for
+	// /metrics; /healthz stays open for load balancers.
+	Token string `toml:"token"`
+}
+
+// LimitsConfig holds the resource limits against abuse.
+type LimitsConfig struct {
+	MaxMessageBytes int64         `toml:"max_message_bytes"`
+	MaxRecipients   int           `toml:"max_recipients"`
+	MaxConnsPerIP   int           `toml:"max_conns_per_ip"`
+	SMTPTimeout     time.Duration `toml:"smtp_timeout"`
+}
+
+// defaultConfig returns the built-in defaults: the dev ports on loopback.
+func defaultConfig() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	return Config{
+		Data:     "./pushmail-data",
+		Hostname: host,
+		Domains:  []string{"localhost"},
+		Listen: ListenConfig{
+			SMTP:       "127.0.0.1:2525",
+			LMTP:       "127.0.0.1:2424",
+			Submission: "127.0.0.1:5587",
+			IMAP:       "127.0.0.1:1143",
+			IMAPS:      "127.0.0.1:1993",
+			HTTP:       "127.0.0.1:8025",
+		},
+		Log: LogConfig{Level: "info", Format: "text"},
+		Limits: LimitsConfig{
+			MaxMessageBytes: 25 << 20,
+			MaxRecipients:   100,
+			MaxConnsPerIP:   20,
+			SMTPTimeout:     5 * time.Minute,
+		},
+	}
+}
+
+// setting ties one Config field to its flag and environment variable.
+type setting struct {
+	flag   string
+	key    string // the TOML key, for messages
+	usage  string
+	secret bool                // masked by "config check"
+	field  func(c *Config) any // a pointer to the field
+}
+
+var settings = []setting{
+	{flag: "data", key: "data", usage: "data directory; the store is DIR/" + dbFile, field: func(c *Config) any { return &c.Data }},
+	{flag: "hostname", key: "hostname", usage: "host name used in greetings and Received fields", field: func(c *Config) any { return &c.Hostname }},
+	{flag: "domain", key: "domains", usage: "a mail domain served here, repeatable (env: comma-separated); users' and aliases' domains are served too", field: func(c *Config) any { return &c.Domains }},
+	{flag: "smtp", key: "listen.smtp", usage: "inbound SMTP (MX) address; empty: off", field: func(c *Config) any { return &c.Listen.SMTP }},
+	{flag: "lmtp", key: "listen.lmtp", usage: "LMTP address, or unix:/path; empty: off", field: func(c *Config) any { return &c.Listen.LMTP }},
+	{flag: "submission", key: "listen.submission", usage: "submission address (AUTH required); empty: off", field: func(c *Config) any { return &c.Listen.Submission }},
+	{flag: "imap", key: "listen.imap", usage: "IMAP address (STARTTLS when a certificate is set); empty: off", field: func(c *Config) any { return &c.Listen.IMAP }},
+	{flag: "imaps", key: "listen.imaps", usage: "IMAP over implicit TLS address (needs a certificate); empty: off", field: func(c *Config) any { return &c.Listen.IMAPS }},
+	{flag: "http", key: "listen.http", usage: "HTTP address for /healthz and /metrics; empty: off", field: func(c *Config) any { return &c.Listen.HTTP }},
+	{flag: "tls-cert", key: "tls.cert", usage: "PEM certificate file for STARTTLS and implicit TLS (reloaded on SIGHUP)", field: func(c *Config) any { return &c.TLS.Cert }},
+	{flag: "tls-key", key: "tls.key", usage: "PEM private key file for --tls-cert", field: func(c *Config) any { return &c.TLS.Key }},
+	{flag: "dev-tls", key: "tls.dev", usage: "without --tls-cert, use a self-signed certificate for localhost kept in the data directory (testing only)", field: func(c *Config) any { return &c.TLS.Dev }},
+	{flag: "allow-insecure-auth", key: "auth.allow_insecure", usage: "allow passwords without TLS from non-loopback addresses", field: func(c *Config) any { return &c.Auth.AllowInsecure }},
+	{flag: "log-level", key: "log.level", usage: "log level: debug, info, warn, error", field: func(c *Config) any { return &c.Log.Level }},
+	{flag: "log-format", key: "log.format", usage: "log format: text or json", field: func(c *Config) any { return &c.Log.Format }},
+	{flag: "http-token", key: "http.token", usage: "bearer token required for /metrics (empty: open)", secret: true, field: func(c *Config) any { return &c.HTTP.Token }},
+	{flag: "max-message-bytes", key: "limits.max_message_bytes", usage: "largest message accepted, in bytes", field: func(c *Config) any { return &c.Limits.MaxMessageBytes }},
+	{flag: "max-recipients", key: "limits.max_recipients", usage: "most recipients per SMTP transaction", field: func(c *Config) any { return &c.Limits.MaxRecipients }},
+	{flag: "max-conns-per-ip", key: "limits.max_conns_per_ip", usage: "most simultaneous connections from one IP, per listener", field: func(c *Config) any { return &c.Limits.MaxConnsPerIP }},
+	{flag: "smtp-timeout", key: "limits.smtp_timeout", usage: "SMTP command read/write timeout (e.g. 5m)", field: func(c *Config) any { return &c.Limits.SMTPTimeout }},
+}
+
+// envName is the environment variable of a setting: PUSHMAIL_ and the
+// flag name in upper case with _ for -.
+func (s setting) envName() string {
+	return "PUSHMAIL_" + strings.ToUpper(strings.ReplaceAll(s.flag, "-", "_"))
+}
+
+// set parses v into the setting's field. Lists are comma-separated.
+func (s setting) set(c *Config, v string) error {
+	switch p := s.field(c).(type) {
+	case *string:
+		*p = v
+	case *[]string:
+		*p = nil
+		for _, item := range strings.Split(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				*p = append(*p, item)
+			}
+		}
+	case *bool:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		*p = b
+	case *int:
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", v)
+		}
+		*p = n
+	case *int64:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", v)
+		}
+		*p = n
+	case *time.Duration:
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("want a duration such as 30s or 5m, got %q", v)
+		}
+		*p = d
+	default:
+		panic(fmt.Sprintf("setting %s: unhandled field type %T", s.flag, p))
+	}
+	return nil
+}
+
+// configFlags registers every setting on fs. Flag values are not applied
+// at parse time but collected, so that they can override the file and the
+// environment afterwards (see loadConfig).
+func configFlags(fs *flag.FlagSet) (configFile *string, applyFlags func(c *Config) error) {
+	def := defaultConfig()
+	type given struct {
+		s setting
+		v string
+	}
+	var flagValues []given
+	for _, s := range settings {
+		usage := fmt.Sprintf("%s (env %s, key %s)", s.usage, s.envName(), s.key)
+		if d := formatValue(s.field(&def)); d != "" && d != "false" {
+			usage += fmt.Sprintf(" (default %q)", d)
+		}
+		record := func(v string) error {
+			// Validate now, for a clear usage error.
+			var scratch Config
+			if err := s.set(&scratch, v); err != nil {
+				return err
+			}
+			flagValues = append(flagValues, given{s, v})
+			return nil
+		}
+		if _, ok := s.field(&def).(*bool); ok {
+			fs.BoolFunc(s.flag, usage, record)
+		} else {
+			fs.Func(s.flag, usage, record)
+		}
+	}
+	configFile = fs.String("config", os.Getenv("PUSHMAIL_CONFIG"), "TOML configuration file (env PUSHMAIL_CONFIG); see pushmail.sample.toml")
+	applyFlags = func(c *Config) error {
+		seenList := map[string]bool{}
+		for _, g := range flagValues {
+			if list, ok := g.s.field(c).(*[]string); ok {
+				// A repeated list flag accumulates: --domain a --domain b.
+				if !seenList[g.s.flag] {
+					seenList[g.s.flag] = true
+					*list = nil
+				}
+				var tmp Config
+				if err := g.s.set(&tmp, g.v); err != nil {
+					return fmt.Errorf("--%s: %w", g.s.flag, err)
+				}
+				*list = append(*list, *g.s.field(&tmp).(*[]string)...)
+				continue
+			}
+			if err := g.s.set(c, g.v); err != nil {
+				return fmt.Errorf("--%s: %w", g.s.flag, err)
+			}
+		}
+		return nil
+	}
+	return configFile, applyFlags
+}
+
+// loadConfig builds the effective configuration: defaults, then file (if
+// not ""), then environment. Flags are applied by the caller.
+func loadConfig(file string, env func(string) (string, bool)) (Config, error) {
+	c := defaultConfig()
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return Config{}, fmt.Errorf("read config: %w", err)
+		}
+		if err := decodeConfig(data, &c); err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", file, err)
+		}
+	}
+	for _, s := range settings {
+		if v, ok := env(s.envName()); ok {
+			if err := s.set(&c, v); err != nil {
+				return Config{}, fmt.Errorf("%s: %w", s.envName(), err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// decodeConfig reads TOML into c. Unknown keys are errors: a misspelt key
+// silently ignored is a limit silently not applied.
+func decodeConfig(data []byte, c *Config) error {
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
+	if err != nil {
+		return err
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("unknown key(s): %s", strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// validate checks values that a type alone does not.
+func (c *Config) validate() error {
+	var errs []error
+	if c.Data == "" {
+		errs = append(errs, errors.New("data: must not be empty"))
+	}
+	if len(c.Domains) == 0 {
+		errs = append(errs, errors.New("domains: at least one domain"))
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		errs = append(errs, errors.New("tls: cert and key go together"))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: want text or json, got %q", c.Log.Format))
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Limits.MaxMessageBytes <= 0 {
+		errs = append(errs, errors.New("limits.max_message_bytes: must be positive"))
+	}
+	if c.Limits.MaxRecipients <= 0 {
+		errs = append(errs, errors.New("limits.max_recipients: must be positive"))
+	}
+	if c.Limits.MaxConnsPerIP < 0 {
+		errs = append(errs, errors.New("limits.max_conns_per_ip: must not be negative"))
+	}
+	if c.Limits.SMTPTimeout <= 0 {
+		errs = append(errs, errors.New("limits.smtp_timeout: must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// masked returns a copy of c with secrets replaced, for printing.
+func (c Config) masked() Config {
+	for _, s := range settings {
+		if p, ok := s.field(&c).(*string); ok && s.secret && *p != "" {
+			*p = "********"
+		}
+	}
+	c.Domains = append([]string(nil), c.Domains...)
+	return c
+}
+
+// writeTOML prints c as TOML.
+func (c Config) writeTOML(w io.Writer) error {
+	return toml.NewEncoder(w).Encode(c)
+}
+
+func formatValue(p any) string {
+	v := reflect.ValueOf(p).Elem()
+	switch x := v.Interface().(type) {
+	case []string:
+		return strings.Join(x, ",")
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// runConfig implements "pushmail config check FILE".
+func runConfig(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "check" {
+		fmt.Fprintln(stderr, "Usage: pushmail config check FILE\n\nValidates FILE and prints the effective configuration\n(defaults < FILE < PUSHMAIL_* environment), secrets masked.")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return errHelp
+		}
+		return errUsage
+	}
+	fs := newFlagSet("config check", "FILE", stderr)
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	c, err := loadConfig(fs.Arg(0), os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return c.masked().writeTOML(stdout)
+}

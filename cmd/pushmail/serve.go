@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"pushmail/imapd"
+	"pushmail/mailstore"
+	"pushmail/notify"
+	"pushmail/smtpd"
+)
+
+// shutdownTimeout bounds how long in-flight work may take after SIGTERM.
+const shutdownTimeout = 20 * time.Second
+
+func runServe(args []string, _ io.Reader, _, stderr io.Writer) error {
+	fs := newFlagSet("serve", "", stderr)
+	configFile, applyFlags := configFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "pushmail serve: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	cfg, err := loadConfig(*configFile, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	if err := applyFlags(&cfg); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	logger, err := newLogger(cfg.Log.Level, cfg.Log.Format, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return serve(ctx, cfg, logger)
+}
+
+func parseLevel(level string) (slog.Level, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return 0, fmt.Errorf("log.level: want debug, info, warn or error, got %q", level)
+	}
+	return lv, nil
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	lv, err := parseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log.format: want text or json, got %q", format)
+}
+
+// serve runs the server until ctx is cancelled, then shuts down: the
+// listeners stop, in-flight work finishes (or is cut off after
+// shutdownTimeout), and the store closes last.
+func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	var tlsConfig *tls.Config
+	certFile, keyFile := cfg.TLS.Cert, cfg.TLS.Key
+	if certFile == "" && cfg.TLS.Dev {
+		var err error
+		if certFile, keyFile, err = devCertificate(cfg.Data); err != nil {
+			return err
+		}
+		logger.Warn("using a self-signed development certificate", "cert", certFile)
+	}
+	if certFile != "" {
+		cert, err := loadCertificate(certFile, keyFile)
+		if err != nil {
+			return err
+		}
+		tlsConfig = cert.tlsConfig()
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-hup:
+					if err := cert.reload(); err != nil {
+						logger.Error("TLS certificate reload failed; keeping the old one", "err", err)
+					} else {
+						logger.Info("TLS certificate reloaded", "cert", certFile)
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+
+	reg := newRegistry()
+	hub := notify.New(0)
+	registerHubMetrics(reg, hub)
+	store, err := mailstore.Open(ctx, filepath.Join(cfg.Data, dbFile), mailstore.Options{
+		Hub: hub, Logger: logger, Domains: cfg.Domains,
+		MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10, // room for trace fields
+		OnCommit:       newStoreMetrics(reg).observe,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			logger.Error("close store", "err", err)
+		}
+	}()
+
+	smtpServer := smtpd.New(store, smtpd.Options{
+		Hostname:          cfg.Hostname,
+		TLSConfig:         tlsConfig,
+		AllowInsecureAuth: cfg.Auth.AllowInsecure,
+		Logger:            logger,
+		MaxMessageBytes:   cfg.Limits.MaxMessageBytes,
+		MaxRecipients:     cfg.Limits.MaxRecipients,
+		ReadTimeout:       cfg.Limits.SMTPTimeout,
+		WriteTimeout:      cfg.Limits.SMTPTimeout,
+		MaxConnsPerIP:     cfg.Limits.MaxConnsPerIP,
+		Metrics:           smtpd.NewMetrics(reg),
+	})
+	appendLimit := uint32(min(cfg.Limits.MaxMessageBytes, 1<<32-1))
+	imapServer := imapd.New(store, imapd.Options{
+		TLSConfig:         tlsConfig,
+		AllowInsecureAuth: cfg.Auth.AllowInsecure,
+		Logger:            logger,
+		AppendLimit:       appendLimit,
+		MaxConnsPerIP:     cfg.Limits.MaxConnsPerIP,
+	})
+	httpServer := &http.Server{
+		Handler:           adminHandler(store, reg, cfg.HTTP.Token),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+
+	listen := cfg.Listen
+	if listen.IMAPS != "" && tlsConfig == nil {
+		logger.Info("implicit-TLS IMAP is off: no certificate (set --tls-cert or --dev-tls)", "addr", listen.IMAPS)
+		listen.IMAPS = ""
+	}
+	services := []struct {
+		name, addr string
+		serve      func(net.Listener) error
+	}{
+		{"smtp", listen.SMTP, smtpServer.ServeSMTP},
+		{"lmtp", listen.LMTP, smtpServer.ServeLMTP},
+		{"submission", listen.Submission, smtpServer.ServeSubmission},
+		{"imap", listen.IMAP, imapServer.Serve},
+		{"imaps", listen.IMAPS, func(ln net.Listener) error { return imapServer.Serve(tls.NewListener(ln, tlsConfig)) }},
+		{"http", listen.HTTP, func(ln net.Listener) error {
+			if err := httpServer.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}},
+	}
+	// Open every listener before serving any, so a port in use fails the
+	// start cleanly instead of leaving half a server running.
+	var listeners []net.Listener
+	for _, svc := range services {
+		if svc.addr == "" {
+			listeners = append(listeners, nil)
+			continue
+		}
+		ln, err := listenAddr(svc.addr)
+		if err != nil {
+			for _, l := range listeners {
+				if l != nil {
+					l.Close()
+				}
+			}
+			return fmt.Errorf("listen %s on %s: %w", svc.name, svc.addr, err)
+		}
+		listeners = append(listeners, ln)
+	}
+	errc := make(chan error, len(services))
+	running := 0
+	for i, svc := range services {
+		ln := listeners[i]
+		if ln == nil {
+			continue
+		}
+		logger.Info("listening", "proto", svc.name, "addr", ln.Addr().String())
+		running++
+		go func() {
+			if err := svc.serve(ln); err != nil {
+				errc <- fmt.Errorf("%s: %w", svc.name, err)
+				return
+			}
+			errc <- nil
+		}()
+	}
+	logger.Info("pushmail started", "version", version, "data", cfg.Data, "domains", cfg.Domains)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case runErr = <-errc:
+		running--
+		if runErr != nil {
+			logger.Error("listener failed", "err", runErr)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := httpServer.Shutdown(sctx); err != nil {
+		logger.Error("shutdown http", "err", err)
+	}
+	if err := smtpServer.Shutdown(sctx); err != nil {
+		logger.Error("shutdown smtp", "err", err)
+	}
+	if err := imapServer.Shutdown(sctx); err != nil {
+		logger.Error("shutdown imap", "err", err)
+	}
+	for ; running > 0; running-- {
+		if err := <-errc; err != nil {
+			logger.Error("listener ended with an error", "err", err)
+		}
+	}
+	logger.Info("pushmail stopped")
+	return runErr
+}
+
+// listenAddr opens a TCP listener, or a unix socket for "unix:/path".
+func listenAddr(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		// A stale socket from a previous run would make Listen fail.
+		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			if err := os.Remove(path); err != nil {
+				return nil, err
+			}
+		}
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, err
+		}
+		// Owner and group may connect: put the MTA's user (postfix) in
+		// pushmail's group. Others may not hand us mail.
+		if err := os.Chmod(path, 0o660); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		return ln, nil
+	}
+	return net.Listen("tcp", addr)
+}
+
+// adminHandler serves the operator's HTTP endpoints: /healthz (open, for
+// load balancers) and /metrics (behind token, if set).
+func adminHandler(store *mailstore.Store, reg *prometheus.Registry, token string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := store.Ping(ctx); err != nil {
+			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET /metrics", metricsHandler(reg, token))
+	return mux
+}

@@ -1,0 +1,29 @@
+// Package imapd is pushmail's IMAP server (RFC 9051 IMAP4rev2 and
+// RFC 3501 IMAP4rev1), built on go-imap's imapserver with the mailstore as
+// its backend. Its reason to exist is push: a client in IDLE sees new mail,
+// flag changes and expunges as soon as the store has committed them.
+//
+// Invariants:
+//   - Each connection has one session; each session with a selected
+//     mailbox owns a notify.Subscription to it and its own view: the
+//     ascending UIDs that its sequence numbers index. Every change to the
+//     view is announced to the client as it is made (EXISTS when UIDs are
+//     added, EXPUNGE when they are removed), so the client's sequence
+//     numbers always equal the view's, whatever other sessions see
+//     (RFC 9051 §7.5.1 allows them to differ).
+//   - Views change only from events (and the resynchronisation that
+//     replaces lost ones) or from the session's own EXPUNGE and MOVE. The
+//     session's own writes come back as events too: UIDs already added or
+//     removed are skipped, so each change is announced exactly once.
+//   - An expunge is announced only when the running command allows it
+//     (RFC 9051 §7.5.1: not during FETCH, STORE or SEARCH); until then the
+//     UID stays in the view, marked, so sequence numbers stay valid.
+//   - A flag update older than what the client was last told about a
+//     message is never sent: the session remembers the modseq of the flags
+//     it reported itself until the event stream has passed it.
+//   - IDLE sleeps on one select (subscription, DONE, session context):
+//     nothing polls the database.
+//   - Every session's context derives from the Server's; Shutdown cancels
+//     it, says BYE to every client and waits for the sessions to end.
+//   - Store errors become IMAP replies in one place (errors.go).
+package imapd

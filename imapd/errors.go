@@ -1,0 +1,94 @@
+package imapd
+
+import (
+	"context"
+	"errors"
+
+	"github.com/emersion/go-imap/v2"
+
+	"pushmail/mailstore"
+)
+
+// errRole says what a mailbox named in the failed command was for, where
+// one store error needs different replies.
+type errRole int
+
+const (
+	roleMailbox errRole = iota // the mailbox the command acts on
+	// roleTarget is the destination of COPY, MOVE or APPEND: a missing one
+	// is NO [TRYCREATE] (RFC 9051 §6.3.12, §6.4.7).
+	roleTarget
+	// roleCreateUse is CREATE with USE: once the name has been validated,
+	// ErrInvalidName means the attribute (RFC 6154 §3: NO [USEATTR]).
+	roleCreateUse
+)
+
+// Replies used outside the store mapping.
+var (
+	errReadOnly = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeCannot,
+		Text: "Mailbox is read-only (EXAMINE)",
+	}
+	errBadSeqNum = &imap.Error{
+		Type: imap.StatusResponseTypeBad,
+		Code: imap.ResponseCodeClientBug,
+		Text: "Message sequence number out of range",
+	}
+	errShuttingDown = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeUnavailable,
+		Text: "Server shutting down",
+	}
+	errServerBug = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeServerBug,
+		Text: "Internal server error, try again later",
+	}
+)
+
+// reply maps an error from the mailstore (or from the session's own
+// checks) to the IMAP reply; this is the only place that chooses replies
+// for store errors. Errors nobody expects become NO [SERVERBUG] with a
+// generic text, and their cause is logged with the connection id.
+func (s *session) reply(err error, role errRole) error {
+	if err == nil {
+		return nil
+	}
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		return ie
+	}
+	no := func(code imap.ResponseCode, text string) error {
+		s.log.Debug("command refused", "code", code, "err", err)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
+	}
+	switch {
+	case errors.Is(err, mailstore.ErrNoSuchMailbox) && role == roleTarget:
+		return no(imap.ResponseCodeTryCreate, "No such mailbox")
+	case errors.Is(err, mailstore.ErrNoSuchMailbox):
+		return no(imap.ResponseCodeNonExistent, "No such mailbox")
+	case errors.Is(err, mailstore.ErrMailboxExists):
+		return no(imap.ResponseCodeAlreadyExists, "Mailbox already exists")
+	case errors.Is(err, mailstore.ErrInvalidName) && role == roleCreateUse:
+		return no("USEATTR", "Unsupported special-use attribute")
+	case errors.Is(err, mailstore.ErrInvalidName):
+		return no(imap.ResponseCodeCannot, "Invalid mailbox name")
+	case errors.Is(err, mailstore.ErrProtected):
+		return no(imap.ResponseCodeCannot, "Operation not allowed on this mailbox")
+	case errors.Is(err, mailstore.ErrTooBig):
+		// RFC 7889 §4: a message over the limit is NO [TOOBIG].
+		return no(imap.ResponseCodeTooBig, "Message too big")
+	case errors.Is(err, mailstore.ErrNoSuchMessage):
+		return no(imap.ResponseCodeNonExistent, "No such message")
+	case errors.Is(err, mailstore.ErrInvalidFlag):
+		// RFC 9051 §9: a flag is an atom; \Recent cannot be stored.
+		s.log.Debug("invalid flag", "err", err)
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug, Text: "Invalid flag"}
+	case errors.Is(err, mailstore.ErrClosed),
+		errors.Is(err, context.Canceled) && s.ctx.Err() != nil:
+		return errShuttingDown
+	}
+	s.log.Error("store failure", "err", err)
+	return errServerBug
+}

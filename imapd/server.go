@@ -1,0 +1,254 @@
+package imapd
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"pushmail/mailstore"
+)
+
+// DefaultAppendLimit is the largest message APPEND accepts when
+// Options.AppendLimit is 0.
+const DefaultAppendLimit = 25 << 20
+
+// DefaultMaxConnsPerIP bounds the connections one client address may hold
+// open when Options.MaxConnsPerIP is 0.
+const DefaultMaxConnsPerIP = 64
+
+// Options configures a Server. The zero value is usable: no STARTTLS,
+// password authentication only over TLS or loopback, slog.Default logging.
+type Options struct {
+	// TLSConfig enables STARTTLS (RFC 9051 §6.2.1). nil: no STARTTLS.
+	// Implicit TLS is the caller's: pass a tls.NewListener to Serve.
+	TLSConfig *tls.Config
+	// AllowInsecureAuth allows LOGIN and AUTHENTICATE without TLS on
+	// non-loopback connections (RFC 9051 §11.1 says a server should not).
+	AllowInsecureAuth bool
+	// Logger receives the server's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// AppendLimit is the largest message APPEND accepts, in bytes
+	// (RFC 7889 APPENDLIMIT); 0 means DefaultAppendLimit.
+	AppendLimit uint32
+	// MaxConnsPerIP bounds the simultaneous connections from one client
+	// address; 0 means DefaultMaxConnsPerIP, negative means no limit.
+	MaxConnsPerIP int
+}
+
+// Server is an IMAP server over a mailstore. Create it with New, run it
+// with Serve (on as many listeners as needed) and stop it with Shutdown.
+// It is safe for concurrent use.
+type Server struct {
+	store  *mailstore.Store
+	opts   Options
+	log    *slog.Logger
+	imap   *imapserver.Server
+	logins *loginLimiter
+
+	baseCtx context.Context // parent of every session's context
+	cancel  context.CancelFunc
+	nextID  atomic.Uint64
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	perIP     map[string]int
+	wg        sync.WaitGroup // one count per open session
+}
+
+// New returns a Server for store. It does not listen: call Serve.
+func New(store *mailstore.Store, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.AppendLimit == 0 {
+		opts.AppendLimit = DefaultAppendLimit
+	}
+	if opts.MaxConnsPerIP == 0 {
+		opts.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		store:     store,
+		opts:      opts,
+		log:       opts.Logger.With("proto", "imap"),
+		logins:    newLoginLimiter(),
+		baseCtx:   ctx,
+		cancel:    cancel,
+		listeners: make(map[net.Listener]struct{}),
+		sessions:  make(map[*session]struct{}),
+		perIP:     make(map[string]int),
+	}
+	s.imap = imapserver.New(&imapserver.Options{
+		NewSession: s.newSession,
+		Caps:       capabilities,
+		Logger:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		TLSConfig:  opts.TLSConfig,
+		// The library's switch is all or nothing; Login applies the real
+		// rule (TLS, loopback or AllowInsecureAuth) per connection.
+		InsecureAuth: true,
+	})
+	return s
+}
+
+// capabilities lists what the server announces, one per line with its
+// specification. go-imap adds IDLE, UNSELECT, ENABLE, UTF8=ACCEPT,
+// SASL-IR, LITERAL-, STARTTLS, AUTH= and APPENDLIMIT= itself.
+var capabilities = imap.CapSet{
+	imap.CapIMAP4rev1:        {}, // RFC 3501
+	imap.CapIMAP4rev2:        {}, // RFC 9051
+	imap.CapNamespace:        {}, // RFC 2342
+	imap.CapUIDPlus:          {}, // RFC 4315
+	imap.CapESearch:          {}, // RFC 4731
+	imap.CapSearchRes:        {}, // RFC 5182
+	imap.CapListExtended:     {}, // RFC 5258
+	imap.CapListStatus:       {}, // RFC 5819
+	imap.CapMove:             {}, // RFC 6851
+	imap.CapStatusSize:       {}, // RFC 8438
+	imap.CapBinary:           {}, // RFC 3516
+	imap.CapChildren:         {}, // RFC 3348
+	imap.CapSpecialUse:       {}, // RFC 6154
+	imap.CapCreateSpecialUse: {}, // RFC 6154 §3
+	imap.CapLiteralPlus:      {}, // RFC 7888
+}
+
+// Serve accepts IMAP connections on ln until Shutdown, then returns nil.
+// It may run on several listeners at once: a plain one (offering STARTTLS
+// when Options.TLSConfig is set) and a tls.NewListener for implicit TLS.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		if err := ln.Close(); err != nil {
+			s.log.Debug("close listener after shutdown", "err", err)
+		}
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	// imapserver returns nil once the listener is closed.
+	if err := s.imap.Serve(ln); err != nil {
+		return fmt.Errorf("imap serve: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops the server: it closes the listeners, cancels every
+// session's context (an IDLE ends), says "* BYE" to every client, closes
+// the connections and waits until all sessions have ended or ctx is done;
+// then it closes whatever is left and returns ctx's error, if any.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for ln := range s.listeners {
+		if err := ln.Close(); err != nil {
+			s.log.Debug("close listener", "err", err)
+		}
+	}
+	sessions := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+
+	s.cancel()
+	var byes sync.WaitGroup
+	for _, sess := range sessions {
+		byes.Go(func() {
+			// Bye waits for a response being written, then closes.
+			if err := sess.conn.Bye("Server shutting down"); err != nil {
+				sess.log.Debug("bye", "err", err)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	// Close what is still open (a connection that never got a session, or
+	// one stuck writing); sessions then end at once.
+	if cerr := s.imap.Close(); cerr != nil {
+		s.log.Debug("close imap server", "err", cerr)
+	}
+	<-done
+	byes.Wait()
+	return err
+}
+
+// newSession is imapserver's NewSession hook: one session per connection.
+func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	nc := conn.NetConn()
+	ip := remoteIP(nc.RemoteAddr())
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Server shutting down"}
+	}
+	if s.opts.MaxConnsPerIP > 0 && s.perIP[ip] >= s.opts.MaxConnsPerIP {
+		s.mu.Unlock()
+		s.log.Info("too many connections", "remote", ip)
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeLimit, Text: "Too many connections from your address"}
+	}
+	s.perIP[ip]++
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	id := s.nextID.Add(1)
+	sess := &session{
+		srv:    s,
+		conn:   conn,
+		ctx:    ctx,
+		cancel: cancel,
+		ip:     ip,
+		log:    s.log.With("cid", id, "remote", nc.RemoteAddr().String()),
+	}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	sess.log.Debug("connected")
+	return sess, nil, nil
+}
+
+// endSession forgets a closed session.
+func (s *Server) endSession(sess *session) {
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	if s.perIP[sess.ip]--; s.perIP[sess.ip] <= 0 {
+		delete(s.perIP, sess.ip)
+	}
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// remoteIP returns the IP of addr as text, or addr's string if it has none.
+func remoteIP(addr net.Addr) string {
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		return tcp.IP.String()
+	}
+	if host, _, err := net.SplitHostPort(addr.String()); err == nil {
+		return host
+	}
+	return addr.String()
+}

@@ -1,0 +1,377 @@
+package imapd
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sort"
+
+	"github.com/emersion/go-imap/v2"
+
+	"pushmail/mailstore"
+	"pushmail/notify"
+)
+
+// selected is the state of the selected mailbox: the subscription to its
+// events and the session's view of its messages.
+type selected struct {
+	mb       mailstore.Mailbox // ID, name and UIDVALIDITY at SELECT
+	readOnly bool              // EXAMINE (RFC 9051 §6.3.3)
+	sub      *notify.Subscription
+
+	// uids is the view: sequence number n is uids[n-1]. Ascending. Every
+	// UID in it has been announced to the client.
+	uids []mailstore.UID
+	// gone holds UIDs of the view that the store has expunged but whose
+	// EXPUNGE has not been sent yet (RFC 9051 §7.5.1).
+	gone map[mailstore.UID]bool
+	// known is the highest UID ever added to the view: an Appended UID at
+	// or below it was either added already or expunged before the view
+	// could see it.
+	known mailstore.UID
+	// modseq is the highest modseq of the events applied so far (at SELECT:
+	// the mailbox's). Every later event has a higher one.
+	modseq uint64
+	// reported holds, for messages whose flags the session sent in a
+	// FETCH response, the modseq of those flags when it is above modseq:
+	// queued events up to it are older than what the client knows.
+	reported map[mailstore.UID]uint64
+	// saved is the result of the last SEARCH RETURN (SAVE) (RFC 5182).
+	saved []mailstore.UID
+	// deleted is set once the mailbox no longer exists.
+	deleted bool
+}
+
+// msgRef is one message of a command's set.
+type msgRef struct {
+	seq uint32
+	uid mailstore.UID
+}
+
+// updater is what the view writes unsolicited responses to;
+// *imapserver.UpdateWriter implements it.
+type updater interface {
+	WriteExpunge(seqNum uint32) error
+	WriteNumMessages(n uint32) error
+	WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag) error
+}
+
+// errMailboxGone reports that the selected mailbox was deleted.
+var errMailboxGone = errors.New("selected mailbox was deleted")
+
+// seqOf returns the sequence number of uid in the view.
+func (sel *selected) seqOf(uid mailstore.UID) (uint32, bool) {
+	i, ok := slices.BinarySearch(sel.uids, uid)
+	return uint32(i + 1), ok
+}
+
+// update brings the view up to date with the subscription's events and
+// tells the client through w. EXPUNGE responses are written only if
+// allowExpunge; otherwise expunged UIDs stay in the view, marked gone.
+func (sel *selected) update(ctx context.Context, store *mailstore.Store, w updater, allowExpunge bool) error {
+	events, resync := sel.sub.Take()
+	if resync {
+		if err := sel.resync(ctx, store, w); err != nil {
+			return err
+		}
+	}
+	for i := range events {
+		if err := sel.apply(ctx, store, &events[i], w); err != nil {
+			return err
+		}
+	}
+	if sel.deleted {
+		return errMailboxGone
+	}
+	if allowExpunge {
+		if err := sel.flushExpunged(w); err != nil {
+			return err
+		}
+	}
+	for uid, m := range sel.reported {
+		if m <= sel.modseq {
+			delete(sel.reported, uid)
+		}
+	}
+	return nil
+}
+
+// apply applies one event to the view.
+func (sel *selected) apply(ctx context.Context, store *mailstore.Store, ev *notify.Event, w updater) error {
+	floor := sel.modseq
+	sel.modseq = max(sel.modseq, ev.ModSeq)
+	switch ev.Kind {
+	case notify.Appended:
+		n := len(sel.uids)
+		for _, u := range ev.UIDs {
+			if uid := mailstore.UID(u); uid > sel.known {
+				sel.uids = append(sel.uids, uid)
+				sel.known = uid
+			}
+		}
+		if len(sel.uids) > n {
+			return w.WriteNumMessages(uint32(len(sel.uids)))
+		}
+	case notify.Expunged:
+		for _, u := range ev.UIDs {
+			if _, ok := sel.seqOf(mailstore.UID(u)); ok {
+				sel.gone[mailstore.UID(u)] = true
+			}
+		}
+	case notify.FlagsChanged:
+		// The session's own STORE and FETCH already answered with these
+		// flags (or were asked not to, with .SILENT); an event at or below
+		// floor is reflected in anything the client could have read.
+		if ev.Origin == sel.sub.ID() || ev.ModSeq <= floor {
+			return nil
+		}
+		for _, f := range ev.Flags {
+			uid := mailstore.UID(f.UID)
+			seq, ok := sel.seqOf(uid)
+			if !ok || sel.gone[uid] || sel.reported[uid] >= ev.ModSeq {
+				continue
+			}
+			if err := w.WriteMessageFlags(seq, imap.UID(uid), imapFlags(f.Flags)); err != nil {
+				return err
+			}
+		}
+	case notify.MailboxChanged:
+		return sel.refreshMailbox(ctx, store)
+	}
+	return nil
+}
+
+// refreshMailbox re-reads the selected mailbox after it was renamed or
+// deleted.
+func (sel *selected) refreshMailbox(ctx context.Context, store *mailstore.Store) error {
+	st, err := store.Status(ctx, sel.mb.ID)
+	if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+		sel.deleted = true
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	sel.mb.Name = st.Name
+	return nil
+}
+
+// flushExpunged sends the pending EXPUNGE responses and drops their UIDs
+// from the view. Each EXPUNGE's number accounts for those sent before it
+// (RFC 9051 §7.5.1).
+func (sel *selected) flushExpunged(w interface{ WriteExpunge(uint32) error }) error {
+	if len(sel.gone) == 0 {
+		return nil
+	}
+	var werr error
+	kept := sel.uids[:0]
+	for _, uid := range sel.uids {
+		if !sel.gone[uid] {
+			kept = append(kept, uid)
+			continue
+		}
+		delete(sel.reported, uid)
+		if werr == nil {
+			werr = w.WriteExpunge(uint32(len(kept) + 1))
+		}
+	}
+	clear(sel.uids[len(kept):])
+	sel.uids = kept
+	clear(sel.gone)
+	return werr
+}
+
+// resync rebuilds the view from the store after the subscription lost
+// events: UIDs no longer stored are marked gone, new ones are added with
+// one EXISTS, and messages of the old view whose flags changed since the
+// last event applied get a FETCH FLAGS.
+func (sel *selected) resync(ctx context.Context, store *mailstore.Store, w updater) error {
+	if err := sel.refreshMailbox(ctx, store); err != nil || sel.deleted {
+		return err
+	}
+	type flagged struct {
+		uid    mailstore.UID
+		flags  []string
+		modseq uint64
+	}
+	var fresh []mailstore.UID
+	var changed []flagged
+	err := store.Messages(ctx, sel.mb.ID, nil, mailstore.FetchOptions{}, func(m *mailstore.Message) error {
+		fresh = append(fresh, m.UID)
+		if m.ModSeq > sel.modseq {
+			changed = append(changed, flagged{m.UID, m.Flags, m.ModSeq})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Both lists ascend: a merge finds what the store no longer has.
+	j := 0
+	for _, uid := range sel.uids {
+		for j < len(fresh) && fresh[j] < uid {
+			j++
+		}
+		if j == len(fresh) || fresh[j] != uid {
+			sel.gone[uid] = true
+		}
+	}
+	n, known := len(sel.uids), sel.known
+	for _, uid := range fresh {
+		if uid > sel.known {
+			sel.uids = append(sel.uids, uid)
+			sel.known = uid
+		}
+	}
+	if len(sel.uids) > n {
+		if err := w.WriteNumMessages(uint32(len(sel.uids))); err != nil {
+			return err
+		}
+	}
+	for _, c := range changed {
+		seq, ok := sel.seqOf(c.uid)
+		if !ok || sel.gone[c.uid] || c.uid > known {
+			// New messages are announced by EXISTS; the client fetches
+			// their flags.
+			continue
+		}
+		if err := w.WriteMessageFlags(seq, imap.UID(c.uid), imapFlags(c.flags)); err != nil {
+			return err
+		}
+		sel.reported[c.uid] = c.modseq
+	}
+	return nil
+}
+
+// noteReported records that the client was told the flags of uid as of
+// modseq.
+func (sel *selected) noteReported(uid mailstore.UID, modseq uint64) {
+	if modseq > sel.modseq && modseq > sel.reported[uid] {
+		sel.reported[uid] = modseq
+	}
+}
+
+// resolve returns the messages of the view that numSet names, ascending.
+// A sequence number beyond the view is a client error (RFC 9051 §9,
+// seq-number); UIDs not in the view are ignored (RFC 9051 §6.4.9).
+func (sel *selected) resolve(numSet imap.NumSet) ([]msgRef, error) {
+	switch set := numSet.(type) {
+	case imap.SeqSet:
+		idx, err := sel.seqIndexes(set, true)
+		if err != nil {
+			return nil, err
+		}
+		return sel.refs(idx), nil
+	case imap.UIDSet:
+		if imap.IsSearchRes(set) {
+			return sel.refs(sel.savedIndexes()), nil
+		}
+		return sel.refs(sel.uidIndexes(set)), nil
+	}
+	return nil, errBadSeqNum
+}
+
+func (sel *selected) refs(idx []int) []msgRef {
+	refs := make([]msgRef, len(idx))
+	for i, x := range idx {
+		refs[i] = msgRef{seq: uint32(x + 1), uid: sel.uids[x]}
+	}
+	return refs
+}
+
+// seqIndexes returns the view indexes of a sequence set, ascending and
+// unique. "*" is the last message; "n:*" with n beyond it is "*:n"
+// (RFC 9051 §9, seq-range). With strict, a static number beyond the view
+// is an error; otherwise it is ignored.
+func (sel *selected) seqIndexes(set imap.SeqSet, strict bool) ([]int, error) {
+	n := uint32(len(sel.uids))
+	var idx []int
+	for _, r := range set {
+		start, stop := r.Start, r.Stop
+		switch {
+		case start == 0: // "*"
+			start, stop = n, n
+		case stop == 0: // "n:*"
+			start, stop = min(start, n), n
+		case stop > n:
+			if strict {
+				return nil, errBadSeqNum
+			}
+			stop = n
+		}
+		for q := max(start, 1); q <= stop; q++ {
+			idx = append(idx, int(q-1))
+		}
+	}
+	return sortUnique(idx), nil
+}
+
+// uidIndexes returns the view indexes of a UID set, ascending and unique.
+// "*" is the highest UID in the view, and "n:*" always includes it
+// (RFC 9051 §6.4.9).
+func (sel *selected) uidIndexes(set imap.UIDSet) []int {
+	if len(sel.uids) == 0 {
+		return nil
+	}
+	last := sel.uids[len(sel.uids)-1]
+	var idx []int
+	for _, r := range set {
+		start, stop := mailstore.UID(r.Start), mailstore.UID(r.Stop)
+		switch {
+		case start == 0:
+			start, stop = last, last
+		case stop == 0:
+			start, stop = min(start, last), last
+		}
+		i := sort.Search(len(sel.uids), func(i int) bool { return sel.uids[i] >= start })
+		for ; i < len(sel.uids) && sel.uids[i] <= stop; i++ {
+			idx = append(idx, i)
+		}
+	}
+	return sortUnique(idx)
+}
+
+// savedIndexes returns the view indexes of the saved search result.
+func (sel *selected) savedIndexes() []int {
+	var idx []int
+	for _, uid := range sel.saved {
+		if i, ok := slices.BinarySearch(sel.uids, uid); ok {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+func sortUnique(idx []int) []int {
+	if !slices.IsSorted(idx) {
+		slices.Sort(idx)
+	}
+	return slices.Compact(idx)
+}
+
+// uidSetOf returns the store set of the messages of refs.
+func uidSetOf(refs []msgRef) mailstore.UIDSet {
+	uids := make([]mailstore.UID, len(refs))
+	for i, r := range refs {
+		uids[i] = r.uid
+	}
+	return mailstore.UIDSetOf(uids...)
+}
+
+// imapFlags converts stored flag names to go-imap's type.
+func imapFlags(flags []string) []imap.Flag {
+	out := make([]imap.Flag, len(flags))
+	for i, f := range flags {
+		out[i] = imap.Flag(f)
+	}
+	return out
+}
+
+// storeFlags converts go-imap flags to stored flag names.
+func storeFlags(flags []imap.Flag) []string {
+	out := make([]string, len(flags))
+	for i, f := range flags {
+		out[i] = string(f)
+	}
+	return out
+}

@@ -1,0 +1,91 @@
+package smtpd
+
+import (
+	"strconv"
+
+	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are smtpd's Prometheus collectors. A nil *Metrics records
+// nothing, so Options.Metrics is optional.
+type Metrics struct {
+	connections  *prometheus.CounterVec
+	open         *prometheus.GaugeVec
+	messages     *prometheus.CounterVec
+	rcptRejected *prometheus.CounterVec
+	bytes        *prometheus.CounterVec
+}
+
+// NewMetrics creates smtpd's collectors and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushmail_smtp_connections_total",
+			Help: "Connections accepted, by protocol (smtp, lmtp, submission).",
+		}, []string{"proto"}),
+		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pushmail_smtp_connections_open",
+			Help: "Connections open now, by protocol.",
+		}, []string{"proto"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushmail_smtp_messages_total",
+			Help: "Messages answered at the end of DATA/BDAT, by protocol and reply (\"250\" is accepted; for LMTP one per recipient).",
+		}, []string{"proto", "reply"}),
+		rcptRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushmail_smtp_recipients_rejected_total",
+			Help: "RCPT TO commands refused, by protocol and reply (e.g. \"550 5.1.1\" unknown user, \"550 5.7.1\" relay denied).",
+		}, []string{"proto", "reply"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushmail_smtp_accepted_bytes_total",
+			Help: "Bytes of accepted messages as received (before trace fields), by protocol.",
+		}, []string{"proto"}),
+	}
+	reg.MustRegister(m.connections, m.open, m.messages, m.rcptRejected, m.bytes)
+	return m
+}
+
+// replyLabel is a reply's label value: "250", or "550 5.1.1".
+func replyLabel(rep *smtp.SMTPError) string {
+	if rep == nil {
+		return "250"
+	}
+	e := rep.EnhancedCode
+	if e == (smtp.EnhancedCode{}) || e == smtp.NoEnhancedCode {
+		return strconv.Itoa(rep.Code)
+	}
+	return strconv.Itoa(rep.Code) + " " + strconv.Itoa(e[0]) + "." + strconv.Itoa(e[1]) + "." + strconv.Itoa(e[2])
+}
+
+func (m *Metrics) connOpened(r role) {
+	if m == nil {
+		return
+	}
+	m.connections.WithLabelValues(r.String()).Inc()
+	m.open.WithLabelValues(r.String()).Inc()
+}
+
+func (m *Metrics) connClosed(r role) {
+	if m == nil {
+		return
+	}
+	m.open.WithLabelValues(r.String()).Dec()
+}
+
+// message records the reply to one message (or, for LMTP, one recipient).
+func (m *Metrics) message(r role, rep *smtp.SMTPError, size int) {
+	if m == nil {
+		return
+	}
+	m.messages.WithLabelValues(r.String(), replyLabel(rep)).Inc()
+	if rep == nil {
+		m.bytes.WithLabelValues(r.String()).Add(float64(size))
+	}
+}
+
+func (m *Metrics) rcptRefused(r role, rep *smtp.SMTPError) {
+	if m == nil {
+		return
+	}
+	m.rcptRejected.WithLabelValues(r.String(), replyLabel(rep)).Inc()
+}
