@@ -18,4 +18,7 @@ var (
 	ErrProtected      = errors.New("operation not allowed on this mailbox")
 	ErrNoSuchMessage  = errors.New("no such message")
 	ErrTooBig         = errors.New("message too big")
+	// ErrStorageFull: the disk, or the store's MaxDatabaseBytes, is full.
+	// It is temporary from a sender's point of view: space may be freed.
+	ErrStorageFull = errors.New("mail storage full")
 )

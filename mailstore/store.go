@@ -3,13 +3,14 @@ package mailstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"sync"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"github.com/mattn/go-sqlite3" // also registers the "sqlite3" driver
 
 	"pushmail/notify"
 )
@@ -35,6 +36,9 @@ type Options struct {
 	MaxMessageSize int64
 	// MaxReaders bounds the pool of read connections (default 8).
 	MaxReaders int
+	// MaxDatabaseBytes caps the database file (SQLite max_page_count);
+	// writes past it fail with ErrStorageFull, as on a full disk. 0: no cap.
+	MaxDatabaseBytes int64
 	// OnCommit, if set, is called by the writer after each committed
 	// batch with the number of writes, their message bytes, and how long
 	// the transaction took from BEGIN to durable COMMIT. It must be quick:
@@ -108,10 +112,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	base := "file:" + (&url.URL{Path: path}).EscapedPath() +
 		"?_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_busy_timeout=10000"
 	var err error
-	s.wdb, err = sql.Open("sqlite3", base+"&_txlock=immediate")
-	if err != nil {
-		return nil, fmt.Errorf("open mailstore %s: %w", path, err)
-	}
+	s.wdb = sql.OpenDB(writerConnector{dsn: base + "&_txlock=immediate", maxBytes: opts.MaxDatabaseBytes})
 	s.wdb.SetMaxOpenConns(1)
 	s.wdb.SetConnMaxIdleTime(0)
 	if err := s.wdb.PingContext(ctx); err != nil {
@@ -122,6 +123,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		closeQuietly(s.wdb)
 		return nil, fmt.Errorf("open mailstore %s: %w", path, err)
 	}
+
 	s.rdb, err = sql.Open("sqlite3", base+"&_query_only=1")
 	if err != nil {
 		closeQuietly(s.wdb)
@@ -192,6 +194,41 @@ func (s *Store) Ping(ctx context.Context) error {
 		return fmt.Errorf("mailstore writer did not answer: %w", ctx.Err())
 	}
 }
+
+// writerConnector opens the writer's connection and applies the settings
+// SQLite keeps per connection, whenever database/sql (re)connects.
+type writerConnector struct {
+	dsn      string
+	maxBytes int64
+}
+
+func (c writerConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Driver().Open(c.dsn)
+	if err != nil {
+		return nil, err
+	}
+	if c.maxBytes > 0 {
+		// max_page_count is in pages of page_size bytes (4096 by default).
+		sc := conn.(*sqlite3.SQLiteConn)
+		rows, err := sc.Query("PRAGMA page_size", nil)
+		if err == nil {
+			dest := []driver.Value{nil}
+			err = rows.Next(dest)
+			rows.Close()
+			if err == nil {
+				pages := max(1, c.maxBytes/dest[0].(int64))
+				_, err = sc.Exec(fmt.Sprintf("PRAGMA max_page_count = %d", pages), nil)
+			}
+		}
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("set max_page_count: %w", err)
+		}
+	}
+	return conn, nil
+}
+
+func (writerConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }
 
 func closeQuietly(db *sql.DB) {
 	_ = db.Close() // only on an Open that already failed; that error is reported

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mattn/go-sqlite3"
+
 	"pushmail/notify"
 )
 
@@ -172,7 +174,9 @@ func (s *Store) runWriter() {
 }
 
 // runBatch applies ops in one transaction. Each op gets a savepoint, so a
-// failing op is undone alone; if the commit fails, every op fails.
+// failing op is undone alone; if the commit fails, or SQLite abandoned the
+// transaction under an op (as it may on SQLITE_FULL or an I/O error),
+// every op of the batch fails and none is published.
 func (s *Store) runBatch(ops []*writeOp) {
 	ctx := context.Background() // the batch belongs to no single caller
 	start := time.Now()
@@ -182,13 +186,18 @@ func (s *Store) runBatch(ops []*writeOp) {
 		}
 		s.prepareMissing(ctx)
 	}()
+	failAll := func(err error) {
+		s.log.Error("mailstore write batch failed", "err", err, "writes", len(ops))
+		for _, op := range ops {
+			if op.err == nil {
+				op.err = err
+			}
+			op.events = nil
+		}
+	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		err = fmt.Errorf("begin transaction: %w", err)
-		for _, op := range ops {
-			op.err = err
-		}
-		s.log.Error("mailstore write failed", "err", err)
+		failAll(classify(fmt.Errorf("begin transaction: %w", err)))
 		return
 	}
 	ran := 0
@@ -197,7 +206,15 @@ func (s *Store) runBatch(ops []*writeOp) {
 			op.err = err
 			continue
 		}
-		op.events, op.err = s.runOp(&wtx{ctx: ctx, tx: tx, w: &s.stmts}, op.fn)
+		var broken error
+		op.events, op.err, broken = s.runOp(&wtx{ctx: ctx, tx: tx, w: &s.stmts}, op.fn)
+		if broken != nil {
+			// The transaction is gone, and with it the ops before this
+			// one: what follows would run outside any transaction.
+			rollback(tx)
+			failAll(classify(fmt.Errorf("transaction aborted: %w", broken)))
+			return
+		}
 		if op.err == nil {
 			ran++
 		}
@@ -207,14 +224,7 @@ func (s *Store) runBatch(ops []*writeOp) {
 		return
 	}
 	if err := tx.Commit(); err != nil {
-		err = fmt.Errorf("commit: %w", err)
-		s.log.Error("mailstore commit failed", "err", err, "writes", len(ops))
-		for _, op := range ops {
-			if op.err == nil {
-				op.err = err
-				op.events = nil
-			}
-		}
+		failAll(classify(fmt.Errorf("commit: %w", err)))
 		return
 	}
 	committed := time.Now()
@@ -235,10 +245,12 @@ func (s *Store) runBatch(ops []*writeOp) {
 }
 
 // runOp runs fn inside a savepoint, turning a panic into an error so that
-// one broken write cannot stop the writer for everyone.
-func (s *Store) runOp(tx *wtx, fn writeFunc) (events []notify.Event, err error) {
+// one broken write cannot stop the writer for everyone. broken is set when
+// the savepoint cannot be rolled back: SQLite has rolled back the whole
+// transaction itself.
+func (s *Store) runOp(tx *wtx, fn writeFunc) (events []notify.Event, err, broken error) {
 	if _, err := tx.Exec("SAVEPOINT op"); err != nil {
-		return nil, fmt.Errorf("savepoint: %w", err)
+		return nil, nil, fmt.Errorf("savepoint: %w", err)
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -246,16 +258,31 @@ func (s *Store) runOp(tx *wtx, fn writeFunc) (events []notify.Event, err error) 
 			s.log.Error("mailstore write panicked", "panic", r)
 		}
 		if err != nil {
+			err = classify(err)
 			events = nil
-			if _, rerr := tx.Exec("ROLLBACK TO op; RELEASE op"); rerr != nil {
-				err = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
+			if _, rerr := tx.Exec("ROLLBACK TO op"); rerr != nil {
+				broken = errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
+			} else if _, rerr := tx.Exec("RELEASE op"); rerr != nil {
+				broken = errors.Join(err, fmt.Errorf("release savepoint: %w", rerr))
 			}
 			return
 		}
 		if _, rerr := tx.Exec("RELEASE op"); rerr != nil {
-			err = fmt.Errorf("release savepoint: %w", rerr)
+			broken = fmt.Errorf("release savepoint: %w", rerr)
 			events = nil
 		}
 	}()
-	return fn(tx)
+	events, err = fn(tx)
+	return events, err, nil
+}
+
+// classify marks SQLite's "database or disk is full" with ErrStorageFull,
+// so protocols can answer "mail system full" (RFC 3463 X.3.1) rather
+// than a generic error.
+func classify(err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) && se.Code == sqlite3.ErrFull && !errors.Is(err, ErrStorageFull) {
+		return fmt.Errorf("%w: %w", ErrStorageFull, err)
+	}
+	return err
 }

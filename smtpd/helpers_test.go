@@ -52,6 +52,8 @@ type envConfig struct {
 	remote bool    // treat 127.0.0.1 as a remote (non-loopback) client
 	// setup runs on the Server after New, before it serves.
 	setup func(*Server)
+	// storeMaxBytes caps the store (mailstore.Options.MaxDatabaseBytes).
+	storeMaxBytes int64
 }
 
 // testEnv is a store with the test users and a Server listening for each
@@ -73,6 +75,7 @@ func newEnv(t testing.TB, cfg envConfig) *testEnv {
 	logger := testLogger()
 	store, err := mailstore.Open(ctx, filepath.Join(t.TempDir(), "mail.db"), mailstore.Options{
 		Logger: logger, Domains: []string{"example.org"}, PasswordCost: bcrypt.MinCost,
+		MaxDatabaseBytes: cfg.storeMaxBytes,
 	})
 	if err != nil {
 		t.Fatalf("mailstore.Open: %v", err)

@@ -62,6 +62,9 @@ var (
 	replyLineTooLong = reply(500, 5, 5, 2, "Line too long")
 	// The client went away or reset during the transfer; no one reads it.
 	replyTransferAborted = reply(451, 4, 4, 2, "Message transfer aborted")
+	// RFC 5321 §4.2.2 452 with RFC 3463 X.3.1: the disk or the store's
+	// size cap is full. Temporary: the sender retries once space is freed.
+	replyStorageFull = reply(452, 4, 3, 1, "Insufficient system storage, try again later")
 )
 
 // Replies to AUTH (RFC 4954 §6).
@@ -138,6 +141,9 @@ func (ss *session) replyFor(st stage, err error, id string) *smtp.SMTPError {
 		switch {
 		case errors.Is(err, mailstore.ErrTooBig):
 			return replyTooBig
+		case errors.Is(err, mailstore.ErrStorageFull):
+			ss.log.Error("mail storage full", "id", id, "err", err)
+			return replyStorageFull
 		case errors.Is(err, smtp.ErrTooLongLine):
 			return replyLineTooLong
 		case errors.Is(err, smtp.ErrDataReset), errors.Is(err, io.ErrUnexpectedEOF):
