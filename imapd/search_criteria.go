@@ -13,9 +13,12 @@ import (
 // sequence set to the UIDs of the session's view.
 //
 // The conversion keeps the meaning of every field of imap.SearchCriteria:
-//   - SeqNum sets go through seqToUID; UID sets are copied with "*" kept as
-//     0, which mailstore.Search resolves to the mailbox's largest UID
-//     (RFC 9051 §6.4.9: "559:*" always includes the last message).
+//   - SeqNum sets go through seqToUID. In UID sets, "*" is the largest UID
+//     of the session's view (the UID of sequence number "*", found through
+//     seqToUID), not of the store, which may hold messages the session has
+//     not yet been told about; "559:*" always includes that last message
+//     (RFC 9051 §6.4.9). With an empty view "*" stays 0, which
+//     mailstore.Search resolves itself.
 //   - A "$" reference (imap.SearchRes, RFC 5182) stands for the empty set:
 //     the initial value of a saved result. A session that implements
 //     SEARCH RETURN (SAVE) calls storeCriteriaSaved instead.
@@ -41,8 +44,8 @@ func storeCriteria(c *imap.SearchCriteria, seqToUID func(imap.SeqSet) mailstore.
 // result of the last SEARCH RETURN (SAVE) (RFC 5182 §2.1; RFC 9051 §6.4.4.1).
 // An empty saved set matches nothing.
 func storeCriteriaSaved(c *imap.SearchCriteria, seqToUID func(imap.SeqSet) mailstore.UIDSet, saved mailstore.UIDSet) (*mailstore.SearchCriteria, error) {
-	conv := criteriaConverter{seqToUID: seqToUID, saved: saved, loc: time.Local}
-	return conv.convert(c)
+	cv := &criteriaConverter{seqToUID: seqToUID, saved: saved, loc: time.Local}
+	return cv.convert(c)
 }
 
 // errNoSeqMapper is returned for a sequence-number search without a mapper;
@@ -54,9 +57,12 @@ type criteriaConverter struct {
 	seqToUID func(imap.SeqSet) mailstore.UIDSet
 	saved    mailstore.UIDSet // what "$" means
 	loc      *time.Location   // the zone INTERNALDATE dates are compared in
+
+	last     mailstore.UID // the view's last UID, once lastDone
+	lastDone bool
 }
 
-func (cv criteriaConverter) convert(c *imap.SearchCriteria) (*mailstore.SearchCriteria, error) {
+func (cv *criteriaConverter) convert(c *imap.SearchCriteria) (*mailstore.SearchCriteria, error) {
 	out := &mailstore.SearchCriteria{}
 	if c == nil {
 		return out, nil
@@ -125,22 +131,49 @@ func (cv criteriaConverter) convert(c *imap.SearchCriteria) (*mailstore.SearchCr
 	return out, nil
 }
 
-// uidSet converts an IMAP UID set. Both use 0 for "*", and go-imap already
-// puts the smaller end first ("*:5" arrives as 5:*).
-func (cv criteriaConverter) uidSet(set imap.UIDSet) mailstore.UIDSet {
+// uidSet converts an IMAP UID set, with "*" (0 in both packages) made the
+// view's last UID when there is one.
+func (cv *criteriaConverter) uidSet(set imap.UIDSet) mailstore.UIDSet {
 	if imap.IsSearchRes(set) {
 		return append(mailstore.UIDSet{}, cv.saved...)
 	}
 	out := make(mailstore.UIDSet, 0, len(set))
 	for _, r := range set {
-		out = append(out, mailstore.UIDRange{Start: mailstore.UID(r.Start), Stop: mailstore.UID(r.Stop)})
+		start, stop := mailstore.UID(r.Start), mailstore.UID(r.Stop)
+		if start == 0 || stop == 0 {
+			last := cv.lastUID()
+			if start == 0 {
+				start = last
+			}
+			if stop == 0 {
+				stop = last
+			}
+		}
+		if start > stop && stop != 0 {
+			start, stop = stop, start // "559:*" above the last UID
+		}
+		out = append(out, mailstore.UIDRange{Start: start, Stop: stop})
 	}
 	return out
 }
 
+// lastUID returns the UID of the view's last message, 0 ("*", left to the
+// store) if the view is empty or unknown.
+func (cv *criteriaConverter) lastUID() mailstore.UID {
+	if !cv.lastDone {
+		cv.lastDone = true
+		if cv.seqToUID != nil {
+			if set := cv.seqToUID(imap.SeqSet{{Start: 0, Stop: 0}}); len(set) > 0 {
+				cv.last = set[len(set)-1].Stop
+			}
+		}
+	}
+	return cv.last
+}
+
 // dayStart returns the start of t's calendar date in cv.loc, or the zero
 // time for the zero time (criterion unset).
-func (cv criteriaConverter) dayStart(t time.Time) time.Time {
+func (cv *criteriaConverter) dayStart(t time.Time) time.Time {
 	if t.IsZero() {
 		return time.Time{}
 	}

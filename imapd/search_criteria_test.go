@@ -66,12 +66,22 @@ func TestStoreCriteria(t *testing.T) {
 			want: mailstore.SearchCriteria{UIDs: []mailstore.UIDSet{{}}},
 		},
 		{
-			name: "uid with star",
+			name: "uid star is the view's last uid",
 			in:   imap.SearchCriteria{UID: []imap.UIDSet{{{Start: 1, Stop: 4}, {Start: 7, Stop: 0}}, imap.UIDSetNum(0)}},
 			want: mailstore.SearchCriteria{UIDs: []mailstore.UIDSet{
-				{{Start: 1, Stop: 4}, {Start: 7, Stop: 0}},
-				{{Start: 0, Stop: 0}},
+				{{Start: 1, Stop: 4}, {Start: 7, Stop: 50}},
+				{{Start: 50, Stop: 50}},
 			}},
+		},
+		{
+			name: "uid n:star above the last uid includes it",
+			in:   imap.SearchCriteria{UID: []imap.UIDSet{{{Start: 559, Stop: 0}}}},
+			want: mailstore.SearchCriteria{UIDs: []mailstore.UIDSet{{{Start: 50, Stop: 559}}}},
+		},
+		{
+			name: "uid star in not",
+			in:   imap.SearchCriteria{Not: []imap.SearchCriteria{{UID: []imap.UIDSet{imap.UIDSetNum(0)}}}},
+			want: mailstore.SearchCriteria{Not: []mailstore.SearchCriteria{{UIDs: []mailstore.UIDSet{{{Start: 50, Stop: 50}}}}}},
 		},
 		{
 			name: "saved result without a save is empty",
@@ -211,7 +221,8 @@ func TestStoreCriteriaInternalDates(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := criteriaConverter{loc: tt.loc}.convert(&tt.in)
+			cv := &criteriaConverter{loc: tt.loc}
+			got, err := cv.convert(&tt.in)
 			if err != nil {
 				t.Fatalf("convert(%+v) = %v", tt.in, err)
 			}
@@ -253,6 +264,21 @@ func TestStoreCriteriaSaved(t *testing.T) {
 	}
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("storeCriteriaSaved($) = %+v, want %+v", *got, want)
+	}
+}
+
+func TestStoreCriteriaEmptyView(t *testing.T) {
+	t.Parallel()
+	empty := func(imap.SeqSet) mailstore.UIDSet { return nil }
+	in := &imap.SearchCriteria{UID: []imap.UIDSet{{{Start: 5, Stop: 0}}, imap.UIDSetNum(0)}}
+	got, err := storeCriteria(in, empty)
+	if err != nil {
+		t.Fatalf("storeCriteria() = %v", err)
+	}
+	// "*" is left to the store, which finds no message the view has.
+	want := []mailstore.UIDSet{{{Start: 5, Stop: 0}}, {{Start: 0, Stop: 0}}}
+	if !reflect.DeepEqual(got.UIDs, want) {
+		t.Errorf("storeCriteria(UID 5:* UID *) with an empty view = %v, want %v", got.UIDs, want)
 	}
 }
 

@@ -14,10 +14,10 @@ var ErrInvalidFlag = errors.New("invalid flag")
 // The system flags (RFC 9051 §2.3.2) are kept as bits, so searches and
 // counters on them are integer tests; keywords are kept as text.
 const (
-	flagSeen     = 1 << iota // \Seen: bit 0; the schema's triggers rely on it
+	flagSeen     = 1 << iota // \Seen: bit 0; the schema's triggers and indexes rely on it
 	flagAnswered             // \Answered
 	flagFlagged              // \Flagged
-	flagDeleted              // \Deleted
+	flagDeleted              // \Deleted: bit 3; the messages_deleted index relies on it
 	flagDraft                // \Draft
 )
 

@@ -317,8 +317,9 @@ func (s *Store) Expunge(ctx context.Context, mailbox MailboxID, set UIDSet, orig
 	var expunged []UID
 	err := s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
 		lo, hi := set.bounds()
-		rows, err := tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? AND flags & ? != 0 ORDER BY uid",
-			mailbox, lo, hi, flagDeleted)
+		// flags & 8 spelt out: the messages_deleted index needs the literal.
+		rows, err := tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? AND flags & 8 != 0 ORDER BY uid",
+			mailbox, lo, hi)
 		if err != nil {
 			return nil, err
 		}
@@ -504,7 +505,8 @@ func (s *Store) UIDs(ctx context.Context, mailbox MailboxID) ([]UID, error) {
 func (s *Store) FirstUnseen(ctx context.Context, mailbox MailboxID) (UID, error) {
 	var uid UID
 	err := s.rdb.QueryRowContext(ctx,
-		"SELECT uid FROM messages WHERE mailbox_id = ? AND flags & ? = 0 ORDER BY uid LIMIT 1", mailbox, flagSeen).Scan(&uid)
+		// flags & 1 spelt out: the messages_unseen index needs the literal.
+		"SELECT uid FROM messages WHERE mailbox_id = ? AND flags & 1 = 0 ORDER BY uid LIMIT 1", mailbox).Scan(&uid)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}

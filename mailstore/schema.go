@@ -86,6 +86,15 @@ CREATE TRIGGER messages_flags AFTER UPDATE OF flags ON messages BEGIN
 	WHERE id = NEW.mailbox_id;
 END;
 `,
+	// 2: partial indexes for the common flag questions: first unseen,
+	// SEARCH UNSEEN, and EXPUNGE's \Deleted messages. Queries must spell
+	// the flag test literally (flags & 1 = 0, flags & 8 != 0), not as a
+	// bound parameter, for SQLite to use them.
+	`
+CREATE INDEX messages_unseen ON messages(mailbox_id, uid) WHERE flags & 1 = 0;
+CREATE INDEX messages_deleted ON messages(mailbox_id, uid) WHERE flags & 8 != 0;
+CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+`,
 }
 
 // schemaVersion is the user_version this binary writes.

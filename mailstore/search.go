@@ -545,7 +545,7 @@ type searchMessage struct {
 	header   []byte // the header block, or nil if raw is loaded
 	raw      []byte
 	rootJSON []byte         // Parsed.Root as JSON
-	sentJSON sql.NullString // Parsed.Envelope.Date as JSON text
+	sentJSON sql.NullString // Parsed.Envelope.Date (RFC 3339), NULL if none
 
 	root       *searchPart
 	rootDone   bool

@@ -22,8 +22,8 @@ type searchFixture struct {
 	mailbox MailboxID
 }
 
-// crlf turns a readable "\n" message into wire form.
-func crlf(s string) []byte { return []byte(strings.ReplaceAll(s, "\n", "\r\n")) }
+// searchCRLF turns a readable "\n" message into wire form.
+func searchCRLF(s string) []byte { return []byte(strings.ReplaceAll(s, "\n", "\r\n")) }
 
 var searchBase64Body = base64.StdEncoding.EncodeToString([]byte("The secret word is Pineapple.\nÜberraschung für alle!\n"))
 
@@ -187,7 +187,7 @@ func newSearchFixture(t *testing.T) *searchFixture {
 		t.Fatalf("Resolve() = %v", err)
 	}
 	for i, m := range searchCorpus {
-		res, err := s.Append(ctx, rcpt.Mailbox, crlf(m.raw), m.flags, m.date, 0)
+		res, err := s.Append(ctx, rcpt.Mailbox, searchCRLF(m.raw), m.flags, m.date, 0)
 		if err != nil {
 			t.Fatalf("Append(message %d) = %v", i+1, err)
 		}
@@ -221,7 +221,7 @@ func TestSearch(t *testing.T) {
 		t.Fatalf("Messages(7) = %v", err)
 	}
 	all := uidsOf(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
-	sizeOf := func(uid UID) int64 { return int64(len(crlf(searchCorpus[uid-1].raw))) }
+	sizeOf := func(uid UID) int64 { return int64(len(searchCRLF(searchCorpus[uid-1].raw))) }
 	day := func(d int) time.Time { return time.Date(2024, 3, d, 0, 0, 0, 0, time.UTC) }
 
 	tests := []struct {
@@ -439,7 +439,7 @@ func smallerThanOr(also UID, size int64) []UID {
 	var out []UID
 	for i, m := range searchCorpus {
 		uid := UID(i + 1)
-		if int64(len(crlf(m.raw))) < size || uid == also {
+		if int64(len(searchCRLF(m.raw))) < size || uid == also {
 			out = append(out, uid)
 		}
 	}
@@ -714,8 +714,11 @@ func loadSearchBench(b *testing.B, n int) (*Store, MailboxID) {
 	return s, rcpt.Mailbox
 }
 
+// benchMessages is the size of the benchmark mailbox.
 const benchMessages = 100_000
 
+// BenchmarkSearchUnseen100k measures UID SEARCH UNSEEN in a mailbox of
+// 100,000 messages of which 1% are unseen: one SQL query, no bodies.
 func BenchmarkSearchUnseen100k(b *testing.B) {
 	s, mb := loadSearchBench(b, benchMessages)
 	ctx := context.Background()
@@ -727,11 +730,14 @@ func BenchmarkSearchUnseen100k(b *testing.B) {
 			b.Fatalf("Search(UNSEEN) = %v", err)
 		}
 	}
+	b.ReportMetric(float64(benchMessages)*float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	if len(got) != benchMessages/100 {
 		b.Fatalf("Search(UNSEEN) = %d messages, want %d", len(got), benchMessages/100)
 	}
 }
 
+// BenchmarkSearchText measures SEARCH TEXT for a word that 0.1% of the
+// 100,000 messages hold in their body: every header and body is read.
 func BenchmarkSearchText(b *testing.B) {
 	s, mb := loadSearchBench(b, benchMessages)
 	ctx := context.Background()
@@ -743,6 +749,7 @@ func BenchmarkSearchText(b *testing.B) {
 			b.Fatalf("Search(TEXT kumquat) = %v", err)
 		}
 	}
+	b.ReportMetric(float64(benchMessages)*float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	if len(got) != benchMessages/1000 {
 		b.Fatalf("Search(TEXT kumquat) = %d messages, want %d", len(got), benchMessages/1000)
 	}

@@ -598,3 +598,35 @@ func BenchmarkDeliver(b *testing.B) {
 		})
 	}
 }
+
+// A database written by an older pushmail (schema 1) is migrated forward
+// on open, keeping its mail.
+func TestMigrationFromVersion1(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	s, err := Open(ctx, path, Options{PasswordCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := addUser(t, s, "u@localhost")
+	if _, err := s.Deliver(ctx, testMessage(1), []Recipient{r}); err != nil {
+		t.Fatal(err)
+	}
+	// Turn it back into a version-1 file: what migration 2 adds goes away.
+	if _, err := s.wdb.Exec("DROP INDEX messages_unseen; DROP INDEX messages_deleted; DROP INDEX messages_modseq; PRAGMA user_version = 1"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = openStoreAt(t, path, Options{})
+	var version, indexes int
+	s.rdb.QueryRow("PRAGMA user_version").Scan(&version)
+	s.rdb.QueryRow("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ('messages_unseen', 'messages_deleted', 'messages_modseq')").Scan(&indexes)
+	if version != schemaVersion || indexes != 3 {
+		t.Errorf("after reopening a version-1 file: user_version %d, %d of 3 new indexes; want %d, 3", version, indexes, schemaVersion)
+	}
+	if uid, err := s.FirstUnseen(ctx, r.Mailbox); err != nil || uid != 1 {
+		t.Errorf("FirstUnseen after migration = %d, %v; want 1", uid, err)
+	}
+}
