@@ -12,12 +12,12 @@ import (
 // is NO [TRYCREATE]. Copies into the selected mailbox reach the view as
 // an event, announced by the Poll that follows.
 func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
-	sel := s.selected()
+	s.waitIdle()
 	refs, dst, err := s.copyArgs(numSet, dest)
 	if err != nil || len(refs) == 0 {
 		return nil, err
 	}
-	res, err := s.srv.store.Copy(s.ctx, sel.mb.ID, uidSetOf(refs), dst.ID, sel.sub.ID())
+	res, err := s.srv.store.Copy(s.ctx, s.sel.mb.ID, uidSetOf(refs), dst.ID, s.sel.sub.ID())
 	if err != nil {
 		return nil, s.reply(err, roleTarget)
 	}
@@ -36,10 +36,8 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	if err != nil || len(refs) == 0 {
 		return err
 	}
-	res, err := s.srv.store.Move(s.ctx, sel.mb.ID, uidSetOf(refs), dst.ID, sel.sub.ID())
-	if err != nil {
-		return s.reply(err, roleTarget)
-	}
+	// One store call: the MOVE is atomic (RFC 6851 §3.3), all or none.
+	res, moveErr := s.srv.store.Move(s.ctx, sel.mb.ID, uidSetOf(refs), dst.ID, sel.sub.ID())
 	if data := copyData(res); data != nil {
 		if err := w.WriteCopyData(data); err != nil {
 			return err
@@ -50,7 +48,10 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 			sel.gone[uid] = true
 		}
 	}
-	return sel.flushExpunged(w)
+	if err := sel.flushExpunged(w); err != nil {
+		return err
+	}
+	return s.reply(moveErr, roleTarget)
 }
 
 // copyArgs resolves COPY and MOVE's messages and target mailbox.

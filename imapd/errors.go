@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
 
 	"pushmail/mailstore"
 )
@@ -64,6 +65,8 @@ func (s *session) reply(err error, role errRole) error {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
 	}
 	switch {
+	case errors.Is(err, mailstore.ErrAuthFailed):
+		return imapserver.ErrAuthFailed // NO [AUTHENTICATIONFAILED]
 	case errors.Is(err, mailstore.ErrNoSuchMailbox) && role == roleTarget:
 		return no(imap.ResponseCodeTryCreate, "No such mailbox")
 	case errors.Is(err, mailstore.ErrNoSuchMailbox):
@@ -79,6 +82,11 @@ func (s *session) reply(err error, role errRole) error {
 	case errors.Is(err, mailstore.ErrTooBig):
 		// RFC 7889 §4: a message over the limit is NO [TOOBIG].
 		return no(imap.ResponseCodeTooBig, "Message too big")
+	case errors.Is(err, mailstore.ErrStorageFull):
+		// RFC 9208 §4.3: OVERQUOTA, also for a full store: the client
+		// should not retry until space is freed.
+		s.log.Error("mail storage full", "err", err)
+		return no(imap.ResponseCodeOverQuota, "Mail storage is full")
 	case errors.Is(err, mailstore.ErrNoSuchMessage):
 		return no(imap.ResponseCodeNonExistent, "No such message")
 	case errors.Is(err, mailstore.ErrInvalidFlag):

@@ -1,6 +1,8 @@
 package imapd
 
 import (
+	"slices"
+
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
@@ -39,13 +41,18 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	for len(refs) > 0 {
 		chunk := refs[:min(fetchChunk, len(refs))]
 		refs = refs[len(chunk):]
+		var werr error // the client's (a write or UNKNOWN-CTE), not the store's
 		err := s.srv.store.Messages(s.ctx, sel.mb.ID, uidSetOf(chunk), fo, func(m *mailstore.Message) error {
 			seq, ok := sel.seqOf(m.UID)
 			if !ok {
 				return nil
 			}
-			return s.writeFetch(w, seq, m, options, seen[m.UID])
+			werr = s.writeFetch(w, seq, m, options, seen[m.UID])
+			return werr
 		})
+		if werr != nil {
+			return werr
+		}
 		if err != nil {
 			return s.reply(err, roleMailbox)
 		}
@@ -75,27 +82,26 @@ func setsSeen(options *imap.FetchOptions) bool {
 // and is skipped.
 func (s *session) markSeen(refs []msgRef) (map[mailstore.UID]bool, error) {
 	sel := s.sel
-	var unseen []mailstore.UID
+	var unseen []msgRef
 	err := s.srv.store.Messages(s.ctx, sel.mb.ID, uidSetOf(refs), mailstore.FetchOptions{}, func(m *mailstore.Message) error {
-		for _, f := range m.Flags {
-			if f == mailstore.FlagSeen {
-				return nil
-			}
+		if !slices.Contains(m.Flags, mailstore.FlagSeen) {
+			unseen = append(unseen, msgRef{uid: m.UID})
 		}
-		unseen = append(unseen, m.UID)
 		return nil
 	})
-	if err != nil || len(unseen) == 0 {
-		return nil, s.reply(err, roleMailbox)
-	}
-	_, err = s.srv.store.StoreFlags(s.ctx, sel.mb.ID, mailstore.UIDSetOf(unseen...), mailstore.FlagsAdd,
-		[]string{mailstore.FlagSeen}, sel.sub.ID())
 	if err != nil {
 		return nil, s.reply(err, roleMailbox)
 	}
 	seen := make(map[mailstore.UID]bool, len(unseen))
-	for _, uid := range unseen {
-		seen[uid] = true
+	if len(unseen) == 0 {
+		return seen, nil
+	}
+	if _, err := s.srv.store.StoreFlags(s.ctx, sel.mb.ID, uidSetOf(unseen), mailstore.FlagsAdd,
+		[]string{mailstore.FlagSeen}, sel.sub.ID()); err != nil {
+		return nil, s.reply(err, roleMailbox)
+	}
+	for _, r := range unseen {
+		seen[r.uid] = true
 	}
 	return seen, nil
 }

@@ -39,8 +39,9 @@ type testEnv struct {
 }
 
 type envOptions struct {
-	hubQueue int // notify queue length; 0: default
-	server   Options
+	hubQueue      int // notify queue length; 0: default
+	server        Options
+	storeMaxBytes int64 // mailstore.Options.MaxDatabaseBytes
 }
 
 // errorLog is a slog handler that remembers Error records, so a test can
@@ -100,9 +101,10 @@ func newTestEnv(t testing.TB, eo envOptions) *testEnv {
 	}
 	logger := slog.New(logs)
 	store, err := mailstore.Open(ctx, filepath.Join(t.TempDir(), "mail.db"), mailstore.Options{
-		PasswordCost: bcrypt.MinCost,
-		Hub:          notify.New(eo.hubQueue),
-		Logger:       logger,
+		PasswordCost:     bcrypt.MinCost,
+		Hub:              notify.New(eo.hubQueue),
+		Logger:           logger,
+		MaxDatabaseBytes: eo.storeMaxBytes,
 	})
 	if err != nil {
 		t.Fatalf("mailstore.Open() = %v", err)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"pushmail/mailstore"
 )
@@ -46,7 +45,6 @@ func (s *session) Login(username, password string) error {
 		case <-t.C:
 		case <-s.ctx.Done():
 		}
-		return imapserver.ErrAuthFailed
 	}
 	if err != nil {
 		return s.reply(err, roleMailbox)

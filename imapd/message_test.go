@@ -612,3 +612,20 @@ func TestSearchResTranscript(t *testing.T) {
 		t.Errorf("SEARCH 2:* = %q", untagged)
 	}
 }
+
+// RFC 3516 §4.3: BINARY of an encoding the server cannot decode is
+// NO [UNKNOWN-CTE]; BODY of the same part still works.
+func TestBinaryUnknownCTE(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{})
+	env.deliver(t, []byte("Subject: uu\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 a\r\nend\r\n"))
+	c := env.raw(t)
+	c.ok("SELECT INBOX")
+	if _, tagged := c.cmd("FETCH 1 (BINARY.PEEK[1])"); !strings.HasPrefix(tagged, "NO [UNKNOWN-CTE]") {
+		t.Errorf("FETCH BINARY[1] of x-uuencode = %q, want NO [UNKNOWN-CTE]", tagged)
+	}
+	untagged := c.ok("FETCH 1 (BODY.PEEK[1]<0.5>)")
+	if got := strings.Join(untagged, "\n"); got != "* 1 FETCH (BODY[1]<0> {5}\nbegin)" {
+		t.Errorf("FETCH BODY[1]<0.5> = %q", untagged)
+	}
+}

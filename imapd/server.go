@@ -174,7 +174,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		byes.Go(func() {
 			// Bye waits for a response being written, then closes.
 			if err := sess.conn.Bye("Server shutting down"); err != nil {
-				sess.log.Debug("bye", "err", err)
+				s.log.Debug("bye", "cid", sess.id, "err", err)
 			}
 		})
 	}
@@ -218,6 +218,7 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 	id := s.nextID.Add(1)
 	sess := &session{
 		srv:    s,
+		id:     id,
 		conn:   conn,
 		ctx:    ctx,
 		cancel: cancel,

@@ -18,6 +18,7 @@ import (
 // touches only what is safe for concurrent use).
 type session struct {
 	srv    *Server
+	id     uint64 // connection id, in every log record
 	conn   *imapserver.Conn
 	ctx    context.Context // derived from the Server's; cancelled by Close
 	cancel context.CancelFunc

@@ -247,6 +247,7 @@ func (s *Store) StoreFlags(ctx context.Context, mailbox MailboxID, set UIDSet, o
 	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
 		updates = updates[:0]
 		lo, hi := set.bounds()
+		inSet := set.matcher()
 		rows, err := tx.Query("SELECT uid, flags, keywords, modseq FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid",
 			mailbox, lo, hi)
 		if err != nil {
@@ -265,7 +266,7 @@ func (s *Store) StoreFlags(ctx context.Context, mailbox MailboxID, set UIDSet, o
 				rows.Close()
 				return nil, err
 			}
-			if !set.contains(u.UID) {
+			if !inSet(u.UID) {
 				continue
 			}
 			old.keywords, _ = splitKeywords(kw)
@@ -337,13 +338,14 @@ func (s *Store) Expunge(ctx context.Context, mailbox MailboxID, set UIDSet, orig
 
 func collectUIDs(rows *sql.Rows, set UIDSet) ([]UID, error) {
 	defer rows.Close()
+	inSet := set.matcher()
 	var uids []UID
 	for rows.Next() {
 		var u UID
 		if err := rows.Scan(&u); err != nil {
 			return nil, err
 		}
-		if set.contains(u) {
+		if inSet(u) {
 			uids = append(uids, u)
 		}
 	}
@@ -438,6 +440,7 @@ func copyMessagesTx(tx *wtx, src MailboxID, set UIDSet, dst MailboxID, origin ui
 		return res, nil, ErrNoSuchMailbox // never reveal another user's mailbox
 	}
 	lo, hi := set.bounds()
+	inSet := set.matcher()
 	rows, err := tx.Query("SELECT uid, body_id, flags, keywords, internal_date, size FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid",
 		src, lo, hi)
 	if err != nil {
@@ -457,7 +460,7 @@ func copyMessagesTx(tx *wtx, src MailboxID, set UIDSet, dst MailboxID, origin ui
 			rows.Close()
 			return res, nil, err
 		}
-		if set.contains(r.uid) {
+		if inSet(r.uid) {
 			list = append(list, r)
 		}
 	}
@@ -537,6 +540,7 @@ func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opt
 		}
 	}
 	lo, hi := set.bounds()
+	inSet := set.matcher()
 	rows, err := s.rdb.QueryContext(ctx,
 		"SELECT "+cols+" FROM "+from+" WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid", mailbox, lo, hi)
 	if err != nil {
@@ -556,7 +560,7 @@ func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opt
 		if err := rows.Scan(dest...); err != nil {
 			return fmt.Errorf("fetch messages: %w", err)
 		}
-		if !set.contains(m.UID) {
+		if !inSet(m.UID) {
 			continue
 		}
 		m.Flags = decodeFlags(bits, kw)

@@ -1,6 +1,10 @@
 package mailstore
 
-import "math"
+import (
+	"cmp"
+	"math"
+	"slices"
+)
 
 // UIDRange is an inclusive range of UIDs. Stop 0 means "no upper bound",
 // as "*" does in IMAP sets.
@@ -41,8 +45,39 @@ func (set UIDSet) bounds() (lo, hi UID) {
 	return lo, hi
 }
 
-// contains is Contains with nil meaning everything.
-func (set UIDSet) contains(uid UID) bool { return set == nil || set.Contains(uid) }
+// matcher returns a membership test for the set, nil meaning everything.
+// It normalises the set once (ranges ascending, merged) and then answers
+// by binary search, so a sparse set of many ranges over a large mailbox
+// costs O(n log r), not O(n r).
+func (set UIDSet) matcher() func(UID) bool {
+	if set == nil {
+		return func(UID) bool { return true }
+	}
+	norm := make(UIDSet, 0, len(set))
+	for _, r := range set {
+		if r.Stop == 0 {
+			r.Stop = math.MaxUint32
+		}
+		if r.Start > r.Stop {
+			r.Start, r.Stop = r.Stop, r.Start
+		}
+		norm = append(norm, r)
+	}
+	slices.SortFunc(norm, func(a, b UIDRange) int { return cmp.Compare(a.Start, b.Start) })
+	merged := norm[:0]
+	for _, r := range norm {
+		if n := len(merged); n > 0 && uint64(r.Start) <= uint64(merged[n-1].Stop)+1 {
+			merged[n-1].Stop = max(merged[n-1].Stop, r.Stop)
+			continue
+		}
+		merged = append(merged, r)
+	}
+	return func(uid UID) bool {
+		// The first range that ends at or after uid is the only candidate.
+		i, _ := slices.BinarySearchFunc(merged, uid, func(r UIDRange, u UID) int { return cmp.Compare(r.Stop, u) })
+		return i < len(merged) && merged[i].Start <= uid
+	}
+}
 
 // UIDSetOf returns the set of exactly the given UIDs.
 func UIDSetOf(uids ...UID) UIDSet {

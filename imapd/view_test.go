@@ -1,0 +1,189 @@
+package imapd
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+
+	"pushmail/mailstore"
+	"pushmail/notify"
+)
+
+// recorder is an updater that writes responses as text.
+type recorder struct{ out []string }
+
+func (r *recorder) WriteExpunge(seq uint32) error {
+	r.out = append(r.out, fmt.Sprintf("* %d EXPUNGE", seq))
+	return nil
+}
+
+func (r *recorder) WriteNumMessages(n uint32) error {
+	r.out = append(r.out, fmt.Sprintf("* %d EXISTS", n))
+	return nil
+}
+
+func (r *recorder) WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag) error {
+	r.out = append(r.out, fmt.Sprintf("* %d FETCH (UID %d FLAGS %v)", seq, uid, flags))
+	return nil
+}
+
+// newTestView returns a view of UIDs with a subscription on hub.
+func newTestView(hub *notify.Hub, modseq uint64, uids ...mailstore.UID) *selected {
+	sel := &selected{
+		sub:      hub.Subscribe(1),
+		uids:     uids,
+		gone:     map[mailstore.UID]bool{},
+		reported: map[mailstore.UID]uint64{},
+		modseq:   modseq,
+	}
+	if len(uids) > 0 {
+		sel.known = uids[len(uids)-1]
+	}
+	return sel
+}
+
+func TestViewUpdate(t *testing.T) {
+	t.Parallel()
+	const self = 1 // the first subscription of a fresh hub
+	flags := func(uid uint32, f ...string) notify.FlagUpdate { return notify.FlagUpdate{UID: uid, Flags: f} }
+	tests := []struct {
+		name     string
+		events   []notify.Event
+		reported map[mailstore.UID]uint64
+		allow    bool
+		want     []string
+		wantView []mailstore.UID
+	}{
+		{
+			name:     "append",
+			events:   []notify.Event{{Kind: notify.Appended, UIDs: []uint32{4, 5}, ModSeq: 11}},
+			allow:    true,
+			want:     []string{"* 5 EXISTS"},
+			wantView: []mailstore.UID{1, 2, 3, 4, 5},
+		},
+		{
+			name: "append already in view or older",
+			events: []notify.Event{
+				{Kind: notify.Appended, UIDs: []uint32{2, 3}, ModSeq: 11},
+			},
+			allow:    true,
+			want:     nil,
+			wantView: []mailstore.UID{1, 2, 3},
+		},
+		{
+			name:     "expunge numbers shift",
+			events:   []notify.Event{{Kind: notify.Expunged, UIDs: []uint32{1, 3}, ModSeq: 11}},
+			allow:    true,
+			want:     []string{"* 1 EXPUNGE", "* 2 EXPUNGE"},
+			wantView: []mailstore.UID{2},
+		},
+		{
+			name: "expunge deferred keeps numbers",
+			events: []notify.Event{
+				{Kind: notify.Expunged, UIDs: []uint32{1}, ModSeq: 11},
+				{Kind: notify.Appended, UIDs: []uint32{4}, ModSeq: 12},
+				{Kind: notify.FlagsChanged, Flags: []notify.FlagUpdate{flags(1, `\Seen`), flags(2, `\Seen`)}, ModSeq: 13},
+			},
+			allow:    false,
+			want:     []string{"* 4 EXISTS", "* 2 FETCH (UID 2 FLAGS [\\Seen])"},
+			wantView: []mailstore.UID{1, 2, 3, 4},
+		},
+		{
+			name:     "expunge of unknown UID",
+			events:   []notify.Event{{Kind: notify.Expunged, UIDs: []uint32{9}, ModSeq: 11}},
+			allow:    true,
+			wantView: []mailstore.UID{1, 2, 3},
+		},
+		{
+			name:     "own flag change",
+			events:   []notify.Event{{Kind: notify.FlagsChanged, Flags: []notify.FlagUpdate{flags(2, `\Seen`)}, ModSeq: 11, Origin: self}},
+			allow:    true,
+			wantView: []mailstore.UID{1, 2, 3},
+		},
+		{
+			name:     "flag change older than the reported flags",
+			events:   []notify.Event{{Kind: notify.FlagsChanged, Flags: []notify.FlagUpdate{flags(2, `\Seen`), flags(3, `\Draft`)}, ModSeq: 11}},
+			reported: map[mailstore.UID]uint64{2: 12},
+			allow:    true,
+			want:     []string{"* 3 FETCH (UID 3 FLAGS [\\Draft])"},
+			wantView: []mailstore.UID{1, 2, 3},
+		},
+		{
+			name:     "flag change from before SELECT",
+			events:   []notify.Event{{Kind: notify.FlagsChanged, Flags: []notify.FlagUpdate{flags(2, `\Seen`)}, ModSeq: 10}},
+			allow:    true,
+			wantView: []mailstore.UID{1, 2, 3},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hub := notify.New(0)
+			sel := newTestView(hub, 10, 1, 2, 3)
+			if sel.sub.ID() != self {
+				t.Fatalf("subscription ID %d, want %d", sel.sub.ID(), self)
+			}
+			for k, v := range tt.reported {
+				sel.reported[k] = v
+			}
+			for _, ev := range tt.events {
+				ev.Mailbox = 1
+				hub.Publish(ev)
+			}
+			var r recorder
+			if err := sel.update(context.Background(), nil, &r, tt.allow); err != nil {
+				t.Fatalf("update() = %v", err)
+			}
+			if !slices.Equal(r.out, tt.want) {
+				t.Errorf("responses = %q, want %q", r.out, tt.want)
+			}
+			if !slices.Equal(sel.uids, tt.wantView) {
+				t.Errorf("view = %v, want %v", sel.uids, tt.wantView)
+			}
+			if !tt.allow {
+				r.out = nil
+				if err := sel.update(context.Background(), nil, &r, true); err != nil {
+					t.Fatal(err)
+				}
+				if len(sel.gone) != 0 || len(r.out) == 0 {
+					t.Errorf("deferred expunges not sent when allowed: %q, gone %v", r.out, sel.gone)
+				}
+			}
+		})
+	}
+}
+
+func TestResolve(t *testing.T) {
+	t.Parallel()
+	sel := &selected{uids: []mailstore.UID{3, 5, 6, 9}}
+	tests := []struct {
+		name    string
+		set     imap.NumSet
+		want    []msgRef
+		wantErr bool
+	}{
+		{"seq", imap.SeqSetNum(2, 4), []msgRef{{2, 5}, {4, 9}}, false},
+		{"seq star", imap.SeqSet{{Start: 0, Stop: 0}}, []msgRef{{4, 9}}, false},
+		{"seq n:*", imap.SeqSet{{Start: 3, Stop: 0}}, []msgRef{{3, 6}, {4, 9}}, false},
+		{"seq n:* beyond", imap.SeqSet{{Start: 7, Stop: 0}}, []msgRef{{4, 9}}, false},
+		{"seq out of range", imap.SeqSetNum(5), nil, true},
+		{"uid", imap.UIDSetNum(5, 7, 9), []msgRef{{2, 5}, {4, 9}}, false},
+		{"uid range", imap.UIDSet{{Start: 4, Stop: 6}}, []msgRef{{2, 5}, {3, 6}}, false},
+		{"uid star", imap.UIDSet{{Start: 0, Stop: 0}}, []msgRef{{4, 9}}, false},
+		// RFC 9051 §6.4.9: "559:*" includes the last message.
+		{"uid n:* beyond", imap.UIDSet{{Start: 100, Stop: 0}}, []msgRef{{4, 9}}, false},
+		{"uid none", imap.UIDSetNum(4, 100), nil, false},
+	}
+	for _, tt := range tests {
+		got, err := sel.resolve(tt.set)
+		if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
+			t.Errorf("%s: resolve(%v) = %v, %v, want %v (error %v)", tt.name, tt.set, got, err, tt.want, tt.wantErr)
+		}
+	}
+	empty := &selected{}
+	if got, err := empty.resolve(imap.SeqSet{{Start: 1, Stop: 0}}); err != nil || len(got) != 0 {
+		t.Errorf("resolve(1:*) on an empty view = %v, %v, want nothing", got, err)
+	}
+}
