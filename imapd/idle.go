@@ -32,6 +32,8 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		return nil
 	}
 	ready := s.sel.sub.Ready()
+	s.srv.opts.Metrics.idleStarted()
+	defer s.srv.opts.Metrics.idleEnded()
 	for {
 		if err := s.update(w, true); err != nil || s.sel.deleted {
 			return err

@@ -52,6 +52,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		gone:     make(map[mailstore.UID]bool),
 		modseq:   st.HighestModSeq,
 		reported: make(map[mailstore.UID]uint64),
+		metrics:  s.srv.opts.Metrics,
 	}
 	if len(uids) > 0 {
 		sel.known = uids[len(uids)-1]

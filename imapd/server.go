@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -40,6 +41,8 @@ type Options struct {
 	// MaxConnsPerIP bounds the simultaneous connections from one client
 	// address; 0 means DefaultMaxConnsPerIP, negative means no limit.
 	MaxConnsPerIP int
+	// Metrics, if set, receives session counts and push latencies.
+	Metrics *Metrics
 }
 
 // Server is an IMAP server over a mailstore. Create it with New, run it
@@ -140,10 +143,16 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 	// imapserver returns nil once the listener is closed.
-	if err := s.imap.Serve(ln); err != nil {
+	if err := s.imap.Serve(countingListener{ln}); err != nil {
 		return fmt.Errorf("imap serve: %w", err)
 	}
 	return nil
+}
+
+// ServeTLS is Serve for implicit TLS (RFC 8314 §3.3): it accepts on ln
+// and runs the TLS handshake with config before IMAP begins.
+func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
+	return s.Serve(tls.NewListener(countingListener{ln}, config))
 }
 
 // Shutdown stops the server: it closes the listeners, cancels every
@@ -217,14 +226,17 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	id := s.nextID.Add(1)
 	sess := &session{
-		srv:    s,
-		id:     id,
-		conn:   conn,
-		ctx:    ctx,
-		cancel: cancel,
-		ip:     ip,
-		log:    s.log.With("cid", id, "remote", nc.RemoteAddr().String()),
+		srv:     s,
+		id:      id,
+		conn:    conn,
+		ctx:     ctx,
+		cancel:  cancel,
+		ip:      ip,
+		log:     s.log.With("cid", id, "remote", nc.RemoteAddr().String()),
+		start:   time.Now(),
+		counter: connCounter(nc),
 	}
+	s.opts.Metrics.sessionOpened()
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -241,6 +253,16 @@ func (s *Server) endSession(sess *session) {
 	}
 	s.mu.Unlock()
 	s.wg.Done()
+}
+
+// connCounter finds the countingConn under nc (under TLS for implicit
+// TLS); nil if there is none, as for connections handed in by tests.
+func connCounter(nc net.Conn) *countingConn {
+	if t, ok := nc.(*tls.Conn); ok {
+		nc = t.NetConn()
+	}
+	c, _ := nc.(*countingConn)
+	return c
 }
 
 // remoteIP returns the IP of addr as text, or addr's string if it has none.

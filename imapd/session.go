@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -35,6 +36,9 @@ type session struct {
 	idleMu sync.Mutex
 
 	closeOnce sync.Once
+
+	start   time.Time     // for the session's log line
+	counter *countingConn // bytes and lines, for the log line; may be nil
 }
 
 // waitIdle returns once no Idle is running.
@@ -64,9 +68,21 @@ func (s *session) Close() error {
 			sel.sub.Close()
 		}
 		s.srv.endSession(s)
-		s.log.Debug("disconnected")
+		s.srv.opts.Metrics.sessionClosed()
+		s.logSession()
 	})
 	return nil
+}
+
+// logSession writes the session's one line: who, how long, how much.
+// Never passwords or message contents.
+func (s *session) logSession() {
+	// The user, once logged in, is already on s.log.
+	args := []any{"duration", time.Since(s.start).Round(time.Millisecond)}
+	if c := s.counter; c != nil {
+		args = append(args, "lines_in", c.lines.Load(), "bytes_in", c.in.Load(), "bytes_out", c.out.Load())
+	}
+	s.log.Info("imap session", args...)
 }
 
 // AppendLimit is the largest APPEND literal accepted (RFC 7889).

@@ -72,12 +72,12 @@ func TestTLS(t *testing.T) {
 		t.Errorf("Login after STARTTLS = %v", err)
 	}
 
-	// Implicit TLS (RFC 8314) on a tls.NewListener.
+	// Implicit TLS (RFC 8314) with ServeTLS, as the binary serves it.
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	go env.srv.Serve(tls.NewListener(ln, cfg)) // ends with the env's Shutdown
+	go env.srv.ServeTLS(ln, cfg) // ends with the env's Shutdown
 	it, err := imapclient.DialTLS(ln.Addr().String(), clientTLS)
 	if err != nil {
 		t.Fatalf("DialTLS = %v", err)

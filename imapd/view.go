@@ -40,6 +40,8 @@ type selected struct {
 	saved []mailstore.UID
 	// deleted is set once the mailbox no longer exists.
 	deleted bool
+	// metrics, if set, observes push latency.
+	metrics *Metrics
 }
 
 // msgRef is one message of a command's set.
@@ -110,7 +112,10 @@ func (sel *selected) apply(ctx context.Context, store *mailstore.Store, ev *noti
 			}
 		}
 		if len(sel.uids) > n {
-			return w.WriteNumMessages(uint32(len(sel.uids)))
+			if err := w.WriteNumMessages(uint32(len(sel.uids))); err != nil {
+				return err
+			}
+			sel.metrics.pushed("exists", ev.Committed)
 		}
 	case notify.Expunged:
 		for _, u := range ev.UIDs {
@@ -134,6 +139,7 @@ func (sel *selected) apply(ctx context.Context, store *mailstore.Store, ev *noti
 			if err := w.WriteMessageFlags(seq, imap.UID(uid), imapFlags(f.Flags)); err != nil {
 				return err
 			}
+			sel.metrics.pushed("flags", ev.Committed)
 		}
 	case notify.MailboxChanged:
 		return sel.refreshMailbox(ctx, store)

@@ -235,6 +235,28 @@ func TestServeDeliverPushBackupAndStop(t *testing.T) {
 		t.Errorf("/healthz = %d %q", resp.StatusCode, body)
 	}
 
+	// The delivery and the push show in /metrics.
+	resp, err = http.Get("http://" + srv.addr("http") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`pushmail_smtp_messages_total{proto="lmtp",reply="250"} 1`,
+		`pushmail_smtp_recipients_rejected_total{proto="lmtp",reply="550 5.1.1"} 1`,
+		`pushmail_imap_push_seconds_count{kind="exists"} 1`,
+		`pushmail_imap_sessions 1`,
+		`pushmail_notify_subscriptions 1`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^pushmail_store_commit_seconds_count [1-9]`).Match(metrics) {
+		t.Error("/metrics shows no store commit")
+	}
+
 	backup := filepath.Join(t.TempDir(), "backup.db")
 	cli(t, "", "backup", "--data", data, backup)
 	b, err := mailstore.Open(context.Background(), backup, mailstore.Options{})
@@ -257,8 +279,24 @@ func TestServeDeliverPushBackupAndStop(t *testing.T) {
 	if err := srv.stop(t); err != nil {
 		t.Errorf("pushmail serve after SIGTERM: %v, want exit 0", err)
 	}
-	if !strings.Contains(srv.logText(), "pushmail stopped") {
+	logs := srv.logText()
+	if !strings.Contains(logs, "pushmail stopped") {
 		t.Error("server did not log a clean stop")
+	}
+	// One line per SMTP/LMTP transaction and per IMAP session, with a
+	// connection id; never a password or a message body.
+	for _, re := range []string{
+		`msg=transaction cid=\S+ proto=lmtp .*from="?"? rcpts=\[alice@localhost\] size=\d+ result=250 duration=`,
+		`msg="imap session" .*cid=\d+ .*user=alice@localhost .*lines_in=\d+ bytes_in=\d+ bytes_out=\d+`,
+	} {
+		if !regexp.MustCompile(re).MatchString(logs) {
+			t.Errorf("log has no line matching %s", re)
+		}
+	}
+	for _, secret := range []string{"secret", "hello\r"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("log contains %q", secret)
+		}
 	}
 }
 

@@ -156,6 +156,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Logger:            logger,
 		AppendLimit:       appendLimit,
 		MaxConnsPerIP:     cfg.Limits.MaxConnsPerIP,
+		Metrics:           imapd.NewMetrics(reg),
 	})
 	httpServer := &http.Server{
 		Handler:           adminHandler(store, reg, cfg.HTTP.Token),
@@ -175,7 +176,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		{"lmtp", listen.LMTP, smtpServer.ServeLMTP},
 		{"submission", listen.Submission, smtpServer.ServeSubmission},
 		{"imap", listen.IMAP, imapServer.Serve},
-		{"imaps", listen.IMAPS, func(ln net.Listener) error { return imapServer.Serve(tls.NewListener(ln, tlsConfig)) }},
+		{"imaps", listen.IMAPS, func(ln net.Listener) error { return imapServer.ServeTLS(ln, tlsConfig) }},
 		{"http", listen.HTTP, func(ln net.Listener) error {
 			if err := httpServer.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
