@@ -58,12 +58,13 @@ func TestMain(m *testing.M) {
 
 // server is a running "pushmail serve" child process.
 type server struct {
-	cmd   *exec.Cmd
-	data  string
-	addrs map[string]string // proto -> listening address
-	done  chan error
-	logMu sync.Mutex
-	log   strings.Builder
+	cmd        *exec.Cmd
+	data       string
+	addrs      map[string]string // proto -> listening address
+	done       chan error
+	logMu      sync.Mutex
+	log        strings.Builder
+	logChanged chan struct{} // closed and replaced on every new log line
 }
 
 var listeningRE = regexp.MustCompile(`msg=listening proto=(\w+) addr=(\S+)`)
@@ -74,7 +75,8 @@ func startServer(t *testing.T, data string, extra ...string) *server {
 	t.Helper()
 	args := append([]string{"serve", "--data", data, "--smtp", "127.0.0.1:0", "--lmtp", "127.0.0.1:0",
 		"--submission", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--imaps", "", "--http", "127.0.0.1:0"}, extra...)
-	s := &server{cmd: exec.Command(pushmailBinary(t), args...), data: data, addrs: map[string]string{}, done: make(chan error, 1)}
+	s := &server{cmd: exec.Command(pushmailBinary(t), args...), data: data, addrs: map[string]string{},
+		done: make(chan error, 1), logChanged: make(chan struct{})}
 	s.cmd.Env = append(os.Environ(), "PUSHMAIL_CONFIG=")
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
@@ -94,6 +96,8 @@ func startServer(t *testing.T, data string, extra ...string) *server {
 			if m := listeningRE.FindStringSubmatch(line); m != nil {
 				s.addrs[m[1]] = m[2]
 			}
+			close(s.logChanged)
+			s.logChanged = make(chan struct{})
 			s.logMu.Unlock()
 			if strings.Contains(line, "pushmail started") {
 				once.Do(func() { close(started) })
@@ -124,6 +128,25 @@ func (s *server) logText() string {
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
 	return s.log.String()
+}
+
+// waitLog waits until the server has logged a line containing text.
+func (s *server) waitLog(t *testing.T, text string) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		s.logMu.Lock()
+		found, changed := strings.Contains(s.log.String(), text), s.logChanged
+		s.logMu.Unlock()
+		if found {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatalf("server never logged %q:\n%s", text, s.logText())
+		}
+	}
 }
 
 func (s *server) addr(proto string) string {
