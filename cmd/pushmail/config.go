@@ -41,13 +41,24 @@ type ListenConfig struct {
 	HTTP       string `toml:"http"`
 }
 
-// TLSConfig names the certificate used by STARTTLS and implicit TLS.
+// TLSConfig names the certificate used by STARTTLS and implicit TLS:
+// Cert/Key for every listener, unless SMTP or IMAP has its own.
 type TLSConfig struct {
 	Cert string `toml:"cert"`
 	Key  string `toml:"key"`
 	// Dev makes a self-signed certificate for localhost in the data
 	// directory when Cert and Key are not set: for local testing only.
 	Dev bool `toml:"dev"`
+	// SMTP overrides the certificate of the SMTP, LMTP and submission
+	// listeners; IMAP that of the IMAP and IMAPS listeners.
+	SMTP CertFiles `toml:"smtp"`
+	IMAP CertFiles `toml:"imap"`
+}
+
+// CertFiles is a PEM certificate chain and its key.
+type CertFiles struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
 }
 
 // AuthConfig holds authentication policy.
@@ -127,6 +138,10 @@ var settings = []setting{
 	{flag: "http", key: "listen.http", usage: "HTTP address for /healthz and /metrics; empty: off", field: func(c *Config) any { return &c.Listen.HTTP }},
 	{flag: "tls-cert", key: "tls.cert", usage: "PEM certificate file for STARTTLS and implicit TLS (reloaded on SIGHUP)", field: func(c *Config) any { return &c.TLS.Cert }},
 	{flag: "tls-key", key: "tls.key", usage: "PEM private key file for --tls-cert", field: func(c *Config) any { return &c.TLS.Key }},
+	{flag: "smtp-tls-cert", key: "tls.smtp.cert", usage: "certificate for SMTP, LMTP and submission only (default: --tls-cert)", field: func(c *Config) any { return &c.TLS.SMTP.Cert }},
+	{flag: "smtp-tls-key", key: "tls.smtp.key", usage: "key for --smtp-tls-cert", field: func(c *Config) any { return &c.TLS.SMTP.Key }},
+	{flag: "imap-tls-cert", key: "tls.imap.cert", usage: "certificate for IMAP and IMAPS only (default: --tls-cert)", field: func(c *Config) any { return &c.TLS.IMAP.Cert }},
+	{flag: "imap-tls-key", key: "tls.imap.key", usage: "key for --imap-tls-cert", field: func(c *Config) any { return &c.TLS.IMAP.Key }},
 	{flag: "dev-tls", key: "tls.dev", usage: "without --tls-cert, use a self-signed certificate for localhost kept in the data directory (testing only)", field: func(c *Config) any { return &c.TLS.Dev }},
 	{flag: "allow-insecure-auth", key: "auth.allow_insecure", usage: "allow passwords without TLS from non-loopback addresses", field: func(c *Config) any { return &c.Auth.AllowInsecure }},
 	{flag: "log-level", key: "log.level", usage: "log level: debug, info, warn, error", field: func(c *Config) any { return &c.Log.Level }},
@@ -291,8 +306,13 @@ func (c *Config) validate() error {
 	if len(c.Domains) == 0 {
 		errs = append(errs, errors.New("domains: at least one domain"))
 	}
-	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
-		errs = append(errs, errors.New("tls: cert and key go together"))
+	for _, f := range []struct {
+		name string
+		CertFiles
+	}{{"tls", CertFiles{c.TLS.Cert, c.TLS.Key}}, {"tls.smtp", c.TLS.SMTP}, {"tls.imap", c.TLS.IMAP}} {
+		if (f.Cert == "") != (f.Key == "") {
+			errs = append(errs, fmt.Errorf("%s: cert and key go together", f.name))
+		}
 	}
 	switch c.Log.Format {
 	case "text", "json":

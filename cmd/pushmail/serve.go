@@ -86,38 +86,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
-	var tlsConfig *tls.Config
-	certFile, keyFile := cfg.TLS.Cert, cfg.TLS.Key
-	if certFile == "" && cfg.TLS.Dev {
-		var err error
-		if certFile, keyFile, err = devCertificate(cfg.Data); err != nil {
-			return err
-		}
-		logger.Warn("using a self-signed development certificate", "cert", certFile)
-	}
-	if certFile != "" {
-		cert, err := loadCertificate(certFile, keyFile)
-		if err != nil {
-			return err
-		}
-		tlsConfig = cert.tlsConfig()
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		go func() {
-			for {
-				select {
-				case <-hup:
-					if err := cert.reload(); err != nil {
-						logger.Error("TLS certificate reload failed; keeping the old one", "err", err)
-					} else {
-						logger.Info("TLS certificate reloaded", "cert", certFile)
-					}
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
+	smtpTLS, imapTLS, err := loadTLS(ctx, cfg, logger)
+	if err != nil {
+		return err
 	}
 
 	reg := newRegistry()
@@ -139,7 +110,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	smtpServer := smtpd.New(store, smtpd.Options{
 		Hostname:          cfg.Hostname,
-		TLSConfig:         tlsConfig,
+		TLSConfig:         smtpTLS,
 		AllowInsecureAuth: cfg.Auth.AllowInsecure,
 		Logger:            logger,
 		MaxMessageBytes:   cfg.Limits.MaxMessageBytes,
@@ -151,7 +122,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	})
 	appendLimit := uint32(min(cfg.Limits.MaxMessageBytes, 1<<32-1))
 	imapServer := imapd.New(store, imapd.Options{
-		TLSConfig:         tlsConfig,
+		TLSConfig:         imapTLS,
 		AllowInsecureAuth: cfg.Auth.AllowInsecure,
 		Logger:            logger,
 		AppendLimit:       appendLimit,
@@ -164,7 +135,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 
 	listen := cfg.Listen
-	if listen.IMAPS != "" && tlsConfig == nil {
+	if listen.IMAPS != "" && imapTLS == nil {
 		logger.Info("implicit-TLS IMAP is off: no certificate (set --tls-cert or --dev-tls)", "addr", listen.IMAPS)
 		listen.IMAPS = ""
 	}
@@ -176,7 +147,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		{"lmtp", listen.LMTP, smtpServer.ServeLMTP},
 		{"submission", listen.Submission, smtpServer.ServeSubmission},
 		{"imap", listen.IMAP, imapServer.Serve},
-		{"imaps", listen.IMAPS, func(ln net.Listener) error { return imapServer.ServeTLS(ln, tlsConfig) }},
+		{"imaps", listen.IMAPS, func(ln net.Listener) error { return imapServer.ServeTLS(ln, imapTLS) }},
 		{"http", listen.HTTP, func(ln net.Listener) error {
 			if err := httpServer.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
@@ -250,6 +221,66 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	logger.Info("pushmail stopped")
 	return runErr
+}
+
+// loadTLS loads the certificates and returns the TLS configurations of
+// the SMTP and IMAP listeners (nil: no TLS). A goroutine, ended by ctx,
+// reloads every certificate from its files on SIGHUP.
+func loadTLS(ctx context.Context, cfg Config, logger *slog.Logger) (smtpTLS, imapTLS *tls.Config, err error) {
+	global := CertFiles{cfg.TLS.Cert, cfg.TLS.Key}
+	if global.Cert == "" && cfg.TLS.Dev {
+		if global.Cert, global.Key, err = devCertificate(cfg.Data); err != nil {
+			return nil, nil, err
+		}
+		logger.Warn("using a self-signed development certificate", "cert", global.Cert)
+	}
+	loaded := map[CertFiles]*certificate{}
+	load := func(files CertFiles) (*tls.Config, error) {
+		if files.Cert == "" {
+			files = global
+		}
+		if files.Cert == "" {
+			return nil, nil
+		}
+		c, ok := loaded[files]
+		if !ok {
+			var err error
+			if c, err = loadCertificate(files.Cert, files.Key); err != nil {
+				return nil, err
+			}
+			loaded[files] = c
+		}
+		return c.tlsConfig(), nil
+	}
+	if smtpTLS, err = load(cfg.TLS.SMTP); err != nil {
+		return nil, nil, err
+	}
+	if imapTLS, err = load(cfg.TLS.IMAP); err != nil {
+		return nil, nil, err
+	}
+	if len(loaded) == 0 {
+		return nil, nil, nil
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-hup:
+				for files, c := range loaded {
+					if err := c.reload(); err != nil {
+						logger.Error("TLS certificate reload failed; keeping the old one", "err", err)
+					} else {
+						logger.Info("TLS certificate reloaded", "cert", files.Cert)
+					}
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return smtpTLS, imapTLS, nil
 }
 
 // listenAddr opens a TCP listener, or a unix socket for "unix:/path".

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-smtp"
 )
 
 // writeCert writes a fresh self-signed certificate for 127.0.0.1 and
@@ -112,4 +113,29 @@ func TestDevTLS(t *testing.T) {
 		t.Fatalf("TLS with the dev certificate: %v", err)
 	}
 	c.Close()
+}
+
+// TestPerProtocolCertificates: --imap-tls-cert overrides --tls-cert for
+// IMAP only; SMTP keeps the global one.
+func TestPerProtocolCertificates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	data := t.TempDir()
+	global, imapOnly := filepath.Join(data, "global"), filepath.Join(data, "imap")
+	globalPEM := writeCert(t, global+".pem", global+".key")
+	imapPEM := writeCert(t, imapOnly+".pem", imapOnly+".key")
+	srv := startServer(t, data, "--imaps", "127.0.0.1:0", "--tls-cert", global+".pem", "--tls-key", global+".key",
+		"--imap-tls-cert", imapOnly+".pem", "--imap-tls-key", imapOnly+".key")
+
+	if c, err := tls.Dial("tcp", srv.addr("imaps"), trusting(t, imapPEM)); err != nil {
+		t.Errorf("IMAPS does not present the IMAP certificate: %v", err)
+	} else {
+		c.Close()
+	}
+	sc, err := smtp.DialStartTLS(srv.addr("smtp"), trusting(t, globalPEM))
+	if err != nil {
+		t.Fatalf("SMTP STARTTLS does not present the global certificate: %v", err)
+	}
+	sc.Close()
 }
