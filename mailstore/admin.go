@@ -18,7 +18,7 @@ func (s *Store) User(ctx context.Context, address string) (User, error) {
 	}
 	var u User
 	var created int64
-	err = s.rdb.QueryRowContext(ctx, "SELECT id, address, created FROM users WHERE address = ?", addr).Scan(&u.ID, &u.Address, &created)
+	err = s.queryRow(ctx, "SELECT id, address, created FROM users WHERE address = ?", addr).Scan(&u.ID, &u.Address, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, fmt.Errorf("%w: %s", ErrNoSuchUser, addr)
 	}
@@ -31,8 +31,7 @@ func (s *Store) User(ctx context.Context, address string) (User, error) {
 
 // MailboxStatuses returns the status of each of a user's mailboxes, by name.
 func (s *Store) MailboxStatuses(ctx context.Context, user UserID) ([]MailboxStatus, error) {
-	rows, err := s.rdb.QueryContext(ctx,
-		"SELECT "+mailboxColumns+", message_count, unseen_count, total_size, highest_modseq FROM mailboxes WHERE user_id = ? ORDER BY name", user)
+	rows, err := s.query(ctx, "SELECT "+mailboxColumns+", message_count, unseen_count, total_size, highest_modseq FROM mailboxes WHERE user_id = ? ORDER BY name", user)
 	if err != nil {
 		return nil, fmt.Errorf("mailbox statuses: %w", err)
 	}
@@ -65,7 +64,7 @@ type Stats struct {
 // Stats counts what the store holds.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
-	err := s.rdb.QueryRowContext(ctx, `SELECT
+	err := s.queryRow(ctx, `SELECT
 		(SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM aliases), (SELECT COUNT(*) FROM mailboxes),
 		(SELECT COALESCE(SUM(message_count), 0) FROM mailboxes), (SELECT COUNT(*) FROM bodies),
 		(SELECT COALESCE(SUM(total_size), 0) FROM mailboxes)`).
@@ -73,7 +72,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
 	}
-	if err := s.rdb.QueryRowContext(ctx, "PRAGMA user_version").Scan(&st.SchemaVersion); err != nil {
+	if err := s.queryRow(ctx, "PRAGMA user_version").Scan(&st.SchemaVersion); err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
 	}
 	for _, p := range []string{s.path, s.path + "-wal"} {

@@ -76,7 +76,7 @@ func scanMailbox(row interface{ Scan(...any) error }, mb *Mailbox) error {
 
 // Mailboxes lists a user's mailboxes ordered by name.
 func (s *Store) Mailboxes(ctx context.Context, user UserID) ([]Mailbox, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+mailboxColumns+" FROM mailboxes WHERE user_id = ? ORDER BY name", user)
+	rows, err := s.query(ctx, "SELECT "+mailboxColumns+" FROM mailboxes WHERE user_id = ? ORDER BY name", user)
 	if err != nil {
 		return nil, fmt.Errorf("list mailboxes: %w", err)
 	}
@@ -102,8 +102,7 @@ func (s *Store) Mailbox(ctx context.Context, user UserID, name string) (Mailbox,
 		return Mailbox{}, err
 	}
 	var mb Mailbox
-	err = scanMailbox(s.rdb.QueryRowContext(ctx,
-		"SELECT "+mailboxColumns+" FROM mailboxes WHERE user_id = ? AND name = ?", user, name), &mb)
+	err = scanMailbox(s.queryRow(ctx, "SELECT "+mailboxColumns+" FROM mailboxes WHERE user_id = ? AND name = ?", user, name), &mb)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Mailbox{}, fmt.Errorf("%w: %s", ErrNoSuchMailbox, name)
 	}
@@ -116,8 +115,7 @@ func (s *Store) Mailbox(ctx context.Context, user UserID, name string) (Mailbox,
 // Status returns a mailbox's counters.
 func (s *Store) Status(ctx context.Context, id MailboxID) (MailboxStatus, error) {
 	var st MailboxStatus
-	err := s.rdb.QueryRowContext(ctx,
-		"SELECT "+mailboxColumns+", message_count, unseen_count, total_size, highest_modseq FROM mailboxes WHERE id = ?", id).
+	err := s.queryRow(ctx, "SELECT "+mailboxColumns+", message_count, unseen_count, total_size, highest_modseq FROM mailboxes WHERE id = ?", id).
 		Scan(&st.ID, &st.User, &st.Name, &st.UIDValidity, &st.UIDNext, &st.SpecialUse, &st.Subscribed,
 			&st.Messages, &st.Unseen, &st.Size, &st.HighestModSeq)
 	if errors.Is(err, sql.ErrNoRows) {

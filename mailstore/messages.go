@@ -493,7 +493,7 @@ func copyMessagesTx(tx *wtx, src MailboxID, set UIDSet, dst MailboxID, origin ui
 // UIDs returns every UID of the mailbox, ascending: the base of an IMAP
 // session's sequence-number view.
 func (s *Store) UIDs(ctx context.Context, mailbox MailboxID) ([]UID, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", mailbox)
+	rows, err := s.query(ctx, "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", mailbox)
 	if err != nil {
 		return nil, fmt.Errorf("list uids: %w", err)
 	}
@@ -507,8 +507,7 @@ func (s *Store) UIDs(ctx context.Context, mailbox MailboxID) ([]UID, error) {
 // FirstUnseen returns the lowest UID without \Seen, or 0 if all are seen.
 func (s *Store) FirstUnseen(ctx context.Context, mailbox MailboxID) (UID, error) {
 	var uid UID
-	err := s.rdb.QueryRowContext(ctx,
-		// flags & 1 spelt out: the messages_unseen index needs the literal.
+	err := s.queryRow(ctx, // flags & 1 spelt out: the messages_unseen index needs the literal.
 		"SELECT uid FROM messages WHERE mailbox_id = ? AND flags & 1 = 0 ORDER BY uid LIMIT 1", mailbox).Scan(&uid)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
@@ -541,8 +540,7 @@ func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opt
 	}
 	lo, hi := set.bounds()
 	inSet := set.matcher()
-	rows, err := s.rdb.QueryContext(ctx,
-		"SELECT "+cols+" FROM "+from+" WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid", mailbox, lo, hi)
+	rows, err := s.query(ctx, "SELECT "+cols+" FROM "+from+" WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid", mailbox, lo, hi)
 	if err != nil {
 		return fmt.Errorf("fetch messages: %w", err)
 	}

@@ -64,6 +64,7 @@ type Store struct {
 	closed  bool
 	wg      sync.WaitGroup
 	stmts   stmtCache // the writer goroutine's alone
+	reads   sync.Map  // query text -> *sql.Stmt on rdb (readStmt)
 
 	dummyOnce sync.Once
 	dummy     []byte

@@ -217,7 +217,7 @@ func (s *Store) DeleteUser(ctx context.Context, address string) error {
 
 // Users lists all users, ordered by address.
 func (s *Store) Users(ctx context.Context) ([]User, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT id, address, created FROM users ORDER BY address")
+	rows, err := s.query(ctx, "SELECT id, address, created FROM users ORDER BY address")
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
@@ -249,7 +249,7 @@ func (s *Store) Authenticate(ctx context.Context, address, password string) (Use
 	var u User
 	var hash string
 	var created int64
-	err = s.rdb.QueryRowContext(ctx, "SELECT id, address, password, created FROM users WHERE address = ?", addr).
+	err = s.queryRow(ctx, "SELECT id, address, password, created FROM users WHERE address = ?", addr).
 		Scan(&u.ID, &u.Address, &hash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		// Spend the same time as a real check.
@@ -341,8 +341,7 @@ func (s *Store) IsLocalDomain(ctx context.Context, domain string) (bool, error) 
 		return true, nil
 	}
 	var n int
-	err = s.rdb.QueryRowContext(ctx,
-		"SELECT EXISTS(SELECT 1 FROM users WHERE domain = ?) OR EXISTS(SELECT 1 FROM aliases WHERE domain = ?)", d, d).Scan(&n)
+	err = s.queryRow(ctx, "SELECT EXISTS(SELECT 1 FROM users WHERE domain = ?) OR EXISTS(SELECT 1 FROM aliases WHERE domain = ?)", d, d).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("check domain %s: %w", d, err)
 	}
@@ -382,7 +381,7 @@ func (s *Store) Resolve(ctx context.Context, address string) (Recipient, error) 
 	}
 	for _, a := range candidates {
 		var r Recipient
-		err := s.rdb.QueryRowContext(ctx, `
+		err := s.queryRow(ctx, `
 SELECT u.id, u.address, m.id FROM users u JOIN mailboxes m ON m.user_id = u.id AND m.name = 'INBOX'
 WHERE u.id = COALESCE((SELECT id FROM users WHERE address = ?), (SELECT user_id FROM aliases WHERE address = ?))`,
 			a, a).Scan(&r.User, &r.Address, &r.Mailbox)
