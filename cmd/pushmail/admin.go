@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"pushmail/mailstore"
 )
 
 // Exit statuses of "pushmail deliver", from sysexits.h, which MTAs such
@@ -42,20 +45,12 @@ func runMailbox(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	fs := newFlagSet("mailbox list", "USER", stderr)
-	data := fs.String("data", envDefault("PUSHMAIL_DATA", "./pushmail-data"), "data directory (env PUSHMAIL_DATA)")
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	ctx := context.Background()
-	store, err := openStore(ctx, *data, false)
+	store, err := openForCommand(fs, args[1:], 1, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeStore(store, stderr)
+	ctx := context.Background()
 	u, err := store.User(ctx, fs.Arg(0))
 	if err != nil {
 		return err
@@ -72,6 +67,21 @@ func runMailbox(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	return tw.Flush()
 }
 
+// openForCommand gives fs the --data flag, parses args, which must leave
+// exactly wantArgs positional arguments, and opens the existing store.
+// The caller closes it with closeStore.
+func openForCommand(fs *flag.FlagSet, args []string, wantArgs int, stderr io.Writer) (*mailstore.Store, error) {
+	data := fs.String("data", envDefault("PUSHMAIL_DATA", "./pushmail-data"), "data directory (env PUSHMAIL_DATA)")
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() != wantArgs {
+		fs.Usage()
+		return nil, errUsage
+	}
+	return openStore(context.Background(), *data, false)
+}
+
 func dash(s string) string {
 	if s == "" {
 		return "-"
@@ -81,20 +91,12 @@ func dash(s string) string {
 
 func runStats(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("stats", "", stderr)
-	data := fs.String("data", envDefault("PUSHMAIL_DATA", "./pushmail-data"), "data directory (env PUSHMAIL_DATA)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return errUsage
-	}
-	ctx := context.Background()
-	store, err := openStore(ctx, *data, false)
+	store, err := openForCommand(fs, args, 0, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeStore(store, stderr)
+	ctx := context.Background()
 	st, err := store.Stats(ctx)
 	if err != nil {
 		return err
@@ -107,7 +109,6 @@ func runStats(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 
 func runBackup(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("backup", "FILE", stderr)
-	data := fs.String("data", envDefault("PUSHMAIL_DATA", "./pushmail-data"), "data directory (env PUSHMAIL_DATA)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `Usage: pushmail backup [--data DIR] FILE
 
@@ -118,19 +119,12 @@ DIR/pushmail.db (removing DIR/pushmail.db-wal and -shm), start the server.
 Flags:`)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	ctx := context.Background()
-	store, err := openStore(ctx, *data, false)
+	store, err := openForCommand(fs, args, 1, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeStore(store, stderr)
+	ctx := context.Background()
 	start := time.Now()
 	if err := store.Backup(ctx, fs.Arg(0)); err != nil {
 		return err
