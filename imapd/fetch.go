@@ -26,9 +26,11 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		return err
 	}
 	sections := len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	headerOnly := headerSectionsOnly(options)
 	fo := mailstore.FetchOptions{
 		Parsed: sections || options.Envelope || options.BodyStructure != nil,
-		Body:   sections,
+		Body:   sections && !headerOnly,
+		Header: headerOnly,
 	}
 	// RFC 9051 §6.4.5: BODY[…] and BINARY[…] without .PEEK set \Seen,
 	// except in a read-only mailbox (§6.3.3).
@@ -58,6 +60,22 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 	return nil
+}
+
+// headerSectionsOnly reports whether every section asked for is the
+// message's own header (BODY[HEADER], BODY[HEADER.FIELDS (…)],
+// RFC822.HEADER): those are served from the stored header block, without
+// reading bodies. Message lists fetch just that, for every message.
+func headerSectionsOnly(options *imap.FetchOptions) bool {
+	if len(options.BodySection) == 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
+		return false
+	}
+	for _, bs := range options.BodySection {
+		if len(bs.Part) > 0 || bs.Specifier != imap.PartSpecifierHeader {
+			return false
+		}
+	}
+	return true
 }
 
 // setsSeen reports whether options fetch a body part without .PEEK.

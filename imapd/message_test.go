@@ -629,3 +629,32 @@ func TestBinaryUnknownCTE(t *testing.T) {
 		t.Errorf("FETCH BODY[1]<0.5> = %q", untagged)
 	}
 }
+
+// A FETCH of only the top-level header sections, as a client's message
+// list makes for every message, is served from the stored header block
+// and gives the same bytes as when the whole message is read.
+func TestFetchHeaderSectionsOnly(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{})
+	uid := env.deliver(t, []byte(mimeMessage))
+	c := env.selectInbox(t, nil)
+	header := mimeMessage[:strings.Index(mimeMessage, "\r\n\r\n")+4]
+	sections := map[*imap.FetchItemBodySection]string{
+		{Specifier: imap.PartSpecifierHeader, Peek: true}:                                                    header,
+		{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"subject"}, Peek: true}:                 "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=\r\n\r\n",
+		{Specifier: imap.PartSpecifierHeader, Partial: &imap.SectionPartial{Offset: 0, Size: 5}, Peek: true}: header[:5],
+	}
+	options := &imap.FetchOptions{UID: true}
+	for s := range sections {
+		options.BodySection = append(options.BodySection, s)
+	}
+	msgs, err := c.Fetch(imap.UIDSetNum(imap.UID(uid)), options).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("UID FETCH = %+v, %v", msgs, err)
+	}
+	for s, want := range sections {
+		if got := msgs[0].FindBodySection(s); string(got) != want {
+			t.Errorf("BODY.PEEK[HEADER %v]<%v> = %q, want %q", s.HeaderFields, s.Partial, got, want)
+		}
+	}
+}

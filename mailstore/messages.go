@@ -26,6 +26,10 @@ type Message struct {
 type FetchOptions struct {
 	Parsed bool // the stored envelope and MIME structure
 	Body   bool // the raw message bytes
+	// Header loads only the message's header block into Raw (the bytes
+	// before Parsed.Root.BodyStart): enough for BODY[HEADER] and
+	// HEADER.FIELDS, without reading the body. Body takes precedence.
+	Header bool
 }
 
 // body is a message ready to store: its raw bytes, header and parse result.
@@ -525,16 +529,20 @@ func (s *Store) FirstUnseen(ctx context.Context, mailbox MailboxID) (UID, error)
 func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opts FetchOptions, fn func(m *Message) error) error {
 	cols := "m.uid, m.flags, m.keywords, m.internal_date, m.size, m.modseq"
 	from := "messages m"
-	if opts.Parsed || opts.Body {
+	joined := opts.Parsed || opts.Body || opts.Header
+	if joined {
 		from += " JOIN bodies b ON b.id = m.body_id"
 		if opts.Parsed {
 			cols += ", b.parsed"
 		} else {
 			cols += ", NULL"
 		}
-		if opts.Body {
+		switch {
+		case opts.Body:
 			cols += ", b.raw"
-		} else {
+		case opts.Header:
+			cols += ", b.header"
+		default:
 			cols += ", NULL"
 		}
 	}
@@ -552,7 +560,7 @@ func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opt
 		var date int64
 		var parsed, raw []byte
 		dest := []any{&m.UID, &bits, &kw, &date, &m.Size, &m.ModSeq}
-		if opts.Parsed || opts.Body {
+		if joined {
 			dest = append(dest, &parsed, &raw)
 		}
 		if err := rows.Scan(dest...); err != nil {
