@@ -168,54 +168,6 @@ func TestAuthAllowed(t *testing.T) {
 	}
 }
 
-func TestLoginDelay(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		failures int
-		want     time.Duration
-	}{
-		{1, 250 * time.Millisecond},
-		{2, 500 * time.Millisecond},
-		{3, time.Second},
-		{6, 8 * time.Second},
-		{100, 8 * time.Second},
-	}
-	for _, tt := range tests {
-		if got := loginDelay(tt.failures); got != tt.want {
-			t.Errorf("loginDelay(%d) = %v, want %v", tt.failures, got, tt.want)
-		}
-	}
-}
-
-func TestLoginLimiter(t *testing.T) {
-	t.Parallel()
-	l := newLoginLimiter()
-	now := time.Unix(1e9, 0)
-	keys := []string{"ip:192.0.2.1", "user:a@b"}
-	var d time.Duration
-	for range loginMaxFailures {
-		if l.blocked(keys, now) {
-			t.Fatal("blocked before loginMaxFailures failures")
-		}
-		d = l.fail(keys, now)
-	}
-	if d != loginDelayMax {
-		t.Errorf("delay after %d failures = %v, want %v", loginMaxFailures, d, loginDelayMax)
-	}
-	if !l.blocked(keys, now) {
-		t.Error("not blocked after loginMaxFailures failures")
-	}
-	if l.blocked([]string{"ip:192.0.2.2"}, now) {
-		t.Error("another address is blocked")
-	}
-	if l.blocked(keys, now.Add(loginWindow+time.Second)) {
-		t.Error("still blocked after the window")
-	}
-	if got := l.fail(keys, now.Add(2*loginWindow)); got != loginDelayBase {
-		t.Errorf("delay of a first failure after the window = %v, want %v", got, loginDelayBase)
-	}
-}
-
 func TestConnectionsPerIPLimited(t *testing.T) {
 	t.Parallel()
 	env := newTestEnv(t, envOptions{server: Options{MaxConnsPerIP: 2}})

@@ -26,4 +26,17 @@
 //   - Every session's context derives from the Server's; Shutdown cancels
 //     it, says BYE to every client and waits for the sessions to end.
 //   - Store errors become IMAP replies in one place (errors.go).
+//   - Every input is bounded (limits.go): connections in total and per
+//     IP, over all listeners; go-imap's fixed read timeouts are replaced
+//     by Options.CommandTimeout and IdleTimeout, and a read that times out
+//     ends the connection; a client must log in within LoginTimeout;
+//     failed logins slow down, then are refused, per IP and per account
+//     (Options.AuthLimiter, shared with smtpd); APPEND is bounded by
+//     AppendLimit and other literals by go-imap (4096 bytes).
+//   - A user sees only their own mailboxes: every store call carries the
+//     session's user, and a name is never interpreted as a path into
+//     someone else's (no shared namespaces; names starting with "#" are
+//     not created).
+//   - TLS is 1.2 or later whatever the configuration says (RFC 8996);
+//     passwords need TLS except from loopback or with AllowInsecureAuth.
 package imapd

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"golang.org/x/crypto/bcrypt"
 
+	"pushmail/internal/authlimit"
 	"pushmail/mailstore"
 	"pushmail/notify"
 )
@@ -123,6 +124,10 @@ func newTestEnv(t testing.TB, eo envOptions) *testEnv {
 	}
 	opts := eo.server
 	opts.Logger = logger
+	if opts.AuthLimiter == nil {
+		// Failed logins wait milliseconds, not seconds, in tests.
+		opts.AuthLimiter = authlimit.New(authlimit.Config{Delay: time.Millisecond / 8})
+	}
 	srv := New(store, opts)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

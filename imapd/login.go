@@ -4,16 +4,18 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 
+	"pushmail/internal/authlimit"
 	"pushmail/mailstore"
 )
 
 // Login checks a LOGIN or AUTHENTICATE PLAIN password against the store.
+// The AuthLimiter may refuse the attempt without a check (too many recent
+// failures from the client's address or for the account); a failure is
+// answered only after the delay it gives.
 func (s *session) Login(username, password string) error {
 	// RFC 9051 §6.2.3, §11.1: no cleartext passwords on an unprotected
 	// link. imapserver's switch is global, so the rule is applied here.
@@ -25,9 +27,14 @@ func (s *session) Login(username, password string) error {
 			Text: "TLS is required to authenticate",
 		}
 	}
-	keys := []string{"ip:" + s.ip, "user:" + strings.ToLower(username)}
-	if s.srv.logins.blocked(keys, time.Now()) {
-		s.log.Info("login refused: too many failures", "user", username)
+	// Only a well-formed address can name an account; anything else is
+	// counted against the client's address alone.
+	account, err := mailstore.NormalizeAddress(username)
+	if err != nil {
+		account = ""
+	}
+	if v := s.srv.logins.Check(s.ip, account, time.Now()); v != authlimit.Allowed {
+		s.log.Info("login refused: too many failures", "user", username, "why", v.String())
 		return &imap.Error{
 			Type: imap.StatusResponseTypeNo,
 			Code: imap.ResponseCodeUnavailable,
@@ -36,7 +43,7 @@ func (s *session) Login(username, password string) error {
 	}
 	u, err := s.srv.store.Authenticate(s.ctx, username, password)
 	if errors.Is(err, mailstore.ErrAuthFailed) {
-		delay := s.srv.logins.fail(keys, time.Now())
+		delay := s.srv.logins.Failed(s.ip, account, time.Now())
 		s.log.Info("login failed", "user", username, "delay", delay)
 		// Slow the client down before it may guess again.
 		t := time.NewTimer(delay)
@@ -49,6 +56,8 @@ func (s *session) Login(username, password string) error {
 	if err != nil {
 		return s.reply(err, roleMailbox)
 	}
+	s.srv.logins.Succeeded(s.ip, account, time.Now())
+	s.authed.Store(true)
 	s.user = &u
 	s.log = s.log.With("user", u.Address)
 	s.log.Debug("logged in")
@@ -72,86 +81,4 @@ func authAllowed(nc net.Conn, allowInsecure bool) bool {
 	}
 	ip := net.ParseIP(remoteIP(nc.RemoteAddr()))
 	return ip != nil && ip.IsLoopback()
-}
-
-// Login throttling. Each failure for a client address or an account name
-// doubles the delay before the next reply, up to loginDelayMax; after
-// loginMaxFailures within loginWindow the key is refused outright until
-// the window passes. Nothing about success is recorded.
-const (
-	loginDelayBase   = 250 * time.Millisecond
-	loginDelayMax    = 8 * time.Second
-	loginWindow      = 15 * time.Minute
-	loginMaxFailures = 30
-	loginMaxKeys     = 100000 // bound on remembered keys
-)
-
-// loginDelay is the pause after the n-th recent failure (n >= 1).
-func loginDelay(n int) time.Duration {
-	d := loginDelayBase
-	for i := 1; i < n && d < loginDelayMax; i++ {
-		d *= 2
-	}
-	return min(d, loginDelayMax)
-}
-
-// loginLimiter counts recent login failures per key. It is safe for
-// concurrent use.
-type loginLimiter struct {
-	mu   sync.Mutex
-	keys map[string]*loginFailures
-}
-
-type loginFailures struct {
-	n    int
-	last time.Time
-}
-
-func newLoginLimiter() *loginLimiter {
-	return &loginLimiter{keys: make(map[string]*loginFailures)}
-}
-
-// countLocked returns the recent failures of key, forgetting old ones.
-func (l *loginLimiter) countLocked(key string, now time.Time) int {
-	f := l.keys[key]
-	if f == nil {
-		return 0
-	}
-	if now.Sub(f.last) > loginWindow {
-		delete(l.keys, key)
-		return 0
-	}
-	return f.n
-}
-
-// blocked reports whether any key has reached loginMaxFailures.
-func (l *loginLimiter) blocked(keys []string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, k := range keys {
-		if l.countLocked(k, now) >= loginMaxFailures {
-			return true
-		}
-	}
-	return false
-}
-
-// fail records a failure for each key and returns the delay to impose.
-func (l *loginLimiter) fail(keys []string, now time.Time) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.keys) >= loginMaxKeys {
-		for k := range l.keys {
-			l.countLocked(k, now) // drops expired entries
-		}
-	}
-	n := 0
-	for _, k := range keys {
-		c := l.countLocked(k, now) + 1
-		if len(l.keys) < loginMaxKeys || l.keys[k] != nil {
-			l.keys[k] = &loginFailures{n: c, last: now}
-		}
-		n = max(n, c)
-	}
-	return loginDelay(n)
 }

@@ -27,7 +27,7 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 	// RFC 9051 §6.3.4: a trailing separator only declares the intent to
 	// create children; the name is created without it.
 	name = strings.TrimSuffix(name, mailstore.Separator)
-	name, err := s.mailboxName(name)
+	name, err := s.newMailboxName(name)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) e
 	if err != nil {
 		return err
 	}
-	to, err := s.mailboxName(newName)
+	to, err := s.newMailboxName(newName)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"pushmail/internal/authlimit"
 	"pushmail/mailstore"
 )
 
@@ -24,11 +25,26 @@ const DefaultAppendLimit = 25 << 20
 // open when Options.MaxConnsPerIP is 0.
 const DefaultMaxConnsPerIP = 64
 
+// Defaults of the limits in Options.
+const (
+	// DefaultMaxConns bounds the connections of the whole Server.
+	DefaultMaxConns = 1000
+	// DefaultCommandTimeout is go-imap's own: for the first byte of a
+	// command before login, and for the rest of any command line.
+	DefaultCommandTimeout = 30 * time.Second
+	// DefaultIdleTimeout is go-imap's own for a logged-in client between
+	// commands and in IDLE. RFC 9051 §5.4 asks for at least 30 minutes.
+	DefaultIdleTimeout = 35 * time.Minute
+	// DefaultLoginTimeout bounds the time from connecting to logging in.
+	DefaultLoginTimeout = time.Minute
+)
+
 // Options configures a Server. The zero value is usable: no STARTTLS,
 // password authentication only over TLS or loopback, slog.Default logging.
 type Options struct {
 	// TLSConfig enables STARTTLS (RFC 9051 §6.2.1). nil: no STARTTLS.
-	// Implicit TLS is the caller's: pass a tls.NewListener to Serve.
+	// Implicit TLS is ServeTLS's. A MinVersion below TLS 1.2 is raised to
+	// it (RFC 8996).
 	TLSConfig *tls.Config
 	// AllowInsecureAuth allows LOGIN and AUTHENTICATE without TLS on
 	// non-loopback connections (RFC 9051 §11.1 says a server should not).
@@ -39,8 +55,30 @@ type Options struct {
 	// (RFC 7889 APPENDLIMIT); 0 means DefaultAppendLimit.
 	AppendLimit uint32
 	// MaxConnsPerIP bounds the simultaneous connections from one client
-	// address; 0 means DefaultMaxConnsPerIP, negative means no limit.
+	// address, over all listeners; 0 means DefaultMaxConnsPerIP, negative
+	// means no limit.
 	MaxConnsPerIP int
+	// MaxConns bounds the simultaneous connections of the Server, over
+	// all listeners; 0 means DefaultMaxConns, negative means no limit.
+	// A connection over either limit is greeted "* BYE [LIMIT]".
+	MaxConns int
+	// CommandTimeout bounds the wait for a client's first command byte
+	// before login, and the time to send any command line once begun;
+	// 0 means DefaultCommandTimeout.
+	CommandTimeout time.Duration
+	// IdleTimeout is how long a logged-in client may be silent, between
+	// commands or in IDLE, before it is disconnected; 0 means
+	// DefaultIdleTimeout. RFC 9051 §5.4 asks for at least 30 minutes;
+	// shorter values are for tests.
+	IdleTimeout time.Duration
+	// LoginTimeout bounds the time from connecting to logging in, however
+	// busy the client keeps the connection; 0 means DefaultLoginTimeout.
+	LoginTimeout time.Duration
+	// AuthLimiter counts failed logins per client IP and per account,
+	// delays the replies and then refuses (see package authlimit). Share
+	// one with smtpd so that guesses over both protocols count together.
+	// nil means a limiter of the server's own with authlimit's defaults.
+	AuthLimiter *authlimit.Limiter
 	// Metrics, if set, receives session counts and push latencies.
 	Metrics *Metrics
 }
@@ -53,7 +91,7 @@ type Server struct {
 	opts   Options
 	log    *slog.Logger
 	imap   *imapserver.Server
-	logins *loginLimiter
+	logins *authlimit.Limiter
 
 	baseCtx context.Context // parent of every session's context
 	cancel  context.CancelFunc
@@ -78,12 +116,28 @@ func New(store *mailstore.Store, opts Options) *Server {
 	if opts.MaxConnsPerIP == 0 {
 		opts.MaxConnsPerIP = DefaultMaxConnsPerIP
 	}
+	if opts.MaxConns == 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.LoginTimeout <= 0 {
+		opts.LoginTimeout = DefaultLoginTimeout
+	}
+	if opts.AuthLimiter == nil {
+		opts.AuthLimiter = authlimit.New(authlimit.Config{})
+	}
+	opts.TLSConfig = minTLS12(opts.TLSConfig)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		store:     store,
 		opts:      opts,
 		log:       opts.Logger.With("proto", "imap"),
-		logins:    newLoginLimiter(),
+		logins:    opts.AuthLimiter,
 		baseCtx:   ctx,
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
@@ -143,16 +197,19 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 	// imapserver returns nil once the listener is closed.
-	if err := s.imap.Serve(countingListener{ln}); err != nil {
+	if err := s.imap.Serve(countingListener{limitListener{ln, s}}); err != nil {
 		return fmt.Errorf("imap serve: %w", err)
 	}
 	return nil
 }
 
 // ServeTLS is Serve for implicit TLS (RFC 8314 §3.3): it accepts on ln
-// and runs the TLS handshake with config before IMAP begins.
+// and runs the TLS handshake with config (at least TLS 1.2, whatever
+// config says) before IMAP begins. Prefer it to Serve on a
+// tls.NewListener, where the Options' timeouts cannot apply below TLS and
+// go-imap's fixed ones do.
 func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
-	return s.Serve(tls.NewListener(countingListener{ln}, config))
+	return s.Serve(tls.NewListener(countingListener{limitListener{ln, s}}, minTLS12(config)))
 }
 
 // Shutdown stops the server: it closes the listeners, cancels every
@@ -217,9 +274,15 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 		s.mu.Unlock()
 		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Server shutting down"}
 	}
+	if s.opts.MaxConns > 0 && len(s.sessions) >= s.opts.MaxConns {
+		s.mu.Unlock()
+		s.log.Info("too many connections", "remote", ip, "max_conns", s.opts.MaxConns)
+		// RFC 5530 §3: LIMIT, such as the number of concurrent connections.
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeLimit, Text: "Too many connections, try again later"}
+	}
 	if s.opts.MaxConnsPerIP > 0 && s.perIP[ip] >= s.opts.MaxConnsPerIP {
 		s.mu.Unlock()
-		s.log.Info("too many connections", "remote", ip)
+		s.log.Info("too many connections from one address", "remote", ip, "max_conns_per_ip", s.opts.MaxConnsPerIP)
 		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeLimit, Text: "Too many connections from your address"}
 	}
 	s.perIP[ip]++
@@ -240,6 +303,7 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	sess.startLoginTimer()
 	sess.log.Debug("connected")
 	return sess, nil, nil
 }

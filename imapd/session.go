@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -37,6 +38,11 @@ type session struct {
 
 	closeOnce sync.Once
 
+	// authed is set by a successful Login; the login timer reads it.
+	authed     atomic.Bool
+	loginTimer *time.Timer   // see startLoginTimer
+	loginDone  chan struct{} // closed when the timer's function returns
+
 	start   time.Time     // for the session's log line
 	counter *countingConn // bytes and lines, for the log line; may be nil
 }
@@ -63,6 +69,7 @@ var (
 func (s *session) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
+		s.stopLoginTimer()
 		// s.sel itself is left alone: an Idle still returning may read it.
 		if sel := s.sel; sel != nil {
 			sel.sub.Close()

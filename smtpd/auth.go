@@ -2,12 +2,12 @@ package smtpd
 
 import (
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"pushmail/internal/authlimit"
 	"pushmail/mailstore"
 )
 
@@ -48,9 +48,10 @@ func (ss *submissionSession) authAllowed() bool {
 	return ss.tls != nil || ss.srv.opts.AllowInsecureAuth || ss.srv.loopback(ss.remote)
 }
 
-// authenticate checks a password with the store. A failure is answered
-// only after a delay that grows with the failures from the client's
-// address; past a limit the address is refused without a check.
+// authenticate checks a password with the store. The AuthLimiter may
+// refuse the attempt without a check (too many recent failures from the
+// client's address or for the account); a failure is answered only after
+// the delay it gives.
 func (ss *submissionSession) authenticate(identity, username, password string) error {
 	// RFC 4616 §2: an authorization identity other than the user's own
 	// would mean acting for someone else, which is not supported.
@@ -61,13 +62,19 @@ func (ss *submissionSession) authenticate(identity, username, password string) e
 	if ip == "" {
 		ip = "local"
 	}
-	if !ss.srv.auth.allowed(ip, time.Now()) {
-		ss.log.Info("authentication refused: too many failures", "user", username)
+	// Only a well-formed address can name an account; anything else is
+	// counted against the address alone.
+	account, err := mailstore.NormalizeAddress(username)
+	if err != nil {
+		account = ""
+	}
+	if v := ss.srv.auth.Check(ip, account, time.Now()); v != authlimit.Allowed {
+		ss.log.Info("authentication refused: too many failures", "user", username, "why", v.String())
 		return replyAuthTooMany
 	}
 	u, err := ss.srv.store.Authenticate(ss.ctx, username, password)
 	if err == nil {
-		ss.srv.auth.succeeded(ip)
+		ss.srv.auth.Succeeded(ip, account, time.Now())
 		ss.mu.Lock()
 		ss.user = &u
 		ss.mu.Unlock()
@@ -75,7 +82,7 @@ func (ss *submissionSession) authenticate(identity, username, password string) e
 		return nil
 	}
 	if errors.Is(err, mailstore.ErrAuthFailed) {
-		delay := ss.srv.auth.failed(ip, time.Now())
+		delay := ss.srv.auth.Failed(ip, account, time.Now())
 		ss.log.Info("authentication failed", "user", username, "delay", delay)
 		timer := time.NewTimer(delay)
 		select {
@@ -127,94 +134,4 @@ func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err er
 		return nil, true, l.authenticate("", l.username, string(response))
 	}
 	return nil, false, replyAuthMalformed
-}
-
-// authLimiter slows down password guessing per remote IP: each failure
-// within window doubles the delay before the reply, from base up to max,
-// and after refuseAfter failures the address is refused until window has
-// passed since its last failure. A success clears the address. Safe for
-// concurrent use.
-type authLimiter struct {
-	base, max   time.Duration
-	window      time.Duration
-	refuseAfter int
-	maxEntries  int // bounds the table; beyond, new addresses get max
-
-	mu    sync.Mutex
-	fails map[string]*authFailures
-}
-
-type authFailures struct {
-	n    int
-	last time.Time
-}
-
-func newAuthLimiter() *authLimiter {
-	return &authLimiter{
-		base:        500 * time.Millisecond,
-		max:         16 * time.Second,
-		window:      15 * time.Minute,
-		refuseAfter: 10,
-		maxEntries:  10000,
-		fails:       make(map[string]*authFailures),
-	}
-}
-
-// allowed reports whether ip may try a password at now.
-func (l *authLimiter) allowed(ip string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.fails[ip]
-	if f == nil {
-		return true
-	}
-	if now.Sub(f.last) > l.window {
-		delete(l.fails, ip)
-		return true
-	}
-	return f.n < l.refuseAfter
-}
-
-// failed records a failure of ip at now and returns the delay before
-// replying.
-func (l *authLimiter) failed(ip string, now time.Time) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.fails[ip]
-	if f == nil || now.Sub(f.last) > l.window {
-		if len(l.fails) >= l.maxEntries {
-			l.pruneLocked(now)
-			if len(l.fails) >= l.maxEntries {
-				return l.max
-			}
-		}
-		f = &authFailures{}
-		l.fails[ip] = f
-	}
-	f.n++
-	f.last = now
-	return l.delay(f.n)
-}
-
-// delay is the wait after the n-th failure: base, doubling, at most max.
-func (l *authLimiter) delay(n int) time.Duration {
-	d := l.base
-	for i := 1; i < n && d < l.max; i++ {
-		d *= 2
-	}
-	return min(d, l.max)
-}
-
-func (l *authLimiter) succeeded(ip string) {
-	l.mu.Lock()
-	delete(l.fails, ip)
-	l.mu.Unlock()
-}
-
-func (l *authLimiter) pruneLocked(now time.Time) {
-	for ip, f := range l.fails {
-		if now.Sub(f.last) > l.window {
-			delete(l.fails, ip)
-		}
-	}
 }

@@ -21,10 +21,17 @@
 //     message itself is stored byte for byte as the client sent it, after
 //     the dot-unstuffing that go-smtp does for DATA.
 //   - Passwords are accepted only over TLS, from a loopback address (or a
-//     unix socket), or when Options.AllowInsecureAuth is set. Failed
-//     logins slow down, then are refused, per remote IP.
-//   - Every connection is counted per remote IP (Options.MaxConnsPerIP),
-//     gets a connection id (cid) that is in its log lines, and every
+//     unix socket), or when Options.AllowInsecureAuth is set. TLS is 1.2
+//     or later whatever the configuration says (RFC 8996). Failed logins
+//     slow down, then are refused, per remote IP and per account
+//     (Options.AuthLimiter, shared with imapd).
+//   - Every connection is counted per listener, in total (Options.MaxConns)
+//     and per remote IP (Options.MaxConnsPerIP); one over either limit is
+//     answered 421 and closed. Each command line, and DATA as a whole,
+//     must arrive within ReadTimeout, so a client that trickles bytes
+//     cannot hold a slot longer than that per command.
+//   - Every connection gets a connection id (cid) that is in its log
+//     lines, and every
 //     transaction has an id, derived from the cid, that is in its Received
 //     field, its log line and any 451 reply.
 //   - Shutdown closes the listeners, closes idle connections at once and

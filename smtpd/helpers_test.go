@@ -29,6 +29,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
+	"pushmail/internal/authlimit"
 	"pushmail/mailstore"
 )
 
@@ -103,6 +104,10 @@ func newEnv(t testing.TB, cfg envConfig) *testEnv {
 	opts.Hostname = testHostname
 	opts.Logger = logger
 	opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if opts.AuthLimiter == nil {
+		// Failed logins wait milliseconds, not seconds, in tests.
+		opts.AuthLimiter = authlimit.New(authlimit.Config{Delay: time.Millisecond / 8})
+	}
 	e := &testEnv{
 		t:         t,
 		store:     store,
@@ -111,8 +116,6 @@ func newEnv(t testing.TB, cfg envConfig) *testEnv {
 		clientTLS: &tls.Config{RootCAs: pool, ServerName: "localhost"},
 		errc:      make(chan error, 3),
 	}
-	// Failed logins wait milliseconds, not seconds, in tests.
-	e.srv.auth.base, e.srv.auth.max = time.Millisecond, 4*time.Millisecond
 	if cfg.remote {
 		e.srv.loopback = func(net.Addr) bool { return false }
 	}

@@ -1,24 +1,31 @@
 package smtpd
 
 import (
+	"errors"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
-// listener wraps a net.Listener: it counts connections per remote IP,
-// turns away those over Options.MaxConnsPerIP with a 421, and wraps each
-// accepted connection so the Server can track and drain it.
+// listener wraps a net.Listener: it counts connections, in total and per
+// remote IP, turns away those over Options.MaxConns or
+// Options.MaxConnsPerIP with a 421, and wraps each accepted connection so
+// the Server can track and drain it.
 type listener struct {
 	net.Listener
 	srv  *Server
 	role role
 
 	mu    sync.Mutex
+	total int
 	perIP map[string]int
 }
 
-// Accept returns the next connection within the per-IP limit.
+// Accept returns the next connection within the limits.
 func (l *listener) Accept() (net.Conn, error) {
 	for {
 		nc, err := l.Listener.Accept()
@@ -26,8 +33,8 @@ func (l *listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := ipKey(nc.RemoteAddr())
-		if ip != "" && !l.acquire(ip) {
-			l.reject(nc, ip)
+		if rep := l.acquire(ip); rep != nil {
+			l.reject(nc, ip, rep)
 			continue
 		}
 		c := &conn{Conn: nc, l: l, ip: ip, cid: newID()}
@@ -37,32 +44,44 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *listener) acquire(ip string) bool {
+// acquire takes a slot for a connection from ip ("" for a unix socket:
+// counted in the total only), or returns the reply that refuses it.
+func (l *listener) acquire(ip string) *smtp.SMTPError {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.perIP[ip] >= l.srv.opts.MaxConnsPerIP {
-		return false
+	if l.total >= l.srv.opts.MaxConns {
+		return replyTooManyConnsTotal
 	}
-	l.perIP[ip]++
-	return true
+	if ip != "" && l.perIP[ip] >= l.srv.opts.MaxConnsPerIP {
+		return replyTooManyConns
+	}
+	l.total++
+	if ip != "" {
+		l.perIP[ip]++
+	}
+	return nil
 }
 
 func (l *listener) release(ip string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.total--
+	if ip == "" {
+		return
+	}
 	if l.perIP[ip]--; l.perIP[ip] <= 0 {
 		delete(l.perIP, ip)
 	}
 }
 
-// reject answers a connection over the limit and closes it. The reply is
-// a few bytes into an empty socket buffer, so the write does not block the
+// reject answers a connection over a limit and closes it. The reply is a
+// few bytes into an empty socket buffer, so the write does not block the
 // accept loop; the deadline covers a peer that is already gone.
-func (l *listener) reject(nc net.Conn, ip string) {
-	l.srv.log.Info("connection refused: too many from this address", "proto", l.role.String(), "remote", ip,
-		"limit", l.srv.opts.MaxConnsPerIP)
+func (l *listener) reject(nc net.Conn, ip string, rep *smtp.SMTPError) {
+	l.srv.log.Info("connection refused", "proto", l.role.String(), "remote", nc.RemoteAddr().String(),
+		"reason", rep.Message, "max_conns", l.srv.opts.MaxConns, "max_conns_per_ip", l.srv.opts.MaxConnsPerIP)
 	if err := nc.SetWriteDeadline(time.Now().Add(time.Second)); err == nil {
-		if _, err := nc.Write([]byte(replyLine(replyTooManyConns, l.srv.opts.Hostname))); err != nil {
+		if _, err := nc.Write([]byte(replyLine(rep, l.srv.opts.Hostname))); err != nil {
 			l.srv.log.Debug("write 421", "remote", ip, "err", err)
 		}
 	}
@@ -106,8 +125,28 @@ type conn struct {
 	draining bool
 	txns     int // transactions begun, for transaction ids
 
+	timedOut atomic.Bool // a read has timed out: see Read
+
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// Read reads from the connection. Once a read has timed out, every later
+// read fails the same way at once. go-smtp reads commands with
+// bufio.Reader.ReadLine, which hands out the bytes of a line cut by the
+// timeout as if the line were complete and drops the error, then reads
+// on under a fresh deadline: without this, a client sending a byte now
+// and then would never be cut off (slow loris). With it, go-smtp's next
+// read fails and it closes the connection with "421 4.4.2".
+func (c *conn) Read(p []byte) (int, error) {
+	if c.timedOut.Load() {
+		return 0, os.ErrDeadlineExceeded
+	}
+	n, err := c.Conn.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.timedOut.Store(true)
+	}
+	return n, err
 }
 
 // SetReadDeadline sets the read deadline, unless the connection is being
@@ -170,13 +209,11 @@ func (c *conn) interrupt() {
 	}
 }
 
-// Close releases the connection's per-IP slot and closes it. The slot is
+// Close releases the connection's slots and closes it. The slot is
 // free before the peer can see the close.
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
-		if c.ip != "" {
-			c.l.release(c.ip)
-		}
+		c.l.release(c.ip)
 		c.l.srv.untrack(c)
 		c.l.srv.opts.Metrics.connClosed(c.l.role)
 		c.closeErr = c.Conn.Close()

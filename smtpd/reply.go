@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/emersion/go-smtp"
 
@@ -62,6 +63,9 @@ var (
 	replyLineTooLong = reply(500, 5, 5, 2, "Line too long")
 	// The client went away or reset during the transfer; no one reads it.
 	replyTransferAborted = reply(451, 4, 4, 2, "Message transfer aborted")
+	// DATA did not arrive within ReadTimeout (RFC 5321 §4.5.3.2.5-6);
+	// RFC 3463 X.4.2: bad connection.
+	replyDataTimeout = reply(451, 4, 4, 2, "Timeout waiting for message data")
 	// RFC 5321 §4.2.2 452 with RFC 3463 X.3.1: the disk or the store's
 	// size cap is full. Temporary: the sender retries once space is freed.
 	replyStorageFull = reply(452, 4, 3, 1, "Insufficient system storage, try again later")
@@ -73,12 +77,20 @@ var (
 	replyAuthFailed         = reply(535, 5, 7, 8, "Authentication credentials invalid")
 	replyAuthzidDenied      = reply(535, 5, 7, 8, "Authorization identity must be empty or equal to the user name")
 	replyAuthMalformed      = reply(501, 5, 5, 2, "Malformed authentication response")
-	replyAuthTooMany        = reply(454, 4, 7, 0, "Too many failed authentication attempts from your address, try again later")
+	// Refused by the AuthLimiter, without a password check: too many
+	// recent failures from the client's address or for the account.
+	replyAuthTooMany = reply(454, 4, 7, 0, "Too many failed authentication attempts, try again later")
 )
 
-// replyTooManyConns greets a connection over Options.MaxConnsPerIP.
-// RFC 5321 §3.1: a server may answer the connection with 421 instead of 220.
-var replyTooManyConns = reply(421, 4, 7, 0, "Too many connections from your address, try again later")
+// Greetings of a connection over a limit. RFC 5321 §3.1: a server may
+// answer the connection with 421 instead of 220.
+var (
+	// Options.MaxConnsPerIP.
+	replyTooManyConns = reply(421, 4, 7, 0, "Too many connections from your address, try again later")
+	// Options.MaxConns; RFC 3463 X.3.2: system not accepting network
+	// messages.
+	replyTooManyConnsTotal = reply(421, 4, 3, 2, "Too many connections, try again later")
+)
 
 // replyTempFailure is the reply for every error this package does not
 // recognise, chiefly the store's (closed, disk full, I/O): 451 4.3.0 so
@@ -149,6 +161,9 @@ func (ss *session) replyFor(st stage, err error, id string) *smtp.SMTPError {
 		case errors.Is(err, smtp.ErrDataReset), errors.Is(err, io.ErrUnexpectedEOF):
 			ss.log.Debug("message transfer aborted", "id", id, "err", err)
 			return replyTransferAborted
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			ss.log.Debug("message transfer timed out", "id", id, "err", err)
+			return replyDataTimeout
 		}
 	case stageAuth:
 		if errors.Is(err, mailstore.ErrAuthFailed) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"pushmail/internal/authlimit"
 	"pushmail/mailstore"
 )
 
@@ -28,9 +29,16 @@ const (
 	defaultMaxRecipients = 100
 	defaultTimeout       = 5 * time.Minute
 	defaultMaxConnsPerIP = 20
-	// RFC 5321 §4.5.3.1.6 allows 1000 octets per line with CRLF; go-smtp
-	// doubles that for lenience, and so do we.
-	maxLineLength = 2000
+	// DefaultMaxConns is the default of Options.MaxConns.
+	DefaultMaxConns = 1000
+	// DefaultMaxLineLength is the default of Options.MaxLineLength.
+	// RFC 5321 §4.5.3.1.4-6 allow 512 octets per command line and 1000
+	// per text line, CRLF included; go-smtp doubles that for lenience,
+	// and so do we.
+	DefaultMaxLineLength = 2000
+	// minLineLength keeps a configured limit above RFC 5321's 1000-octet
+	// text line (§4.5.3.1.6): a server must accept lines that long.
+	minLineLength = 1000
 )
 
 // Options configures a Server. The zero value is usable: no TLS, the
@@ -39,7 +47,8 @@ type Options struct {
 	// Hostname is used in the greeting and as "by" in Received fields;
 	// empty means os.Hostname.
 	Hostname string
-	// TLSConfig enables STARTTLS (RFC 3207); nil means no STARTTLS.
+	// TLSConfig enables STARTTLS (RFC 3207); nil means no STARTTLS. A
+	// MinVersion below TLS 1.2 is raised to it (RFC 8996).
 	TLSConfig *tls.Config
 	// AllowInsecureAuth allows AUTH without TLS on submission connections
 	// that are not from a loopback address.
@@ -59,6 +68,22 @@ type Options struct {
 	// MaxConnsPerIP bounds the concurrent connections from one remote IP
 	// on each listener; 0 means 20. Unix-socket clients are not counted.
 	MaxConnsPerIP int
+	// MaxConns bounds the concurrent connections on each listener, from
+	// all clients (unix-socket ones included): one flooded listener does
+	// not starve the others. 0 means DefaultMaxConns. Connections over
+	// either limit are answered 421 and closed.
+	MaxConns int
+	// MaxLineLength bounds a command line and a line of DATA, in bytes
+	// with CRLF; 0 means DefaultMaxLineLength, and less than 1000 is
+	// raised to 1000 (RFC 5321 §4.5.3.1.6). A longer line gets "500
+	// 5.4.0" and the connection is closed.
+	MaxLineLength int
+	// AuthLimiter counts failed AUTH attempts per remote IP and per
+	// account, delays the replies and then refuses (see package
+	// authlimit). Share one with imapd so that guesses over both
+	// protocols count together. nil means a limiter of the server's own
+	// with authlimit's defaults.
+	AuthLimiter *authlimit.Limiter
 	// Metrics, if set, receives connection and message counts.
 	Metrics *Metrics
 }
@@ -84,7 +109,7 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	servers [3]*smtp.Server // by role
-	auth    *authLimiter
+	auth    *authlimit.Limiter
 
 	// loopback decides whether a client's address is local, so that it
 	// may authenticate without TLS. Tests replace it, before serving, to
@@ -126,11 +151,22 @@ func New(store *mailstore.Store, opts Options) *Server {
 	if opts.MaxConnsPerIP <= 0 {
 		opts.MaxConnsPerIP = defaultMaxConnsPerIP
 	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.MaxLineLength <= 0 {
+		opts.MaxLineLength = DefaultMaxLineLength
+	}
+	opts.MaxLineLength = max(opts.MaxLineLength, minLineLength)
+	if opts.AuthLimiter == nil {
+		opts.AuthLimiter = authlimit.New(authlimit.Config{})
+	}
+	opts.TLSConfig = minTLS12(opts.TLSConfig)
 	s := &Server{
 		store:    store,
 		opts:     opts,
 		log:      opts.Logger,
-		auth:     newAuthLimiter(),
+		auth:     opts.AuthLimiter,
 		loopback: isLoopback,
 		conns:    make(map[*conn]struct{}),
 	}
@@ -150,7 +186,7 @@ func (s *Server) newSMTPServer(r role) *smtp.Server {
 	srv.TLSConfig = s.opts.TLSConfig
 	srv.MaxMessageBytes = s.opts.MaxMessageBytes
 	srv.MaxRecipients = s.opts.MaxRecipients // RFC 5321 §4.5.3.1.10: 452 4.5.3 beyond
-	srv.MaxLineLength = maxLineLength
+	srv.MaxLineLength = s.opts.MaxLineLength
 	srv.ReadTimeout = s.opts.ReadTimeout
 	srv.WriteTimeout = s.opts.WriteTimeout
 	srv.EnableSMTPUTF8 = true // RFC 6531: addresses and headers are stored as UTF-8
@@ -284,6 +320,17 @@ func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+}
+
+// minTLS12 returns c, or a copy of it that refuses TLS 1.0 and 1.1
+// (RFC 8996), whatever the caller asked for; nil stays nil.
+func minTLS12(c *tls.Config) *tls.Config {
+	if c == nil || c.MinVersion >= tls.VersionTLS12 {
+		return c
+	}
+	c = c.Clone()
+	c.MinVersion = tls.VersionTLS12
+	return c
 }
 
 // isLoopback reports whether a is a loopback IP or a unix socket peer.

@@ -164,6 +164,11 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !t.utf8 && !isASCII(to) {
 		return replyNeedSMTPUTF8
 	}
+	if strings.HasSuffix(to, ".") {
+		// RFC 5321 §4.1.2: a Domain has no trailing dot. mailstore would
+		// drop it and deliver locally; refuse the malformed path instead.
+		return replyBadRcpt
+	}
 	r, err := ss.srv.store.Resolve(ss.ctx, to)
 	if err != nil {
 		rep := ss.replyFor(stageRcpt, err, t.id)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
+
+	"pushmail/internal/authlimit"
 )
 
 func TestSubmissionRequiresAuth(t *testing.T) {
@@ -161,56 +163,18 @@ func TestSubmissionAuth(t *testing.T) {
 	})
 }
 
-// TestSubmissionAuthLimit: after refuseAfter failures from one address,
-// even the right password is refused for a while.
+// TestSubmissionAuthLimit: after the per-IP limit of failures, even the
+// right password is refused for a while. The per-account limit and the
+// TLS versions are in limits_test.go.
 func TestSubmissionAuthLimit(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envConfig{setup: func(s *Server) { s.auth.refuseAfter = 3 }})
-	for i := range 3 {
+	e := newEnv(t, envConfig{opts: Options{AuthLimiter: authlimit.New(authlimit.Config{PerIP: 3, Delay: time.Millisecond / 8})}})
+	for i, user := range []string{"alice@example.org", "bob@example.org", "nobody@example.org"} {
 		c := e.dial(roleSubmission)
-		err := c.Auth(sasl.NewPlainClient("", "alice@example.org", "wrong"))
+		err := c.Auth(sasl.NewPlainClient("", user, "wrong"))
 		wantReply(t, "failed AUTH "+string(rune('1'+i)), err, 535, "5.7.8")
 	}
 	c := e.dial(roleSubmission)
-	err := c.Auth(sasl.NewPlainClient("", "alice@example.org", "alice-password"))
-	wantReply(t, "AUTH after too many failures", err, 454, "4.7.0")
-}
-
-func TestAuthLimiter(t *testing.T) {
-	t.Parallel()
-	l := newAuthLimiter()
-	l.base, l.max, l.window, l.refuseAfter = time.Second, 5*time.Second, time.Minute, 5
-	now := time.Unix(1_000_000, 0)
-	var delays []time.Duration
-	for range 5 {
-		if !l.allowed("192.0.2.1", now) {
-			t.Fatalf("refused after %d failures, want allowed until 5", len(delays))
-		}
-		delays = append(delays, l.failed("192.0.2.1", now))
-	}
-	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
-	for i := range want {
-		if delays[i] != want[i] {
-			t.Errorf("delay after failure %d = %v, want %v", i+1, delays[i], want[i])
-		}
-	}
-	for _, tc := range []struct {
-		name string
-		ip   string
-		at   time.Time
-		want bool
-	}{
-		{"refused after 5 failures", "192.0.2.1", now.Add(30 * time.Second), false},
-		{"other address unaffected", "192.0.2.2", now, true},
-		{"allowed again after the window", "192.0.2.1", now.Add(2 * time.Minute), true},
-	} {
-		if got := l.allowed(tc.ip, tc.at); got != tc.want {
-			t.Errorf("%s: allowed(%s) = %v, want %v", tc.name, tc.ip, got, tc.want)
-		}
-	}
-	l.failed("192.0.2.3", now)
-	l.succeeded("192.0.2.3")
-	if d := l.failed("192.0.2.3", now); d != time.Second {
-		t.Errorf("delay after a success and a failure = %v, want the base %v", d, time.Second)
-	}
+	err := c.Auth(sasl.NewPlainClient("", "carol@example.org", "carol-password"))
+	wantReply(t, "AUTH after too many failures from the address", err, 454, "4.7.0")
 }

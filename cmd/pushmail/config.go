@@ -13,6 +13,10 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"pushmail/imapd"
+	"pushmail/internal/authlimit"
+	"pushmail/smtpd"
 )
 
 // Config is the whole configuration of "pushmail serve". It is read from
@@ -87,6 +91,18 @@ type LimitsConfig struct {
 	MaxRecipients   int           `toml:"max_recipients"`
 	MaxConnsPerIP   int           `toml:"max_conns_per_ip"`
 	SMTPTimeout     time.Duration `toml:"smtp_timeout"`
+	// MaxConns bounds the connections of each SMTP, LMTP and submission
+	// listener, and of IMAP (imap and imaps together).
+	MaxConns           int           `toml:"max_conns"`
+	SMTPMaxLineLength  int           `toml:"smtp_max_line_length"`
+	IMAPCommandTimeout time.Duration `toml:"imap_command_timeout"`
+	IMAPIdleTimeout    time.Duration `toml:"imap_idle_timeout"`
+	IMAPLoginTimeout   time.Duration `toml:"imap_login_timeout"`
+	// Failed logins, over SMTP AUTH and IMAP together (authlimit).
+	AuthMaxFailuresPerIP      int           `toml:"auth_max_failures_per_ip"`
+	AuthMaxFailuresPerAccount int           `toml:"auth_max_failures_per_account"`
+	AuthWindow                time.Duration `toml:"auth_window"`
+	AuthDelay                 time.Duration `toml:"auth_delay"`
 }
 
 // defaultConfig returns the built-in defaults: the dev ports on loopback.
@@ -109,10 +125,19 @@ func defaultConfig() Config {
 		},
 		Log: LogConfig{Level: "info", Format: "text"},
 		Limits: LimitsConfig{
-			MaxMessageBytes: 25 << 20,
-			MaxRecipients:   100,
-			MaxConnsPerIP:   20,
-			SMTPTimeout:     5 * time.Minute,
+			MaxMessageBytes:           25 << 20,
+			MaxRecipients:             100,
+			MaxConnsPerIP:             20,
+			SMTPTimeout:               5 * time.Minute,
+			MaxConns:                  smtpd.DefaultMaxConns,
+			SMTPMaxLineLength:         smtpd.DefaultMaxLineLength,
+			IMAPCommandTimeout:        imapd.DefaultCommandTimeout,
+			IMAPIdleTimeout:           imapd.DefaultIdleTimeout,
+			IMAPLoginTimeout:          imapd.DefaultLoginTimeout,
+			AuthMaxFailuresPerIP:      authlimit.DefaultPerIP,
+			AuthMaxFailuresPerAccount: authlimit.DefaultPerAccount,
+			AuthWindow:                authlimit.DefaultWindow,
+			AuthDelay:                 authlimit.DefaultDelay,
 		},
 	}
 }
@@ -151,6 +176,15 @@ var settings = []setting{
 	{flag: "max-recipients", key: "limits.max_recipients", usage: "most recipients per SMTP transaction", field: func(c *Config) any { return &c.Limits.MaxRecipients }},
 	{flag: "max-conns-per-ip", key: "limits.max_conns_per_ip", usage: "most simultaneous connections from one IP, per listener", field: func(c *Config) any { return &c.Limits.MaxConnsPerIP }},
 	{flag: "smtp-timeout", key: "limits.smtp_timeout", usage: "SMTP command read/write timeout (e.g. 5m)", field: func(c *Config) any { return &c.Limits.SMTPTimeout }},
+	{flag: "max-conns", key: "limits.max_conns", usage: "most simultaneous connections on each SMTP, LMTP and submission listener, and on IMAP (imap and imaps together)", field: func(c *Config) any { return &c.Limits.MaxConns }},
+	{flag: "smtp-max-line-length", key: "limits.smtp_max_line_length", usage: "longest SMTP command or DATA line, in bytes with CRLF (at least 1000)", field: func(c *Config) any { return &c.Limits.SMTPMaxLineLength }},
+	{flag: "imap-command-timeout", key: "limits.imap_command_timeout", usage: "IMAP: time for a command line, and for the first command before login", field: func(c *Config) any { return &c.Limits.IMAPCommandTimeout }},
+	{flag: "imap-idle-timeout", key: "limits.imap_idle_timeout", usage: "IMAP: how long a logged-in client may be silent, in IDLE or between commands (at least 30m, RFC 9051)", field: func(c *Config) any { return &c.Limits.IMAPIdleTimeout }},
+	{flag: "imap-login-timeout", key: "limits.imap_login_timeout", usage: "IMAP: time from connecting to logging in", field: func(c *Config) any { return &c.Limits.IMAPLoginTimeout }},
+	{flag: "auth-max-failures-per-ip", key: "limits.auth_max_failures_per_ip", usage: "failed logins (SMTP AUTH and IMAP together) from one IP before it is refused for auth-window", field: func(c *Config) any { return &c.Limits.AuthMaxFailuresPerIP }},
+	{flag: "auth-max-failures-per-account", key: "limits.auth_max_failures_per_account", usage: "failed logins for one account before it is refused, for auth-window, from addresses it has not logged in from", field: func(c *Config) any { return &c.Limits.AuthMaxFailuresPerAccount }},
+	{flag: "auth-window", key: "limits.auth_window", usage: "how long failed logins are remembered, and a refusal lasts, after the last failure", field: func(c *Config) any { return &c.Limits.AuthWindow }},
+	{flag: "auth-delay", key: "limits.auth_delay", usage: "pause before answering a failed login; doubles per failure, up to 32 times", field: func(c *Config) any { return &c.Limits.AuthDelay }},
 }
 
 // envName is the environment variable of a setting: PUSHMAIL_ and the
@@ -333,6 +367,40 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.SMTPTimeout <= 0 {
 		errs = append(errs, errors.New("limits.smtp_timeout: must be positive"))
+	}
+	for _, l := range []struct {
+		key string
+		n   int
+	}{
+		{"limits.max_conns", c.Limits.MaxConns},
+		{"limits.auth_max_failures_per_ip", c.Limits.AuthMaxFailuresPerIP},
+		{"limits.auth_max_failures_per_account", c.Limits.AuthMaxFailuresPerAccount},
+	} {
+		if l.n <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive", l.key))
+		}
+	}
+	for _, l := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"limits.imap_command_timeout", c.Limits.IMAPCommandTimeout},
+		{"limits.imap_login_timeout", c.Limits.IMAPLoginTimeout},
+		{"limits.auth_window", c.Limits.AuthWindow},
+		{"limits.auth_delay", c.Limits.AuthDelay},
+	} {
+		if l.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive", l.key))
+		}
+	}
+	if c.Limits.SMTPMaxLineLength < 1000 {
+		// RFC 5321 §4.5.3.1.6: a text line may be 1000 octets with CRLF.
+		errs = append(errs, errors.New("limits.smtp_max_line_length: must be at least 1000 (RFC 5321)"))
+	}
+	if c.Limits.IMAPIdleTimeout < 30*time.Minute {
+		// RFC 9051 §5.4: an inactivity autologout timer of at least 30
+		// minutes; clients re-issue IDLE every 29 (RFC 2177 §3).
+		errs = append(errs, errors.New("limits.imap_idle_timeout: must be at least 30m (RFC 9051 §5.4)"))
 	}
 	return errors.Join(errs...)
 }

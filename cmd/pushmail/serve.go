@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"pushmail/imapd"
+	"pushmail/internal/authlimit"
 	"pushmail/mailstore"
 	"pushmail/notify"
 	"pushmail/smtpd"
@@ -108,6 +109,14 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 	}()
 
+	// One limiter for both protocols: guesses over SMTP AUTH and IMAP
+	// count together.
+	authLimiter := authlimit.New(authlimit.Config{
+		PerIP:      cfg.Limits.AuthMaxFailuresPerIP,
+		PerAccount: cfg.Limits.AuthMaxFailuresPerAccount,
+		Window:     cfg.Limits.AuthWindow,
+		Delay:      cfg.Limits.AuthDelay,
+	})
 	smtpServer := smtpd.New(store, smtpd.Options{
 		Hostname:          cfg.Hostname,
 		TLSConfig:         smtpTLS,
@@ -118,6 +127,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		ReadTimeout:       cfg.Limits.SMTPTimeout,
 		WriteTimeout:      cfg.Limits.SMTPTimeout,
 		MaxConnsPerIP:     cfg.Limits.MaxConnsPerIP,
+		MaxConns:          cfg.Limits.MaxConns,
+		MaxLineLength:     cfg.Limits.SMTPMaxLineLength,
+		AuthLimiter:       authLimiter,
 		Metrics:           smtpd.NewMetrics(reg),
 	})
 	appendLimit := uint32(min(cfg.Limits.MaxMessageBytes, 1<<32-1))
@@ -127,6 +139,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Logger:            logger,
 		AppendLimit:       appendLimit,
 		MaxConnsPerIP:     cfg.Limits.MaxConnsPerIP,
+		MaxConns:          cfg.Limits.MaxConns,
+		CommandTimeout:    cfg.Limits.IMAPCommandTimeout,
+		IdleTimeout:       cfg.Limits.IMAPIdleTimeout,
+		LoginTimeout:      cfg.Limits.IMAPLoginTimeout,
+		AuthLimiter:       authLimiter,
 		Metrics:           imapd.NewMetrics(reg),
 	})
 	httpServer := &http.Server{

@@ -1,0 +1,183 @@
+package imapd
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"pushmail/mailstore"
+)
+
+// go-imap v2.0.0-beta.8 has fixed read timeouts (imapserver/conn.go):
+// 30 s for a command line (cmdReadTimeout, also the wait for the first
+// byte before login), 35 min for a logged-in client between commands and
+// in IDLE (idleReadTimeout), 5 min for an APPEND literal
+// (literalReadTimeout). It sets them as read deadlines on the connection
+// it is given, so timeoutConn, which is that connection, tells them apart
+// by length and puts the Options' values in their place. A literal keeps
+// its 5 minutes.
+const (
+	idleClass    = 10 * time.Minute // a requested timeout above this is idleReadTimeout
+	literalClass = time.Minute      // above this (and not idle), literalReadTimeout
+)
+
+// readTimeout is the timeout to use where imapserver asks for requested.
+func (o *Options) readTimeout(requested time.Duration) time.Duration {
+	switch {
+	case requested > idleClass:
+		return o.IdleTimeout
+	case requested > literalClass:
+		return requested
+	default:
+		return o.CommandTimeout
+	}
+}
+
+// limitListener wraps each accepted connection in a timeoutConn and gives
+// it a first read deadline, which also bounds an implicit-TLS handshake:
+// without one, a client that connects and sends nothing would hold its
+// slot, and a goroutine, for ever (imapserver writes the greeting, which
+// waits for the handshake, before it sets any read deadline).
+type limitListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l limitListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(l.srv.opts.CommandTimeout)
+	if _, ok := c.(*tls.Conn); ok {
+		// imapserver tells TLS by the *tls.Conn type: never hide one.
+		// Serve on a tls.NewListener: the deadline still bounds the
+		// handshake, then go-imap's own timeouts apply.
+		if err := c.SetReadDeadline(deadline); err != nil {
+			l.srv.log.Debug("set first deadline", "err", err)
+		}
+		return c, nil
+	}
+	tc := &timeoutConn{Conn: c, opts: &l.srv.opts}
+	if err := c.SetReadDeadline(deadline); err != nil {
+		l.srv.log.Debug("set first deadline", "err", err)
+	}
+	return tc, nil
+}
+
+// timeoutConn applies the Server's timeouts in place of imapserver's (see
+// readTimeout), and makes a read timeout final.
+type timeoutConn struct {
+	net.Conn
+	opts     *Options
+	timedOut atomic.Bool
+}
+
+// Read reads from the connection. Once a read has timed out, every later
+// read fails the same way at once, so no code path can go on reading
+// under a fresh deadline: a client that sends a byte now and then (slow
+// loris) is cut off after one timeout, not fed more time.
+func (c *timeoutConn) Read(p []byte) (int, error) {
+	if c.timedOut.Load() {
+		return 0, os.ErrDeadlineExceeded
+	}
+	n, err := c.Conn.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.timedOut.Store(true)
+	}
+	return n, err
+}
+
+// SetReadDeadline replaces imapserver's timeout with the Server's.
+func (c *timeoutConn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() {
+		t = time.Now().Add(c.opts.readTimeout(time.Until(t)))
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline sets both deadlines, the read one as SetReadDeadline does.
+func (c *timeoutConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+// minTLS12 returns c, or a copy of it that refuses TLS 1.0 and 1.1
+// (RFC 8996), whatever the caller asked for; nil stays nil.
+func minTLS12(c *tls.Config) *tls.Config {
+	if c == nil || c.MinVersion >= tls.VersionTLS12 {
+		return c
+	}
+	c = c.Clone()
+	c.MinVersion = tls.VersionTLS12
+	return c
+}
+
+// startLoginTimer ends the session if it has not logged in within
+// Options.LoginTimeout: before login, go-imap's timeouts bound each
+// command but not how many a client sends.
+func (s *session) startLoginTimer() {
+	s.loginDone = make(chan struct{})
+	log := s.log // Login replaces s.log
+	s.loginTimer = time.AfterFunc(s.srv.opts.LoginTimeout, func() {
+		defer close(s.loginDone)
+		if s.authed.Load() {
+			return
+		}
+		log.Info("login timeout")
+		s.cancel() // ends a failed login's delay
+		if err := s.conn.Bye("Login timeout"); err != nil {
+			log.Debug("bye", "err", err)
+		}
+	})
+}
+
+// stopLoginTimer stops the login timer, or waits for its function to
+// return if it has fired. Called once, from Close.
+func (s *session) stopLoginTimer() {
+	if s.loginTimer == nil || s.loginTimer.Stop() {
+		return
+	}
+	<-s.loginDone
+}
+
+// newMailboxName validates a name the client wants to create (CREATE, or
+// RENAME's new name): mailstore's rules, and names that would be
+// ambiguous to IMAP clients are refused as invalid.
+func (s *session) newMailboxName(name string) (string, error) {
+	n, err := s.mailboxName(name)
+	if err != nil {
+		return "", err
+	}
+	if reason := reservedName(n); reason != "" {
+		return "", s.reply(fmt.Errorf("%w: %q: %s", mailstore.ErrInvalidName, n, reason), roleMailbox)
+	}
+	return n, nil
+}
+
+// reservedName says why a valid mailbox name may not be created, or "".
+func reservedName(name string) string {
+	// RFC 9051 §5.1: "#" has a meaning by convention (RFC 2342 namespace
+	// prefixes, such as "#shared"); a personal mailbox named so would look
+	// like another namespace.
+	if strings.HasPrefix(name, "#") {
+		return `"#" starts a namespace prefix`
+	}
+	// RFC 9051 §5.1: "%" and "*" are valid but cannot be listed reliably.
+	if strings.ContainsAny(name, "%*") {
+		return "list wildcards in a name"
+	}
+	for _, level := range strings.Split(name, mailstore.Separator) {
+		if level == "." || level == ".." {
+			return `"." or ".." as a hierarchy level`
+		}
+	}
+	return ""
+}
