@@ -34,3 +34,22 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go test -race -count=1 -timeout 20m "$@" ./...
+
+# Then every fuzz target (func FuzzX in any package) runs for a short,
+# bounded time: PUSHMAIL_FUZZTIME each (default 10s, about a minute for
+# all); PUSHMAIL_FUZZTIME=0 skips this, for quick local runs. A failing
+# input is written to the package's testdata/fuzz/FuzzX/: fix the bug and
+# commit the file, and every later `go test` replays it. Minimising is kept
+# short so that a new input does not eat a target's whole budget.
+fuzztime=${PUSHMAIL_FUZZTIME:-10s}
+if [ "$fuzztime" != 0 ] && [ "$fuzztime" != 0s ]; then
+	# "go test -list" prints a package's fuzz targets, then "ok <package>".
+	go test -list '^Fuzz' ./... |
+		awk '/^Fuzz/ { names = names " " $1 } /^ok/ { if (names != "") print $2 names; names = "" }' |
+		while read -r pkg names; do
+			for name in $names; do
+				echo "test.sh: fuzzing $name in $pkg for $fuzztime"
+				go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "$pkg" </dev/null
+			done
+		done
+fi

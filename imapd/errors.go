@@ -46,6 +46,23 @@ var (
 		Code: imap.ResponseCodeServerBug,
 		Text: "Internal server error, try again later",
 	}
+	// RFC 9051 §6.2.2: a malformed AUTHENTICATE response is the client's
+	// error (BAD), not the server's.
+	errBadSASLResponse = &imap.Error{
+		Type: imap.StatusResponseTypeBad,
+		Code: imap.ResponseCodeClientBug,
+		Text: "Malformed SASL response",
+	}
+	errSASLMechanism = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Text: "SASL mechanism not supported",
+	}
+	// RFC 4616 §2: acting for another identity is not supported.
+	errSASLIdentity = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeAuthorizationFailed,
+		Text: "SASL authorization identity not supported",
+	}
 )
 
 // reply maps an error from the mailstore (or from the session's own

@@ -878,6 +878,20 @@ func FuzzParse(f *testing.F) {
 	for _, e := range entries {
 		f.Add(readMessage(f, e.Name()))
 	}
+	// The malformed-mail corpus that cmd/pushmail's TestMalformedMail also
+	// delivers over SMTP, plus its generated member: a 1 MB header line.
+	malformed, err := filepath.Glob("../testdata/malformed/*.eml")
+	if err != nil || len(malformed) == 0 {
+		f.Fatalf("malformed corpus: %d files, %v", len(malformed), err)
+	}
+	for _, name := range malformed {
+		raw, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
+	f.Add([]byte("Subject: huge\r\nX-Huge: " + strings.Repeat("h", 1<<20) + "\r\n\r\nbody\r\n"))
 	for _, s := range []string{
 		"",
 		"Subject: x",
