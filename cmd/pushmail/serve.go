@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -222,15 +223,21 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := httpServer.Shutdown(sctx); err != nil {
-		logger.Error("shutdown http", "err", err)
+	// All at once: every listener stops accepting now, and in-flight SMTP
+	// transactions drain while IMAP says BYE.
+	var wg sync.WaitGroup
+	for name, shutdown := range map[string]func(context.Context) error{
+		"http": httpServer.Shutdown, "smtp": smtpServer.Shutdown, "imap": imapServer.Shutdown,
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := shutdown(sctx); err != nil {
+				logger.Error("shutdown "+name, "err", err)
+			}
+		}()
 	}
-	if err := smtpServer.Shutdown(sctx); err != nil {
-		logger.Error("shutdown smtp", "err", err)
-	}
-	if err := imapServer.Shutdown(sctx); err != nil {
-		logger.Error("shutdown imap", "err", err)
-	}
+	wg.Wait()
 	for ; running > 0; running-- {
 		if err := <-errc; err != nil {
 			logger.Error("listener ended with an error", "err", err)
