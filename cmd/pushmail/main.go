@@ -45,6 +45,7 @@ func commands() []command {
 		{"stats", "count users, mailboxes, messages and bytes in the store", runStats},
 		{"backup", "write a consistent copy of the store while it serves", runBackup},
 		{"deliver", "hand a message on stdin to the running server over LMTP (an LDA)", runDeliver},
+		{"bench", "measure push latency, ingest, idle sessions and large mailboxes", runBench},
 		{"version", "print the version", runVersion},
 	}
 }

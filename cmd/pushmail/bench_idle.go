@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+)
+
+// idleResult is the outcome of "pushmail bench idle".
+type idleResult struct {
+	Sessions   int     `json:"sessions"`
+	Deliveries int     `json:"deliveries"`
+	SetupSec   float64 `json:"setup_seconds"`
+	PerSecond  float64 `json:"sessions_per_second"`
+	// RSS of the server process (with --server inproc: of this process,
+	// clients included) before the sessions, after them, and after
+	// --settle; PerSession is (settled - before) / sessions.
+	RSSBefore  int64   `json:"rss_before_bytes,omitempty"`
+	RSSAfter   int64   `json:"rss_after_bytes,omitempty"`
+	RSSSettled int64   `json:"rss_settled_bytes,omitempty"`
+	PerSession float64 `json:"rss_per_session_bytes,omitempty"`
+	// With --server inproc, the Go runtime's own view of the growth per
+	// session, clients included: heap in use, goroutine stacks and
+	// goroutines.
+	HeapPerSession  float64   `json:"heap_per_session_bytes,omitempty"`
+	StackPerSession float64   `json:"stack_per_session_bytes,omitempty"`
+	GoroutinesPer   float64   `json:"goroutines_per_session,omitempty"`
+	Push            pushStats `json:"push"`
+	server          string
+}
+
+func idleFlags(fs *flag.FlagSet) func(context.Context, *bench) (benchResult, error) {
+	sessions := fs.Int("sessions", 1000, "IMAP sessions in IDLE on the INBOX")
+	deliveries := fs.Int("deliveries", 3, "messages delivered to all of them, one at a time, to time the fan-out")
+	size := fs.Int("size", 4096, "message size in bytes")
+	settle := fs.Duration("settle", 2*time.Second, "pause before reading the RSS again, so the server's runtime returns freed memory")
+	return func(ctx context.Context, b *bench) (benchResult, error) {
+		if *sessions <= 0 || *deliveries <= 0 {
+			return nil, errors.New("--sessions and --deliveries must be positive")
+		}
+		return runIdle(ctx, b, *sessions, *deliveries, *size, *settle)
+	}
+}
+
+func runIdle(ctx context.Context, b *bench, sessions, deliveries, size int, settle time.Duration) (res *idleResult, err error) {
+	if err := b.needFiles(sessions + 16); err != nil {
+		return nil, err
+	}
+	t, err := b.start(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, t.stop()) }()
+	res = &idleResult{Sessions: sessions, Deliveries: deliveries, server: t.kind}
+	res.RSSBefore, _ = t.rss()
+	var before runtime.MemStats
+	goroutines := runtime.NumGoroutine()
+	if t.kind == "inproc" {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+	}
+
+	g := newWatchGroup(sessions, deliveries)
+	b.progress("setting up %d sessions in IDLE", sessions)
+	start := time.Now()
+	_, err = g.establish(ctx, b, t, b.dialConc)
+	defer func() { err = errors.Join(err, g.close()) }()
+	if err != nil {
+		return nil, err
+	}
+	setup := time.Since(start)
+	res.SetupSec, res.PerSecond = setup.Seconds(), float64(sessions)/setup.Seconds()
+	res.RSSAfter, _ = t.rss()
+	b.progress("%d sessions in IDLE after %s", sessions, setup.Round(time.Millisecond))
+	if settle > 0 && t.pid != 0 {
+		timer := time.NewTimer(settle)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	res.RSSSettled, _ = t.rss()
+	if res.RSSBefore > 0 && res.RSSSettled > 0 {
+		res.PerSession = float64(res.RSSSettled-res.RSSBefore) / float64(sessions)
+	}
+	if t.kind == "inproc" {
+		var after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(sessions) }
+		res.HeapPerSession = per(after.HeapInuse, before.HeapInuse)
+		res.StackPerSession = per(after.StackInuse, before.StackInuse)
+		res.GoroutinesPer = float64(runtime.NumGoroutine()-goroutines) / float64(sessions)
+	}
+
+	// The profile covers the fan-out; the set-up is mostly bcrypt.
+	stopProfile, err := b.startProfile()
+	if err != nil {
+		return nil, err
+	}
+	ds, err := g.deliverAll(ctx, b, t, size)
+	if perr := stopProfile(); err == nil {
+		err = perr
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Push = g.stats(ds)
+	return res, nil
+}
+
+func (r *idleResult) writeText(w io.Writer) {
+	fmt.Fprintf(w, "%d IMAP sessions in IDLE on one INBOX: set up in %.2fs (%.0f/s)\n", r.Sessions, r.SetupSec, r.PerSecond)
+	if r.RSSBefore > 0 {
+		what := "server"
+		if r.server == "inproc" {
+			what = "process (server + clients)"
+		}
+		fmt.Fprintf(w, "  %s RSS            %.1f MB before, %.1f MB after, %.1f MB settled: %.0f bytes per session\n",
+			what, float64(r.RSSBefore)/1e6, float64(r.RSSAfter)/1e6, float64(r.RSSSettled)/1e6, r.PerSession)
+	}
+	if r.GoroutinesPer > 0 {
+		fmt.Fprintf(w, "  Go runtime, per session   %.0f bytes heap in use, %.0f bytes of stacks, %.1f goroutines (server + client)\n",
+			r.HeapPerSession, r.StackPerSession, r.GoroutinesPer)
+	}
+	fmt.Fprintf(w, "%d deliveries to all of them, one at a time:\n", r.Deliveries)
+	writePush(w, r.Push)
+}
