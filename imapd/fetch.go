@@ -40,6 +40,16 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			return err
 		}
 	}
+	if c := s.counter; c != nil {
+		// One write per batch instead of one per message; flushed before
+		// imapserver writes the tagged reply.
+		c.startBatch()
+		defer func() {
+			if err := c.endBatch(); err != nil {
+				s.log.Debug("fetch: write", "err", err)
+			}
+		}()
+	}
 	for len(refs) > 0 {
 		chunk := refs[:min(fetchChunk, len(refs))]
 		refs = refs[len(chunk):]

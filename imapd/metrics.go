@@ -1,9 +1,6 @@
 package imapd
 
 import (
-	"crypto/tls"
-	"net"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,47 +72,4 @@ func (m *Metrics) pushed(kind string, committed time.Time) {
 	if m != nil && !committed.IsZero() {
 		m.push.WithLabelValues(kind).Observe(time.Since(committed).Seconds())
 	}
-}
-
-// countingListener wraps accepted connections in countingConn, for the
-// per-session log line's byte and line counts.
-type countingListener struct{ net.Listener }
-
-func (l countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := c.(*tls.Conn); ok {
-		// imapserver tells TLS by the *tls.Conn type: never hide one.
-		// (ServeTLS counts below the TLS layer instead.)
-		return c, nil
-	}
-	return &countingConn{Conn: c}, nil
-}
-
-// countingConn counts bytes in each direction and lines from the client
-// (commands and literal lines: imapserver offers no per-command hook).
-type countingConn struct {
-	net.Conn
-	in, out, lines atomic.Int64
-}
-
-func (c *countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.in.Add(int64(n))
-	var lines int64
-	for _, b := range p[:n] {
-		if b == '\n' {
-			lines++
-		}
-	}
-	c.lines.Add(lines)
-	return n, err
-}
-
-func (c *countingConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.out.Add(int64(n))
-	return n, err
 }

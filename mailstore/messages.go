@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"time"
 
 	"pushmail/notify"
@@ -497,13 +499,44 @@ func copyMessagesTx(tx *wtx, src MailboxID, set UIDSet, dst MailboxID, origin ui
 // UIDs returns every UID of the mailbox, ascending: the base of an IMAP
 // session's sequence-number view.
 func (s *Store) UIDs(ctx context.Context, mailbox MailboxID) ([]UID, error) {
-	rows, err := s.query(ctx, "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", mailbox)
+	// One row holding every UID as text: scanning 100,000 rows one by one
+	// through database/sql costs several times more than parsing them.
+	// The subquery's ORDER BY fixes the order group_concat sees.
+	var list sql.NullString
+	err := s.queryRow(ctx,
+		"SELECT group_concat(uid) FROM (SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid)", mailbox).Scan(&list)
 	if err != nil {
 		return nil, fmt.Errorf("list uids: %w", err)
 	}
-	uids, err := collectUIDs(rows, nil)
-	if err != nil {
-		return nil, fmt.Errorf("list uids: %w", err)
+	return parseUIDList(list.String)
+}
+
+// parseUIDList parses "1,2,5" (group_concat's output) into UIDs.
+func parseUIDList(list string) ([]UID, error) {
+	if list == "" {
+		return nil, nil
+	}
+	uids := make([]UID, 0, strings.Count(list, ",")+1)
+	var n uint64
+	digits := 0
+	for i := 0; i <= len(list); i++ {
+		if i == len(list) || list[i] == ',' {
+			if digits == 0 || n > math.MaxUint32 {
+				return nil, fmt.Errorf("list uids: bad list near byte %d", i)
+			}
+			uids = append(uids, UID(n))
+			n, digits = 0, 0
+			continue
+		}
+		c := list[i]
+		if c < '0' || c > '9' {
+			return nil, fmt.Errorf("list uids: bad list near byte %d", i)
+		}
+		n = n*10 + uint64(c-'0')
+		digits++
+		if digits > 10 {
+			return nil, fmt.Errorf("list uids: bad list near byte %d", i)
+		}
 	}
 	return uids, nil
 }

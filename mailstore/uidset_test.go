@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -47,6 +48,27 @@ func TestUIDSetMatcher(t *testing.T) {
 			if in(u) != set.Contains(u) {
 				t.Fatalf("set %v, uid %d: matcher %v, Contains %v", set, u, in(u), set.Contains(u))
 			}
+		}
+	}
+}
+
+func TestParseUIDList(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []UID
+		ok   bool
+	}{
+		{"", nil, true},
+		{"7", []UID{7}, true},
+		{"1,2,4294967295", []UID{1, 2, 4294967295}, true},
+		{"1,,2", nil, false},
+		{"1,x", nil, false},
+		{"4294967296", nil, false},
+		{"1,", nil, false},
+	} {
+		got, err := parseUIDList(tc.in)
+		if (err == nil) != tc.ok || !slices.Equal(got, tc.want) {
+			t.Errorf("parseUIDList(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
 		}
 	}
 }
