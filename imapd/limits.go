@@ -109,17 +109,6 @@ func (c *timeoutConn) SetDeadline(t time.Time) error {
 	return c.SetReadDeadline(t)
 }
 
-// minTLS12 returns c, or a copy of it that refuses TLS 1.0 and 1.1
-// (RFC 8996), whatever the caller asked for; nil stays nil.
-func minTLS12(c *tls.Config) *tls.Config {
-	if c == nil || c.MinVersion >= tls.VersionTLS12 {
-		return c
-	}
-	c = c.Clone()
-	c.MinVersion = tls.VersionTLS12
-	return c
-}
-
 // startLoginTimer ends the session if it has not logged in within
 // Options.LoginTimeout: before login, go-imap's timeouts bound each
 // command but not how many a client sends.

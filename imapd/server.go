@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"pushmail/internal/authlimit"
+	"pushmail/internal/tlspolicy"
 	"pushmail/mailstore"
 )
 
@@ -131,7 +132,7 @@ func New(store *mailstore.Store, opts Options) *Server {
 	if opts.AuthLimiter == nil {
 		opts.AuthLimiter = authlimit.New(authlimit.Config{})
 	}
-	opts.TLSConfig = minTLS12(opts.TLSConfig)
+	opts.TLSConfig = tlspolicy.Enforce(opts.TLSConfig)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		store:     store,
@@ -209,7 +210,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // tls.NewListener, where the Options' timeouts cannot apply below TLS and
 // go-imap's fixed ones do.
 func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
-	return s.Serve(tls.NewListener(countingListener{limitListener{ln, s}}, minTLS12(config)))
+	return s.Serve(tls.NewListener(countingListener{limitListener{ln, s}}, tlspolicy.Enforce(config)))
 }
 
 // Shutdown stops the server: it closes the listeners, cancels every

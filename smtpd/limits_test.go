@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"pushmail/internal/tlspolicy"
 	"strings"
 	"testing"
 	"time"
@@ -252,7 +253,7 @@ func TestTLSVersions(t *testing.T) {
 	e := newEnv(t, envConfig{setup: func(s *Server) {
 		// Undo the test env's MinVersion: New's own floor must hold.
 		for _, srv := range s.servers {
-			srv.TLSConfig = minTLS12(&tls.Config{Certificates: srv.TLSConfig.Certificates})
+			srv.TLSConfig = tlspolicy.Enforce(&tls.Config{Certificates: srv.TLSConfig.Certificates})
 		}
 	}})
 	for _, tc := range []struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"pushmail/internal/authlimit"
+	"pushmail/internal/tlspolicy"
 	"pushmail/mailstore"
 )
 
@@ -161,7 +162,7 @@ func New(store *mailstore.Store, opts Options) *Server {
 	if opts.AuthLimiter == nil {
 		opts.AuthLimiter = authlimit.New(authlimit.Config{})
 	}
-	opts.TLSConfig = minTLS12(opts.TLSConfig)
+	opts.TLSConfig = tlspolicy.Enforce(opts.TLSConfig)
 	s := &Server{
 		store:    store,
 		opts:     opts,
@@ -320,17 +321,6 @@ func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-}
-
-// minTLS12 returns c, or a copy of it that refuses TLS 1.0 and 1.1
-// (RFC 8996), whatever the caller asked for; nil stays nil.
-func minTLS12(c *tls.Config) *tls.Config {
-	if c == nil || c.MinVersion >= tls.VersionTLS12 {
-		return c
-	}
-	c = c.Clone()
-	c.MinVersion = tls.VersionTLS12
-	return c
 }
 
 // isLoopback reports whether a is a loopback IP or a unix socket peer.

@@ -30,9 +30,10 @@ func TestImportGraph(t *testing.T) {
 	}{
 		{"pushmail/notify", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/internal/authlimit", nil, []string{"github.com/emersion/"}, false},
+		{"pushmail/internal/tlspolicy", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/mailstore", []string{"pushmail/notify"}, []string{"github.com/emersion/go-imap", "github.com/emersion/go-smtp"}, true},
-		{"pushmail/smtpd", []string{"pushmail/mailstore", "pushmail/notify", "pushmail/internal/authlimit"}, []string{"pushmail/imapd", "github.com/emersion/go-imap"}, false},
-		{"pushmail/imapd", []string{"pushmail/mailstore", "pushmail/notify", "pushmail/internal/authlimit"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp"}, false},
+		{"pushmail/smtpd", []string{"pushmail/mailstore", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy"}, []string{"pushmail/imapd", "github.com/emersion/go-imap"}, false},
+		{"pushmail/imapd", []string{"pushmail/mailstore", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp"}, false},
 	}
 	for _, r := range rules {
 		p, ok := pkgs[r.pkg]

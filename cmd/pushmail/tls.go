@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	"pushmail/internal/tlspolicy"
 )
 
 // certificate holds the server's TLS certificate and reloads it from its
@@ -45,11 +47,11 @@ func (c *certificate) reload() error {
 	return nil
 }
 
-// tlsConfig returns the configuration every TLS listener shares: TLS 1.2
-// at least (RFC 8996 deprecates 1.0 and 1.1).
+// tlsConfig returns the configuration every TLS listener shares, at the
+// project's minimum TLS version (tlspolicy).
 func (c *certificate) tlsConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
+		MinVersion: tlspolicy.MinVersion,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return c.cur.Load(), nil
 		},
