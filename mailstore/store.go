@@ -59,6 +59,7 @@ type Store struct {
 	rdb *sql.DB // read-only pool
 
 	queue   chan *writeOp
+	wakeq   chan *notify.Wakeups // committed batches' wake-ups, writer -> waker
 	closing chan struct{}
 	closeMu sync.RWMutex // held for reading while enqueueing, for writing by Close
 	closed  bool
@@ -133,8 +134,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	s.rdb.SetMaxOpenConns(opts.MaxReaders)
 	s.rdb.SetMaxIdleConns(opts.MaxReaders)
 
-	s.wg.Add(1)
+	s.wakeq = make(chan *notify.Wakeups, wakeQueueLen)
+	s.wg.Add(2)
 	go s.runWriter()
+	go s.runWaker()
 	return s, nil
 }
 

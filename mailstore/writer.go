@@ -135,11 +135,19 @@ func (s *Store) enqueue(ctx context.Context, size int, fn writeFunc) (*writeOp, 
 	}
 }
 
+// wakeQueueLen bounds the committed batches whose subscribers are still to
+// be woken. When the waker is that far behind, the writer waits for it:
+// readying goroutines is then the bottleneck, and queueing more wake-ups
+// would not make them faster.
+const wakeQueueLen = 64
+
 // runWriter is the single writer goroutine: it takes a batch of queued ops,
 // runs them in one transaction, commits once, publishes, then releases the
-// callers. It stops after Close, once the queue is empty.
+// callers and hands the subscribers' wake-ups to the waker. It stops after
+// Close, once the queue is empty.
 func (s *Store) runWriter() {
 	defer s.wg.Done()
+	defer close(s.wakeq) // the waker wakes what is left, then stops
 	batch := make([]*writeOp, 0, s.opts.MaxBatch)
 	for {
 		var first *writeOp
@@ -151,7 +159,7 @@ func (s *Store) runWriter() {
 			for {
 				select {
 				case op := <-s.queue:
-					s.runBatch([]*writeOp{op})
+					s.wake(s.runBatch([]*writeOp{op}))
 				default:
 					return
 				}
@@ -169,15 +177,38 @@ func (s *Store) runWriter() {
 				break fill
 			}
 		}
-		s.runBatch(batch)
+		s.wake(s.runBatch(batch))
+	}
+}
+
+// wake hands a committed batch's wake-ups to the waker.
+func (s *Store) wake(w *notify.Wakeups) {
+	if w != nil && w.Len() > 0 {
+		s.wakeq <- w
+	}
+}
+
+// runWaker is the goroutine that wakes subscribers after the writer has
+// published a batch and released its callers. Waking readies one goroutine
+// per subscriber (about a microsecond each); done on the writer, 10,000
+// IMAP sessions watching one INBOX would hold the sender's "250" and the
+// next batch for 10 ms. The events themselves are queued on every
+// subscription before the callers are released, so a session's next
+// command sees them whether or not it has been woken yet.
+func (s *Store) runWaker() {
+	defer s.wg.Done()
+	for w := range s.wakeq {
+		w.Wake()
 	}
 }
 
 // runBatch applies ops in one transaction. Each op gets a savepoint, so a
 // failing op is undone alone; if the commit fails, or SQLite abandoned the
 // transaction under an op (as it may on SQLITE_FULL or an I/O error),
-// every op of the batch fails and none is published.
-func (s *Store) runBatch(ops []*writeOp) {
+// every op of the batch fails and none is published. The committed events
+// are queued on their subscriptions before the callers are released; the
+// subscribers still to be woken are returned, for runWaker.
+func (s *Store) runBatch(ops []*writeOp) (wakeups *notify.Wakeups) {
 	ctx := context.Background() // the batch belongs to no single caller
 	start := time.Now()
 	defer func() {
@@ -198,7 +229,7 @@ func (s *Store) runBatch(ops []*writeOp) {
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		failAll(classify(fmt.Errorf("begin transaction: %w", err)))
-		return
+		return nil
 	}
 	ran := 0
 	for _, op := range ops {
@@ -213,7 +244,7 @@ func (s *Store) runBatch(ops []*writeOp) {
 			// one: what follows would run outside any transaction.
 			rollback(tx)
 			failAll(classify(fmt.Errorf("transaction aborted: %w", broken)))
-			return
+			return nil
 		}
 		if op.err == nil {
 			ran++
@@ -221,27 +252,30 @@ func (s *Store) runBatch(ops []*writeOp) {
 	}
 	if ran == 0 {
 		rollback(tx)
-		return
+		return nil
 	}
 	if err := tx.Commit(); err != nil {
 		failAll(classify(fmt.Errorf("commit: %w", err)))
-		return
+		return nil
 	}
 	committed := time.Now()
 	// RFC 5321 §6.1 and DESIGN.md: publish in commit order, before any
-	// caller learns of success, so a client told "250" can already see
-	// the message pushed.
+	// caller learns of success, so that every session's next look at its
+	// subscription already holds the message a client was told "250"
+	// about. Only the wake-ups wait until the callers are released.
 	bytes := 0
+	wakeups = new(notify.Wakeups)
 	for _, op := range ops {
 		bytes += op.size
 		for _, ev := range op.events {
 			ev.Committed = committed
-			s.hub.Publish(ev)
+			s.hub.Enqueue(ev, wakeups)
 		}
 	}
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(len(ops), bytes, committed.Sub(start))
 	}
+	return wakeups
 }
 
 // runOp runs fn inside a savepoint, turning a panic into an error so that

@@ -57,8 +57,49 @@ func (h *Hub) Publish(ev Event) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for s := range h.subs[ev.Mailbox] {
-		s.push(ev)
+		s.enqueue(ev, false)
+		s.wake()
 	}
+}
+
+// Enqueue is Publish without the wake-up: it queues ev on every subscriber
+// of ev.Mailbox, so that their next Take returns it, and adds to w the
+// subscribers still to be woken; the caller then calls w.Wake. A publisher
+// uses it to make events visible before it releases its own callers while
+// leaving the wake-ups, which ready one goroutine per subscriber and are
+// the bulk of a large fan-out, until after. Like Publish, it never blocks.
+func (h *Hub) Enqueue(ev Event, w *Wakeups) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for s := range h.subs[ev.Mailbox] {
+		if s.enqueue(ev, true) {
+			w.subs = append(w.subs, s)
+		}
+	}
+}
+
+// Wakeups holds the subscriptions that Enqueue gave events without waking
+// their readers. Each appears once, however many events it was given, and
+// until it is woken no other Wakeups lists it. The zero value is empty and
+// ready to use. A Wakeups is not safe for concurrent use; hand it over
+// whole (a channel send) to the goroutine that wakes.
+type Wakeups struct {
+	subs []*Subscription
+}
+
+// Len returns the number of subscriptions waiting to be woken.
+func (w *Wakeups) Len() int { return len(w.subs) }
+
+// Wake wakes the reader of every subscription in w, then empties w.
+func (w *Wakeups) Wake() {
+	for i, s := range w.subs {
+		s.mu.Lock()
+		s.listed = false
+		s.mu.Unlock()
+		s.wake()
+		w.subs[i] = nil
+	}
+	w.subs = w.subs[:0]
 }
 
 // Subscribers returns how many subscriptions watch mailbox.
@@ -108,6 +149,7 @@ type Subscription struct {
 	queue  []Event
 	resync bool
 	closed bool
+	listed bool // in a Wakeups, to be woken; Enqueue need not list it again
 }
 
 // ID identifies the subscription; writers pass it as Event.Origin.
@@ -146,11 +188,13 @@ func (s *Subscription) Close() {
 	s.hub.unsubscribe(s)
 }
 
-func (s *Subscription) push(ev Event) {
+// enqueue adds ev to the queue. With list set it reports whether the
+// caller must add s to its Wakeups: s had no wake-up pending in one.
+func (s *Subscription) enqueue(ev Event, list bool) (mustList bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
-		return
+		return false
 	}
 	if len(s.queue) >= s.max {
 		// Fell behind: drop what is queued rather than grow without bound.
@@ -162,8 +206,16 @@ func (s *Subscription) push(ev Event) {
 	} else {
 		s.queue = append(s.queue, ev)
 	}
-	s.mu.Unlock()
-	// Wake the reader without blocking; a pending wake-up already covers us.
+	if list && !s.listed {
+		s.listed = true
+		return true
+	}
+	return false
+}
+
+// wake signals the reader without blocking; a pending wake-up already
+// covers it.
+func (s *Subscription) wake() {
 	select {
 	case s.ready <- struct{}{}:
 	default:
