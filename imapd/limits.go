@@ -128,6 +128,17 @@ func (s *session) startLoginTimer() {
 	})
 }
 
+// releaseLoginTimer stops the login timer once the client has logged in,
+// so that an idle session does not keep it (about 250 bytes) until Close.
+// Called from Login, on the connection's goroutine, as Close is.
+func (s *session) releaseLoginTimer() {
+	if s.loginTimer != nil && s.loginTimer.Stop() {
+		s.loginTimer, s.loginDone = nil, nil
+	}
+	// Otherwise the timer has fired: its function sees authed and
+	// returns, and Close waits for it.
+}
+
 // stopLoginTimer stops the login timer, or waits for its function to
 // return if it has fired. Called once, from Close.
 func (s *session) stopLoginTimer() {

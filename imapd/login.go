@@ -58,6 +58,7 @@ func (s *session) Login(username, password string) error {
 	}
 	s.srv.logins.Succeeded(s.ip, account, time.Now())
 	s.authed.Store(true)
+	s.releaseLoginTimer()
 	s.user = &u
 	s.log = s.log.With("user", u.Address)
 	s.log.Debug("logged in")

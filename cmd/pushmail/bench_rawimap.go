@@ -170,25 +170,66 @@ func quoteIMAP(s string) string {
 
 // parseExists recognises "* N EXISTS".
 func parseExists(line []byte) (uint32, bool) {
-	rest, ok := bytes.CutPrefix(line, []byte("* "))
+	n, rest, ok := parseUntagged(line)
+	if !ok || string(rest) != "EXISTS" {
+		return 0, false
+	}
+	return n, true
+}
+
+// parseExpunge recognises "* N EXPUNGE".
+func parseExpunge(line []byte) (uint32, bool) {
+	n, rest, ok := parseUntagged(line)
+	if !ok || string(rest) != "EXPUNGE" {
+		return 0, false
+	}
+	return n, true
+}
+
+// parseFetchSeen recognises "* N FETCH (...)" whose flags include \Seen
+// and returns N.
+func parseFetchSeen(line []byte) (uint32, bool) {
+	n, rest, ok := parseUntagged(line)
+	if !ok || !bytes.HasPrefix(rest, []byte("FETCH (")) {
+		return 0, false
+	}
+	_, flags, ok := bytes.Cut(rest, []byte("FLAGS ("))
 	if !ok {
 		return 0, false
 	}
-	num, ok := bytes.CutSuffix(bytes.TrimRight(rest, "\r\n"), []byte(" EXISTS"))
-	if !ok || len(num) == 0 || len(num) > 10 {
+	flags, _, ok = bytes.Cut(flags, []byte(")"))
+	if !ok {
 		return 0, false
+	}
+	for _, f := range bytes.Fields(flags) {
+		if bytes.EqualFold(f, []byte(`\Seen`)) {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// parseUntagged splits "* N REST" (CRLF removed) into N and REST.
+func parseUntagged(line []byte) (uint32, []byte, bool) {
+	rest, ok := bytes.CutPrefix(line, []byte("* "))
+	if !ok {
+		return 0, nil, false
+	}
+	num, rest, ok := bytes.Cut(bytes.TrimRight(rest, "\r\n"), []byte(" "))
+	if !ok || len(num) == 0 || len(num) > 10 {
+		return 0, nil, false
 	}
 	var n uint64
 	for _, ch := range num {
 		if ch < '0' || ch > '9' {
-			return 0, false
+			return 0, nil, false
 		}
 		n = n*10 + uint64(ch-'0')
 	}
 	if n > 1<<32-1 {
-		return 0, false
+		return 0, nil, false
 	}
-	return uint32(n), true
+	return uint32(n), rest, true
 }
 
 // benchDialer returns the dialer for client connection i. Towards a

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
 )
@@ -18,9 +20,38 @@ import (
 // arrival time of each expected "* N EXISTS" at each of them.
 type watchGroup struct {
 	n     int
-	slots []watchSlot // one per delivery, in order
+	kind  changeKind  // what the watchers wait for
+	slots []watchSlot // one per delivery (or change), in order
 	ws    []watcher
 	wg    sync.WaitGroup // the raw watchers' reading goroutines
+}
+
+// changeKind is the change whose push a watchGroup times.
+type changeKind string
+
+const (
+	// changeNew: a delivery over SMTP, pushed as "* N EXISTS".
+	changeNew changeKind = "new"
+	// changeFlags: another session's STORE +FLAGS (\Seen), pushed as
+	// "* N FETCH (FLAGS (\Seen))" (RFC 9051 §7.5.2).
+	changeFlags changeKind = "flags"
+	// changeExpunge: another session's UID EXPUNGE (RFC 4315 §2.1),
+	// pushed as "* N EXPUNGE".
+	changeExpunge changeKind = "expunge"
+)
+
+// base returns the watcher's starting count, given the message count its
+// SELECT reported: new mail counts up from it; a flag change is numbered
+// by the sequence number of its message, the last len(g.slots) messages
+// of the mailbox; expunges are counted from 0.
+func (g *watchGroup) base(selected uint32) uint32 {
+	switch g.kind {
+	case changeFlags:
+		return selected - uint32(len(g.slots))
+	case changeExpunge:
+		return 0
+	}
+	return selected
 }
 
 // watchSlot records one delivery's arrivals.
@@ -44,7 +75,7 @@ type watcher struct {
 }
 
 func newWatchGroup(n, deliveries int) *watchGroup {
-	g := &watchGroup{n: n, slots: make([]watchSlot, deliveries), ws: make([]watcher, n)}
+	g := &watchGroup{n: n, kind: changeNew, slots: make([]watchSlot, deliveries), ws: make([]watcher, n)}
 	for i := range g.slots {
 		g.slots[i].at = make([]atomic.Int64, n)
 		g.slots[i].done = make(chan struct{})
@@ -52,7 +83,8 @@ func newWatchGroup(n, deliveries int) *watchGroup {
 	return g
 }
 
-// observe records that watcher w saw "* count EXISTS" at time at. A count
+// observe records that watcher w saw "* count EXISTS" at time at (or the
+// FETCH of message count, or its count-th EXPUNGE: see base). A count
 // that jumps by several (the session coalesced events) marks each delivery
 // in between as arrived at that time.
 func (g *watchGroup) observe(w int, count uint32, at int64) {
@@ -149,7 +181,7 @@ func (g *watchGroup) startRaw(ctx context.Context, w int, t *benchTarget) error 
 		c.conn.Close()
 		return err
 	}
-	g.arm(w, n)
+	g.arm(w, g.base(n))
 	if err := c.idle(); err != nil {
 		c.conn.Close()
 		return fmt.Errorf("IDLE: %w", err)
@@ -160,13 +192,26 @@ func (g *watchGroup) startRaw(ctx context.Context, w int, t *benchTarget) error 
 	}
 	g.ws[w].raw = c
 	g.wg.Go(func() {
+		var expunges uint32
 		for {
 			line, err := c.readLine()
 			if err != nil {
 				return // closed by g.close, or by the server
 			}
-			if n, ok := parseExists(line); ok {
-				g.observe(w, n, time.Now().UnixNano())
+			switch g.kind {
+			case changeNew:
+				if n, ok := parseExists(line); ok {
+					g.observe(w, n, time.Now().UnixNano())
+				}
+			case changeFlags:
+				if n, ok := parseFetchSeen(line); ok {
+					g.observe(w, n, time.Now().UnixNano())
+				}
+			case changeExpunge:
+				if _, ok := parseExpunge(line); ok {
+					expunges++
+					g.observe(w, expunges, time.Now().UnixNano())
+				}
 			}
 		}
 	})
@@ -180,11 +225,26 @@ func (g *watchGroup) startClient(ctx context.Context, w int, t *benchTarget) err
 	if err != nil {
 		return err
 	}
+	var expunges uint32 // the client calls its handlers from one goroutine
 	c := imapclient.New(nc, &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
-				if d.NumMessages != nil {
+				if d.NumMessages != nil && g.kind == changeNew {
 					g.observe(w, *d.NumMessages, time.Now().UnixNano())
+				}
+			},
+			Fetch: func(m *imapclient.FetchMessageData) {
+				at := time.Now().UnixNano()
+				buf, err := m.Collect()
+				if err != nil || g.kind != changeFlags || !slices.Contains(buf.Flags, imap.FlagSeen) {
+					return
+				}
+				g.observe(w, buf.SeqNum, at)
+			},
+			Expunge: func(uint32) {
+				if g.kind == changeExpunge {
+					expunges++
+					g.observe(w, expunges, time.Now().UnixNano())
 				}
 			},
 		},
@@ -198,7 +258,7 @@ func (g *watchGroup) startClient(ctx context.Context, w int, t *benchTarget) err
 		c.Close()
 		return fmt.Errorf("SELECT: %w", err)
 	}
-	g.arm(w, sel.NumMessages)
+	g.arm(w, g.base(sel.NumMessages))
 	idle, err := c.Idle()
 	if err != nil {
 		c.Close()

@@ -1,0 +1,189 @@
+package imapd
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"pushmail/mailstore"
+	"pushmail/notify"
+)
+
+// idleClient is a hand-driven session in IDLE on INBOX. It has no
+// goroutine of its own, so that what a benchmark counts per session is the
+// server's.
+type idleClient struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// dialIdle connects, logs in, selects INBOX and enters IDLE.
+func dialIdle(tb testing.TB, addr string) *idleClient {
+	tb.Helper()
+	conn, err := net.DialTimeout("tcp", addr, waitTimeout)
+	if err != nil {
+		tb.Fatalf("Dial(%s) = %v", addr, err)
+	}
+	c := &idleClient{conn: conn, r: bufio.NewReaderSize(conn, 256)}
+	if err := conn.SetDeadline(time.Now().Add(waitTimeout)); err != nil {
+		tb.Fatal(err)
+	}
+	c.expect(tb, "* OK")
+	fmt.Fprintf(conn, "a LOGIN %s %s\r\n", testUser, testPassword)
+	c.expect(tb, "a OK")
+	fmt.Fprintf(conn, "b SELECT INBOX\r\n")
+	c.expect(tb, "b OK")
+	fmt.Fprintf(conn, "c IDLE\r\n")
+	c.expect(tb, "+ ")
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// expect reads lines up to one that starts with prefix.
+func (c *idleClient) expect(tb testing.TB, prefix string) string {
+	tb.Helper()
+	for {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			tb.Fatalf("waiting for %q: %v", prefix, err)
+		}
+		if strings.HasPrefix(line, prefix) {
+			return line
+		}
+		if strings.Contains(line, " NO ") || strings.Contains(line, " BAD ") {
+			tb.Fatalf("waiting for %q: %q", prefix, line)
+		}
+	}
+}
+
+// newCostEnv is a store and a Server that logs through a TextHandler, as
+// "pushmail serve" does, into io.Discard at level Info.
+func newCostEnv(tb testing.TB) (*mailstore.Store, mailstore.Recipient, string) {
+	tb.Helper()
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	store, err := mailstore.Open(ctx, filepath.Join(tb.TempDir(), "mail.db"), mailstore.Options{
+		PasswordCost: bcrypt.MinCost,
+		Hub:          notify.New(0),
+		Logger:       logger,
+	})
+	if err != nil {
+		tb.Fatalf("mailstore.Open() = %v", err)
+	}
+	if _, err := store.AddUser(ctx, testUser, testPassword); err != nil {
+		tb.Fatalf("AddUser() = %v", err)
+	}
+	inbox, err := store.Resolve(ctx, testUser)
+	if err != nil {
+		tb.Fatalf("Resolve() = %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("Listen() = %v", err)
+	}
+	srv := New(store, Options{Logger: logger, MaxConns: -1, MaxConnsPerIP: -1})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	tb.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			tb.Errorf("Shutdown() = %v", err)
+		}
+		if err := <-served; err != nil {
+			tb.Errorf("Serve() = %v", err)
+		}
+		if err := store.Close(); err != nil {
+			tb.Errorf("store.Close() = %v", err)
+		}
+	})
+	return store, inbox, ln.Addr().String()
+}
+
+// BenchmarkIdleSession measures what one session in IDLE holds in the
+// server: heap in use, goroutine stacks and goroutines, each divided by
+// the b.N sessions open at the end (after a delivery pushed to all of
+// them, so that the push path's stack growth counts). The clients are
+// plain connections without goroutines. Run with -benchtime 2000x or so;
+// each session needs two descriptors.
+func BenchmarkIdleSession(b *testing.B) {
+	store, inbox, addr := newCostEnv(b)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	goroutines := runtime.NumGoroutine()
+	clients := make([]*idleClient, 0, b.N)
+	b.Cleanup(func() {
+		for _, c := range clients {
+			c.conn.Close()
+		}
+	})
+	for b.Loop() {
+		clients = append(clients, dialIdle(b, addr))
+	}
+	b.StopTimer()
+	var idle runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&idle)
+	if _, err := store.Deliver(context.Background(), testMessage(1), []mailstore.Recipient{inbox}); err != nil {
+		b.Fatalf("Deliver() = %v", err)
+	}
+	for _, c := range clients {
+		if err := c.conn.SetReadDeadline(time.Now().Add(waitTimeout)); err != nil {
+			b.Fatal(err)
+		}
+		c.expect(b, "* 1 EXISTS")
+	}
+	runtime.GC()
+	runtime.GC() // a second cycle shrinks the stacks the first found oversized
+	runtime.ReadMemStats(&after)
+	n := float64(len(clients))
+	b.ReportMetric((float64(after.HeapInuse)-float64(before.HeapInuse))/n, "heap-B/session")
+	b.ReportMetric((float64(idle.StackInuse)-float64(before.StackInuse))/n, "stack-B/session-before-push")
+	b.ReportMetric((float64(idle.StackInuse)-float64(before.StackInuse))/n, "stack-B/session-before-push")
+	b.ReportMetric((float64(after.StackInuse)-float64(before.StackInuse))/n, "stack-B/session")
+	b.ReportMetric(float64(runtime.NumGoroutine()-goroutines)/n, "goroutines/session")
+}
+
+// BenchmarkIdlePush measures the server's cost of one push to one of many
+// sessions in IDLE: each iteration delivers one message to the INBOX that
+// all the sessions watch and reads every session's EXISTS. ns/op divided
+// by the sessions is the cost per notification, clients' reads included.
+func BenchmarkIdlePush(b *testing.B) {
+	const sessions = 500
+	store, inbox, addr := newCostEnv(b)
+	clients := make([]*idleClient, sessions)
+	for i := range clients {
+		clients[i] = dialIdle(b, addr)
+		defer clients[i].conn.Close()
+	}
+	msg := testMessage(1)
+	var n int
+	for b.Loop() {
+		n++
+		if _, err := store.Deliver(context.Background(), msg, []mailstore.Recipient{inbox}); err != nil {
+			b.Fatalf("Deliver() = %v", err)
+		}
+		want := fmt.Sprintf("* %d EXISTS", n)
+		for _, c := range clients {
+			if err := c.conn.SetReadDeadline(time.Now().Add(waitTimeout)); err != nil {
+				b.Fatal(err)
+			}
+			c.expect(b, want)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*sessions), "ns/notification")
+}
