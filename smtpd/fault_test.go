@@ -2,12 +2,13 @@ package smtpd
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-smtp"
 )
 
-// A full store answers 452 4.3.1 (temporary: the MTA retries), over SMTP
+// A full store answers 451 4.3.0 (temporary: the MTA retries), over SMTP
 // and per recipient over LMTP; what was acknowledged before stays, and
 // the server keeps serving.
 func TestStorageFullIsTemporary(t *testing.T) {
@@ -24,7 +25,10 @@ func TestStorageFullIsTemporary(t *testing.T) {
 		}
 		accepted++
 	}
-	wantReply(t, "DATA on a full store", last, 452, "4.3.1")
+	wantReply(t, "DATA on a full store", last, 451, "4.3.0")
+	if se := (*smtp.SMTPError)(nil); errors.As(last, &se) && !strings.Contains(se.Message, "full") {
+		t.Errorf("DATA on a full store: %q, want it to say the mail system is full", se.Message)
+	}
 	if accepted == 0 {
 		t.Fatal("the store was full before any delivery")
 	}
@@ -51,11 +55,11 @@ func TestStorageFullIsTemporary(t *testing.T) {
 	_, err = w.CloseWithLMTPResponse()
 	var perRcpt smtp.LMTPDataError
 	if !errors.As(err, &perRcpt) || len(perRcpt) != 2 {
-		t.Fatalf("LMTP DATA on a full store = %v, want a 452 for each of 2 recipients", err)
+		t.Fatalf("LMTP DATA on a full store = %v, want a 451 for each of 2 recipients", err)
 	}
 	for rcpt, se := range perRcpt {
-		if se.Code != 452 || se.EnhancedCode != (smtp.EnhancedCode{4, 3, 1}) {
-			t.Errorf("LMTP reply for %s = %d %v, want 452 4.3.1", rcpt, se.Code, se.EnhancedCode)
+		if se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 3, 0}) || !strings.Contains(se.Message, "full") {
+			t.Errorf("LMTP reply for %s = %d %v, want 451 4.3.0 saying the mail system is full", rcpt, se.Code, se.EnhancedCode)
 		}
 	}
 

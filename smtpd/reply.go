@@ -66,9 +66,12 @@ var (
 	// DATA did not arrive within ReadTimeout (RFC 5321 §4.5.3.2.5-6);
 	// RFC 3463 X.4.2: bad connection.
 	replyDataTimeout = reply(451, 4, 4, 2, "Timeout waiting for message data")
-	// RFC 5321 §4.2.2 452 with RFC 3463 X.3.1: the disk or the store's
-	// size cap is full. Temporary: the sender retries once space is freed.
-	replyStorageFull = reply(452, 4, 3, 1, "Insufficient system storage, try again later")
+	// The disk or the store's size cap is full. Temporary, so the sender
+	// retries once space is freed. DESIGN.md gives every store failure one
+	// reply, 451 4.3.0 (RFC 5321 §4.2.3 "local error in processing"; RFC
+	// 3463 X.3.0 "other mail system status"), rather than 452 4.3.1: the
+	// text says what happened, for the sender's logs.
+	replyStorageFull = reply(451, 4, 3, 0, "Mail system full (insufficient storage), try again later")
 )
 
 // Replies to AUTH (RFC 4954 §6).
