@@ -87,10 +87,13 @@ type HTTPConfig struct {
 
 // LimitsConfig holds the resource limits against abuse.
 type LimitsConfig struct {
-	MaxMessageBytes int64         `toml:"max_message_bytes"`
-	MaxRecipients   int           `toml:"max_recipients"`
-	MaxConnsPerIP   int           `toml:"max_conns_per_ip"`
-	SMTPTimeout     time.Duration `toml:"smtp_timeout"`
+	MaxMessageBytes int64 `toml:"max_message_bytes"`
+	// MaxStoreBytes caps the database file (0: only the disk does);
+	// writes past it fail as on a full disk.
+	MaxStoreBytes int64         `toml:"max_store_bytes"`
+	MaxRecipients int           `toml:"max_recipients"`
+	MaxConnsPerIP int           `toml:"max_conns_per_ip"`
+	SMTPTimeout   time.Duration `toml:"smtp_timeout"`
 	// MaxConns bounds the connections of each SMTP, LMTP and submission
 	// listener, and of IMAP (imap and imaps together).
 	MaxConns           int           `toml:"max_conns"`
@@ -173,6 +176,7 @@ var settings = []setting{
 	{flag: "log-format", key: "log.format", usage: "log format: text or json", field: func(c *Config) any { return &c.Log.Format }},
 	{flag: "http-token", key: "http.token", usage: "bearer token required for /metrics (empty: open)", secret: true, field: func(c *Config) any { return &c.HTTP.Token }},
 	{flag: "max-message-bytes", key: "limits.max_message_bytes", usage: "largest message accepted, in bytes", field: func(c *Config) any { return &c.Limits.MaxMessageBytes }},
+	{flag: "max-store-bytes", key: "limits.max_store_bytes", usage: "cap on the store's database file, in bytes (0: none); past it, deliveries get 451 4.3.0 and APPEND NO [OVERQUOTA], as on a full disk", field: func(c *Config) any { return &c.Limits.MaxStoreBytes }},
 	{flag: "max-recipients", key: "limits.max_recipients", usage: "most recipients per SMTP transaction", field: func(c *Config) any { return &c.Limits.MaxRecipients }},
 	{flag: "max-conns-per-ip", key: "limits.max_conns_per_ip", usage: "most simultaneous connections from one IP, per listener", field: func(c *Config) any { return &c.Limits.MaxConnsPerIP }},
 	{flag: "smtp-timeout", key: "limits.smtp_timeout", usage: "SMTP command read/write timeout (e.g. 5m)", field: func(c *Config) any { return &c.Limits.SMTPTimeout }},
@@ -358,6 +362,9 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.MaxMessageBytes <= 0 {
 		errs = append(errs, errors.New("limits.max_message_bytes: must be positive"))
+	}
+	if c.Limits.MaxStoreBytes < 0 {
+		errs = append(errs, errors.New("limits.max_store_bytes: must not be negative"))
 	}
 	if c.Limits.MaxRecipients <= 0 {
 		errs = append(errs, errors.New("limits.max_recipients: must be positive"))

@@ -304,3 +304,43 @@ func TestTLSVersionsServe(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxStoreBytesServe: --max-store-bytes caps the database; deliveries
+// past it get the full-store reply, 451 4.3.0 (temporary), not a 250.
+func TestMaxStoreBytesServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	data := t.TempDir()
+	srv := startServer(t, data, "--max-store-bytes", "1048576")
+	cli(t, "secret\n", "user", "add", "alice@localhost", "--data", data, "--password-stdin")
+
+	body := "Subject: filler\r\n\r\n" + strings.Repeat(strings.Repeat("x", 998)+"\r\n", 100) // ~100 KB
+	c := dialLine(t, srv.addr("smtp"))
+	c.reply()
+	c.send("EHLO client.test\r\n")
+	for !strings.HasPrefix(c.reply(), "250 ") {
+	}
+	accepted, last := 0, ""
+	for range 30 {
+		c.send("MAIL FROM:<x@example.net>\r\n")
+		c.expect("250")
+		c.send("RCPT TO:<alice@localhost>\r\n")
+		c.expect("250")
+		c.send("DATA\r\n")
+		c.expect("354")
+		c.send(body + ".\r\n")
+		if last = c.reply(); !strings.HasPrefix(last, "250 ") {
+			break
+		}
+		accepted++
+	}
+	if accepted == 0 || accepted == 30 {
+		t.Fatalf("%d of 30 messages of 100 KB accepted into a 1 MiB store, want some but not all", accepted)
+	}
+	if !strings.HasPrefix(last, "451 4.3.0") || !strings.Contains(last, "full") {
+		t.Errorf("delivery past --max-store-bytes: %q, want 451 4.3.0 saying the mail system is full", last)
+	}
+	c.send("QUIT\r\n")
+	c.reply()
+}

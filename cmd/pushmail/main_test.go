@@ -89,9 +89,10 @@ imap = ""
 [limits]
 max_recipients = 7
 smtp_timeout = "90s"
+max_store_bytes = 1048576
 `), 0o600)
 
-	env := map[string]string{"PUSHMAIL_HOSTNAME": "env.example", "PUSHMAIL_SMTP": "127.0.0.1:3000", "PUSHMAIL_DOMAIN": "env.example"}
+	env := map[string]string{"PUSHMAIL_HOSTNAME": "env.example", "PUSHMAIL_SMTP": "127.0.0.1:3000", "PUSHMAIL_DOMAIN": "env.example", "PUSHMAIL_MAX_STORE_BYTES": "2097152"}
 	c, err := loadConfig(file, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +114,7 @@ smtp_timeout = "90s"
 		{"repeated flag accumulates, over env", strings.Join(c.Domains, ","), "a.example,b.example"},
 		{"file int", formatValue(&c.Limits.MaxRecipients), "7"},
 		{"file duration", c.Limits.SMTPTimeout.String(), (90 * time.Second).String()},
+		{"env int64 over file", formatValue(&c.Limits.MaxStoreBytes), "2097152"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {

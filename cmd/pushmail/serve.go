@@ -98,8 +98,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	registerHubMetrics(reg, hub)
 	store, err := mailstore.Open(ctx, filepath.Join(cfg.Data, dbFile), mailstore.Options{
 		Hub: hub, Logger: logger, Domains: cfg.Domains,
-		MaxMessageSize: cfg.Limits.MaxMessageBytes + 64<<10, // room for trace fields
-		OnCommit:       newStoreMetrics(reg).observe,
+		MaxMessageSize:   cfg.Limits.MaxMessageBytes + 64<<10, // room for trace fields
+		MaxDatabaseBytes: cfg.Limits.MaxStoreBytes,
+		OnCommit:         newStoreMetrics(reg).observe,
 	})
 	if err != nil {
 		return err
