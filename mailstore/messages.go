@@ -69,16 +69,23 @@ func (s *Store) Deliver(ctx context.Context, raw []byte, rcpts []Recipient) ([]U
 		return nil, fmt.Errorf("deliver: %w", err)
 	}
 	// Parse and encode outside the writer, so concurrent deliveries parse
-	// in parallel and the writer only writes.
+	// in parallel and the writer only writes. The shared body (raw as is)
+	// is encoded only if a recipient has no Header: smtpd gives every
+	// copy trace fields of its own.
 	parsed := Parse(raw)
-	shared, err := newBody(raw, parsed)
-	if err != nil {
-		return nil, fmt.Errorf("deliver: %w", err)
-	}
+	var shared body
+	haveShared := false
+	var err error
 	bodies := make([]body, len(rcpts))
 	size := 0
 	for i, r := range rcpts {
 		if len(r.Header) == 0 {
+			if !haveShared {
+				if shared, err = newBody(raw, parsed); err != nil {
+					return nil, fmt.Errorf("deliver: %w", err)
+				}
+				haveShared = true
+			}
 			bodies[i] = shared
 			continue
 		}

@@ -363,23 +363,22 @@ type Recipient struct {
 // alias of one, or either with a "+tag" detail in the local part. It fails
 // with ErrInvalidAddress, ErrNotLocal (the domain is not served here: a
 // relay attempt) or ErrNoSuchUser.
+//
+// A found user or alias makes its domain local, so the domain is checked
+// only when nothing is found: one query for an address that exists,
+// whether or not its domain is in Options.Domains.
 func (s *Store) Resolve(ctx context.Context, address string) (Recipient, error) {
 	addr, err := NormalizeAddress(address)
 	if err != nil {
 		return Recipient{}, err
 	}
-	local, err := s.IsLocalDomain(ctx, domainOf(addr))
-	if err != nil {
-		return Recipient{}, err
-	}
-	if !local {
-		return Recipient{}, fmt.Errorf("%w: %s", ErrNotLocal, domainOf(addr))
-	}
-	candidates := []string{addr}
+	candidates := [2]string{addr}
+	n := 1
 	if plus := strings.IndexByte(addr, '+'); plus > 0 {
-		candidates = append(candidates, addr[:plus]+addr[strings.LastIndexByte(addr, '@'):])
+		candidates[1] = addr[:plus] + addr[strings.LastIndexByte(addr, '@'):]
+		n = 2
 	}
-	for _, a := range candidates {
+	for _, a := range candidates[:n] {
 		var r Recipient
 		err := s.queryRow(ctx, `
 SELECT u.id, u.address, m.id FROM users u JOIN mailboxes m ON m.user_id = u.id AND m.name = 'INBOX'
@@ -391,6 +390,13 @@ WHERE u.id = COALESCE((SELECT id FROM users WHERE address = ?), (SELECT user_id 
 		if !errors.Is(err, sql.ErrNoRows) {
 			return Recipient{}, fmt.Errorf("resolve %s: %w", addr, err)
 		}
+	}
+	local, err := s.IsLocalDomain(ctx, domainOf(addr))
+	if err != nil {
+		return Recipient{}, err
+	}
+	if !local {
+		return Recipient{}, fmt.Errorf("%w: %s", ErrNotLocal, domainOf(addr))
 	}
 	return Recipient{}, fmt.Errorf("%w: %s", ErrNoSuchUser, addr)
 }

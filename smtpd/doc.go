@@ -34,6 +34,10 @@
 //     lines, and every
 //     transaction has an id, derived from the cid, that is in its Received
 //     field, its log line and any 451 reply.
+//   - Replies are held back until the server next reads from the
+//     connection (or closes it), then sent in one write: the replies to a
+//     pipelined group of commands go out as a unit (RFC 2920 §3.2), and
+//     no reply waits while the server waits for the client.
 //   - Shutdown closes the listeners, closes idle connections at once and
 //     lets a transaction in progress finish before its connection closes;
 //     when Shutdown's context ends first, the rest are closed by force.

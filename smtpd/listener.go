@@ -114,11 +114,19 @@ var aLongTimeAgo = time.Unix(1, 0)
 // go-smtp sets a read deadline before every command; SetReadDeadline
 // keeps it in the past for a drained idle connection. After STARTTLS the
 // tls.Conn sets deadlines through this conn, so that holds there too.
+//
+// conn also holds back replies until the server is about to read from the
+// socket again (see Write), so that the replies to a pipelined group of
+// commands leave in one write.
 type conn struct {
 	net.Conn
 	l   *listener
 	ip  string
 	cid string
+
+	wmu  sync.Mutex
+	wbuf []byte // replies written but not yet sent
+	werr error  // the error of the last send; later writes fail with it
 
 	mu       sync.Mutex
 	busy     bool
@@ -131,7 +139,88 @@ type conn struct {
 	closeErr  error
 }
 
-// Read reads from the connection. Once a read has timed out, every later
+// maxPendingWrite bounds the replies held back by conn.Write: beyond it,
+// they are sent at once.
+const maxPendingWrite = 16 << 10
+
+// Write holds p back until the next Read (or Close), which sends
+// everything held in one write. go-smtp writes each reply on its own as
+// soon as it is computed; a client that pipelines MAIL, RCPT and DATA
+// (RFC 2920) would get three packets for one group. RFC 2920 §3.2: the
+// server SHOULD store the responses to grouped commands "so they can be
+// sent as a unit". go-smtp reads from this conn only when its buffered
+// input is used up, that is when the client has no further command
+// waiting and may be waiting for these replies: so replies always go
+// out before the server waits for input, and no later than before.
+//
+// Only the connection's goroutine reads, writes and closes, except
+// Server.forceClose (see abort); the lock covers that case, and is not
+// held while the socket is written.
+func (c *conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	if c.werr != nil {
+		err := c.werr
+		c.wmu.Unlock()
+		return 0, err
+	}
+	if len(c.wbuf)+len(p) <= maxPendingWrite {
+		c.wbuf = append(c.wbuf, p...)
+		c.wmu.Unlock()
+		return len(p), nil
+	}
+	c.wmu.Unlock()
+	if err := c.flush(); err != nil {
+		return 0, err
+	}
+	return c.send(p)
+}
+
+// flush sends the replies held back by Write.
+func (c *conn) flush() error {
+	c.wmu.Lock()
+	buf, err := c.wbuf, c.werr
+	if err != nil || len(buf) == 0 {
+		c.wmu.Unlock()
+		return err
+	}
+	c.wbuf = nil
+	c.wmu.Unlock()
+	_, err = c.send(buf)
+	c.wmu.Lock()
+	if c.wbuf == nil {
+		c.wbuf = buf[:0] // reuse it: nothing was held back meanwhile
+	}
+	c.wmu.Unlock()
+	return err
+}
+
+// send writes p to the socket; a failure fails every later Write.
+func (c *conn) send(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.wmu.Lock()
+		if c.werr == nil {
+			c.werr = err
+		}
+		c.wmu.Unlock()
+	}
+	return n, err
+}
+
+// abort drops the replies held back, so that Close does not wait to send
+// them.
+func (c *conn) abort() {
+	c.wmu.Lock()
+	c.wbuf = nil
+	if c.werr == nil {
+		c.werr = net.ErrClosed
+	}
+	c.wmu.Unlock()
+}
+
+// Read sends the replies held back by Write, then reads from the
+// connection. A failed send fails the read: the client can no longer be
+// answered. Once a read has timed out, every later
 // read fails the same way at once. go-smtp reads commands with
 // bufio.Reader.ReadLine, which hands out the bytes of a line cut by the
 // timeout as if the line were complete and drops the error, then reads
@@ -141,6 +230,9 @@ type conn struct {
 func (c *conn) Read(p []byte) (int, error) {
 	if c.timedOut.Load() {
 		return 0, os.ErrDeadlineExceeded
+	}
+	if err := c.flush(); err != nil {
+		return 0, err
 	}
 	n, err := c.Conn.Read(p)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -209,10 +301,26 @@ func (c *conn) interrupt() {
 	}
 }
 
-// Close releases the connection's slots and closes it. The slot is
-// free before the peer can see the close.
+// Close sends the replies still held back (go-smtp writes its last
+// reply, 221 or 421, just before it closes), releases the connection's
+// slots and closes it. The slot is free before the peer can see the
+// close. A peer that does not read gets closeFlushTimeout to take the
+// replies.
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
+		c.wmu.Lock()
+		pending := len(c.wbuf) > 0 && c.werr == nil
+		c.wmu.Unlock()
+		if pending {
+			err := c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+			if err == nil {
+				err = c.flush()
+			}
+			if err != nil {
+				c.l.srv.log.Debug("send last reply", "cid", c.cid, "err", err)
+			}
+		}
+		c.abort()
 		c.l.release(c.ip)
 		c.l.srv.untrack(c)
 		c.l.srv.opts.Metrics.connClosed(c.l.role)
@@ -220,3 +328,6 @@ func (c *conn) Close() error {
 	})
 	return c.closeErr
 }
+
+// closeFlushTimeout bounds the sending of the last replies at Close.
+const closeFlushTimeout = 5 * time.Second

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -119,6 +120,10 @@ type Server struct {
 
 	ctx    context.Context // base of every session's context
 	cancel context.CancelFunc
+
+	// dataBufs holds *bytes.Buffer for reading DATA and BDAT; see
+	// getDataBuf.
+	dataBufs sync.Pool
 
 	mu        sync.Mutex
 	shut      bool
@@ -298,6 +303,7 @@ func (s *Server) forceClose() {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
+		c.abort() // close at once: no waiting to send held-back replies
 		if err := c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.log.Debug("close connection", "cid", c.cid, "err", err)
 		}
@@ -321,6 +327,31 @@ func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+}
+
+// Pooled DATA buffers start at dataBufSize, which most mail fits in;
+// one that grew beyond dataBufKeep for a large message is left to the
+// garbage collector rather than kept.
+const (
+	dataBufSize = 64 << 10
+	dataBufKeep = 1 << 20
+)
+
+// getDataBuf returns an empty buffer for a message; putDataBuf gives it
+// back once nothing refers to its bytes.
+func (s *Server) getDataBuf() *bytes.Buffer {
+	if b, ok := s.dataBufs.Get().(*bytes.Buffer); ok {
+		return b
+	}
+	return bytes.NewBuffer(make([]byte, 0, dataBufSize))
+}
+
+func (s *Server) putDataBuf(b *bytes.Buffer) {
+	if b.Cap() > dataBufKeep {
+		return
+	}
+	b.Reset()
+	s.dataBufs.Put(b)
 }
 
 // isLoopback reports whether a is a loopback IP or a unix socket peer.

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +40,10 @@ type session struct {
 	remote net.Addr
 	tls    *tls.ConnectionState // nil without TLS
 	log    *slog.Logger
+
+	// For the Received field: the client's address literal ("" if
+	// unknown) and the TLS version and cipher ("" without TLS).
+	remoteInfo, tlsInfo string
 
 	// ctx is derived from the server's base context and cancelled by
 	// Logout; store calls use it.
@@ -93,6 +99,8 @@ func (s *Server) newSession(r role, c *smtp.Conn) smtp.Session {
 	if st, ok := c.TLSConnectionState(); ok {
 		ss.tls = &st
 	}
+	ss.remoteInfo = tcpInfo(ss.remote)
+	ss.tlsInfo = tlsInfo(ss.tls)
 	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
 	ss.log = s.log.With("cid", ss.cid, "proto", r.String(), "remote", ss.remote.String())
 	ss.log.Debug("session started", "helo", c.Hostname(), "tls", ss.tls != nil)
@@ -141,7 +149,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		return replyShuttingDown
 	}
 	ss.txn = &transaction{
-		id:    fmt.Sprintf("%s.%d", ss.cid, n),
+		id:    ss.cid + "." + strconv.Itoa(n),
 		start: time.Now(),
 		helo:  ss.c.Hostname(),
 		from:  from,
@@ -205,13 +213,13 @@ func (ss *session) Data(r io.Reader) error {
 		return replyNestedMail // not reached: go-smtp checks MAIL and RCPT
 	}
 	t.done = true
-	raw, err := ss.readMessage(r, t)
+	msg, size, err := ss.readMessage(r, t)
 	if err == nil {
-		_, err = ss.srv.store.Deliver(ss.ctx, ss.withTrace(t, raw), t.targets)
+		_, err = ss.srv.store.Deliver(ss.ctx, msg, t.targets)
 	}
 	rep := ss.replyFor(stageData, err, t.id)
-	ss.logTransaction(t, len(raw), resultOf(rep))
-	ss.srv.opts.Metrics.message(ss.role, rep, len(raw))
+	ss.logTransaction(t, size, resultOf(rep))
+	ss.srv.opts.Metrics.message(ss.role, rep, size)
 	if rep != nil {
 		return rep
 	}
@@ -230,16 +238,15 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		return replyNestedMail // not reached: go-smtp checks MAIL and RCPT
 	}
 	t.done = true
-	raw, err := ss.readMessage(r, t)
+	msg, size, err := ss.readMessage(r, t)
 	if err != nil {
 		rep := ss.replyFor(stageData, err, t.id)
-		ss.logTransaction(t, len(raw), resultOf(rep))
+		ss.logTransaction(t, size, resultOf(rep))
 		for range t.rcpts {
-			ss.srv.opts.Metrics.message(ss.role, rep, len(raw))
+			ss.srv.opts.Metrics.message(ss.role, rep, size)
 		}
 		return rep // go-smtp gives it to every recipient
 	}
-	msg := ss.withTrace(t, raw)
 	replies := make([]*smtp.SMTPError, len(t.targets))
 	_, err = ss.srv.store.Deliver(ss.ctx, msg, t.targets)
 	if errors.Is(err, mailstore.ErrNoSuchMailbox) {
@@ -272,14 +279,14 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	for i, a := range t.rcpts {
 		rep := replies[a.target]
 		results[i] = resultOf(rep)
-		ss.srv.opts.Metrics.message(ss.role, rep, len(raw))
+		ss.srv.opts.Metrics.message(ss.role, rep, size)
 		if rep != nil {
 			status.SetStatus(a.addr, rep)
 		} else {
 			status.SetStatus(a.addr, nil)
 		}
 	}
-	ss.logTransaction(t, len(raw), strings.Join(results, ", "))
+	ss.logTransaction(t, size, strings.Join(results, ", "))
 	return nil
 }
 
@@ -293,30 +300,42 @@ func (t *transaction) firstAddr(i int) string {
 	return t.targets[i].Address
 }
 
-// readMessage reads DATA or the BDAT chunks into memory. go-smtp enforces
-// MaxMessageBytes (its ErrDataTooLarge is a 552 5.3.4 reply); the
-// LimitReader is a second guard. Nothing is normalised here.
-func (ss *session) readMessage(r io.Reader, t *transaction) ([]byte, error) {
+// readMessage reads DATA or the BDAT chunks and returns the message to
+// store: the Received field followed by the message as sent, nothing
+// normalised. size is the length of the message as sent, also on error.
+// go-smtp enforces MaxMessageBytes (its ErrDataTooLarge is a 552 5.3.4
+// reply); the LimitReader is a second guard.
+//
+// The message is read into a buffer from the server's pool and then
+// copied, with the Received field, into a slice of its exact size: one
+// small allocation per message instead of a large one.
+func (ss *session) readMessage(r io.Reader, t *transaction) (msg []byte, size int, err error) {
 	limit := ss.srv.opts.MaxMessageBytes
-	hint := int64(64 << 10)
+	buf := ss.srv.getDataBuf()
+	defer ss.srv.putDataBuf(buf)
 	if t.size > 0 && t.size <= limit {
-		hint = t.size + 512
+		// RFC 1870 §6.2: SIZE= is the client's estimate of the size.
+		buf.Grow(int(t.size))
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, hint))
-	if _, err := buf.ReadFrom(io.LimitReader(r, limit+1)); err != nil {
-		return buf.Bytes(), err
+	_, err = buf.ReadFrom(io.LimitReader(r, limit+1))
+	size = buf.Len()
+	if err == nil && int64(size) > limit {
+		err = replyTooBig
 	}
-	if int64(buf.Len()) > limit {
-		return buf.Bytes(), replyTooBig
+	if err != nil {
+		return nil, size, err
 	}
-	return buf.Bytes(), nil
+	return ss.withTrace(t, buf.Bytes()), size, nil
 }
 
-// withTrace returns the Received field followed by raw.
+// withTrace returns a new slice holding the Received field followed by
+// raw.
 func (ss *session) withTrace(t *transaction, raw []byte) []byte {
-	rcvd := ss.received(t, time.Now())
-	msg := make([]byte, 0, len(rcvd)+len(raw))
-	return append(append(msg, rcvd...), raw...)
+	var field [512]byte // most Received fields fit; append grows it if not
+	rcvd := ss.appendReceived(field[:0], t, time.Now())
+	msg := make([]byte, len(rcvd)+len(raw))
+	copy(msg[copy(msg, rcvd):], raw)
+	return msg
 }
 
 // Reset ends the transaction (RSET, a new EHLO, or after DATA's reply).
@@ -346,12 +365,51 @@ func (ss *session) endLocked() {
 // logTransaction writes the one log line of a transaction; result is the
 // reply, or for LMTP the replies in recipient order.
 func (ss *session) logTransaction(t *transaction, size int, result string) {
-	rcpts := make([]string, len(t.rcpts))
-	for i, a := range t.rcpts {
-		rcpts[i] = a.addr
+	ctx := context.Background()
+	if !ss.log.Enabled(ctx, slog.LevelInfo) {
+		return
 	}
-	ss.log.Info("transaction", "id", t.id, "from", t.from, "rcpts", rcpts, "size", size,
-		"result", result, "duration", time.Since(t.start))
+	ss.log.LogAttrs(ctx, slog.LevelInfo, "transaction", slog.String("id", t.id), slog.String("from", t.from),
+		slog.Any("rcpts", rcptList(t.rcpts)), slog.Int("size", size), slog.String("result", result),
+		slog.Duration("duration", time.Since(t.start)))
+}
+
+// rcptList logs the addresses of a transaction's recipients as a
+// []string of them would be logged, "[a@x b@y]" by slog's TextHandler
+// and ["a@x","b@y"] by its JSONHandler, without the []string and
+// without fmt, which the TextHandler would use for one.
+type rcptList []accepted
+
+// MarshalText writes the list as fmt writes a []string.
+func (l rcptList) MarshalText() ([]byte, error) {
+	n := 2
+	for _, a := range l {
+		n += len(a.addr) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, a := range l {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, a.addr...)
+	}
+	return append(b, ']'), nil
+}
+
+// MarshalJSON writes the list as slog's JSONHandler writes a []string.
+func (l rcptList) MarshalJSON() ([]byte, error) {
+	addrs := make([]string, len(l))
+	for i, a := range l {
+		addrs[i] = a.addr
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // as the JSONHandler's own encoder
+	if err := enc.Encode(addrs); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // resultOf is a reply's code for the log: "250" when rep is nil.

@@ -33,48 +33,63 @@ func recipientTrace(from, rcpt string) []byte {
 	return []byte("Return-Path: <" + quotePath(from) + ">\r\nDelivered-To: " + rcpt + "\r\n")
 }
 
-// received returns the Received field of transaction t.
-func (ss *session) received(t *transaction, now time.Time) []byte {
-	var b strings.Builder
-	b.WriteString("Received: from ")
-	b.WriteString(cleanHelo(t.helo))
-	if tcp := tcpInfo(ss.remote); tcp != "" {
-		b.WriteString(" (" + tcp + ")")
+// appendReceived appends the Received field of transaction t to b.
+// remoteInfo and the TLS description are computed once per session.
+func (ss *session) appendReceived(b []byte, t *transaction, now time.Time) []byte {
+	b = append(b, "Received: from "...)
+	b = append(b, cleanHelo(t.helo)...)
+	if ss.remoteInfo != "" {
+		b = append(b, " ("...)
+		b = append(b, ss.remoteInfo...)
+		b = append(b, ')')
 	}
-	b.WriteString("\r\n\tby ")
-	b.WriteString(ss.srv.opts.Hostname)
-	b.WriteString(" (pushmail) with ")
-	b.WriteString(ss.protocol())
-	if ss.tls != nil {
-		b.WriteString(" (" + tls.VersionName(ss.tls.Version) + " " + tls.CipherSuiteName(ss.tls.CipherSuite) + ")")
+	b = append(b, "\r\n\tby "...)
+	b = append(b, ss.srv.opts.Hostname...)
+	b = append(b, " (pushmail) with "...)
+	b = ss.appendProtocol(b)
+	if ss.tlsInfo != "" {
+		b = append(b, " ("...)
+		b = append(b, ss.tlsInfo...)
+		b = append(b, ')')
 	}
-	b.WriteString(" id ")
-	b.WriteString(t.id)
+	b = append(b, " id "...)
+	b = append(b, t.id...)
 	if len(t.rcpts) == 1 {
 		// Only for a single recipient, so that copies do not disclose
 		// each other's recipients (RFC 5321 §7.6).
-		b.WriteString("\r\n\tfor <" + t.rcpts[0].addr + ">")
+		b = append(b, "\r\n\tfor <"...)
+		b = append(b, t.rcpts[0].addr...)
+		b = append(b, '>')
 	}
-	b.WriteString(";\r\n\t")
-	b.WriteString(now.Format(time.RFC1123Z)) // RFC 5322 §3.3 date-time
-	b.WriteString("\r\n")
-	return []byte(b.String())
+	b = append(b, ";\r\n\t"...)
+	b = now.AppendFormat(b, time.RFC1123Z) // RFC 5322 §3.3 date-time
+	return append(b, "\r\n"...)
 }
 
-// protocol is the "with" keyword of RFC 3848: ESMTP or LMTP, plus S with
-// TLS and A after AUTH. Callers hold ss.mu.
-func (ss *session) protocol() string {
-	p := "ESMTP"
+// appendProtocol appends the "with" keyword of RFC 3848: ESMTP or LMTP,
+// plus S with TLS and A after AUTH. Callers hold ss.mu.
+func (ss *session) appendProtocol(b []byte) []byte {
 	if ss.role == roleLMTP {
-		p = "LMTP"
+		b = append(b, "LMTP"...)
+	} else {
+		b = append(b, "ESMTP"...)
 	}
 	if ss.tls != nil {
-		p += "S"
+		b = append(b, 'S')
 	}
 	if ss.user != nil {
-		p += "A"
+		b = append(b, 'A')
 	}
-	return p
+	return b
+}
+
+// tlsInfo describes a TLS connection for the Received field: version and
+// cipher suite; "" without TLS.
+func tlsInfo(st *tls.ConnectionState) string {
+	if st == nil {
+		return ""
+	}
+	return tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
 }
 
 // tcpInfo is the client's address as an RFC 5321 §4.1.3 address literal,
