@@ -67,7 +67,11 @@ type watcher struct {
 	// as EXISTS base+i+1. armed is set once base is known.
 	base  atomic.Uint32
 	armed atomic.Bool
-	last  uint32 // the highest count seen; only the reading goroutine uses it
+	// mu guards last: rawIMAP observes from its one reading goroutine, but
+	// imapclient runs each unsolicited FETCH handler on a goroutine of its
+	// own (imapclient/fetch.go), so observe calls may overlap.
+	mu   sync.Mutex
+	last uint32 // the highest count seen
 
 	raw    *rawIMAP
 	client *imapclient.Client
@@ -89,7 +93,12 @@ func newWatchGroup(n, deliveries int) *watchGroup {
 // in between as arrived at that time.
 func (g *watchGroup) observe(w int, count uint32, at int64) {
 	ws := &g.ws[w]
-	if !ws.armed.Load() || count <= ws.last {
+	if !ws.armed.Load() {
+		return
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if count <= ws.last {
 		return
 	}
 	base := ws.base.Load()
@@ -109,7 +118,9 @@ func (g *watchGroup) observe(w int, count uint32, at int64) {
 // arm sets watcher w's starting count.
 func (g *watchGroup) arm(w int, base uint32) {
 	g.ws[w].base.Store(base)
+	g.ws[w].mu.Lock()
 	g.ws[w].last = base
+	g.ws[w].mu.Unlock()
 	g.ws[w].armed.Store(true)
 }
 
