@@ -35,9 +35,12 @@ const (
 	DefaultMaxConns = 1000
 	// DefaultMaxLineLength is the default of Options.MaxLineLength.
 	// RFC 5321 §4.5.3.1.4-6 allow 512 octets per command line and 1000
-	// per text line, CRLF included; go-smtp doubles that for lenience,
-	// and so do we.
-	DefaultMaxLineLength = 2000
+	// per text line, CRLF included, but mail generators ignore it (HTML
+	// mail written without line breaks), and refusing such a line bounces
+	// the message for good. go-smtp counts line lengths as the bytes
+	// stream past, so a long DATA line costs no memory; a command line is
+	// buffered, so the limit bounds that per connection.
+	DefaultMaxLineLength = 64 << 10
 	// minLineLength keeps a configured limit above RFC 5321's 1000-octet
 	// text line (§4.5.3.1.6): a server must accept lines that long.
 	minLineLength = 1000

@@ -323,20 +323,34 @@ func TestUnparseable(t *testing.T) {
 	}
 }
 
+// TestLineTooLong: a DATA line longer than RFC 5321's 1000 octets but
+// within MaxLineLength is accepted and stored as sent; one past the limit
+// is refused, and nothing is stored.
 func TestLineTooLong(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
-	c := dialRaw(t, e.addr[roleMX])
-	c.expect(220, "")
-	c.send("EHLO client.test\r\nMAIL FROM:<sender@remote.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
-	c.expect(250, "")
-	c.expect(250, "")
-	c.expect(250, "")
-	c.expect(354, "")
-	c.send("Subject: long\r\n\r\n" + strings.Repeat("y", 3000) + "\r\n.\r\n")
-	c.expect(500, "5.5.2")
-	if n := len(e.inbox("alice@example.org")); n != 0 {
-		t.Errorf("INBOX has %d messages after a refused one, want 0", n)
+	data := func(line string) *rawConn {
+		c := dialRaw(t, e.addr[roleMX])
+		c.expect(220, "")
+		c.send("EHLO client.test\r\nMAIL FROM:<sender@remote.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+		c.expect(250, "")
+		c.expect(250, "")
+		c.expect(250, "")
+		c.expect(354, "")
+		c.send("Subject: long\r\n\r\n" + line + "\r\n.\r\n")
+		return c
+	}
+
+	long := strings.Repeat("y", 5000) // HTML mail without line breaks
+	data(long).expect(250, "2.0.0")
+	stored := e.inbox("alice@example.org")
+	if len(stored) != 1 || !bytes.HasSuffix(stored[0].Raw, []byte("\r\n\r\n"+long+"\r\n")) {
+		t.Fatalf("after a 5,000-byte line: %d messages, want it stored as sent", len(stored))
+	}
+
+	data(strings.Repeat("y", DefaultMaxLineLength+10)).expect(500, "5.5.2")
+	if n := len(e.inbox("alice@example.org")); n != 1 {
+		t.Errorf("INBOX has %d messages after a refused one, want 1", n)
 	}
 }
 
