@@ -113,8 +113,11 @@ func runBackup(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, `Usage: pushmail backup [--data DIR] FILE
 
 Writes a consistent copy of the store to FILE (which must not exist) while
-the server keeps running. To restore: stop the server, move FILE to
-DIR/pushmail.db (removing DIR/pushmail.db-wal and -shm), start the server.
+the server keeps running. To restore: stop the server, run
+"pushmail restore --data DIR FILE", start the server. Do not copy FILE over
+DIR/pushmail.db by hand: restore also gives every mailbox a new
+UIDVALIDITY, without which IMAP clients would take new messages for ones
+they saw before the restore.
 
 Flags:`)
 		fs.PrintDefaults()

@@ -2,6 +2,8 @@
 //
 //	pushmail serve            run the server
 //	pushmail user add|passwd|del|list
+//	pushmail alias add|del|list
+//	pushmail backup FILE, pushmail restore FILE
 //	pushmail version
 //
 // Run "pushmail help" or "pushmail COMMAND --help" for details.
@@ -40,10 +42,12 @@ func commands() []command {
 	return []command{
 		{"serve", "run the mail server (SMTP, LMTP, submission, IMAP)", runServe},
 		{"user", "manage users: add, passwd, del, list", runUser},
+		{"alias", "manage aliases: add, del, list", runAlias},
 		{"config", "check a configuration file and print the effective configuration", runConfig},
 		{"mailbox", "list a user's mailboxes", runMailbox},
 		{"stats", "count users, mailboxes, messages and bytes in the store", runStats},
 		{"backup", "write a consistent copy of the store while it serves", runBackup},
+		{"restore", "replace the store of a stopped server with a backup", runRestore},
 		{"deliver", "hand a message on stdin to the running server over LMTP (an LDA)", runDeliver},
 		{"bench", "measure push latency, ingest, idle sessions and large mailboxes", runBench},
 		{"version", "print the version", runVersion},

@@ -88,6 +88,16 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	// One server per data directory: the notifier is in-process.
+	lock, err := lockDataDir(cfg.Data, "serve")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := lock.Close(); err != nil {
+			logger.Error("unlock data directory", "err", err)
+		}
+	}()
 	smtpTLS, imapTLS, err := loadTLS(ctx, cfg, logger)
 	if err != nil {
 		return err
