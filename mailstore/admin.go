@@ -87,8 +87,8 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 // not exist yet, while the store keeps serving: VACUUM INTO reads one
 // snapshot of the database (a read transaction, which in WAL mode does not
 // block writers) and writes a compact copy. The copy is a plain SQLite
-// file: restore by stopping the server and putting it in place of
-// DATA/pushmail.db (removing any -wal and -shm files beside it).
+// file; put it back with Restore, not by copying it over the store: Restore
+// also gives every mailbox a new UIDVALIDITY.
 func (s *Store) Backup(ctx context.Context, dest string) error {
 	if _, err := os.Stat(dest); err == nil {
 		return fmt.Errorf("backup: %s already exists", dest)
