@@ -56,6 +56,9 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 
 // copyArgs resolves COPY and MOVE's messages and target mailbox.
 func (s *session) copyArgs(numSet imap.NumSet, dest string) ([]msgRef, mailstore.Mailbox, error) {
+	if err := s.checkSelected(s.sel); err != nil {
+		return nil, mailstore.Mailbox{}, err
+	}
 	refs, err := s.sel.resolve(numSet)
 	if err != nil {
 		return nil, mailstore.Mailbox{}, err

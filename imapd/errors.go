@@ -41,6 +41,21 @@ var (
 		Code: imap.ResponseCodeUnavailable,
 		Text: "Server shutting down",
 	}
+	// errAccountGone answers the command of a session whose account was
+	// deleted. The client never reads it: accountGone has said BYE
+	// (RFC 9051 §7.1.5) and closed the connection.
+	errAccountGone = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeUnavailable,
+		Text: "Account no longer exists",
+	}
+	// errMailboxGoneReply answers the command of a session whose selected
+	// mailbox was deleted; like errAccountGone, the client never reads it.
+	errMailboxGoneReply = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeNonExistent,
+		Text: "Selected mailbox was deleted",
+	}
 	errServerBug = &imap.Error{
 		Type: imap.StatusResponseTypeNo,
 		Code: imap.ResponseCodeServerBug,
@@ -82,6 +97,12 @@ func (s *session) reply(err error, role errRole) error {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
 	}
 	switch {
+	case errors.Is(err, mailstore.ErrNoSuchUser):
+		// The logged-in account was deleted (checkAccount).
+		return s.accountGone(err)
+	case errors.Is(err, mailstore.ErrNoSuchMailbox) && s.accountDeleted():
+		// Deleted since this command's checkAccount.
+		return s.accountGone(err)
 	case errors.Is(err, mailstore.ErrAuthFailed):
 		return imapserver.ErrAuthFailed // NO [AUTHENTICATIONFAILED]
 	case errors.Is(err, mailstore.ErrNoSuchMailbox) && role == roleTarget:
@@ -113,6 +134,11 @@ func (s *session) reply(err error, role errRole) error {
 	case errors.Is(err, mailstore.ErrClosed),
 		errors.Is(err, context.Canceled) && s.ctx.Err() != nil:
 		return errShuttingDown
+	}
+	if s.accountDeleted() {
+		// For example CREATE's insert, whose user row has just gone:
+		// "FOREIGN KEY constraint failed".
+		return s.accountGone(err)
 	}
 	s.log.Error("store failure", "err", err)
 	return errServerBug

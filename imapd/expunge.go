@@ -16,6 +16,9 @@ import (
 // removed from a mailbox opened with EXAMINE (RFC 9051 §6.4.1).
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
 	sel := s.selected()
+	if err := s.checkSelected(sel); err != nil {
+		return err
+	}
 	closing := *w == (imapserver.ExpungeWriter{})
 	if sel.readOnly {
 		if closing {

@@ -21,6 +21,9 @@ const fetchChunk = 128
 // is asked for. One FETCH response is written per message, as it is read.
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	sel := s.selected()
+	if err := s.checkSelected(sel); err != nil {
+		return err
+	}
 	refs, err := sel.resolve(numSet)
 	if err != nil || len(refs) == 0 {
 		return err

@@ -10,9 +10,27 @@ import (
 // imapserver calls it after each successful command, before the tagged
 // reply, with allowExpunge false after FETCH, STORE and SEARCH
 // (RFC 9051 §7.5.1).
+//
+// It also ends the session of a deleted account (checkAccount), unless the
+// command has looked already and the client has sent nothing since.
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	s.waitIdle()
+	if c := s.counter; c == nil || c.in.Load() != s.checkedIn.Load() {
+		if err := s.checkAccount(); err != nil {
+			return pollError(err)
+		}
+	}
 	return s.update(w, allowExpunge)
+}
+
+// pollError is what Poll and Idle return for err: nil once the session
+// has said BYE, for imapserver then finds the connection closed and ends
+// quietly.
+func pollError(err error) error {
+	if errors.Is(err, errAccountGone) {
+		return nil
+	}
+	return err
 }
 
 // Idle pushes changes until the client sends DONE (RFC 2177, RFC 9051
@@ -23,6 +41,10 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	s.idleMu.Lock()
 	defer s.idleMu.Unlock()
+	// Not checkAccount: a command may run beside a finishing Idle.
+	if err := s.accountExists(nil); err != nil {
+		return pollError(s.reply(err, roleMailbox))
+	}
 	if s.sel == nil {
 		// Nothing selected: nothing to push, but IDLE is still valid.
 		select {
@@ -56,9 +78,7 @@ func (s *session) update(w updater, allowExpunge bool) error {
 	}
 	err := s.sel.update(s.ctx, s.srv.store, w, allowExpunge)
 	if errors.Is(err, errMailboxGone) {
-		// Dovecot does the same: the view cannot go on without a mailbox.
-		s.log.Info("selected mailbox was deleted")
-		return s.conn.Bye("Selected mailbox was deleted, have to disconnect")
+		return s.mailboxGone()
 	}
 	if err != nil {
 		return s.reply(err, roleMailbox)

@@ -18,6 +18,9 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		// and the root name.
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})
 	}
+	if err := s.checkAccount(); err != nil {
+		return err
+	}
 	mbs, err := s.srv.store.Mailboxes(s.ctx, s.user.ID)
 	if err != nil {
 		return s.reply(err, roleMailbox)

@@ -24,6 +24,9 @@ func (s *session) mailboxName(name string) (string, error) {
 // Create creates a mailbox, and its missing parents (RFC 9051 §6.3.4),
 // with at most one special-use attribute (RFC 6154 §3, CREATE-SPECIAL-USE).
 func (s *session) Create(name string, options *imap.CreateOptions) error {
+	if err := s.checkAccount(); err != nil {
+		return err
+	}
 	// RFC 9051 §6.3.4: a trailing separator only declares the intent to
 	// create children; the name is created without it.
 	name = strings.TrimSuffix(name, mailstore.Separator)
@@ -49,6 +52,9 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 // Delete deletes a mailbox; INBOX cannot be deleted (RFC 9051 §6.3.5).
 // Sessions that have it selected are disconnected when they learn of it.
 func (s *session) Delete(name string) error {
+	if err := s.checkAccount(); err != nil {
+		return err
+	}
 	name, err := s.mailboxName(name)
 	if err != nil {
 		return err
@@ -59,6 +65,9 @@ func (s *session) Delete(name string) error {
 // Rename renames a mailbox and its children; renaming INBOX moves its
 // messages to the new mailbox (RFC 9051 §6.3.6).
 func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) error {
+	if err := s.checkAccount(); err != nil {
+		return err
+	}
 	from, err := s.mailboxName(oldName)
 	if err != nil {
 		return err
@@ -77,6 +86,9 @@ func (s *session) Subscribe(name string) error { return s.setSubscribed(name, tr
 func (s *session) Unsubscribe(name string) error { return s.setSubscribed(name, false) }
 
 func (s *session) setSubscribed(name string, on bool) error {
+	if err := s.checkAccount(); err != nil {
+		return err
+	}
 	name, err := s.mailboxName(name)
 	if err != nil {
 		return err
@@ -87,6 +99,9 @@ func (s *session) setSubscribed(name string, on bool) error {
 // Status reports a mailbox's counters (RFC 9051 §6.3.11; SIZE: RFC 8438;
 // APPENDLIMIT: RFC 7889). RECENT is always 0: nothing is recent here.
 func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	if err := s.checkAccount(); err != nil {
+		return nil, err
+	}
 	name, err := s.mailboxName(name)
 	if err != nil {
 		return nil, err

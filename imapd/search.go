@@ -13,6 +13,9 @@ import (
 // cannot name messages it has not been told about.
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	sel := s.selected()
+	if err := s.checkSelected(sel); err != nil {
+		return nil, err
+	}
 	seqToUID := func(set imap.SeqSet) mailstore.UIDSet {
 		idx, _ := sel.seqIndexes(set, false) // lenient: a search just finds nothing
 		uids := make([]mailstore.UID, len(idx))

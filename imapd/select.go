@@ -14,6 +14,9 @@ var systemFlags = []imap.Flag{imap.FlagAnswered, imap.FlagFlagged, imap.FlagDele
 func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	s.waitIdle()
 	s.unselect()
+	if err := s.checkAccount(); err != nil {
+		return nil, err
+	}
 	name, err := mailstore.ValidateMailboxName(name)
 	if err != nil {
 		return nil, s.reply(err, roleMailbox)

@@ -2,6 +2,8 @@ package imapd
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -45,6 +47,10 @@ type session struct {
 
 	start   time.Time     // for the session's log line
 	counter *countingConn // bytes and lines, for the log line; may be nil
+
+	// checkedIn is counter.in when checkAccount last found the account:
+	// Poll need not look again until the client has sent more.
+	checkedIn atomic.Int64
 }
 
 // waitIdle returns once no Idle is running.
@@ -109,4 +115,107 @@ func (s *session) origin() uint64 {
 		return 0
 	}
 	return s.sel.sub.ID()
+}
+
+// checkAccount returns nil while the logged-in account exists. Once it
+// has been deleted (by another session, or by "pushmail user del" in
+// another process, which this one hears nothing of), it ends the session
+// and returns errAccountGone. Every command that reads or writes the
+// user's mail calls it (or checkSelected) first, so a deleted account's
+// session ends at its next command instead of failing oddly (CREATE's
+// insert breaking a foreign key) or, once SQLite gives the user's id to a
+// new account, showing that account's mail. Poll calls it for the
+// commands that have no method here (NOOP, CHECK, CAPABILITY, ENABLE).
+func (s *session) checkAccount() error {
+	return s.check(nil)
+}
+
+// checkSelected is checkAccount for a command on the selected mailbox
+// sel: it also ends the session if sel has been deleted, even if the
+// event saying so is still queued (its id may already name another
+// user's new mailbox).
+func (s *session) checkSelected(sel *selected) error {
+	return s.check(sel)
+}
+
+func (s *session) check(sel *selected) error {
+	err := s.accountExists(sel)
+	if sel != nil && errors.Is(err, mailstore.ErrNoSuchMailbox) {
+		if berr := s.mailboxGone(); berr != nil {
+			s.log.Debug("bye", "err", berr)
+		}
+		return errMailboxGoneReply
+	}
+	if err != nil {
+		return s.reply(err, roleMailbox)
+	}
+	if c := s.counter; c != nil {
+		s.checkedIn.Store(c.in.Load())
+	}
+	return nil
+}
+
+// accountExists looks the logged-in account up in the store, and sel's
+// mailbox if sel is not nil: nil if they are still there, an error
+// wrapping mailstore.ErrNoSuchUser or ErrNoSuchMailbox if not.
+func (s *session) accountExists(sel *selected) error {
+	if s.user == nil {
+		return nil // imapserver calls no mail command before login
+	}
+	var mbID mailstore.MailboxID
+	if sel != nil {
+		mbID = sel.mb.ID
+	}
+	// Two rows by primary key: not worth cancelling, and a context that
+	// cannot be cancelled spares the sqlite3 driver a goroutine per query
+	// (to watch it), which cost more than the query itself.
+	u, mb, err := s.srv.store.UserAndMailbox(context.WithoutCancel(s.ctx), s.user.ID, mbID)
+	if err != nil {
+		return err
+	}
+	if u.Address != s.user.Address || !u.Created.Equal(s.user.Created) {
+		// The id went to an account added since (see UserAndMailbox).
+		return fmt.Errorf("%w: id %d was reused", mailstore.ErrNoSuchUser, s.user.ID)
+	}
+	if sel != nil && (mb.User != sel.mb.User || mb.UIDValidity != sel.mb.UIDValidity) {
+		return fmt.Errorf("%w: id %d was reused", mailstore.ErrNoSuchMailbox, mbID)
+	}
+	return nil
+}
+
+// accountDeleted reports whether the logged-in account is gone. reply
+// asks when a store error is one nobody expected, or says a mailbox is
+// missing: the account may have been deleted since the command's
+// checkAccount, and the session then ends instead of answering.
+func (s *session) accountDeleted() bool {
+	return errors.Is(s.accountExists(nil), mailstore.ErrNoSuchUser)
+}
+
+// accountGone ends the session of a deleted account: "* BYE" (RFC 9051
+// §7.1.5), then the connection is closed.
+func (s *session) accountGone(err error) error {
+	s.log.Info("account deleted: ending the session", "err", err)
+	if c := s.counter; c != nil {
+		// A FETCH collects its responses: send them before the BYE.
+		if err := c.endBatch(); err != nil {
+			s.log.Debug("flush before bye", "err", err)
+		}
+	}
+	if err := s.conn.Bye("Account no longer exists"); err != nil {
+		s.log.Debug("bye", "err", err)
+	}
+	return errAccountGone
+}
+
+// mailboxGone ends the session whose selected mailbox was deleted, or its
+// whole account; it returns the error of the BYE.
+func (s *session) mailboxGone() error {
+	if gone := s.accountExists(nil); errors.Is(gone, mailstore.ErrNoSuchUser) {
+		// DeleteUser's events: the whole account went.
+		_ = s.accountGone(gone) // always errAccountGone, for a command's reply
+		return nil
+	}
+	// Dovecot does the same: the view cannot go on without a mailbox.
+	s.log.Info("selected mailbox was deleted")
+	return s.conn.Bye("Selected mailbox was deleted, have to disconnect")
 }

@@ -12,6 +12,9 @@ import (
 // the view skips: this reply is the client's news of it.
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
 	sel := s.selected()
+	if err := s.checkSelected(sel); err != nil {
+		return err
+	}
 	if sel.readOnly {
 		return errReadOnly
 	}

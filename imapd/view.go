@@ -148,10 +148,13 @@ func (sel *selected) apply(ctx context.Context, store *mailstore.Store, ev *noti
 }
 
 // refreshMailbox re-reads the selected mailbox after it was renamed or
-// deleted.
+// deleted. A mailbox of another user or UIDVALIDITY under the same id is
+// a new one: mailboxes.id is a plain INTEGER PRIMARY KEY, which SQLite
+// gives again once the highest is deleted.
 func (sel *selected) refreshMailbox(ctx context.Context, store *mailstore.Store) error {
 	st, err := store.Status(ctx, sel.mb.ID)
-	if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+	if errors.Is(err, mailstore.ErrNoSuchMailbox) ||
+		err == nil && (st.User != sel.mb.User || st.UIDValidity != sel.mb.UIDValidity) {
 		sel.deleted = true
 		return nil
 	}
