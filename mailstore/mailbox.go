@@ -180,7 +180,7 @@ func createMailboxTx(tx *wtx, user UserID, name, specialUse string, subscribed b
 	if err := tx.QueryRow("UPDATE meta SET value = value + 1 WHERE key = 'uidvalidity' RETURNING value").Scan(&validity); err != nil {
 		return Mailbox{}, fmt.Errorf("next uidvalidity: %w", err)
 	}
-	res, err := tx.Exec("INSERT INTO mailboxes(user_id, name, uidvalidity, special_use, subscribed) VALUES (?, ?, ?, ?, ?)",
+	res, err := tx.Exec("INSERT INTO mailboxes(id, user_id, name, uidvalidity, special_use, subscribed) VALUES ("+nextIDSQL("mailboxes")+", ?, ?, ?, ?, ?)",
 		user, name, validity, specialUse, subscribed)
 	if err != nil {
 		return Mailbox{}, err

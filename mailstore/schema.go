@@ -95,6 +95,30 @@ CREATE INDEX messages_unseen ON messages(mailbox_id, uid) WHERE flags & 1 = 0;
 CREATE INDEX messages_deleted ON messages(mailbox_id, uid) WHERE flags & 8 != 0;
 CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
 `,
+	// Version 3: ids are never handed out twice. users.id and mailboxes.id
+	// are plain INTEGER PRIMARY KEYs, and SQLite gives the next row the
+	// highest id plus one, reusing a deleted account's or mailbox's id when
+	// it was the highest: an IMAP session still logged in as the deleted
+	// user, or an SMTP transaction that resolved it at RCPT, would then
+	// reach the new owner's mail. The highest id ever given is kept in meta
+	// (by these triggers), and inserts take the next one (nextIDSQL).
+	`
+INSERT INTO meta(key, value) SELECT 'users_id_hw', COALESCE(max(id), 0) FROM users;
+INSERT INTO meta(key, value) SELECT 'mailboxes_id_hw', COALESCE(max(id), 0) FROM mailboxes;
+CREATE TRIGGER users_id_hw AFTER INSERT ON users BEGIN
+	UPDATE meta SET value = max(value, NEW.id) WHERE key = 'users_id_hw';
+END;
+CREATE TRIGGER mailboxes_id_hw AFTER INSERT ON mailboxes BEGIN
+	UPDATE meta SET value = max(value, NEW.id) WHERE key = 'mailboxes_id_hw';
+END;
+`,
+}
+
+// nextIDSQL returns the expression an INSERT into table (users or
+// mailboxes) uses for the new row's id: one above any id the table ever
+// held (schema version 3), even one whose row has since been deleted.
+func nextIDSQL(table string) string {
+	return "(SELECT max(value, (SELECT COALESCE(max(id), 0) FROM " + table + ")) + 1 FROM meta WHERE key = '" + table + "_id_hw')"
 }
 
 // schemaVersion is the user_version this binary writes.

@@ -613,8 +613,11 @@ func TestMigrationFromVersion1(t *testing.T) {
 	if _, err := s.Deliver(ctx, testMessage(1), []Recipient{r}); err != nil {
 		t.Fatal(err)
 	}
-	// Turn it back into a version-1 file: what migration 2 adds goes away.
-	if _, err := s.wdb.Exec("DROP INDEX messages_unseen; DROP INDEX messages_deleted; DROP INDEX messages_modseq; PRAGMA user_version = 1"); err != nil {
+	// Turn it back into a version-1 file: what migrations 2 and 3 add
+	// goes away.
+	if _, err := s.wdb.Exec(`DROP INDEX messages_unseen; DROP INDEX messages_deleted; DROP INDEX messages_modseq;
+DROP TRIGGER users_id_hw; DROP TRIGGER mailboxes_id_hw; DELETE FROM meta WHERE key LIKE '%_id_hw';
+PRAGMA user_version = 1`); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -628,5 +631,44 @@ func TestMigrationFromVersion1(t *testing.T) {
 	}
 	if uid, err := s.FirstUnseen(ctx, r.Mailbox); err != nil || uid != 1 {
 		t.Errorf("FirstUnseen after migration = %d, %v; want 1", uid, err)
+	}
+	// Migration 3 starts from the ids the file holds.
+	if err := s.DeleteUser(ctx, "u@localhost"); err != nil {
+		t.Fatal(err)
+	}
+	if v := addUser(t, s, "v@localhost"); v.User == r.User || v.Mailbox == r.Mailbox {
+		t.Errorf("after migration, a new user got the deleted user's ids: user %d, INBOX %d", v.User, v.Mailbox)
+	}
+}
+
+// A deleted user's or mailbox's id is never given to a new one, even when
+// it was the highest: sessions and transactions that still hold it must
+// not reach someone else's mail.
+func TestIDsAreNeverReused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t, Options{})
+	addUser(t, s, "a@localhost")
+	b := addUser(t, s, "b@localhost") // the highest ids
+	extra, err := s.CreateMailbox(ctx, b.User, "Extra", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMailbox(ctx, b.User, "Extra"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.CreateMailbox(ctx, b.User, "Extra", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID == extra.ID {
+		t.Errorf("re-created mailbox got the deleted one's id %d", extra.ID)
+	}
+	if err := s.DeleteUser(ctx, "b@localhost"); err != nil {
+		t.Fatal(err)
+	}
+	c := addUser(t, s, "c@localhost")
+	if c.User <= b.User || c.Mailbox <= again.ID {
+		t.Errorf("new user got ids user %d, INBOX %d; want above the deleted user's %d and mailbox %d", c.User, c.Mailbox, b.User, again.ID)
 	}
 }

@@ -16,10 +16,10 @@ import (
 // this process or by another one on the same database (pushmail user
 // del), which this process hears nothing of.
 //
-// users.id and mailboxes.id are plain INTEGER PRIMARY KEYs, which SQLite
-// hands out again once the highest is deleted: the caller compares the
-// user's Address and Created, and the mailbox's User and UIDValidity,
-// with those it knows, as well as the ids.
+// Since schema version 3 no id is handed out twice, but a file from before
+// may already hold a reused one: the caller compares the user's Address
+// and Created, and the mailbox's User and UIDValidity, with those it
+// knows, as well as the ids.
 func (s *Store) UserAndMailbox(ctx context.Context, user UserID, mailbox MailboxID) (User, Mailbox, error) {
 	u := User{ID: user}
 	var created int64

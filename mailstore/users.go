@@ -111,7 +111,7 @@ func (s *Store) AddUser(ctx context.Context, address, password string) (User, er
 		if exists > 0 {
 			return nil, ErrUserExists
 		}
-		res, err := tx.Exec("INSERT INTO users(address, domain, password, created) VALUES (?, ?, ?, ?)",
+		res, err := tx.Exec("INSERT INTO users(id, address, domain, password, created) VALUES ("+nextIDSQL("users")+", ?, ?, ?, ?)",
 			addr, domainOf(addr), hash, u.Created.Unix())
 		if err != nil {
 			return nil, err
