@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -149,4 +150,38 @@ func TestEnqueueThenWakeElsewhereLosesNoWakeUp(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// BenchmarkEnqueueFanOut is what the mailstore writer pays per committed
+// event before it releases its callers (Enqueue), and what its waker
+// goroutine pays after (Wake), with no goroutine parked on the
+// subscriptions (see BenchmarkPublishFanOut's note in BENCHMARKS.md).
+func BenchmarkEnqueueFanOut(b *testing.B) {
+	for _, n := range []int{1, 100, 10000} {
+		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+			h := New(0)
+			subs := make([]*Subscription, n)
+			for i := range subs {
+				subs[i] = h.Subscribe(1)
+			}
+			var enqueue, wake time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				var w Wakeups
+				t0 := time.Now()
+				h.Enqueue(Event{Mailbox: 1, Kind: Appended, UIDs: []uint32{uint32(i)}}, &w)
+				t1 := time.Now()
+				w.Wake()
+				wake += time.Since(t1)
+				enqueue += t1.Sub(t0)
+				if i%64 == 0 {
+					for _, s := range subs {
+						s.Take()
+					}
+				}
+			}
+			b.ReportMetric(float64(enqueue.Nanoseconds())/float64(b.N), "enqueue-ns/op")
+			b.ReportMetric(float64(wake.Nanoseconds())/float64(b.N), "wake-ns/op")
+		})
+	}
 }
