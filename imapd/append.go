@@ -13,6 +13,7 @@ import (
 // (RFC 7889 §4), which imapserver checks before reading the literal.
 // An append to the selected mailbox reaches the view as an event.
 func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	s.beginCommand()
 	if err := s.checkAccount(); err != nil {
 		return nil, err
 	}

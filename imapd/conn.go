@@ -25,12 +25,12 @@ func (l countingListener) Accept() (net.Conn, error) {
 	return &countingConn{Conn: c}, nil
 }
 
-// countingConn counts bytes in each direction and lines from the client
-// (commands and literal lines: imapserver offers no per-command hook).
+// countingConn counts bytes in each direction, as they cross the socket
+// (TLS records included; commands are counted by the session).
 // It also applies write deadlines lazily (see SetWriteDeadline).
 type countingConn struct {
 	net.Conn
-	in, out, lines atomic.Int64
+	in, out atomic.Int64
 
 	mu       sync.Mutex
 	batching bool   // see startBatch
@@ -114,13 +114,6 @@ func (c *countingConn) writeConn(p []byte) (int, error) {
 func (c *countingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.in.Add(int64(n))
-	var lines int64
-	for _, b := range p[:n] {
-		if b == '\n' {
-			lines++
-		}
-	}
-	c.lines.Add(lines)
 	return n, err
 }
 

@@ -12,6 +12,7 @@ import (
 // is NO [TRYCREATE]. Copies into the selected mailbox reach the view as
 // an event, announced by the Poll that follows.
 func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	s.beginCommand()
 	s.waitIdle()
 	refs, dst, err := s.copyArgs(numSet, dest)
 	if err != nil || len(refs) == 0 {
@@ -27,6 +28,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 // Move moves messages to another mailbox (RFC 6851): COPYUID first, then
 // an EXPUNGE for each source message.
 func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	s.beginCommand()
 	sel := s.selected()
 	if sel.readOnly {
 		// RFC 6851 §3.3: MOVE expunges, which EXAMINE does not allow.

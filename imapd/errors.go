@@ -85,6 +85,7 @@ var (
 // for store errors. Errors nobody expects become NO [SERVERBUG] with a
 // generic text, and their cause is logged with the connection id.
 func (s *session) reply(err error, role errRole) error {
+	s.pollTail.Store(false) // the command fails: no Poll follows (beginCommand)
 	if err == nil {
 		return nil
 	}

@@ -15,11 +15,14 @@ import (
 // messages are removed without EXPUNGE responses, and nothing at all is
 // removed from a mailbox opened with EXAMINE (RFC 9051 §6.4.1).
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	closing := *w == (imapserver.ExpungeWriter{})
+	if !closing { // CLOSE is counted by its Unselect
+		s.beginCommand()
+	}
 	sel := s.selected()
 	if err := s.checkSelected(sel); err != nil {
 		return err
 	}
-	closing := *w == (imapserver.ExpungeWriter{})
 	if sel.readOnly {
 		if closing {
 			return nil

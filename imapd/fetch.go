@@ -20,6 +20,7 @@ const fetchChunk = 128
 // raw message at the stored offsets. Bodies are read only when a section
 // is asked for. One FETCH response is written per message, as it is read.
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	s.beginCommand()
 	sel := s.selected()
 	if err := s.checkSelected(sel); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -43,6 +44,9 @@ type envOptions struct {
 	hubQueue      int // notify queue length; 0: default
 	server        Options
 	storeMaxBytes int64 // mailstore.Options.MaxDatabaseBytes
+	// logs, if set, receives every log record as text (it must be safe
+	// for concurrent writes).
+	logs io.Writer
 }
 
 // errorLog is a slog handler that remembers Error records, so a test can
@@ -99,6 +103,8 @@ func newTestEnv(t testing.TB, eo envOptions) *testEnv {
 	logs := &errorLog{}
 	if os.Getenv("PUSHMAIL_TEST_LOG") != "" {
 		logs.print = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
+	} else if eo.logs != nil {
+		logs.print = slog.NewTextHandler(eo.logs, &slog.HandlerOptions{Level: slog.LevelDebug})
 	}
 	logger := slog.New(logs)
 	store, err := mailstore.Open(ctx, filepath.Join(t.TempDir(), "mail.db"), mailstore.Options{

@@ -14,6 +14,9 @@ import (
 // It also ends the session of a deleted account (checkAccount), unless the
 // command has looked already and the client has sent nothing since.
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if !s.pollTail.Swap(false) {
+		s.commands.Add(1) // NOOP, CHECK, CAPABILITY, ENABLE…: see beginCommand
+	}
 	s.waitIdle()
 	if c := s.counter; c == nil || c.in.Load() != s.checkedIn.Load() {
 		if err := s.checkAccount(); err != nil {
@@ -39,6 +42,7 @@ func pollError(err error) error {
 // keeps the connection open for 35 minutes of IDLE, above the 29 that
 // RFC 2177 §3 asks a client to re-issue IDLE within.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	s.beginCommand()
 	s.idleMu.Lock()
 	defer s.idleMu.Unlock()
 	// Not checkAccount: a command may run beside a finishing Idle.

@@ -13,6 +13,7 @@ import (
 // List answers LIST and LSUB (RFC 9051 §6.3.9, LIST-EXTENDED RFC 5258,
 // LIST-STATUS RFC 5819, SPECIAL-USE RFC 6154, CHILDREN RFC 3348).
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	s.beginCommand()
 	if len(patterns) == 0 {
 		// RFC 9051 §6.3.9: LIST "" "" returns the hierarchy delimiter
 		// and the root name.

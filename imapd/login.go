@@ -17,6 +17,7 @@ import (
 // failures from the client's address or for the account); a failure is
 // answered only after the delay it gives.
 func (s *session) Login(username, password string) error {
+	s.beginCommand()
 	// RFC 9051 §6.2.3, §11.1: no cleartext passwords on an unprotected
 	// link. imapserver's switch is global, so the rule is applied here.
 	if !s.authAllowed() {

@@ -24,6 +24,7 @@ func (s *session) mailboxName(name string) (string, error) {
 // Create creates a mailbox, and its missing parents (RFC 9051 §6.3.4),
 // with at most one special-use attribute (RFC 6154 §3, CREATE-SPECIAL-USE).
 func (s *session) Create(name string, options *imap.CreateOptions) error {
+	s.beginCommand()
 	if err := s.checkAccount(); err != nil {
 		return err
 	}
@@ -52,6 +53,7 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 // Delete deletes a mailbox; INBOX cannot be deleted (RFC 9051 §6.3.5).
 // Sessions that have it selected are disconnected when they learn of it.
 func (s *session) Delete(name string) error {
+	s.beginCommand()
 	if err := s.checkAccount(); err != nil {
 		return err
 	}
@@ -65,6 +67,7 @@ func (s *session) Delete(name string) error {
 // Rename renames a mailbox and its children; renaming INBOX moves its
 // messages to the new mailbox (RFC 9051 §6.3.6).
 func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) error {
+	s.beginCommand()
 	if err := s.checkAccount(); err != nil {
 		return err
 	}
@@ -80,10 +83,16 @@ func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) e
 }
 
 // Subscribe adds a mailbox to the subscriptions (RFC 9051 §6.3.7).
-func (s *session) Subscribe(name string) error { return s.setSubscribed(name, true) }
+func (s *session) Subscribe(name string) error {
+	s.beginCommand()
+	return s.setSubscribed(name, true)
+}
 
 // Unsubscribe removes a mailbox from the subscriptions (RFC 9051 §6.3.8).
-func (s *session) Unsubscribe(name string) error { return s.setSubscribed(name, false) }
+func (s *session) Unsubscribe(name string) error {
+	s.beginCommand()
+	return s.setSubscribed(name, false)
+}
 
 func (s *session) setSubscribed(name string, on bool) error {
 	if err := s.checkAccount(); err != nil {
@@ -99,6 +108,7 @@ func (s *session) setSubscribed(name string, on bool) error {
 // Status reports a mailbox's counters (RFC 9051 §6.3.11; SIZE: RFC 8438;
 // APPENDLIMIT: RFC 7889). RECENT is always 0: nothing is recent here.
 func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	s.beginCommand()
 	if err := s.checkAccount(); err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 // criteria; the result is limited to the session's view, since the client
 // cannot name messages it has not been told about.
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	s.beginCommand()
 	sel := s.selected()
 	if err := s.checkSelected(sel); err != nil {
 		return nil, err

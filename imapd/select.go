@@ -12,6 +12,7 @@ var systemFlags = []imap.Flag{imap.FlagAnswered, imap.FlagFlagged, imap.FlagDele
 // Select opens a mailbox, read-write (SELECT) or read-only (EXAMINE), and
 // starts the session's view of it (RFC 9051 §6.3.2, §6.3.3).
 func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	s.beginCommand()
 	s.waitIdle()
 	s.unselect()
 	if err := s.checkAccount(); err != nil {
@@ -86,6 +87,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 // Unselect closes the selected mailbox without expunging (RFC 3691,
 // RFC 9051 §6.4.2). CLOSE expunges first through Expunge.
 func (s *session) Unselect() error {
+	s.beginCommand()
 	s.waitIdle()
 	s.unselect()
 	return nil

@@ -51,6 +51,26 @@ type session struct {
 	// checkedIn is counter.in when checkAccount last found the account:
 	// Poll need not look again until the client has sent more.
 	checkedIn atomic.Int64
+
+	// commands counts the client's commands, for the session's log line
+	// (see beginCommand); pollTail is set while the Poll imapserver makes
+	// after a command's success would belong to that command.
+	commands atomic.Int64
+	pollTail atomic.Bool
+}
+
+// beginCommand counts a command: every session method imapserver calls
+// for a command begins with it. imapserver then calls Poll after each
+// command that succeeds in the authenticated or selected state; that Poll
+// is the same command, while a Poll with no method before it is a command
+// of its own (NOOP, CHECK, or one imapserver answers alone, such as
+// CAPABILITY). A failed command has no Poll: reply clears pollTail. Not
+// counted: commands before login other than LOGIN and AUTHENTICATE, LOGOUT,
+// and lines imapserver rejects as syntax errors. The raw line count is no
+// substitute: after STARTTLS, connections carry ciphertext.
+func (s *session) beginCommand() {
+	s.commands.Add(1)
+	s.pollTail.Store(true)
 }
 
 // waitIdle returns once no Idle is running.
@@ -93,7 +113,9 @@ func (s *session) logSession() {
 	// The user, once logged in, is already on s.log.
 	args := []any{"duration", time.Since(s.start).Round(time.Millisecond)}
 	if c := s.counter; c != nil {
-		args = append(args, "lines_in", c.lines.Load(), "bytes_in", c.in.Load(), "bytes_out", c.out.Load())
+		args = append(args, "commands", s.commands.Load(), "bytes_in", c.in.Load(), "bytes_out", c.out.Load())
+	} else {
+		args = append(args, "commands", s.commands.Load())
 	}
 	s.log.Info("imap session", args...)
 }
@@ -103,6 +125,7 @@ func (s *session) AppendLimit() uint32 { return s.srv.opts.AppendLimit }
 
 // Namespace reports one personal namespace, "" with "/" (RFC 2342).
 func (s *session) Namespace() (*imap.NamespaceData, error) {
+	s.beginCommand()
 	return &imap.NamespaceData{
 		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: rune(mailstore.Separator[0])}},
 	}, nil

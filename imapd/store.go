@@ -11,6 +11,7 @@ import (
 // each message, unless .SILENT. The change comes back as an event, which
 // the view skips: this reply is the client's news of it.
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	s.beginCommand()
 	sel := s.selected()
 	if err := s.checkSelected(sel); err != nil {
 		return err

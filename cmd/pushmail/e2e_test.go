@@ -310,7 +310,7 @@ func TestServeDeliverPushBackupAndStop(t *testing.T) {
 	// connection id; never a password or a message body.
 	for _, re := range []string{
 		`msg=transaction cid=\S+ proto=lmtp .*from="?"? rcpts=\[alice@localhost\] size=\d+ result=250 duration=`,
-		`msg="imap session" .*cid=\d+ .*user=alice@localhost .*lines_in=\d+ bytes_in=\d+ bytes_out=\d+`,
+		`msg="imap session" .*cid=\d+ .*user=alice@localhost .*commands=\d+ bytes_in=\d+ bytes_out=\d+`,
 	} {
 		if !regexp.MustCompile(re).MatchString(logs) {
 			t.Errorf("log has no line matching %s", re)
