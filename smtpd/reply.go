@@ -159,6 +159,12 @@ func (ss *session) replyFor(st stage, err error, id string) *smtp.SMTPError {
 		case errors.Is(err, mailstore.ErrStorageFull):
 			ss.log.Error("mail storage full", "id", id, "err", err)
 			return replyStorageFull
+		case errors.Is(err, mailstore.ErrNoSuchMailbox):
+			// A recipient's account was deleted between RCPT and the end of
+			// DATA: not a fault. Temporary, so the sender retries and then
+			// learns at RCPT that the user is gone (550 5.1.1).
+			ss.log.Info("recipient deleted during the transaction", "id", id, "err", err)
+			return replyTempFailure(st, id)
 		case errors.Is(err, smtp.ErrTooLongLine):
 			return replyLineTooLong
 		case errors.Is(err, smtp.ErrDataReset), errors.Is(err, io.ErrUnexpectedEOF):
