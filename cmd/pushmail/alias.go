@@ -20,15 +20,10 @@ func runAlias(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "  list             list aliases as \"alias -> user\"")
 		fmt.Fprintln(stderr, "\nEach takes --data DIR (default $PUSHMAIL_DATA or ./pushmail-data).")
 	}
-	if len(args) == 0 {
-		usage()
-		return errUsage
+	sub, err := subcommand(args, usage)
+	if err != nil {
+		return err
 	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage()
-		return errHelp
-	}
-	sub := args[0]
 	var want int
 	var argsUsage string
 	switch sub {

@@ -18,6 +18,20 @@ import (
 // dbFile is the store's file inside the data directory.
 const dbFile = "pushmail.db"
 
+// subcommand takes the SUB of "pushmail CMD SUB …" from args: none prints
+// usage and fails with errUsage; -h, --help or help prints it (errHelp).
+func subcommand(args []string, usage func()) (string, error) {
+	if len(args) == 0 {
+		usage()
+		return "", errUsage
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage()
+		return "", errHelp
+	}
+	return args[0], nil
+}
+
 func runUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	usage := func() {
 		fmt.Fprintln(stderr, "Usage: pushmail user add|passwd|del|list [flags] [ADDRESS]")
@@ -27,15 +41,10 @@ func runUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "  list             list users")
 		fmt.Fprintln(stderr, "\nEach takes --data DIR (default $PUSHMAIL_DATA or ./pushmail-data).")
 	}
-	if len(args) == 0 {
-		usage()
-		return errUsage
+	sub, err := subcommand(args, usage)
+	if err != nil {
+		return err
 	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage()
-		return errHelp
-	}
-	sub := args[0]
 	fs := newFlagSet("user "+sub, "ADDRESS", stderr)
 	data := fs.String("data", envDefault("PUSHMAIL_DATA", "./pushmail-data"), "data directory (env PUSHMAIL_DATA)")
 	var pwStdin *bool
