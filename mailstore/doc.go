@@ -5,14 +5,19 @@
 //   - Every write (deliveries, appends, flag changes, expunges, copies,
 //     moves, mailbox and user changes) goes through one writer goroutine
 //     that applies a batch of pending writes in one transaction, commits it
-//     once (WAL, synchronous=FULL: the commit is on disk), publishes the
-//     batch's notify events in commit order, and only then returns to each
-//     caller. A caller that got a nil error may acknowledge the write.
-//   - Each write runs inside its own SAVEPOINT, so one failing write (for
-//     example a delivery to a mailbox that vanished) rolls back only itself
-//     and never half of itself: a multi-recipient delivery is all or none.
+//     once (WAL, synchronous=FULL: the commit is on disk), queues the
+//     batch's notify events on their subscriptions in commit order, and
+//     only then returns to each caller; a waker goroutine wakes the
+//     subscribers after. A caller that got a nil error may acknowledge the
+//     write.
+//   - One failing write (for example a delivery to a mailbox that
+//     vanished) rolls back only itself and never half of itself: a batch
+//     with a failed write is run again with a SAVEPOINT per write. A
+//     multi-recipient delivery is all or none.
 //   - UIDs strictly increase per mailbox and are never reused: UIDNEXT only
-//     grows, and a deleted and re-created mailbox gets a new UIDVALIDITY.
+//     grows, a deleted and re-created mailbox gets a new UIDVALIDITY, and
+//     so does every mailbox of a restored backup (Restore).
+//   - User and mailbox ids are never handed out twice (schema version 3).
 //   - Messages are parsed once, at delivery (Parse); FETCH-style reads use
 //     the stored envelope, structure and offsets and never re-parse.
 //   - A message copied to another mailbox shares its body row; a body is
