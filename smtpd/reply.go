@@ -95,6 +95,15 @@ var (
 	replyTooManyConnsTotal = reply(421, 4, 3, 2, "Too many connections, try again later")
 )
 
+// replyDelivered is the 250 at the end of DATA (and per recipient, for
+// LMTP). go-smtp's own says "OK: queued", but nothing waits in a queue
+// here: the message is in the recipients' mailboxes, on disk. The
+// transaction id ties the sender's log line (Postfix logs the reply text)
+// to ours.
+func replyDelivered(id string) *smtp.SMTPError {
+	return reply(250, 2, 0, 0, "Delivered (id "+id+")")
+}
+
 // replyTempFailure is the reply for every error this package does not
 // recognise, chiefly the store's (closed, disk full, I/O): 451 4.3.0 so
 // the client retries (RFC 5321 §4.2.5), with the id the cause is logged

@@ -203,8 +203,8 @@ func (t *transaction) add(addr string, r mailstore.Recipient) {
 }
 
 // Data reads the message and delivers it to every accepted recipient in
-// one store transaction. It returns nil, and go-smtp replies 250, only
-// after the commit.
+// one store transaction. It returns replyDelivered, which go-smtp sends
+// as the 250, only after the commit.
 func (ss *session) Data(r io.Reader) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -223,7 +223,7 @@ func (ss *session) Data(r io.Reader) error {
 	if rep != nil {
 		return rep
 	}
-	return nil
+	return replyDelivered(t.id)
 }
 
 // LMTPData is Data for LMTP: one reply per accepted recipient (RFC 2033
@@ -283,7 +283,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		if rep != nil {
 			status.SetStatus(a.addr, rep)
 		} else {
-			status.SetStatus(a.addr, nil)
+			status.SetStatus(a.addr, replyDelivered(t.id))
 		}
 	}
 	ss.logTransaction(t, size, strings.Join(results, ", "))

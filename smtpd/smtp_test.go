@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -413,4 +414,30 @@ func TestStoreFailure(t *testing.T) {
 		}
 		wantReply(t, "RCPT with the store closed", c.Rcpt("alice@example.org", nil), 451, "4.3.0")
 	})
+}
+
+// The 250 after DATA says the message was delivered (not "queued": it is
+// in the mailbox, on disk) and carries the transaction id that the log
+// line has, over SMTP and per recipient over LMTP.
+func TestDeliveredReplyCarriesTheID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	for _, r := range []role{roleMX, roleLMTP} {
+		c := dialRaw(t, e.addr[r])
+		c.expect(220, "")
+		hello := "EHLO"
+		if r == roleLMTP {
+			hello = "LHLO"
+		}
+		c.send(hello + " client.test\r\nMAIL FROM:<sender@remote.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+		c.expect(250, "")
+		c.expect(250, "")
+		c.expect(250, "")
+		c.expect(354, "")
+		c.send("Subject: id\r\n\r\nbody\r\n.\r\n")
+		text := c.expect(250, "2.0.0")
+		if !regexp.MustCompile(`Delivered \(id [a-z0-9]+\.1\)$`).MatchString(text) {
+			t.Errorf("%v: 250 text %q, want \"Delivered (id CID.1)\"", r, text)
+		}
+	}
 }
