@@ -148,7 +148,7 @@ func New(store *mailstore.Store, opts Options) *Server {
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession: s.newSession,
 		Caps:       capabilities,
-		Logger:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		Logger:     libraryLog{s.log},
 		TLSConfig:  opts.TLSConfig,
 		// The library's switch is all or nothing; Login applies the real
 		// rule (TLS, loopback or AllowInsecureAuth) per connection.

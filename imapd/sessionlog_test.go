@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bytes"
+	"context"
 	"regexp"
 	"strings"
 	"sync"
@@ -71,5 +72,42 @@ func TestSessionLogCountsCommands(t *testing.T) {
 	if !strings.Contains(got, "user="+testUser) || !strings.Contains(got, " commands=11 ") ||
 		!regexp.MustCompile(`bytes_in=[1-9]\d* bytes_out=[1-9]\d*`).MatchString(got) {
 		t.Errorf("session log line = %q, want user=%s, commands=11 and the bytes", got, testUser)
+	}
+}
+
+// Shutting down with clients in IDLE is routine: imapserver reports each
+// IDLE ended by the closed connection, and that must not become one
+// warning per client in the operator's log.
+func TestShutdownWithIdleClientsLogsNoWarnings(t *testing.T) {
+	t.Parallel()
+	logs := &syncBuffer{}
+	// Registered first, so it runs after the environment's shutdown.
+	t.Cleanup(func() {
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+				t.Errorf("logged at shutdown: %s", l)
+			}
+		}
+	})
+	e := newTestEnv(t, envOptions{logs: logs})
+	var idlers []*rawConn
+	for range 3 {
+		c := e.raw(t)
+		c.ok("SELECT INBOX")
+		c.send("IDLE")
+		if l := c.readLine(); !strings.HasPrefix(l, "+") {
+			t.Fatalf("IDLE: %q, want a continuation", l)
+		}
+		idlers = append(idlers, c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown() = %v", err)
+	}
+	for _, c := range idlers {
+		if l := c.readLine(); !strings.HasPrefix(l, "* BYE") {
+			t.Errorf("IDLE client at shutdown read %q, want * BYE", l)
+		}
 	}
 }
