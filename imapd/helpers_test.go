@@ -44,8 +44,9 @@ type envOptions struct {
 	hubQueue      int // notify queue length; 0: default
 	server        Options
 	storeMaxBytes int64 // mailstore.Options.MaxDatabaseBytes
-	// logs, if set, receives every log record as text (it must be safe
-	// for concurrent writes).
+	// logs, if set, receives the log records from level Info up as text,
+	// as "pushmail serve" writes them (it must be safe for concurrent
+	// writes).
 	logs io.Writer
 }
 
@@ -59,7 +60,9 @@ type errorLog struct {
 	attrs  []slog.Attr
 }
 
-func (l *errorLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *errorLog) Enabled(ctx context.Context, level slog.Level) bool {
+	return level >= slog.LevelError || l.print != nil && l.print.Enabled(ctx, level)
+}
 func (l *errorLog) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelError {
 		l.mu.Lock()
@@ -104,7 +107,7 @@ func newTestEnv(t testing.TB, eo envOptions) *testEnv {
 	if os.Getenv("PUSHMAIL_TEST_LOG") != "" {
 		logs.print = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
 	} else if eo.logs != nil {
-		logs.print = slog.NewTextHandler(eo.logs, &slog.HandlerOptions{Level: slog.LevelDebug})
+		logs.print = slog.NewTextHandler(eo.logs, &slog.HandlerOptions{Level: slog.LevelInfo})
 	}
 	logger := slog.New(logs)
 	store, err := mailstore.Open(ctx, filepath.Join(t.TempDir(), "mail.db"), mailstore.Options{

@@ -5,18 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"pushmail/mailstore"
-	"pushmail/notify"
 )
 
 // idleClient is a hand-driven session in IDLE on INBOX. It has no
@@ -68,48 +63,12 @@ func (c *idleClient) expect(tb testing.TB, prefix string) string {
 	}
 }
 
-// newCostEnv is a store and a Server that logs through a TextHandler, as
-// "pushmail serve" does, into io.Discard at level Info.
+// newCostEnv is a store and a Server that logs as "pushmail serve" does
+// by default: text, at level Info (into io.Discard).
 func newCostEnv(tb testing.TB) (*mailstore.Store, mailstore.Recipient, string) {
 	tb.Helper()
-	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	store, err := mailstore.Open(ctx, filepath.Join(tb.TempDir(), "mail.db"), mailstore.Options{
-		PasswordCost: bcrypt.MinCost,
-		Hub:          notify.New(0),
-		Logger:       logger,
-	})
-	if err != nil {
-		tb.Fatalf("mailstore.Open() = %v", err)
-	}
-	if _, err := store.AddUser(ctx, testUser, testPassword); err != nil {
-		tb.Fatalf("AddUser() = %v", err)
-	}
-	inbox, err := store.Resolve(ctx, testUser)
-	if err != nil {
-		tb.Fatalf("Resolve() = %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("Listen() = %v", err)
-	}
-	srv := New(store, Options{Logger: logger, MaxConns: -1, MaxConnsPerIP: -1})
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	tb.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			tb.Errorf("Shutdown() = %v", err)
-		}
-		if err := <-served; err != nil {
-			tb.Errorf("Serve() = %v", err)
-		}
-		if err := store.Close(); err != nil {
-			tb.Errorf("store.Close() = %v", err)
-		}
-	})
-	return store, inbox, ln.Addr().String()
+	e := newTestEnv(tb, envOptions{server: Options{MaxConns: -1, MaxConnsPerIP: -1}, logs: io.Discard})
+	return e.store, e.inbox, e.addr
 }
 
 // BenchmarkIdleSession measures what one session in IDLE holds in the
