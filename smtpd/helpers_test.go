@@ -49,7 +49,7 @@ var testAliases = [][2]string{{"info@example.org", "carol@example.org"}}
 
 // envConfig shapes a test server.
 type envConfig struct {
-	opts   Options // Hostname, TLSConfig and Logger are filled in
+	opts   Options // Hostname, TLSConfig and (if nil) Logger are filled in
 	remote bool    // treat 127.0.0.1 as a remote (non-loopback) client
 	// setup runs on the Server after New, before it serves.
 	setup func(*Server)
@@ -102,7 +102,9 @@ func newEnv(t testing.TB, cfg envConfig) *testEnv {
 	pool.AppendCertsFromPEM(certPEM)
 	opts := cfg.opts
 	opts.Hostname = testHostname
-	opts.Logger = logger
+	if opts.Logger == nil {
+		opts.Logger = logger
+	}
 	opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if opts.AuthLimiter == nil {
 		// Failed logins wait milliseconds, not seconds, in tests.

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
@@ -359,9 +360,12 @@ func TestLineTooLong(t *testing.T) {
 func TestStoreFailure(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
+	// Not a fault: temporary, so the sender's retry learns at RCPT that
+	// the user is gone, and logged at INFO, not as an unexplained ERROR.
 	t.Run("user deleted between RCPT and DATA", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, envConfig{})
+		var logs syncBuffer
+		e := newEnv(t, envConfig{opts: Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}})
 		c := e.dial(roleMX)
 		if err := c.Mail("sender@remote.example", nil); err != nil {
 			t.Fatalf("MAIL: %v", err)
@@ -380,6 +384,14 @@ func TestStoreFailure(t *testing.T) {
 		se := wantReply(t, "DATA", w.Close(), 451, "4.3.0")
 		if !strings.Contains(se.Message, "(id ") {
 			t.Errorf("451 text %q carries no id", se.Message)
+		}
+		retry := e.dial(roleMX)
+		if err := retry.Mail("sender@remote.example", nil); err != nil {
+			t.Fatalf("MAIL: %v", err)
+		}
+		wantReply(t, "RCPT on the retry", retry.Rcpt("bob@example.org", nil), 550, "5.1.1")
+		if l := logs.String(); strings.Contains(l, "level=ERROR") || !strings.Contains(l, `level=INFO msg="recipient deleted during the transaction"`) {
+			t.Errorf("log = %s\nwant the deleted recipient at INFO and no ERROR", l)
 		}
 	})
 	t.Run("store closed before DATA", func(t *testing.T) {
