@@ -50,16 +50,13 @@ func (h *Hub) Subscribe(mailbox int64) *Subscription {
 	return s
 }
 
-// Publish hands ev to every subscriber of ev.Mailbox. It never blocks: a
-// subscriber whose queue is full drops its queue and is marked to
-// resynchronise.
+// Publish hands ev to every subscriber of ev.Mailbox and wakes them: Enqueue
+// and Wake in one. It never blocks: a subscriber whose queue is full drops
+// its queue and is marked to resynchronise.
 func (h *Hub) Publish(ev Event) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	for s := range h.subs[ev.Mailbox] {
-		s.enqueue(ev, false)
-		s.wake()
-	}
+	var w Wakeups
+	h.Enqueue(ev, &w)
+	w.Wake()
 }
 
 // Enqueue is Publish without the wake-up: it queues ev on every subscriber
@@ -72,7 +69,7 @@ func (h *Hub) Enqueue(ev Event, w *Wakeups) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for s := range h.subs[ev.Mailbox] {
-		if s.enqueue(ev, true) {
+		if s.enqueue(ev) {
 			w.subs = append(w.subs, s)
 		}
 	}
@@ -100,13 +97,6 @@ func (w *Wakeups) Wake() {
 		w.subs[i] = nil
 	}
 	w.subs = w.subs[:0]
-}
-
-// Subscribers returns how many subscriptions watch mailbox.
-func (h *Hub) Subscribers(mailbox int64) int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return len(h.subs[mailbox])
 }
 
 // Resyncs returns how many times a subscription fell behind and was told
@@ -188,9 +178,9 @@ func (s *Subscription) Close() {
 	s.hub.unsubscribe(s)
 }
 
-// enqueue adds ev to the queue. With list set it reports whether the
-// caller must add s to its Wakeups: s had no wake-up pending in one.
-func (s *Subscription) enqueue(ev Event, list bool) (mustList bool) {
+// enqueue adds ev to the queue and reports whether the caller must add s
+// to its Wakeups: s had no wake-up pending in one.
+func (s *Subscription) enqueue(ev Event) (mustList bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -206,7 +196,7 @@ func (s *Subscription) enqueue(ev Event, list bool) (mustList bool) {
 	} else {
 		s.queue = append(s.queue, ev)
 	}
-	if list && !s.listed {
+	if !s.listed {
 		s.listed = true
 		return true
 	}

@@ -124,8 +124,8 @@ func TestCloseStopsDelivery(t *testing.T) {
 	if events, _ := s.Take(); len(events) != 0 {
 		t.Errorf("closed subscription received %d events", len(events))
 	}
-	if n := h.Subscribers(3); n != 0 {
-		t.Errorf("Subscribers(3) = %d after Close, want 0", n)
+	if n := h.Subscriptions(); n != 0 {
+		t.Errorf("Subscriptions() = %d after Close, want 0", n)
 	}
 }
 
