@@ -160,7 +160,7 @@ func runBigbox(ctx context.Context, b *bench, messages, repeat, loaders int) (re
 		res.Loaded, res.LoadedBy = messages, "mailstore Append"
 		return err
 	}
-	t, err := b.start(ctx, prepare)
+	t, err := b.start(ctx, 1, prepare) // one IMAP client
 	if err != nil {
 		return nil, err
 	}

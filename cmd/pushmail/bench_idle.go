@@ -47,10 +47,7 @@ func idleFlags(fs *flag.FlagSet) func(context.Context, *bench) (benchResult, err
 }
 
 func runIdle(ctx context.Context, b *bench, sessions, deliveries, size int, settle time.Duration) (res *idleResult, err error) {
-	if err := b.needFiles(sessions + 16); err != nil {
-		return nil, err
-	}
-	t, err := b.start(ctx, nil)
+	t, err := b.start(ctx, sessions, nil)
 	if err != nil {
 		return nil, err
 	}

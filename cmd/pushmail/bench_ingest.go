@@ -112,10 +112,7 @@ func (p pipeliningClient) reset() error { return p.c.reset() }
 func (p pipeliningClient) close() error { return p.c.close() }
 
 func runIngest(ctx context.Context, b *bench, client string, senders, messages, size int) (res *ingestResult, err error) {
-	if err := b.needFiles(senders + 16); err != nil {
-		return nil, err
-	}
-	t, err := b.start(ctx, nil)
+	t, err := b.start(ctx, senders, nil)
 	if err != nil {
 		return nil, err
 	}

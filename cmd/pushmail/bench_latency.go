@@ -69,10 +69,7 @@ func latencyFlags(fs *flag.FlagSet) func(context.Context, *bench) (benchResult, 
 }
 
 func runLatency(ctx context.Context, b *bench, watchers, messages, size int, kind changeKind) (res *latencyResult, err error) {
-	if err := b.needFiles(watchers + 16); err != nil {
-		return nil, err
-	}
-	t, err := b.start(ctx, nil)
+	t, err := b.start(ctx, watchers, nil)
 	if err != nil {
 		return nil, err
 	}

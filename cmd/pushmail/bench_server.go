@@ -51,10 +51,14 @@ type benchTarget struct {
 // prepareFunc fills a fresh store before the server starts (bigbox).
 type prepareFunc func(ctx context.Context, store *mailstore.Store, rcpt mailstore.Recipient) error
 
-// start starts (or, with --smtp/--imap, names) the server. prepare, if
-// not nil, runs on the fresh store first; it is not called for an external
-// server. Call the target's stop when done.
-func (b *bench) start(ctx context.Context, prepare prepareFunc) (*benchTarget, error) {
+// start starts (or, with --smtp/--imap, names) the server, for a run that
+// opens conns client connections (see needFiles). prepare, if not nil,
+// runs on the fresh store first; it is not called for an external server.
+// Call the target's stop when done.
+func (b *bench) start(ctx context.Context, conns int, prepare prepareFunc) (*benchTarget, error) {
+	if err := b.needFiles(conns + 16); err != nil {
+		return nil, err
+	}
 	switch b.server {
 	case "external":
 		return &benchTarget{kind: "external", smtpAddr: b.smtpAddr, imapAddr: b.imapAddr,
