@@ -29,7 +29,9 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 		}
 		return errReadOnly
 	}
-	var set mailstore.UIDSet // nil: the whole mailbox
+	// EXPUNGE and CLOSE cover the whole mailbox, messages appended since
+	// the view was taken included; the store removes only \Deleted ones.
+	set := mailstore.AllUIDs()
 	if uids != nil {
 		refs, err := sel.resolve(*uids)
 		if err != nil {

@@ -211,7 +211,7 @@ SyncState *
 	}
 	mb := env.mailbox(t, "Work/Project")
 	found := false
-	err = env.store.Messages(context.Background(), mb.ID, nil, mailstore.FetchOptions{Body: true}, func(m *mailstore.Message) error {
+	err = env.store.Messages(context.Background(), mb.ID, mailstore.AllUIDs(), mailstore.FetchOptions{Body: true}, func(m *mailstore.Message) error {
 		found = bytes.Contains(m.Raw, []byte("Written offline."))
 		return nil
 	})

@@ -80,7 +80,7 @@ func bobState(t *testing.T, st *mailstore.Store, bob mailstore.UserID) string {
 			t.Fatalf("Status(%s) = %v", mb.Name, err)
 		}
 		fmt.Fprintf(&b, "%+v\n", s)
-		err = st.Messages(ctx, mb.ID, nil, mailstore.FetchOptions{Body: true}, func(m *mailstore.Message) error {
+		err = st.Messages(ctx, mb.ID, mailstore.AllUIDs(), mailstore.FetchOptions{Body: true}, func(m *mailstore.Message) error {
 			fmt.Fprintf(&b, "  %d %v %d %d %x\n", m.UID, m.Flags, m.Size, m.ModSeq, sha256.Sum256(m.Raw))
 			return nil
 		})

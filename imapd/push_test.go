@@ -146,7 +146,7 @@ func TestExpungeWaitsOutFetchStoreSearch(t *testing.T) {
 	if _, err := env.store.StoreFlags(ctx, inbox.ID, mailstore.UIDSetOf(1), mailstore.FlagsAdd, []string{`\Deleted`}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.store.Expunge(ctx, inbox.ID, nil, 0); err != nil {
+	if _, err := env.store.Expunge(ctx, inbox.ID, mailstore.AllUIDs(), 0); err != nil {
 		t.Fatal(err)
 	}
 

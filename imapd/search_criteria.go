@@ -71,13 +71,9 @@ func (cv *criteriaConverter) convert(c *imap.SearchCriteria) (*mailstore.SearchC
 		if cv.seqToUID == nil {
 			return nil, errNoSeqMapper
 		}
-		uids := cv.seqToUID(seqs)
-		if uids == nil {
-			// A nil UIDSet means "everything" to some mailstore
-			// methods; an unmapped sequence set means nothing.
-			uids = mailstore.UIDSet{}
-		}
-		out.UIDs = append(out.UIDs, uids)
+		// An unmapped sequence set is an empty UIDSet, which matches
+		// nothing.
+		out.UIDs = append(out.UIDs, cv.seqToUID(seqs))
 	}
 	for _, set := range c.UID {
 		out.UIDs = append(out.UIDs, cv.uidSet(set))

@@ -33,10 +33,7 @@ func testSeqToUID(set imap.SeqSet) mailstore.UIDSet {
 			}
 		}
 	}
-	if len(uids) == 0 {
-		return nil
-	}
-	var out mailstore.UIDSet
+	out := mailstore.UIDSet{}
 	for _, u := range uids {
 		out = append(out, mailstore.UIDRange{Start: u, Stop: u})
 	}

@@ -205,7 +205,7 @@ func (sel *selected) resync(ctx context.Context, store *mailstore.Store, w updat
 	}
 	var fresh []mailstore.UID
 	var changed []flagged
-	err := store.Messages(ctx, sel.mb.ID, nil, mailstore.FetchOptions{}, func(m *mailstore.Message) error {
+	err := store.Messages(ctx, sel.mb.ID, mailstore.AllUIDs(), mailstore.FetchOptions{}, func(m *mailstore.Message) error {
 		fresh = append(fresh, m.UID)
 		if m.ModSeq > sel.modseq {
 			changed = append(changed, flagged{m.UID, m.Flags, m.ModSeq})

@@ -67,10 +67,10 @@ func TestStorageFull(t *testing.T) {
 	}
 
 	// Free space: delete half, then deliveries work again.
-	if _, err := s.StoreFlags(ctx, r.Mailbox, nil, FlagsAdd, []string{FlagDeleted}, 0); err != nil {
+	if _, err := s.StoreFlags(ctx, r.Mailbox, AllUIDs(), FlagsAdd, []string{FlagDeleted}, 0); err != nil {
 		t.Fatalf("StoreFlags on a full store = %v", err)
 	}
-	if _, err := s.Expunge(ctx, r.Mailbox, nil, 0); err != nil {
+	if _, err := s.Expunge(ctx, r.Mailbox, AllUIDs(), 0); err != nil {
 		t.Fatalf("Expunge on a full store = %v", err)
 	}
 	if _, err := s.Deliver(ctx, []byte("Subject: after\r\n\r\nroom again\r\n"), []Recipient{r}); err != nil {

@@ -256,11 +256,13 @@ func (s *Store) RenameMailbox(ctx context.Context, user UserID, oldName, newName
 			if err != nil {
 				return nil, err
 			}
-			_, events, err := copyMessagesTx(tx, src.ID, nil, dst.ID, 0)
+			copied, events, err := copyMessagesTx(tx, src.ID, AllUIDs(), dst.ID, 0)
 			if err != nil {
 				return nil, err
 			}
-			expunged, err := deleteMessagesTx(tx, src.ID, nil, 0)
+			// Exactly what was copied leaves INBOX, in the same
+			// transaction, so nothing can be lost between the two.
+			expunged, err := deleteMessagesTx(tx, src.ID, copied.Source, 0)
 			if err != nil {
 				return nil, err
 			}

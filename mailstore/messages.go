@@ -324,11 +324,16 @@ func splitKeywords(kw string) ([]string, error) {
 	return fs.keywords, err
 }
 
-// Expunge removes the messages of set (nil: the whole mailbox) that have
-// the \Deleted flag (RFC 9051 §6.4.3, RFC 4315 UID EXPUNGE) and returns
-// their UIDs, ascending.
+// Expunge removes the messages of set that have the \Deleted flag and
+// returns their UIDs, ascending: AllUIDs for EXPUNGE and CLOSE (RFC 9051
+// §6.4.3, §6.4.2), the client's set for UID EXPUNGE (RFC 4315 §2.1). A
+// message without \Deleted is never removed; with none, or an empty set,
+// nothing is.
 func (s *Store) Expunge(ctx context.Context, mailbox MailboxID, set UIDSet, origin uint64) ([]UID, error) {
 	var expunged []UID
+	if len(set) == 0 {
+		return nil, nil
+	}
 	err := s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
 		lo, hi := set.bounds()
 		// flags & 8 spelt out: the messages_deleted index needs the literal.
@@ -365,18 +370,9 @@ func collectUIDs(rows *sql.Rows, set UIDSet) ([]UID, error) {
 	return uids, rows.Err()
 }
 
-// deleteMessagesTx deletes the given messages (nil: all of the mailbox)
-// and returns the Expunged event.
+// deleteMessagesTx deletes exactly the given messages, none if uids is
+// empty, and returns the Expunged event.
 func deleteMessagesTx(tx *wtx, mailbox MailboxID, uids []UID, origin uint64) ([]notify.Event, error) {
-	if uids == nil {
-		rows, err := tx.Query("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", mailbox)
-		if err != nil {
-			return nil, err
-		}
-		if uids, err = collectUIDs(rows, nil); err != nil {
-			return nil, err
-		}
-	}
 	if len(uids) == 0 {
 		return nil, nil
 	}
@@ -562,8 +558,9 @@ func (s *Store) FirstUnseen(ctx context.Context, mailbox MailboxID) (UID, error)
 	return uid, nil
 }
 
-// Messages calls fn for each message of set (nil: all) in mailbox,
-// ascending by UID, streaming from the database. fn must not call the
+// Messages calls fn for each message of set in mailbox (AllUIDs for
+// every one; an empty set calls it for none), ascending by UID, streaming
+// from the database. fn must not call the
 // Store (it holds a read connection) and must not keep m.Raw after it
 // returns. An error from fn stops the iteration and is returned.
 func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opts FetchOptions, fn func(m *Message) error) error {
@@ -585,6 +582,9 @@ func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opt
 		default:
 			cols += ", NULL"
 		}
+	}
+	if len(set) == 0 {
+		return nil
 	}
 	lo, hi := set.bounds()
 	inSet := set.matcher()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -99,8 +100,9 @@ const (
 	maxSQLArgs = 4096
 )
 
-// Search returns the UIDs, ascending, of the mailbox's messages matching c
-// (nil: all). An unknown mailbox has no messages.
+// Search returns the UIDs, ascending, of the mailbox's messages matching c.
+// c must not be nil: every message is &SearchCriteria{}, said outright.
+// An unknown mailbox has no messages.
 //
 // Flag, UID, size, date and modseq conditions become one SQL query on the
 // messages table, which reads no bodies. Only when c needs the header,
@@ -110,7 +112,7 @@ const (
 // whatever part of them SQL can state exactly is done there.
 func (s *Store) Search(ctx context.Context, mailbox MailboxID, c *SearchCriteria) ([]UID, error) {
 	if c == nil {
-		c = &SearchCriteria{}
+		return nil, errors.New("search: no criteria (the zero SearchCriteria matches every message)")
 	}
 	// One read transaction, so that "*" and the rows come from the same
 	// snapshot.

@@ -229,7 +229,6 @@ func TestSearch(t *testing.T) {
 		c    *SearchCriteria
 		want []UID
 	}{
-		{"nil criteria", nil, all},
 		{"all", &SearchCriteria{}, all},
 
 		// UID sets, with "*" as 0.
@@ -484,7 +483,7 @@ func TestSearchAfterFlagChange(t *testing.T) {
 	if err != nil || len(got) != 0 {
 		t.Errorf("Search(UNSEEN) after marking all seen = %v, %v, want none", got, err)
 	}
-	if _, err := f.store.Expunge(ctx, f.mailbox, nil, 0); err != nil {
+	if _, err := f.store.Expunge(ctx, f.mailbox, AllUIDs(), 0); err != nil {
 		t.Fatalf("Expunge() = %v", err)
 	}
 	got, err = f.store.Search(ctx, f.mailbox, &SearchCriteria{UIDs: []UIDSet{{{0, 0}}}})
@@ -752,5 +751,15 @@ func BenchmarkSearchText(b *testing.B) {
 	b.ReportMetric(float64(benchMessages)*float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	if len(got) != benchMessages/1000 {
 		b.Fatalf("Search(TEXT kumquat) = %d messages, want %d", len(got), benchMessages/1000)
+	}
+}
+
+// A nil criteria is an error, not "every message": "all" is said with the
+// zero SearchCriteria, so a criteria lost on the way cannot widen a search.
+func TestSearchNilCriteria(t *testing.T) {
+	t.Parallel()
+	f := newSearchFixture(t)
+	if got, err := f.store.Search(context.Background(), f.mailbox, nil); err == nil {
+		t.Errorf("Search(nil) = %v, nil; want an error", got)
 	}
 }

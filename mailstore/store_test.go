@@ -59,7 +59,7 @@ func testMessage(n int) []byte {
 func storedBodies(t testing.TB, s *Store, mb MailboxID) map[UID][]byte {
 	t.Helper()
 	got := map[UID][]byte{}
-	err := s.Messages(context.Background(), mb, nil, FetchOptions{Body: true}, func(m *Message) error {
+	err := s.Messages(context.Background(), mb, AllUIDs(), FetchOptions{Body: true}, func(m *Message) error {
 		got[m.UID] = bytes.Clone(m.Raw)
 		return nil
 	})
@@ -93,7 +93,7 @@ func TestUIDsStrictlyIncreaseAndAreNeverReused(t *testing.T) {
 	if _, err := s.StoreFlags(ctx, r.Mailbox, UIDSetOf(3), FlagsAdd, []string{FlagDeleted}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Expunge(ctx, r.Mailbox, nil, 0); err != nil || !slices.Equal(got, []UID{3}) {
+	if got, err := s.Expunge(ctx, r.Mailbox, AllUIDs(), 0); err != nil || !slices.Equal(got, []UID{3}) {
 		t.Fatalf("Expunge() = %v, %v; want [3]", got, err)
 	}
 	if err := s.Close(); err != nil {
@@ -209,7 +209,7 @@ func TestDeliverPrependsPerRecipientHeader(t *testing.T) {
 		t.Errorf("b's copy = %q", got)
 	}
 	// The stored structure's offsets account for the prepended header.
-	err := s.Messages(ctx, a.Mailbox, nil, FetchOptions{Parsed: true, Body: true}, func(m *Message) error {
+	err := s.Messages(ctx, a.Mailbox, AllUIDs(), FetchOptions{Parsed: true, Body: true}, func(m *Message) error {
 		if got := string(m.Raw[m.Parsed.Root.BodyStart:m.Parsed.Root.End]); got != "Body of message 1.\r\n" {
 			t.Errorf("body by offsets = %q", got)
 		}
@@ -243,7 +243,7 @@ func TestEventsArePublishedBeforeDeliverReturns(t *testing.T) {
 	if _, err := s.StoreFlags(ctx, r.Mailbox, UIDSetOf(1), FlagsAdd, []string{FlagSeen, FlagDeleted, "$Junk"}, 42); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Expunge(ctx, r.Mailbox, nil, 42); err != nil {
+	if _, err := s.Expunge(ctx, r.Mailbox, AllUIDs(), 42); err != nil {
 		t.Fatal(err)
 	}
 	events, _ = sub.Take()
@@ -280,7 +280,7 @@ func TestFlagsCopyMoveAndSharedBodies(t *testing.T) {
 	if len(ups) != 2 || !slices.Equal(ups[0].Flags, []string{FlagFlagged, "Work"}) {
 		t.Fatalf("StoreFlags(2:*) = %+v", ups)
 	}
-	if _, err := s.StoreFlags(ctx, r.Mailbox, nil, FlagsAdd, []string{`\Recent`}, 0); !errors.Is(err, ErrInvalidFlag) {
+	if _, err := s.StoreFlags(ctx, r.Mailbox, AllUIDs(), FlagsAdd, []string{`\Recent`}, 0); !errors.Is(err, ErrInvalidFlag) {
 		t.Errorf(`StoreFlags(\Recent) = %v, want ErrInvalidFlag`, err)
 	}
 	st, _ := s.Status(ctx, r.Mailbox)
@@ -524,7 +524,7 @@ func TestAppendAndSizeLimit(t *testing.T) {
 	if err != nil || res.UID != 1 {
 		t.Fatalf("Append() = %+v, %v", res, err)
 	}
-	s.Messages(ctx, r.Mailbox, nil, FetchOptions{}, func(m *Message) error {
+	s.Messages(ctx, r.Mailbox, AllUIDs(), FetchOptions{}, func(m *Message) error {
 		if !m.InternalDate.Equal(date) || !slices.Equal(m.Flags, []string{FlagSeen, FlagDraft}) {
 			t.Errorf("appended message = %+v", m)
 		}

@@ -10,9 +10,15 @@ import (
 // as "*" does in IMAP sets.
 type UIDRange struct{ Start, Stop UID }
 
-// UIDSet is a set of UIDs as ranges. A nil UIDSet means "every message"
-// where a method says so.
+// UIDSet is a set of UIDs as ranges. An empty set, nil included, holds
+// no UID: every method given one touches no message. "Every message" is
+// AllUIDs, a value that no empty query result or empty client set can
+// turn into by accident (an empty list once meant "all" to Expunge, and
+// an EXPUNGE with nothing \Deleted erased whole mailboxes).
 type UIDSet []UIDRange
+
+// AllUIDs returns the set of every UID, 1:* in IMAP terms.
+func AllUIDs() UIDSet { return UIDSet{{Start: 1, Stop: 0}} }
 
 // Contains reports whether uid is in the set.
 func (set UIDSet) Contains(uid UID) bool {
@@ -25,11 +31,9 @@ func (set UIDSet) Contains(uid UID) bool {
 }
 
 // bounds returns the smallest and largest UIDs the set can contain, so a
-// query reads one contiguous span and filters it with Contains.
+// query reads one contiguous span and filters it with Contains. For the
+// empty set lo > hi, a span with no UID in it.
 func (set UIDSet) bounds() (lo, hi UID) {
-	if set == nil {
-		return 1, math.MaxUint32
-	}
 	lo, hi = math.MaxUint32, 0
 	for _, r := range set {
 		stop := r.Stop
@@ -45,14 +49,11 @@ func (set UIDSet) bounds() (lo, hi UID) {
 	return lo, hi
 }
 
-// matcher returns a membership test for the set, nil meaning everything.
-// It normalises the set once (ranges ascending, merged) and then answers
+// matcher returns a membership test for the set; the empty set's says no
+// to every UID. It normalises the set once (ranges ascending, merged) and then answers
 // by binary search, so a sparse set of many ranges over a large mailbox
 // costs O(n log r), not O(n r).
 func (set UIDSet) matcher() func(UID) bool {
-	if set == nil {
-		return func(UID) bool { return true }
-	}
 	norm := make(UIDSet, 0, len(set))
 	for _, r := range set {
 		if r.Stop == 0 {

@@ -13,8 +13,9 @@ func TestUIDSetMatcher(t *testing.T) {
 		in   []UID
 		out  []UID
 	}{
-		{"nil is everything", nil, []UID{1, 4000000000}, nil},
+		{"nil is nothing", nil, nil, []UID{1, 4000000000}},
 		{"empty is nothing", UIDSet{}, nil, []UID{1, 2}},
+		{"AllUIDs is everything", AllUIDs(), []UID{1, 2, 4294967295}, nil},
 		{"single", UIDSet{{5, 5}}, []UID{5}, []UID{4, 6}},
 		{"star", UIDSet{{10, 0}}, []UID{10, 4294967295}, []UID{9}},
 		{"reversed range", UIDSet{{9, 3}}, []UID{3, 9}, []UID{2, 10}},

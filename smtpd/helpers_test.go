@@ -263,7 +263,7 @@ func (e *testEnv) inbox(addr string) []mailstore.Message {
 		e.t.Fatalf("Resolve(%s): %v", addr, err)
 	}
 	var msgs []mailstore.Message
-	err = e.store.Messages(ctx, r.Mailbox, nil, mailstore.FetchOptions{Body: true}, func(m *mailstore.Message) error {
+	err = e.store.Messages(ctx, r.Mailbox, mailstore.AllUIDs(), mailstore.FetchOptions{Body: true}, func(m *mailstore.Message) error {
 		c := *m
 		c.Raw = bytes.Clone(m.Raw)
 		msgs = append(msgs, c)

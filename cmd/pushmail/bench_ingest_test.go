@@ -115,7 +115,7 @@ func TestRawSMTP(t *testing.T) {
 	}
 
 	var got []mailstore.Message
-	err = store.Messages(ctx, inbox.Mailbox, nil, mailstore.FetchOptions{Body: true}, func(m *mailstore.Message) error {
+	err = store.Messages(ctx, inbox.Mailbox, mailstore.AllUIDs(), mailstore.FetchOptions{Body: true}, func(m *mailstore.Message) error {
 		c := *m
 		c.Raw = bytes.Clone(m.Raw) // m.Raw is reused after fn returns
 		got = append(got, c)
