@@ -42,7 +42,35 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"proto"}),
 	}
 	reg.MustRegister(m.connections, m.open, m.messages, m.rcptRejected, m.bytes)
+	m.initLabels()
 	return m
+}
+
+// initLabels creates every series whose label values are known in
+// advance, at 0, so that they are exported before the first event: a
+// counter that appears only at its first increment hides that increment
+// from rate() and leaves dashboards empty (Prometheus instrumentation
+// practice, "Avoid missing metrics"). The replies are those a healthy
+// server gives every day; rarer ones appear when they happen.
+func (m *Metrics) initLabels() {
+	for r := range role(len(roleNames)) {
+		p := r.String()
+		m.connections.WithLabelValues(p)
+		m.open.WithLabelValues(p)
+		m.bytes.WithLabelValues(p)
+		for _, rep := range []*smtp.SMTPError{nil, replyTempFailure(stageData, ""), replyTooBig} {
+			m.messages.WithLabelValues(p, replyLabel(rep))
+		}
+		rcpt := []*smtp.SMTPError{replyNoSuchUser, replyBadRcpt, replyNeedSMTPUTF8}
+		if r == roleSubmission {
+			rcpt = append(rcpt, replyNoOutbound) // same label as replyRelayDenied
+		} else {
+			rcpt = append(rcpt, replyRelayDenied)
+		}
+		for _, rep := range rcpt {
+			m.rcptRejected.WithLabelValues(p, replyLabel(rep))
+		}
+	}
 }
 
 // replyLabel is a reply's label value: "250", or "550 5.1.1".

@@ -44,3 +44,53 @@ func TestMetricsCountConnectionsMessagesAndRejections(t *testing.T) {
 		t.Errorf("open smtp connections after shutdown = %v, want 0", open)
 	}
 }
+
+// TestMetricsStartAtZero: the labelled counters are exported, at 0, for
+// their known label values before anything happened, so that the first
+// delivery is a change a dashboard and rate() can see.
+func TestMetricsStartAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	NewMetrics(reg)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += " " + l.GetName() + "=" + l.GetValue()
+			}
+			switch {
+			case m.GetCounter() != nil:
+				got[key] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				got[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	for _, want := range []string{
+		"pushmail_smtp_messages_total proto=smtp reply=250",
+		"pushmail_smtp_messages_total proto=lmtp reply=250",
+		"pushmail_smtp_messages_total proto=submission reply=250",
+		"pushmail_smtp_messages_total proto=smtp reply=451 4.3.0",
+		"pushmail_smtp_messages_total proto=smtp reply=552 5.3.4",
+		"pushmail_smtp_connections_total proto=smtp",
+		"pushmail_smtp_connections_total proto=lmtp",
+		"pushmail_smtp_connections_total proto=submission",
+		"pushmail_smtp_connections_open proto=smtp",
+		"pushmail_smtp_accepted_bytes_total proto=lmtp",
+		"pushmail_smtp_recipients_rejected_total proto=smtp reply=550 5.1.1",
+		"pushmail_smtp_recipients_rejected_total proto=smtp reply=550 5.7.1",
+		"pushmail_smtp_recipients_rejected_total proto=lmtp reply=553 5.1.3",
+		"pushmail_smtp_recipients_rejected_total proto=submission reply=550 5.7.1",
+	} {
+		v, ok := got[want]
+		if !ok {
+			t.Errorf("series %q not exported before the first event", want)
+		} else if v != 0 {
+			t.Errorf("series %q = %v before the first event, want 0", want, v)
+		}
+	}
+}

@@ -102,9 +102,11 @@ const (
 	roleSubmission             // RFC 6409, AUTH required
 )
 
-func (r role) String() string {
-	return [...]string{"smtp", "lmtp", "submission"}[r]
-}
+// roleNames are the roles' names, in the order of the constants: the
+// "proto" of logs and metrics.
+var roleNames = [...]string{"smtp", "lmtp", "submission"}
+
+func (r role) String() string { return roleNames[r] }
 
 // Server receives mail into a mailstore. Create it with New, start it
 // with the Serve methods (each may be called for several listeners) and
