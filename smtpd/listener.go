@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"os"
@@ -157,6 +158,8 @@ const maxPendingWrite = 16 << 10
 // Server.forceClose (see abort); the lock covers that case, and is not
 // held while the socket is written.
 func (c *conn) Write(p []byte) (int, error) {
+	n := len(p)
+	p = c.greets(p)
 	c.wmu.Lock()
 	if c.werr != nil {
 		err := c.werr
@@ -166,13 +169,53 @@ func (c *conn) Write(p []byte) (int, error) {
 	if len(c.wbuf)+len(p) <= maxPendingWrite {
 		c.wbuf = append(c.wbuf, p...)
 		c.wmu.Unlock()
-		return len(p), nil
+		return n, nil
 	}
 	c.wmu.Unlock()
 	if err := c.flush(); err != nil {
 		return 0, err
 	}
-	return c.send(p)
+	if _, err := c.send(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// The first line of go-smtp's reply to EHLO and LHLO, and its reply to
+// HELO. go-smtp has no setting for this text.
+var (
+	ehloHello = []byte("250-Hello ")
+	heloHello = []byte("250 2.0.0 Hello ")
+)
+
+// greets rewrites go-smtp's reply to EHLO, LHLO and HELO, "250-Hello
+// <client>", into the form RFC 5321 §4.1.1.1 gives it: "250-<our domain>
+// greets <client>" (ehlo-ok-rsp: the server's domain comes first, the
+// greeting after it). The HELO reply also loses go-smtp's enhanced status
+// code, which stood where the domain belongs: RFC 2034 §3 exempts the
+// replies to HELO and EHLO from carrying one. Each reply line reaches
+// Write in one call (go-smtp's textproto writer flushes after every
+// line), and no other reply starts this way; anything else passes
+// unchanged.
+//
+// After STARTTLS go-smtp writes through its own tls.Conn, so Write sees
+// only ciphertext there and that EHLO reply keeps go-smtp's "Hello".
+func (c *conn) greets(p []byte) []byte {
+	var client []byte
+	var cont byte
+	switch {
+	case bytes.HasPrefix(p, ehloHello):
+		client, cont = p[len(ehloHello):], '-'
+	case bytes.HasPrefix(p, heloHello):
+		client, cont = p[len(heloHello):], ' '
+	default:
+		return p
+	}
+	out := make([]byte, 0, len(p)+len(c.l.srv.opts.Hostname)+8)
+	out = append(out, '2', '5', '0', cont)
+	out = append(out, c.l.srv.opts.Hostname...)
+	out = append(out, " greets "...)
+	return append(out, client...) // ends in go-smtp's CRLF
 }
 
 // flush sends the replies held back by Write.

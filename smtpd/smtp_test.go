@@ -38,6 +38,43 @@ func TestExtensions(t *testing.T) {
 	}
 }
 
+// TestGreeting: the reply to EHLO, LHLO and HELO names this server
+// first, then greets the client (RFC 5321 §4.1.1.1); the EHLO reply's
+// extension lines follow unchanged.
+func TestGreeting(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	for _, tc := range []struct {
+		name  string
+		role  role
+		cmd   string
+		first string // the reply's first line
+	}{
+		{"EHLO", roleMX, "EHLO client.test", "250-" + testHostname + " greets client.test"},
+		{"LHLO", roleLMTP, "LHLO client.test", "250-" + testHostname + " greets client.test"},
+		{"HELO", roleMX, "HELO client.test", "250 " + testHostname + " greets client.test"},
+		{"submission EHLO", roleSubmission, "EHLO [127.0.0.1]", "250-" + testHostname + " greets [127.0.0.1]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialRaw(t, e.addr[tc.role])
+			c.expect(220, testHostname)
+			c.send(tc.cmd + "\r\n")
+			line, err := c.r.ReadLine()
+			if err != nil {
+				t.Fatalf("%s: read reply: %v", tc.cmd, err)
+			}
+			if line != tc.first {
+				t.Errorf("%s: first reply line %q, want %q", tc.cmd, line, tc.first)
+			}
+			if strings.HasPrefix(tc.first, "250-") {
+				c.expect(250, "") // the rest of the EHLO reply
+			}
+			c.send("NOOP\r\n")
+			c.expect(250, "2.0.0")
+		})
+	}
+}
+
 // TestDeliver sends one message and reads it back: trace fields, then the
 // sent bytes unchanged.
 func TestDeliver(t *testing.T) {
