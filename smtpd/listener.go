@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync"
@@ -104,17 +105,28 @@ func ipKey(a net.Addr) string {
 var aLongTimeAgo = time.Unix(1, 0)
 
 // conn is an accepted connection. Besides the per-IP count it carries the
-// connection id and the drain state used by Shutdown:
+// connection id and the drain state used by Shutdown (RFC 5321 §3.8: a
+// server that must close answers 421 and closes the channel):
 //
-//   - busy is set from MAIL until the transaction ends (its reply has been
-//     written, go-smtp then calls Session.Reset) or the session ends;
+//   - busy is set while a message is being transferred and delivered:
+//     from the session's Data (or LMTPData), at DATA or the first BDAT,
+//     until the transaction ends (its reply has been written, go-smtp then
+//     calls Session.Reset) or the session ends. A client between commands
+//     is idle, also after MAIL and RCPT: its transaction has not begun to
+//     carry a message, and it can send it again later;
 //   - once draining, a connection that is not busy gets a read deadline in
-//     the past, now or as soon as it stops being busy, so go-smtp's next
-//     read times out, it replies "421 4.4.2" and closes the connection.
+//     the past, now or as soon as it stops being busy. The read that
+//     times out answers "421 4.3.2 Service shutting down" itself and fails
+//     with errShutdown, which go-smtp takes for a closed connection: it
+//     closes it without a reply of its own. A connection in the middle of
+//     a transfer keeps reading until the transfer ends or Shutdown's
+//     context does.
 //
 // go-smtp sets a read deadline before every command; SetReadDeadline
 // keeps it in the past for a drained idle connection. After STARTTLS the
-// tls.Conn sets deadlines through this conn, so that holds there too.
+// tls.Conn sets deadlines through this conn, so that holds there too; the
+// 421 cannot be written under the tls.Conn, so there the read times out
+// as before and go-smtp answers "421 4.4.2" through TLS.
 //
 // conn also holds back replies until the server is about to read from the
 // socket again (see Write), so that the replies to a pipelined group of
@@ -135,6 +147,8 @@ type conn struct {
 	txns     int // transactions begun, for transaction ids
 
 	timedOut atomic.Bool // a read has timed out: see Read
+	stopped  atomic.Bool // the shutdown 421 was sent: every read fails
+	tls      atomic.Bool // STARTTLS began: the socket carries TLS records
 
 	closeOnce sync.Once
 	closeErr  error
@@ -143,6 +157,11 @@ type conn struct {
 // maxPendingWrite bounds the replies held back by conn.Write: beyond it,
 // they are sent at once.
 const maxPendingWrite = 16 << 10
+
+// errShutdown fails the reads of a connection drained by Shutdown, once
+// it has been told 421. go-smtp ends a connection whose read fails with
+// net.ErrClosed quietly, without a reply: the 421 was the last one.
+var errShutdown = fmt.Errorf("smtpd: shutting down: %w", net.ErrClosed)
 
 // Write holds p back until the next Read (or Close), which sends
 // everything held in one write. go-smtp writes each reply on its own as
@@ -160,6 +179,10 @@ const maxPendingWrite = 16 << 10
 func (c *conn) Write(p []byte) (int, error) {
 	n := len(p)
 	p = c.greets(p)
+	if bytes.HasPrefix(p, startTLSReady) {
+		// go-smtp starts the TLS handshake next (RFC 3207 §4).
+		c.tls.Store(true)
+	}
 	c.wmu.Lock()
 	if c.werr != nil {
 		err := c.werr
@@ -182,10 +205,12 @@ func (c *conn) Write(p []byte) (int, error) {
 }
 
 // The first line of go-smtp's reply to EHLO and LHLO, and its reply to
-// HELO. go-smtp has no setting for this text.
+// HELO. go-smtp has no setting for this text. startTLSReady is its reply
+// to STARTTLS.
 var (
-	ehloHello = []byte("250-Hello ")
-	heloHello = []byte("250 2.0.0 Hello ")
+	ehloHello     = []byte("250-Hello ")
+	heloHello     = []byte("250 2.0.0 Hello ")
+	startTLSReady = []byte("220 2.0.0 Ready to start TLS")
 )
 
 // greets rewrites go-smtp's reply to EHLO, LHLO and HELO, "250-Hello
@@ -270,7 +295,12 @@ func (c *conn) abort() {
 // on under a fresh deadline: without this, a client sending a byte now
 // and then would never be cut off (slow loris). With it, go-smtp's next
 // read fails and it closes the connection with "421 4.4.2".
+//
+// A read interrupted by Shutdown says goodbye instead (see conn).
 func (c *conn) Read(p []byte) (int, error) {
+	if c.stopped.Load() {
+		return 0, errShutdown
+	}
 	if c.timedOut.Load() {
 		return 0, os.ErrDeadlineExceeded
 	}
@@ -279,9 +309,50 @@ func (c *conn) Read(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(p)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if c.shutdownReply() {
+			return n, errShutdown
+		}
 		c.timedOut.Store(true)
 	}
 	return n, err
+}
+
+// shutdownWriteTimeout bounds the write of the shutdown 421: it is a few
+// bytes into an idle connection's socket buffer, so only a peer that has
+// stopped reading while the buffer filled can make it wait.
+const shutdownWriteTimeout = time.Second
+
+// shutdownReply answers a drained, idle connection "421 4.3.2" (RFC 5321
+// §3.8) after the replies still held back, and makes every later read
+// and write fail. It reports false, doing nothing, if the connection is
+// busy, not drained (its own read timeout), or under TLS.
+func (c *conn) shutdownReply() bool {
+	c.mu.Lock()
+	idle := c.draining && !c.busy
+	c.mu.Unlock()
+	if !idle || c.tls.Load() {
+		return false
+	}
+	c.stopped.Store(true)
+	c.wmu.Lock()
+	out := append(c.wbuf, replyLine(replyShuttingDown, c.l.srv.opts.Hostname)...)
+	c.wbuf = nil
+	werr := c.werr
+	if c.werr == nil {
+		c.werr = errShutdown
+	}
+	c.wmu.Unlock()
+	if werr != nil {
+		return true // the client can no longer be answered
+	}
+	err := c.Conn.SetWriteDeadline(time.Now().Add(shutdownWriteTimeout))
+	if err == nil {
+		_, err = c.Conn.Write(out)
+	}
+	if err != nil {
+		c.l.srv.log.Debug("send shutdown reply", "cid", c.cid, "err", err)
+	}
+	return true
 }
 
 // SetReadDeadline sets the read deadline, unless the connection is being
@@ -303,42 +374,56 @@ func (c *conn) SetDeadline(t time.Time) error {
 	return c.SetReadDeadline(t)
 }
 
-// begin marks the start of a transaction and returns its number; ok is
-// false once the connection is being drained.
+// begin starts a transaction (MAIL) and returns its number; ok is false
+// once the connection is being drained.
 func (c *conn) begin() (n int, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.draining {
 		return 0, false
 	}
-	c.busy = true
 	c.txns++
 	return c.txns, true
+}
+
+// beginData marks the start of a message transfer: from here the
+// connection is busy until end. A drain that came between the DATA (or
+// BDAT) command and this call has already put the read deadline in the
+// past; the transfer gets a fresh one.
+func (c *conn) beginData() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.busy = true
+	if c.draining {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(c.l.srv.opts.ReadTimeout)); err != nil {
+			c.l.srv.log.Debug("restore read deadline", "cid", c.cid, "err", err)
+		}
+	}
 }
 
 // end marks the end of a transaction, if any.
 func (c *conn) end() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.busy = false
-	draining := c.draining
-	c.mu.Unlock()
-	if draining {
-		c.interrupt()
+	if c.draining {
+		c.interruptLocked()
 	}
 }
 
 // drain stops new transactions and interrupts the connection if idle.
 func (c *conn) drain() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.draining = true
-	idle := !c.busy
-	c.mu.Unlock()
-	if idle {
-		c.interrupt()
+	if !c.busy {
+		c.interruptLocked()
 	}
 }
 
-func (c *conn) interrupt() {
+// interruptLocked makes the pending read, if any, time out; c.mu is held
+// so that it is ordered with beginData. Setting a deadline does not block.
+func (c *conn) interruptLocked() {
 	if err := c.Conn.SetReadDeadline(aLongTimeAgo); err != nil {
 		c.l.srv.log.Debug("interrupt connection", "cid", c.cid, "err", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 
 	"github.com/emersion/go-smtp"
@@ -176,7 +177,8 @@ func (ss *session) replyFor(st stage, err error, id string) *smtp.SMTPError {
 			return replyTempFailure(st, id)
 		case errors.Is(err, smtp.ErrTooLongLine):
 			return replyLineTooLong
-		case errors.Is(err, smtp.ErrDataReset), errors.Is(err, io.ErrUnexpectedEOF):
+		case errors.Is(err, smtp.ErrDataReset), errors.Is(err, io.ErrUnexpectedEOF),
+			errors.Is(err, net.ErrClosed): // closed under the transfer, by us or forceClose
 			ss.log.Debug("message transfer aborted", "id", id, "err", err)
 			return replyTransferAborted
 		case errors.Is(err, os.ErrDeadlineExceeded):

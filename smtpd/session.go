@@ -212,6 +212,7 @@ func (ss *session) Data(r io.Reader) error {
 	if t == nil {
 		return replyNestedMail // not reached: go-smtp checks MAIL and RCPT
 	}
+	ss.tc.beginData()
 	t.done = true
 	msg, size, err := ss.readMessage(r, t)
 	if err == nil {
@@ -237,6 +238,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	if t == nil {
 		return replyNestedMail // not reached: go-smtp checks MAIL and RCPT
 	}
+	ss.tc.beginData()
 	t.done = true
 	msg, size, err := ss.readMessage(r, t)
 	if err != nil {
