@@ -243,7 +243,14 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := shutdown(sctx); err != nil {
+			err := shutdown(sctx)
+			switch {
+			case errors.Is(err, context.DeadlineExceeded):
+				// Idle clients were told goodbye at once; only work in
+				// progress (an SMTP transfer, an HTTP request) waits
+				// for the deadline, and was cut off: it is retried.
+				logger.Warn("shutdown "+name+": work still in progress was cut off", "timeout", shutdownTimeout)
+			case err != nil:
 				logger.Error("shutdown "+name, "err", err)
 			}
 		}()

@@ -67,7 +67,7 @@ func TestSIGTERM(t *testing.T) {
 	}
 
 	// RFC 5321 §3.8: the idle connection is told 421 and closed.
-	quiet.expectPrefix(t, "421 4.")
+	quiet.expectPrefix(t, "421 4.3.2 ")
 	quiet.expectEOF(t)
 	// smtpd closed its listeners before it drained the connections.
 	for _, proto := range []string{"smtp", "submission", "lmtp"} {
@@ -159,6 +159,64 @@ func TestSIGTERM(t *testing.T) {
 	c.imapOK(t, "b4", "LOGOUT")
 	if err := srv2.stop(t); err != nil {
 		t.Errorf("second pushmail serve after SIGTERM: %v, want exit 0", err)
+	}
+}
+
+// TestSIGTERMIdleSMTP: SMTP and LMTP clients that wait between commands,
+// after EHLO or in the middle of a transaction, do not hold the shutdown:
+// each reads "421 4.3.2 … Service shutting down" (RFC 5321 §3.8) and is
+// closed, the server exits 0 and logs no error. Had the server waited for
+// them until its shutdownTimeout, the bounded reads and the bounded wait
+// for the exit below would fail.
+func TestSIGTERMIdleSMTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	data := t.TempDir()
+	srv := startServer(t, data)
+	cli(t, "secret\n", "user", "add", "alice@localhost", "--data", data, "--password-stdin")
+
+	afterEHLO := dialSig(t, srv.addr("smtp"))
+	afterEHLO.expectPrefix(t, "220 ")
+	afterEHLO.smtp(t, 250, "EHLO quiet.test")
+	midTxn := dialSig(t, srv.addr("smtp"))
+	midTxn.expectPrefix(t, "220 ")
+	midTxn.smtp(t, 250, "EHLO quiet.test")
+	midTxn.smtp(t, 250, "MAIL FROM:<sender@remote.example>")
+	midTxn.smtp(t, 250, "RCPT TO:<alice@localhost>")
+	lmtp := dialSig(t, srv.addr("lmtp"))
+	lmtp.expectPrefix(t, "220 ")
+	lmtp.smtp(t, 250, "LHLO quiet.test")
+	lmtp.smtp(t, 250, "MAIL FROM:<sender@remote.example>")
+
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Well short of shutdownTimeout: a server that waited for these
+	// clients would not answer within it.
+	bound := shutdownTimeout / 2
+	for name, c := range map[string]*sigConn{"after EHLO": afterEHLO, "mid-transaction": midTxn, "LMTP": lmtp} {
+		if err := c.nc.SetReadDeadline(time.Now().Add(bound)); err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(s, "421 4.3.2 ") || !strings.Contains(s, "Service shutting down") {
+			t.Fatalf("%s: read %q, %v after SIGTERM; want 421 4.3.2 … Service shutting down", name, s, err)
+		}
+		if s, err := c.r.ReadString('\n'); !errors.Is(err, io.EOF) {
+			t.Fatalf("%s: read %q, %v after the 421; want the connection closed", name, s, err)
+		}
+	}
+	select {
+	case err := <-srv.done:
+		if err != nil {
+			t.Fatalf("pushmail serve after SIGTERM: %v, want exit 0\n%s", err, srv.logText())
+		}
+	case <-time.After(bound):
+		t.Fatalf("pushmail serve still running %v after SIGTERM with only idle clients", bound)
+	}
+	if log := srv.logText(); strings.Contains(log, "level=ERROR") || strings.Contains(log, "level=WARN") {
+		t.Errorf("server log after SIGTERM with idle clients has warnings or errors:\n%s", log)
 	}
 }
 
