@@ -8,6 +8,10 @@ var (
 	ErrClosed         = errors.New("mailstore: store closed")
 	ErrSchemaTooNew   = errors.New("mailstore: database schema is newer than this pushmail")
 	ErrInvalidAddress = errors.New("invalid address")
+	// ErrInvalidIDN: a domain is not a valid internationalized domain
+	// name (RFC 5891): bad punycode, a disallowed code point. It comes
+	// wrapped together with ErrInvalidAddress.
+	ErrInvalidIDN = errors.New("invalid internationalized domain name")
 	ErrNoSuchUser     = errors.New("no such user")
 	ErrUserExists     = errors.New("user already exists")
 	ErrNotLocal       = errors.New("domain is not local")

@@ -3,7 +3,9 @@ package mailstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -112,6 +114,93 @@ CREATE TRIGGER mailboxes_id_hw AFTER INSERT ON mailboxes BEGIN
 	UPDATE meta SET value = max(value, NEW.id) WHERE key = 'mailboxes_id_hw';
 END;
 `,
+	// Version 4: domains are stored in A-label form (normalizeDomain), so
+	// that "bücher.example" and "xn--bcher-kva.example" are one domain.
+	// Files written before may hold either form; the addresses are
+	// normalised again in Go, by renormalizeAddresses, in migrationSteps.
+	``,
+}
+
+// migrationSteps[v] runs after migrations[v-1], in the same transaction:
+// the part of moving to version v that SQL cannot express.
+var migrationSteps = map[int]func(context.Context, *sql.Tx, *slog.Logger) error{
+	4: renormalizeAddresses,
+}
+
+// renormalizeAddresses rewrites every user and alias address, and its
+// domain column, in the form NormalizeAddress now gives (domains as
+// A-labels). Two addresses that become the same, such as a user
+// "info@bücher.example" beside a user or alias "info@xn--bcher-kva.example",
+// fail the migration: they are one address under RFC 5890 §2.3.2.1, and
+// which account should keep it is the operator's choice, made with the
+// previous pushmail (the file stays at the old version). An address the
+// IDNA rules now refuse (a disallowed code point) is left as it is and
+// logged: nothing can address it any more, but its mail stays.
+func renormalizeAddresses(ctx context.Context, tx *sql.Tx, log *slog.Logger) error {
+	type entry struct {
+		table string // users or aliases
+		id    int64  // users.id; 0 for aliases, keyed by address
+		old   string
+		new   string
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT 'users', id, address, domain FROM users UNION ALL SELECT 'aliases', 0, address, domain FROM aliases")
+	if err != nil {
+		return err
+	}
+	var all []entry
+	for rows.Next() {
+		var e entry
+		var domain string
+		if err := rows.Scan(&e.table, &e.id, &e.old, &domain); err != nil {
+			rows.Close()
+			return err
+		}
+		n, err := NormalizeAddress(e.old)
+		if err != nil {
+			log.Warn("stored address is not valid under IDNA (RFC 5891); left unchanged, and no longer reachable",
+				"table", e.table, "address", e.old, "err", err)
+			n = e.old
+		}
+		e.new = n
+		if e.new != e.old || domain != domainOf(e.new) {
+			all = append(all, e)
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	for _, e := range all {
+		if e.new == e.old {
+			continue
+		}
+		var other string
+		err := tx.QueryRowContext(ctx, "SELECT address FROM users WHERE address = ? UNION ALL SELECT address FROM aliases WHERE address = ?",
+			e.new, e.new).Scan(&other)
+		if err == nil {
+			return fmt.Errorf("%q and %q are the same address (RFC 5890 §2.3.2.1: a U-label and its A-label are one label): delete or rename one with the previous pushmail, then start this one again", e.old, other)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		for _, f := range all {
+			if f != e && f.new == e.new {
+				return fmt.Errorf("%q and %q are the same address (RFC 5890 §2.3.2.1: a U-label and its A-label are one label): delete or rename one with the previous pushmail, then start this one again", e.old, f.old)
+			}
+		}
+	}
+	for _, e := range all {
+		var err error
+		if e.table == "users" {
+			_, err = tx.ExecContext(ctx, "UPDATE users SET address = ?, domain = ? WHERE id = ?", e.new, domainOf(e.new), e.id)
+		} else {
+			_, err = tx.ExecContext(ctx, "UPDATE aliases SET address = ?, domain = ? WHERE address = ?", e.new, domainOf(e.new), e.old)
+		}
+		if err != nil {
+			return fmt.Errorf("rewrite %s %q as %q: %w", e.table, e.old, e.new, err)
+		}
+		log.Info("address normalised: domain in A-label form", "table", e.table, "from", e.old, "to", e.new)
+	}
+	return nil
 }
 
 // nextIDSQL returns the expression an INSERT into table (users or
@@ -127,7 +216,7 @@ var schemaVersion = len(migrations)
 // migrate brings the database up to schemaVersion, one transaction per
 // migration. A database from a newer pushmail is refused: this binary
 // cannot know what the newer schema means.
-func migrate(ctx context.Context, db *sql.DB) error {
+func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	var version int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
@@ -144,6 +233,12 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
 			rollback(tx)
 			return fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+		if step := migrationSteps[v+1]; step != nil {
+			if err := step(ctx, tx, log); err != nil {
+				rollback(tx)
+				return fmt.Errorf("migrate to version %d: %w", v+1, err)
+			}
 		}
 		if v == 0 {
 			// UIDVALIDITY values start at the creation time so that a

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/net/idna"
 
 	"pushmail/notify"
 )
@@ -20,7 +21,7 @@ type UserID int64
 // User is an account that can log in and receive mail.
 type User struct {
 	ID      UserID
-	Address string // normalised: lower-case local@domain
+	Address string // normalised: lower-case local@domain, domain in A-labels
 	Created time.Time
 }
 
@@ -36,7 +37,8 @@ var DefaultMailboxes = []struct{ Name, SpecialUse string }{
 }
 
 // NormalizeAddress checks that addr is a plain local@domain address and
-// returns it lower-cased. Local parts are matched case-insensitively, as
+// returns it lower-cased, its domain in A-label form (see
+// normalizeDomain). Local parts are matched case-insensitively, as
 // users expect, though RFC 5321 §2.4 lets a server treat them as case
 // sensitive. Quoted local parts, source routes, empty parts and the
 // routing characters % and ! (the "percent hack" and bang paths, RFC 5321
@@ -49,7 +51,7 @@ func NormalizeAddress(addr string) (string, error) {
 	local := addr[:at]
 	domain, err := normalizeDomain(addr[at+1:])
 	if err != nil {
-		return "", fmt.Errorf("%w: %q: %v", ErrInvalidAddress, addr, err)
+		return "", fmt.Errorf("%w: %q: %w", ErrInvalidAddress, addr, err)
 	}
 	if len(local) > 64 || !utf8.ValidString(local) {
 		return "", fmt.Errorf("%w: %q: bad local part", ErrInvalidAddress, addr)
@@ -66,10 +68,40 @@ func NormalizeAddress(addr string) (string, error) {
 	return strings.ToLower(local) + "@" + domain, nil
 }
 
-// normalizeDomain lower-cases a domain name and checks its shape.
+// idnaProfile turns an internationalized domain name into A-labels: the
+// UTS #46 mapping for lookup (case folding, NFC, full-width dots), then
+// the IDNA2008 checks of RFC 5891 §5.4 (code points, hyphens, joiners)
+// and the bidi rule of RFC 5893, non-transitional (ß and ς stay
+// themselves, as IDNA2008 has them). STD3's ASCII rules are left to
+// normalizeDomain's own check, which also admits '_'; the DNS lengths
+// are checked on the A-labels.
+var idnaProfile = idna.New(idna.MapForLookup(), idna.Transitional(false), idna.BidiRule(),
+	idna.StrictDomainName(false), idna.VerifyDNSLength(true))
+
+// normalizeDomain returns the one form a domain is stored and compared
+// in: lower case, without a trailing dot, internationalized labels as
+// A-labels. RFC 5890 §2.3.2.1: a U-label ("bücher") and its A-label
+// ("xn--bcher-kva") are the same label, and RFC 6531 §3.2 lets a client
+// with SMTPUTF8 use either while one without can use only the A-label.
+// The A-label is the canonical form because it has a single spelling:
+// the U-labels a user may type (upper case, decomposed, full-width) all
+// map to it, it is ASCII so SQLite compares it byte for byte, and it is
+// what the DNS holds. Pure-ASCII names without an "xn--" label skip
+// IDNA, whose hyphen rules would refuse names accepted before.
 func normalizeDomain(d string) (string, error) {
-	d = strings.ToLower(strings.TrimSuffix(d, "."))
-	if d == "" || len(d) > 253 || !utf8.ValidString(d) {
+	d = strings.TrimSuffix(d, ".")
+	if d == "" || !utf8.ValidString(d) {
+		return "", errors.New("bad domain")
+	}
+	if needsIDNA(d) {
+		a, err := idnaProfile.ToASCII(d)
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", ErrInvalidIDN, err)
+		}
+		d = a
+	}
+	d = strings.ToLower(d)
+	if len(d) > 253 {
 		return "", errors.New("bad domain")
 	}
 	for _, label := range strings.Split(d, ".") {
@@ -77,12 +109,28 @@ func normalizeDomain(d string) (string, error) {
 			return "", errors.New("bad domain label")
 		}
 		for _, r := range label {
-			if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 0x80) {
+			if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z') {
 				return "", fmt.Errorf("character %q not allowed in a domain", r)
 			}
 		}
 	}
 	return d, nil
+}
+
+// needsIDNA reports whether d has a non-ASCII character or an A-label
+// (whose punycode must decode to a valid U-label, RFC 5891 §5.4).
+func needsIDNA(d string) bool {
+	for i := 0; i < len(d); i++ {
+		if d[i] >= utf8.RuneSelf {
+			return true
+		}
+	}
+	for label := range strings.SplitSeq(d, ".") {
+		if len(label) >= 4 && strings.EqualFold(label[:4], "xn--") {
+			return true
+		}
+	}
+	return false
 }
 
 func domainOf(addr string) string { return addr[strings.LastIndexByte(addr, '@')+1:] }
