@@ -52,6 +52,9 @@ var (
 	replyNoSuchUser = reply(550, 5, 1, 1, "No such user here")
 	// Quoted local parts with specials, address literals, bad characters.
 	replyBadRcpt = reply(553, 5, 1, 3, "Recipient address not accepted: want a plain local@domain address")
+	// RFC 5891 §5.4: bad punycode in an A-label, a code point IDNA
+	// disallows, a label breaking the bidi rule.
+	replyBadIDN = reply(553, 5, 1, 3, "Recipient domain is not a valid internationalized domain name (IDNA, RFC 5891)")
 	// RFC 6531 §3.4: a non-ASCII address needs MAIL FROM ... SMTPUTF8.
 	replyNeedSMTPUTF8 = reply(553, 5, 6, 7, "Non-ASCII address requires the SMTPUTF8 parameter on MAIL FROM")
 )
@@ -145,6 +148,8 @@ func (ss *session) replyFor(st stage, err error, id string) *smtp.SMTPError {
 	switch st {
 	case stageMail:
 		switch {
+		case errors.Is(err, mailstore.ErrInvalidIDN):
+			return replyBadSender
 		case errors.Is(err, mailstore.ErrInvalidAddress),
 			errors.Is(err, mailstore.ErrNotLocal),
 			errors.Is(err, mailstore.ErrNoSuchUser):
@@ -152,6 +157,8 @@ func (ss *session) replyFor(st stage, err error, id string) *smtp.SMTPError {
 		}
 	case stageRcpt:
 		switch {
+		case errors.Is(err, mailstore.ErrInvalidIDN):
+			return replyBadIDN
 		case errors.Is(err, mailstore.ErrInvalidAddress):
 			return replyBadRcpt
 		case errors.Is(err, mailstore.ErrNotLocal):
