@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 # Interop tests run real clients no one here wrote; install what is missing.
 missing=()
-for tool in swaks:swaks openssl:openssl python3:python3 mbsync:isync; do
+for tool in swaks:swaks openssl:openssl python3:python3 mbsync:isync mutt:mutt; do
 	command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

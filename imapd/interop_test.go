@@ -5,13 +5,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
 
 	"pushmail/mailstore"
 )
@@ -114,9 +120,112 @@ func TestPythonImaplib(t *testing.T) {
 	}
 }
 
-// TestMbsync syncs the account to a local Maildir with isync's mbsync and
-// back: every mailbox and message arrives, and a message dropped into the
-// Maildir is uploaded with APPEND.
+// pythonCloseClient is the imaplib session that emptied INBOXes before
+// 0b308a1: select, read, close() with nothing \Deleted, then UID EXPUNGE
+// of a message that is not \Deleted. It prints the STATUS MESSAGES counts
+// it sees; the Go side checks the store.
+const pythonCloseClient = `
+import imaplib, sys
+
+host, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+def check(cond, what):
+    if not cond:
+        print("FAIL:", what, flush=True)
+        sys.exit(1)
+
+def bodies():
+    typ, data = M.uid("FETCH", "1:*", "(BODY.PEEK[])")
+    check(typ == "OK", "uid fetch: %r" % data)
+    return [part[1] for part in data if isinstance(part, tuple)]
+
+M = imaplib.IMAP4(host, port, timeout=10)
+check(M.login(user, password)[0] == "OK", "login")
+typ, data = M.select("INBOX")
+check(typ == "OK" and data[0] == b"5", "select: %r" % data)
+before = bodies()
+check(len(before) == 5, "5 bodies before close: %r" % before)
+typ, data = M.fetch("1:2", "(RFC822)")
+check(typ == "OK" and b"Body of message 5." in data[0][1], "fetch: %r" % data)
+typ, data = M.close()
+check(typ == "OK", "close: %r %r" % (typ, data))
+typ, data = M.status("INBOX", "(MESSAGES)")
+check(typ == "OK", "status: %r" % data)
+print("after close:", data[0].decode(), flush=True)
+check(data[0].endswith(b"(MESSAGES 5)"), "STATUS after close(): %r" % data)
+
+typ, data = M.select("INBOX")
+check(typ == "OK" and data[0] == b"5", "select again: %r" % data)
+check(bodies() == before, "messages changed by close()")
+typ, data = M.uid("EXPUNGE", "9")
+check(typ == "OK", "uid expunge 9: %r" % data)
+check(M.response("EXPUNGE")[1] == [None], "uid expunge 9 expunged something")
+typ, data = M.status("INBOX", "(MESSAGES)")
+print("after uid expunge 9:", data[0].decode(), flush=True)
+check(data[0].endswith(b"(MESSAGES 5)"), "STATUS after UID EXPUNGE 9: %r" % data)
+check(bodies() == before, "messages changed by UID EXPUNGE 9")
+
+# One \Deleted message in a UID EXPUNGE set of two: only it goes.
+typ, data = M.uid("STORE", "7", "+FLAGS", "(\\Deleted)")
+check(typ == "OK", "uid store: %r" % data)
+typ, data = M.uid("EXPUNGE", "6:7")
+check(typ == "OK", "uid expunge 6:7: %r" % data)
+expunged = M.response("EXPUNGE")[1]
+check(expunged == [b"3"], "uid expunge 6:7 expunged %r, want seq 3 (UID 7) only" % expunged)
+typ, data = M.status("INBOX", "(MESSAGES)")
+print("after uid expunge 6:7:", data[0].decode(), flush=True)
+check(data[0].endswith(b"(MESSAGES 4)"), "STATUS after UID EXPUNGE 6:7: %r" % data)
+M.logout()
+print("PASS", flush=True)
+`
+
+// TestPythonImaplibCloseKeepsMessages runs pythonCloseClient on a mailbox
+// of five messages with UIDs 5 to 9 (1 to 4 expunged before), as in the
+// report, and checks what the server still holds: STATUS over imaplib
+// and, independently, the store, message by message.
+func TestPythonImaplibCloseKeepsMessages(t *testing.T) {
+	t.Parallel()
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	env := newTestEnv(t, envOptions{})
+	want := env.deliverN(t, 9)
+	ctx := context.Background()
+	inbox := env.mailbox(t, "INBOX")
+	if _, err := env.store.StoreFlags(ctx, inbox.ID, mailstore.UIDSetOf(1, 2, 3, 4), mailstore.FlagsAdd, []string{mailstore.FlagDeleted}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.store.Expunge(ctx, inbox.ID, mailstore.AllUIDs(), 0); err != nil {
+		t.Fatal(err)
+	}
+	for uid := imap.UID(1); uid <= 4; uid++ {
+		delete(want, uid)
+	}
+	env.checkStored(t, "INBOX", want)
+
+	script := filepath.Join(t.TempDir(), "close.py")
+	if err := os.WriteFile(script, []byte(pythonCloseClient), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(env.addr)
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(pctx, python, script, host, port, testUser, testPassword).CombinedOutput()
+	if err != nil || !bytes.HasSuffix(out, []byte("PASS\n")) {
+		t.Errorf("python imaplib client: %v\n%s", err, out)
+	}
+	// close() and UID EXPUNGE 9 removed nothing; UID EXPUNGE 6:7 only 7.
+	delete(want, 7)
+	env.checkStored(t, "INBOX", want)
+}
+
+// TestMbsync syncs the account with a local Maildir using isync's mbsync,
+// both ways with Expunge Both, and after every run checks both sides:
+// the server's store and the Maildir must hold the same messages, and
+// none may be lost. Before 0b308a1 the first run emptied the server's
+// INBOX (mbsync expunges with nothing \Deleted) and the next one then
+// emptied the Maildir, while every run exited 0.
 func TestMbsync(t *testing.T) {
 	t.Parallel()
 	mbsync, err := exec.LookPath("mbsync")
@@ -124,22 +233,27 @@ func TestMbsync(t *testing.T) {
 		t.Skip("mbsync (isync) not installed")
 	}
 	env := newTestEnv(t, envOptions{})
-	for i := 1; i <= 3; i++ {
-		env.deliver(t, testMessage(i))
-	}
-	env.deliver(t, []byte("From: a@example.org\r\nSubject: =?UTF-8?Q?K=C3=B6ln?=\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nKöln\r\n"))
+	want := env.deliverN(t, 3)
+	koeln := []byte("From: a@example.org\r\nSubject: =?UTF-8?Q?K=C3=B6ln?=\r\nMessage-ID: <koeln@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nKöln\r\n")
+	want[imap.UID(env.deliver(t, koeln))] = koeln
 	c := env.login(t, nil)
 	if err := c.Create("Work/Project", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
+	// mbsync talks to the server through a proxy that records its
+	// commands, to show which expunges a run issued.
+	proxy := newTraceProxy(t, env.addr)
 
 	dir := t.TempDir()
-	host, port, _ := net.SplitHostPort(env.addr)
+	host, port, _ := net.SplitHostPort(proxy.addr)
 	maildir := filepath.Join(dir, "mail")
 	if err := os.Mkdir(maildir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	rc := filepath.Join(dir, "mbsyncrc")
+	// Sync All: new messages, flags and deletions, both ways. Expunge
+	// Both: messages \Deleted or trashed on either side are removed on
+	// both, after each run (mbsync(1), "Expunge").
 	config := fmt.Sprintf(`IMAPAccount test
 Host %s
 Port %s
@@ -162,63 +276,242 @@ Near :local:
 Patterns *
 Create Both
 Sync All
+Expunge Both
 SyncState *
 `, host, port, testUser, testPassword, maildir, maildir)
 	if err := os.WriteFile(rc, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run := func() {
+	// run syncs once and returns the commands mbsync sent.
+	run := func(step string) []string {
 		t.Helper()
+		if t.Failed() {
+			t.FailNow() // every step builds on the ones before
+		}
+		mark := len(proxy.sent.String())
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, mbsync, "-c", rc, "-a")
 		cmd.Env = append(os.Environ(), "HOME="+dir)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("mbsync -a: %v\n%s", err, out)
+			t.Fatalf("%s: mbsync -a: %v\n%s", step, err, out)
 		}
+		return commandNames(proxy.sent.String()[mark:])
 	}
-	run()
-
-	count := func(box string) int {
+	// check fails the test unless the server holds exactly want in box,
+	// by UID, and the Maildir the same messages.
+	check := func(step, box string, want map[imap.UID][]byte) {
 		t.Helper()
-		n := 0
-		for _, sub := range []string{"cur", "new"} {
-			entries, err := os.ReadDir(filepath.Join(maildir, box, sub))
-			if err != nil {
-				t.Fatalf("read Maildir %s/%s: %v", box, sub, err)
-			}
-			n += len(entries)
+		var server []string
+		var uids, wantUIDs []imap.UID
+		for _, m := range env.storeMessages(t, box) {
+			uids = append(uids, m.UID)
+			server = append(server, mbsyncNormal(m.Raw))
 		}
-		return n
+		var wanted []string
+		for uid, raw := range want {
+			wantUIDs = append(wantUIDs, uid)
+			wanted = append(wanted, mbsyncNormal(raw))
+		}
+		slices.Sort(wantUIDs)
+		slices.Sort(server)
+		slices.Sort(wanted)
+		if !slices.Equal(uids, wantUIDs) {
+			t.Errorf("%s: %s on the server holds UIDs %v, want %v", step, box, uids, wantUIDs)
+		}
+		if !slices.Equal(server, wanted) {
+			t.Errorf("%s: %s on the server holds\n%q\nwant\n%q", step, box, server, wanted)
+		}
+		var local []string
+		for _, raw := range maildirMessages(t, filepath.Join(maildir, box)) {
+			local = append(local, mbsyncNormal(raw))
+		}
+		slices.Sort(local)
+		if !slices.Equal(local, wanted) {
+			t.Errorf("%s: Maildir %s holds\n%q\nwant\n%q", step, box, local, wanted)
+		}
 	}
-	if n := count("INBOX"); n != 4 {
-		t.Errorf("Maildir INBOX has %d messages, want 4", n)
-	}
+	empty := map[imap.UID][]byte{}
+
+	// 1. The first sync pulls everything down and leaves the server as it
+	// was.
+	cmds := run("first sync")
+	check("first sync", "INBOX", want)
 	for _, box := range []string{"Sent", "Trash", "Work/Project"} {
-		if n := count(box); n != 0 {
-			t.Errorf("Maildir %s has %d messages, want 0", box, n)
-		}
+		check("first sync", box, empty)
+	}
+	// mbsync 1.4 closes every mailbox with CLOSE (an expunge) though
+	// nothing is \Deleted: the path that lost the mail.
+	if !slices.Contains(cmds, "CLOSE") && !slices.Contains(cmds, "EXPUNGE") && !slices.Contains(cmds, "UID EXPUNGE") {
+		t.Errorf("first sync sent %v, no expunge: the test no longer covers an expunge with nothing \\Deleted", cmds)
 	}
 
-	// Upload: a new message in the Maildir goes to the server.
-	upload := []byte("From: me@localhost\r\nTo: you@example.org\r\nSubject: from maildir\r\nMessage-ID: <up@localhost>\r\n\r\nWritten offline.\r\n")
-	if err := os.WriteFile(filepath.Join(maildir, "Work/Project/new", "1700000000.1.host"), upload, 0o600); err != nil {
+	// 2. Upload: a message written into the Maildir (LF line ends, as
+	// Maildir files have) is appended to the server.
+	upload := []byte("From: me@localhost\nTo: you@example.org\nSubject: from maildir\nMessage-ID: <up@localhost>\n\nWritten offline.\n")
+	if err := os.WriteFile(filepath.Join(maildir, "INBOX/new", "1700000000.1.host"), upload, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run()
-	if uids := env.storeUIDs(t, "Work/Project"); len(uids) != 1 {
-		t.Fatalf("Work/Project on the server has %v, want one uploaded message", uids)
+	project := []byte("From: me@localhost\nSubject: project notes\nMessage-ID: <notes@localhost>\n\nIn a subfolder.\n")
+	if err := os.WriteFile(filepath.Join(maildir, "Work/Project/new", "1700000000.2.host"), project, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	mb := env.mailbox(t, "Work/Project")
-	found := false
-	err = env.store.Messages(context.Background(), mb.ID, mailstore.AllUIDs(), mailstore.FetchOptions{Body: true}, func(m *mailstore.Message) error {
-		found = bytes.Contains(m.Raw, []byte("Written offline."))
-		return nil
+	run("upload")
+	want[5] = upload // the server's next UID
+	check("upload", "INBOX", want)
+	check("upload", "Work/Project", map[imap.UID][]byte{1: project})
+
+	// 3. Download: a message delivered on the server comes down.
+	pushed := []byte("From: b@example.org\r\nSubject: delivered later\r\nMessage-ID: <later@example.org>\r\n\r\nNew on the server.\r\n")
+	want[imap.UID(env.deliver(t, pushed))] = pushed
+	run("download")
+	check("download", "INBOX", want)
+
+	// 4. A sync with nothing new changes nothing on either side: not a
+	// message, flag or file name.
+	boxes := []string{"INBOX", "Sent", "Trash", "Work/Project"}
+	serverState := func() map[string][]storedMessage {
+		state := map[string][]storedMessage{}
+		for _, box := range boxes {
+			state[box] = env.storeMessages(t, box)
+		}
+		return state
+	}
+	serverBefore, localBefore := serverState(), maildirFiles(t, maildir)
+	run("no-op sync")
+	if after := serverState(); !reflect.DeepEqual(after, serverBefore) {
+		t.Errorf("no-op sync changed the server's mailboxes:\n%+v\nwas\n%+v", after, serverBefore)
+	}
+	if after := maildirFiles(t, maildir); !maps.Equal(after, localBefore) {
+		t.Errorf("no-op sync changed the Maildir:\n%v\nwas\n%v", slices.Sorted(maps.Keys(after)), slices.Sorted(maps.Keys(localBefore)))
+	}
+	check("no-op sync", "INBOX", want)
+
+	// 5. Deletions made locally: message 2 marked trashed (the T flag,
+	// as mutt's maildir_trash does), message 3's file removed. Expunge
+	// Both removes exactly those two from the server, and the trashed
+	// file from the Maildir.
+	trashMaildirMessage(t, filepath.Join(maildir, "INBOX"), "<2@example.org>")
+	removeMaildirMessage(t, filepath.Join(maildir, "INBOX"), "<3@example.org>")
+	run("local deletions")
+	delete(want, 2)
+	delete(want, 3)
+	check("local deletions", "INBOX", want)
+	check("local deletions", "Work/Project", map[imap.UID][]byte{1: project})
+
+	// 6. And once more with nothing to do.
+	run("last sync")
+	check("last sync", "INBOX", want)
+}
+
+// mbsyncNormal is a message as both sides of an mbsync channel hold it:
+// Maildir files have LF line ends where IMAP has CRLF, and mbsync 1.4
+// inserts an X-TUID header field into every message it copies, either
+// way, to find the copy again.
+func mbsyncNormal(raw []byte) string {
+	msg := strings.ReplaceAll(string(raw), "\r\n", "\n")
+	header, body, _ := strings.Cut(msg, "\n\n")
+	var kept []string
+	for _, line := range strings.Split(header, "\n") {
+		if !strings.HasPrefix(line, "X-TUID: ") {
+			kept = append(kept, line)
+		}
+	}
+	return strings.Join(kept, "\n") + "\n\n" + body
+}
+
+// maildirMessages returns the contents of the messages in a Maildir
+// folder (its cur and new).
+func maildirMessages(t *testing.T, folder string) [][]byte {
+	t.Helper()
+	var msgs [][]byte
+	for _, path := range maildirPaths(t, folder) {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, raw)
+	}
+	return msgs
+}
+
+// maildirPaths returns the paths of the message files in a Maildir
+// folder.
+func maildirPaths(t *testing.T, folder string) []string {
+	t.Helper()
+	var paths []string
+	for _, sub := range []string{"cur", "new"} {
+		entries, err := os.ReadDir(filepath.Join(folder, sub))
+		if err != nil {
+			t.Fatalf("read Maildir %s/%s: %v", folder, sub, err)
+		}
+		for _, e := range entries {
+			paths = append(paths, filepath.Join(folder, sub, e.Name()))
+		}
+	}
+	return paths
+}
+
+// maildirFiles returns every file under root but mbsync's state files
+// (dot files), by relative path, with its contents: a Maildir message's
+// flags are in its name.
+func maildirFiles(t *testing.T, root string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			return err
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		files[rel] = string(raw)
+		return err
 	})
-	if err != nil || !found {
-		t.Errorf("uploaded message not found on the server (err %v)", err)
+	if err != nil {
+		t.Fatalf("walk Maildir %s: %v", root, err)
 	}
-	if uids := env.storeUIDs(t, "INBOX"); len(uids) != 4 {
-		t.Errorf("INBOX on the server has %v after sync, want 4 messages", uids)
+	return files
+}
+
+// maildirFind returns the path of the message in a Maildir folder that
+// has the Message-ID id.
+func maildirFind(t *testing.T, folder, id string) string {
+	t.Helper()
+	for _, path := range maildirPaths(t, folder) {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(raw, []byte("Message-ID: "+id+"\n")) {
+			return path
+		}
+	}
+	t.Fatalf("no message %s in Maildir %s", id, folder)
+	return ""
+}
+
+// trashMaildirMessage sets the T (trashed) flag on a message, moving it
+// to cur as a mail reader does (Maildir info "2," and flags in ASCII
+// order: T sorts after D, F, P, R and S).
+func trashMaildirMessage(t *testing.T, folder, id string) {
+	t.Helper()
+	path := maildirFind(t, folder, id)
+	name := filepath.Base(path)
+	if !strings.Contains(name, ":2,") {
+		name += ":2,"
+	}
+	if err := os.Rename(path, filepath.Join(folder, "cur", name+"T")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// removeMaildirMessage deletes a message's file.
+func removeMaildirMessage(t *testing.T, folder, id string) {
+	t.Helper()
+	if err := os.Remove(maildirFind(t, folder, id)); err != nil {
+		t.Fatal(err)
 	}
 }
