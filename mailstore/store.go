@@ -23,7 +23,14 @@ type Options struct {
 	// Logger receives the store's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Domains are served in addition to the domains of users and aliases.
+	// The first is the primary domain: a bare "Postmaster" recipient is
+	// postmaster@ it (see Resolve).
 	Domains []string
+	// Postmaster is the address (a user's or an alias) that receives mail
+	// for postmaster@ a local domain that has no postmaster user or alias
+	// of its own (RFC 5321 §4.5.1); empty means the first user created.
+	// See Resolve.
+	Postmaster string
 	// PasswordCost is the bcrypt cost for new password hashes; 0 means
 	// bcrypt.DefaultCost. Tests lower it to keep user creation fast.
 	PasswordCost int
@@ -54,6 +61,9 @@ type Store struct {
 	log     *slog.Logger
 	hub     *notify.Hub
 	domains map[string]bool
+	// primaryDomain is the first of Options.Domains, normalised ("" if
+	// none); postmaster is Options.Postmaster, normalised.
+	primaryDomain, postmaster string
 
 	wdb *sql.DB // exactly one connection, used only by the writer goroutine
 	rdb *sql.DB // read-only pool
@@ -100,12 +110,22 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if s.hub == nil {
 		s.hub = notify.New(0)
 	}
-	for _, d := range opts.Domains {
+	for i, d := range opts.Domains {
 		d, err := normalizeDomain(d)
 		if err != nil {
 			return nil, fmt.Errorf("open mailstore: domain %q: %w", d, err)
 		}
 		s.domains[d] = true
+		if i == 0 {
+			s.primaryDomain = d
+		}
+	}
+	if opts.Postmaster != "" {
+		pm, err := NormalizeAddress(opts.Postmaster)
+		if err != nil {
+			return nil, fmt.Errorf("open mailstore: postmaster: %w", err)
+		}
+		s.postmaster = pm
 	}
 
 	// WAL lets readers run beside the writer; synchronous=FULL makes each

@@ -415,7 +415,26 @@ type Recipient struct {
 // A found user or alias makes its domain local, so the domain is checked
 // only when nothing is found: one query for an address that exists,
 // whether or not its domain is in Options.Domains.
+//
+// Postmaster (RFC 5321 §4.5.1: every server MUST accept mail for
+// "postmaster" at each of its domains, and "Postmaster" without a domain,
+// case-insensitively) needs no configuration. Mail to postmaster@D, D a
+// local domain, goes to
+//
+//  1. the user or alias postmaster@D, if there is one; else
+//  2. Options.Postmaster, if it names a user or an alias; else
+//  3. the first user created (the lowest user id),
+//
+// so it is refused only while no user exists. A bare "Postmaster" is
+// postmaster@ the primary domain (the first of Options.Domains), or, with
+// no domains configured, goes by rules 2 and 3.
 func (s *Store) Resolve(ctx context.Context, address string) (Recipient, error) {
+	if strings.EqualFold(address, "postmaster") {
+		if s.primaryDomain == "" {
+			return s.postmasterTarget(ctx)
+		}
+		address = "postmaster@" + s.primaryDomain
+	}
 	addr, err := NormalizeAddress(address)
 	if err != nil {
 		return Recipient{}, err
@@ -427,11 +446,7 @@ func (s *Store) Resolve(ctx context.Context, address string) (Recipient, error) 
 		n = 2
 	}
 	for _, a := range candidates[:n] {
-		var r Recipient
-		err := s.queryRow(ctx, `
-SELECT u.id, u.address, m.id FROM users u JOIN mailboxes m ON m.user_id = u.id AND m.name = 'INBOX'
-WHERE u.id = COALESCE((SELECT id FROM users WHERE address = ?), (SELECT user_id FROM aliases WHERE address = ?))`,
-			a, a).Scan(&r.User, &r.Address, &r.Mailbox)
+		r, err := s.lookup(ctx, a)
 		if err == nil {
 			return r, nil
 		}
@@ -446,7 +461,49 @@ WHERE u.id = COALESCE((SELECT id FROM users WHERE address = ?), (SELECT user_id 
 	if !local {
 		return Recipient{}, fmt.Errorf("%w: %s", ErrNotLocal, domainOf(addr))
 	}
+	if base := candidates[n-1]; base[:strings.LastIndexByte(base, '@')] == "postmaster" {
+		return s.postmasterTarget(ctx) // rules 2 and 3; rule 1 was the lookup above
+	}
 	return Recipient{}, fmt.Errorf("%w: %s", ErrNoSuchUser, addr)
+}
+
+// lookup resolves a normalised address that is a user's or an alias's;
+// sql.ErrNoRows if it is neither.
+func (s *Store) lookup(ctx context.Context, addr string) (Recipient, error) {
+	var r Recipient
+	err := s.queryRow(ctx, `
+SELECT u.id, u.address, m.id FROM users u JOIN mailboxes m ON m.user_id = u.id AND m.name = 'INBOX'
+WHERE u.id = COALESCE((SELECT id FROM users WHERE address = ?), (SELECT user_id FROM aliases WHERE address = ?))`,
+		addr, addr).Scan(&r.User, &r.Address, &r.Mailbox)
+	return r, err
+}
+
+// postmasterTarget is where postmaster mail goes when the domain has no
+// postmaster user or alias: Options.Postmaster, or the first user (see
+// Resolve). A configured postmaster that no longer exists is logged and
+// skipped: postmaster mail is never refused while a user exists.
+func (s *Store) postmasterTarget(ctx context.Context) (Recipient, error) {
+	if s.postmaster != "" {
+		r, err := s.lookup(ctx, s.postmaster)
+		if err == nil {
+			return r, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return Recipient{}, fmt.Errorf("resolve postmaster %s: %w", s.postmaster, err)
+		}
+		s.log.Warn("the configured postmaster is not a user or an alias; postmaster mail goes to the first user", "postmaster", s.postmaster)
+	}
+	var r Recipient
+	err := s.queryRow(ctx, `
+SELECT u.id, u.address, m.id FROM users u JOIN mailboxes m ON m.user_id = u.id AND m.name = 'INBOX'
+WHERE u.id = (SELECT min(id) FROM users)`).Scan(&r.User, &r.Address, &r.Mailbox)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Recipient{}, fmt.Errorf("%w: postmaster: no user exists", ErrNoSuchUser)
+	}
+	if err != nil {
+		return Recipient{}, fmt.Errorf("resolve postmaster: %w", err)
+	}
+	return r, nil
 }
 
 // mustAffect turns "no row changed" into notFound.

@@ -16,6 +16,7 @@ import (
 
 	"pushmail/imapd"
 	"pushmail/internal/authlimit"
+	"pushmail/mailstore"
 	"pushmail/smtpd"
 )
 
@@ -24,15 +25,18 @@ import (
 // variables, then flags: each later source overrides the earlier ones.
 // pushmail.sample.toml documents every key.
 type Config struct {
-	Data     string       `toml:"data"`
-	Hostname string       `toml:"hostname"`
-	Domains  []string     `toml:"domains"`
-	Listen   ListenConfig `toml:"listen"`
-	TLS      TLSConfig    `toml:"tls"`
-	Auth     AuthConfig   `toml:"auth"`
-	Log      LogConfig    `toml:"log"`
-	HTTP     HTTPConfig   `toml:"http"`
-	Limits   LimitsConfig `toml:"limits"`
+	Data     string   `toml:"data"`
+	Hostname string   `toml:"hostname"`
+	Domains  []string `toml:"domains"`
+	// Postmaster receives postmaster@ mail for domains without a
+	// postmaster user or alias; empty: the first user (mailstore.Resolve).
+	Postmaster string       `toml:"postmaster"`
+	Listen     ListenConfig `toml:"listen"`
+	TLS        TLSConfig    `toml:"tls"`
+	Auth       AuthConfig   `toml:"auth"`
+	Log        LogConfig    `toml:"log"`
+	HTTP       HTTPConfig   `toml:"http"`
+	Limits     LimitsConfig `toml:"limits"`
 }
 
 // ListenConfig holds the listener addresses; "" turns one off.
@@ -158,6 +162,7 @@ var settings = []setting{
 	{flag: "data", key: "data", usage: "data directory; the store is DIR/" + dbFile, field: func(c *Config) any { return &c.Data }},
 	{flag: "hostname", key: "hostname", usage: "host name used in greetings and Received fields", field: func(c *Config) any { return &c.Hostname }},
 	{flag: "domain", key: "domains", usage: "a mail domain served here, repeatable (env: comma-separated); users' and aliases' domains are served too", field: func(c *Config) any { return &c.Domains }},
+	{flag: "postmaster", key: "postmaster", usage: "user or alias that gets postmaster@ mail for domains without a postmaster user or alias (default: the first user created)", field: func(c *Config) any { return &c.Postmaster }},
 	{flag: "smtp", key: "listen.smtp", usage: "inbound SMTP (MX) address; empty: off", field: func(c *Config) any { return &c.Listen.SMTP }},
 	{flag: "lmtp", key: "listen.lmtp", usage: "LMTP address, or unix:/path; empty: off", field: func(c *Config) any { return &c.Listen.LMTP }},
 	{flag: "submission", key: "listen.submission", usage: "submission address (AUTH required); empty: off", field: func(c *Config) any { return &c.Listen.Submission }},
@@ -343,6 +348,11 @@ func (c *Config) validate() error {
 	}
 	if len(c.Domains) == 0 {
 		errs = append(errs, errors.New("domains: at least one domain"))
+	}
+	if c.Postmaster != "" {
+		if _, err := mailstore.NormalizeAddress(c.Postmaster); err != nil {
+			errs = append(errs, fmt.Errorf("postmaster: %w", err))
+		}
 	}
 	for _, f := range []struct {
 		name string

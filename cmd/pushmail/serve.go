@@ -107,7 +107,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	hub := notify.New(0)
 	registerHubMetrics(reg, hub)
 	store, err := mailstore.Open(ctx, filepath.Join(cfg.Data, dbFile), mailstore.Options{
-		Hub: hub, Logger: logger, Domains: cfg.Domains,
+		Hub: hub, Logger: logger, Domains: cfg.Domains, Postmaster: cfg.Postmaster,
 		MaxMessageSize:   cfg.Limits.MaxMessageBytes + 64<<10, // room for trace fields
 		MaxDatabaseBytes: cfg.Limits.MaxStoreBytes,
 		OnCommit:         newStoreMetrics(reg).observe,
