@@ -55,6 +55,8 @@ type envConfig struct {
 	setup func(*Server)
 	// storeMaxBytes caps the store (mailstore.Options.MaxDatabaseBytes).
 	storeMaxBytes int64
+	// postmaster is mailstore.Options.Postmaster.
+	postmaster string
 }
 
 // testEnv is a store with the test users and a Server listening for each
@@ -76,7 +78,7 @@ func newEnv(t testing.TB, cfg envConfig) *testEnv {
 	logger := testLogger()
 	store, err := mailstore.Open(ctx, filepath.Join(t.TempDir(), "mail.db"), mailstore.Options{
 		Logger: logger, Domains: []string{"example.org"}, PasswordCost: bcrypt.MinCost,
-		MaxDatabaseBytes: cfg.storeMaxBytes,
+		MaxDatabaseBytes: cfg.storeMaxBytes, Postmaster: cfg.postmaster,
 	})
 	if err != nil {
 		t.Fatalf("mailstore.Open: %v", err)
