@@ -20,7 +20,10 @@
 //     UID stays in the view, marked, so sequence numbers stay valid.
 //   - A flag update older than what the client was last told about a
 //     message is never sent: the session remembers the modseq of the flags
-//     it reported itself until the event stream has passed it.
+//     it reported itself until the event stream has passed it. A STORE
+//     .SILENT tells the client only its own change: another session's
+//     older change, not sent yet, then goes out as the flags that STORE
+//     left.
 //   - IDLE sleeps on one select (subscription, DONE, session context):
 //     nothing polls the database.
 //   - Every session's context derives from the Server's; Shutdown cancels
@@ -33,6 +36,11 @@
 //     failed logins slow down, then are refused, per IP and per account
 //     (Options.AuthLimiter, shared with smtpd); APPEND is bounded by
 //     AppendLimit and other literals by go-imap (4096 bytes).
+//   - A literal's data is never parsed as commands, whether or not the
+//     server read it (literalguard.go, RFC 9051 §4.3, RFC 7888 §4): the
+//     data of a refused non-synchronizing literal is dropped, or the
+//     connection ends with BYE. The guard, not go-imap, runs STARTTLS, so
+//     that it stays above TLS.
 //   - A user sees only their own mailboxes: every store call carries the
 //     session's user, and a name is never interpreted as a path into
 //     someone else's (no shared namespaces; names starting with "#" are

@@ -42,12 +42,14 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		if !ok || sel.gone[u.UID] {
 			continue
 		}
-		// Even with .SILENT the client knows these flags now: older
-		// updates from others must not follow.
-		sel.noteReported(u.UID, u.ModSeq)
 		if flags.Silent {
+			// The client knows its own change, not the flags as a whole:
+			// older updates from others must not follow, unless not sent
+			// yet (view.go noteSilent).
+			sel.noteSilent(u.UID, u.ModSeq, u.Flags)
 			continue
 		}
+		sel.noteReported(u.UID, u.ModSeq)
 		rw := w.CreateMessage(seq)
 		if byUID {
 			// RFC 9051 §6.4.9: UID STORE replies carry the UID.

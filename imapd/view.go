@@ -36,12 +36,25 @@ type selected struct {
 	// FETCH response, the modseq of those flags when it is above modseq:
 	// queued events up to it are older than what the client knows.
 	reported map[mailstore.UID]uint64
+	// partial holds, for messages whose flags the session's own STORE
+	// .SILENT changed, the flags that STORE left: the client learnt its
+	// own change, not the flags as a whole (RFC 9051 §6.4.6). A change by
+	// another session older than the STORE and not yet sent is news to
+	// the client all the same; see apply.
+	partial map[mailstore.UID]partialFlags
 	// saved is the result of the last SEARCH RETURN (SAVE) (RFC 5182).
 	saved []mailstore.UID
 	// deleted is set once the mailbox no longer exists.
 	deleted bool
 	// metrics, if set, observes push latency.
 	metrics *Metrics
+}
+
+// partialFlags is what a .SILENT STORE left of a message's flags.
+type partialFlags struct {
+	since  uint64 // the client had been told of the flags up to this modseq
+	modseq uint64 // the STORE's
+	flags  []string
 }
 
 // msgRef is one message of a command's set.
@@ -95,6 +108,11 @@ func (sel *selected) update(ctx context.Context, store *mailstore.Store, w updat
 			delete(sel.reported, uid)
 		}
 	}
+	for uid, p := range sel.partial {
+		if p.modseq <= sel.modseq {
+			delete(sel.partial, uid)
+		}
+	}
 	return nil
 }
 
@@ -133,10 +151,23 @@ func (sel *selected) apply(ctx context.Context, store *mailstore.Store, ev *noti
 		for _, f := range ev.Flags {
 			uid := mailstore.UID(f.UID)
 			seq, ok := sel.seqOf(uid)
-			if !ok || sel.gone[uid] || sel.reported[uid] >= ev.ModSeq {
+			if !ok || sel.gone[uid] {
 				continue
 			}
-			if err := w.WriteMessageFlags(seq, imap.UID(uid), imapFlags(f.Flags)); err != nil {
+			flags := f.Flags
+			if sel.reported[uid] >= ev.ModSeq {
+				// The client knows newer flags, or only its own .SILENT
+				// change of them: then this older change is news, sent as
+				// the flags the STORE left, which include it (the event's
+				// predate the STORE).
+				p, ok := sel.partial[uid]
+				if !ok || ev.ModSeq <= p.since {
+					continue
+				}
+				delete(sel.partial, uid)
+				flags = p.flags
+			}
+			if err := w.WriteMessageFlags(seq, imap.UID(uid), imapFlags(flags)); err != nil {
 				return err
 			}
 			sel.metrics.pushed("flags", ev.Committed)
@@ -180,6 +211,7 @@ func (sel *selected) flushExpunged(w interface{ WriteExpunge(uint32) error }) er
 			continue
 		}
 		delete(sel.reported, uid)
+		delete(sel.partial, uid)
 		if werr == nil {
 			werr = w.WriteExpunge(uint32(len(kept) + 1))
 		}
@@ -248,6 +280,7 @@ func (sel *selected) resync(ctx context.Context, store *mailstore.Store, w updat
 			return err
 		}
 		sel.reported[c.uid] = c.modseq
+		delete(sel.partial, c.uid)
 	}
 	return nil
 }
@@ -255,9 +288,31 @@ func (sel *selected) resync(ctx context.Context, store *mailstore.Store, w updat
 // noteReported records that the client was told the flags of uid as of
 // modseq.
 func (sel *selected) noteReported(uid mailstore.UID, modseq uint64) {
+	if p, ok := sel.partial[uid]; ok && modseq >= p.modseq {
+		delete(sel.partial, uid)
+	}
 	if modseq > sel.modseq && modseq > sel.reported[uid] {
 		sel.reported[uid] = modseq
 	}
+}
+
+// noteSilent records that the session's STORE .SILENT left the flags of
+// uid as flags at modseq. Older updates must not follow, as after
+// noteReported, except those the client has not been sent yet: apply
+// sends them as these flags.
+func (sel *selected) noteSilent(uid mailstore.UID, modseq uint64, flags []string) {
+	if modseq <= sel.modseq || modseq <= sel.reported[uid] {
+		return
+	}
+	since := max(sel.modseq, sel.reported[uid])
+	if p, ok := sel.partial[uid]; ok {
+		since = p.since // an earlier .SILENT STORE: what was unsent then still is
+	}
+	if sel.partial == nil {
+		sel.partial = make(map[mailstore.UID]partialFlags)
+	}
+	sel.partial[uid] = partialFlags{since: since, modseq: modseq, flags: flags}
+	sel.reported[uid] = modseq
 }
 
 // resolve returns the messages of the view that numSet names, ascending.
