@@ -39,10 +39,10 @@ const (
 	ccUser     = "mc@example.org"
 	ccPassword = "secret"
 	ccFrom     = "sender@example.net"
-	// ccSeedEnv replays a run's command mixes: the same per-client
-	// sequences of choices (the interleaving between clients is the
-	// scheduler's, so a replay is likely, not certain, to fail the same
-	// way).
+	// ccSeedEnv replays a run's command mixes: client i draws its choices
+	// from PCG(seed, i), so each client repeats its sequence (the
+	// interleaving between clients is the scheduler's, so a replay is
+	// likely, not certain, to fail the same way).
 	ccSeedEnv = "PUSHMAIL_CONSISTENCY_SEED"
 )
 
