@@ -18,8 +18,8 @@ func (l countingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	if _, ok := c.(*tls.Conn); ok {
-		// imapserver tells TLS by the *tls.Conn type: never hide one.
-		// (ServeTLS counts below the TLS layer instead.)
+		// The literalGuard tells TLS by the *tls.Conn type: never hide
+		// one. (ServeTLS counts below the TLS layer instead.)
 		return c, nil
 	}
 	return &countingConn{Conn: c}, nil

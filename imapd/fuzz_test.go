@@ -47,6 +47,11 @@ const fuzzDeadline = 10 * time.Second
 //     user holds a random secret in a mailbox name, a subject and a body,
 //     and the secret never appears in the output, and alice's commands
 //     never change that user's mailboxes;
+//   - no command hidden in a literal runs (RFC 9051 §4.3, RFC 7888 §4):
+//     after each input, a mailbox named injectedMarker exists only if the
+//     input names it outside non-synchronizing literal data (see
+//     injectedOnlyInLiterals); the seeds hide "CREATE FuzzInjected" in
+//     literals the server refuses or never reads;
 //   - the server still greets a fresh connection afterwards.
 //
 // Failed logins are delayed by microseconds and never refused here
@@ -114,7 +119,80 @@ var imapSeeds = []string{
 		"a10 " + strings.Repeat("X", 60000) + "\r\n",
 	// A bad tag ends the connection: nothing after it is read.
 	"\x00\xff garbage\r\n* * *\r\n+\r\n\r\n",
+	// Commands hidden in literals the server does not read: over the
+	// append limit, over go-imap's 4096 bytes for other literals, after
+	// a syntax error or an unknown command. None may run.
+	"A APPEND INBOX {30000000+}\r\nc CREATE " + injectedMarker + "\r\nd NOOP\r\n",
+	"A APPEND INBOX UTF8 (~{30000000+}\r\nx\r\nc CREATE " + injectedMarker + "\r\n)\r\n",
+	"A APPEND {5000+}\r\nx\r\nc CREATE " + injectedMarker + "\r\n",
+	"a1 SELECT INBOX\r\na2 SEARCH TEXT {5000+}\r\nx\r\nc CREATE " + injectedMarker + "\r\n",
+	"A APPEND INBOX (\\Seen) notadate {100+}\r\nx\r\nc CREATE " + injectedMarker + "\r\n",
+	"A FROB {100+}\r\nx\r\nc CREATE " + injectedMarker + "\r\n",
+	"A LOGIN {40+}\r\nx\r\nc CREATE " + injectedMarker + "\r\nd NOOP\r\n",
+	"A IDLE\r\nDONE {40+}\r\nx\r\nc CREATE " + injectedMarker + "\r\nd NOOP\r\n",
 }
+
+// injectedMarker is the mailbox name the seeds hide in literals.
+const injectedMarker = "FuzzInjected"
+
+// injectedOnlyInLiterals reports whether every mention of injectedMarker
+// in script lies in the data of a non-synchronizing literal, past its
+// first byte (a literal that starts with the name may be the name, or a
+// name under it; any other mention can only run if the data is taken for
+// commands). The framing is the client's: a line
+// ending in "{n+}" (imapwire's [SP] [CR] LF after it) is followed by n
+// bytes of data. After the first synchronizing literal the framing is
+// unknown (the server may refuse it, and the client here sends its data
+// anyway), so later mentions count as outside.
+func injectedOnlyInLiterals(script []byte) bool {
+	type span struct{ start, end int }
+	var lits []span
+	known := len(script) // framing is known before this offset
+	for i := 0; i < len(script); {
+		j := bytes.IndexByte(script[i:], '\n')
+		if j < 0 {
+			break
+		}
+		line := script[i : i+j+1]
+		i += j + 1
+		m := announceRE.FindSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if len(m[2]) == 0 {
+			known = i
+			break
+		}
+		n, err := strconv.Atoi(string(m[1]))
+		if err != nil || n > len(script)-i {
+			n = len(script) - i
+		}
+		lits = append(lits, span{i, i + n})
+		i += n
+	}
+	found := false
+	for off := 0; ; {
+		k := bytes.Index(script[off:], []byte(injectedMarker))
+		if k < 0 {
+			return found
+		}
+		k += off
+		off = k + 1
+		inside := false
+		for _, l := range lits {
+			if k > l.start && k+len(injectedMarker) <= l.end && k < known {
+				inside = true
+			}
+		}
+		if !inside {
+			return false
+		}
+		found = true
+	}
+}
+
+// announceRE matches a line that ends in a literal announcement.
+var announceRE = regexp.MustCompile(`\{([0-9]+)(\+?)\} ?\r?\n$`)
 
 // loginSeeds start at the greeting: logins right and wrong, as the other
 // user too, SASL, STARTTLS.
@@ -134,6 +212,8 @@ type fuzzIMAP struct {
 	addr  string
 	logs  *fuzzLog
 	login []byte // the harness's LOGIN command
+
+	alice mailstore.UserID
 
 	// secret is in the other user's mailbox name, subject and body.
 	secret    []byte
@@ -160,6 +240,7 @@ func newFuzzIMAP(f *testing.F) *fuzzIMAP {
 	if err != nil {
 		f.Fatalf("AddUser() = %v", err)
 	}
+	fz.alice = alice.ID
 	inbox, err := store.Resolve(ctx, testUser)
 	if err != nil {
 		f.Fatalf("Resolve() = %v", err)
@@ -258,11 +339,41 @@ func (fz *fuzzIMAP) run(t *testing.T, script []byte) {
 	if bad := fz.logs.take(); len(bad) > 0 {
 		t.Fatalf("input %s: server logged errors: %q", abbrev(script), bad)
 	}
+	fz.checkInjected(t, script)
 	if mbs, uids := fz.otherState(t); !slices.Equal(mbs, fz.otherMbs) || !slices.Equal(uids, fz.otherUIDs) {
 		t.Fatalf("input %s changed the other user's mailboxes: %q, INBOX UIDs %v; want %q, %v",
 			abbrev(script), mbs, uids, fz.otherMbs, fz.otherUIDs)
 	}
 	fz.checkAlive(t)
+}
+
+// checkInjected fails if alice has a mailbox injectedMarker (or one under
+// it) that script names only inside literal data, and removes it.
+func (fz *fuzzIMAP) checkInjected(t *testing.T, script []byte) {
+	t.Helper()
+	ctx := context.Background()
+	mbs, err := fz.store.Mailboxes(ctx, fz.alice)
+	if err != nil {
+		t.Fatalf("Mailboxes(alice) = %v", err)
+	}
+	var made []string
+	for _, mb := range mbs {
+		if mb.Name == injectedMarker || strings.HasPrefix(mb.Name, injectedMarker+"/") {
+			made = append(made, mb.Name)
+		}
+	}
+	if len(made) == 0 {
+		return
+	}
+	if injectedOnlyInLiterals(script) {
+		t.Fatalf("input %s: a command inside a literal ran: alice has %q", abbrev(script), made)
+	}
+	slices.Reverse(made) // children first
+	for _, name := range made {
+		if err := fz.store.DeleteMailbox(ctx, fz.alice, name); err != nil && !errors.Is(err, mailstore.ErrNoSuchMailbox) {
+			t.Fatalf("DeleteMailbox(%s) = %v", name, err)
+		}
+	}
 }
 
 // converse writes script on a new connection to addr, closes the write

@@ -55,8 +55,8 @@ func (l limitListener) Accept() (net.Conn, error) {
 	}
 	deadline := time.Now().Add(l.srv.opts.CommandTimeout)
 	if _, ok := c.(*tls.Conn); ok {
-		// imapserver tells TLS by the *tls.Conn type: never hide one.
-		// Serve on a tls.NewListener: the deadline still bounds the
+		// The literalGuard tells TLS by the *tls.Conn type: never hide
+		// one. Serve on a tls.NewListener: the deadline still bounds the
 		// handshake, then go-imap's own timeouts apply.
 		if err := c.SetReadDeadline(deadline); err != nil {
 			l.srv.log.Debug("set first deadline", "err", err)

@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"crypto/tls"
 	"errors"
 	"net"
 	"time"
@@ -78,7 +77,7 @@ func authAllowed(nc net.Conn, allowInsecure bool) bool {
 	if allowInsecure {
 		return true
 	}
-	if _, ok := nc.(*tls.Conn); ok {
+	if connIsTLS(nc) {
 		return true
 	}
 	ip := net.ParseIP(remoteIP(nc.RemoteAddr()))

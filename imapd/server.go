@@ -149,7 +149,8 @@ func New(store *mailstore.Store, opts Options) *Server {
 		NewSession: s.newSession,
 		Caps:       capabilities,
 		Logger:     libraryLog{s.log},
-		TLSConfig:  opts.TLSConfig,
+		// No TLSConfig: STARTTLS is the literalGuard's, which must stay
+		// above TLS (see literalguard.go).
 		// The library's switch is all or nothing; Login applies the real
 		// rule (TLS, loopback or AllowInsecureAuth) per connection.
 		InsecureAuth: true,
@@ -198,7 +199,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 	// imapserver returns nil once the listener is closed.
-	if err := s.imap.Serve(countingListener{limitListener{ln, s}}); err != nil {
+	if err := s.imap.Serve(guardListener{countingListener{limitListener{ln, s}}, s}); err != nil {
 		return fmt.Errorf("imap serve: %w", err)
 	}
 	return nil
@@ -300,6 +301,9 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 		start:   time.Now(),
 		counter: connCounter(nc),
 	}
+	if g, ok := nc.(*literalGuard); ok {
+		g.setSession(sess)
+	}
 	s.opts.Metrics.sessionOpened()
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
@@ -320,9 +324,13 @@ func (s *Server) endSession(sess *session) {
 	s.wg.Done()
 }
 
-// connCounter finds the countingConn under nc (under TLS for implicit
-// TLS); nil if there is none, as for connections handed in by tests.
+// connCounter finds the countingConn under nc (under the literalGuard,
+// and under TLS); nil if there is none, as for connections handed in by
+// tests.
 func connCounter(nc net.Conn) *countingConn {
+	if g, ok := nc.(*literalGuard); ok {
+		return g.counter
+	}
 	if t, ok := nc.(*tls.Conn); ok {
 		nc = t.NetConn()
 	}
