@@ -71,19 +71,20 @@ func TestAliasDelivers(t *testing.T) {
 	data := t.TempDir()
 	srv := startServer(t, data)
 	cli(t, "secret\n", "user", "add", "alice@localhost", "--data", data, "--password-stdin")
-	if out := cli(t, "", "alias", "add", "postmaster@localhost", "alice@localhost", "--data", data); out != "added alias postmaster@localhost -> alice@localhost\n" {
+	if out := cli(t, "", "alias", "add", "hello@localhost", "alice@localhost", "--data", data); out != "added alias hello@localhost -> alice@localhost\n" {
 		t.Errorf("alias add: %q", out)
 	}
-	sendSMTP(t, srv.addr("smtp"), "postmaster@localhost", "to the alias")
-	sendSMTP(t, srv.addr("smtp"), "Postmaster+tag@LOCALHOST", "to the alias with a detail")
+	sendSMTP(t, srv.addr("smtp"), "hello@localhost", "to the alias")
+	sendSMTP(t, srv.addr("smtp"), "Hello+tag@LOCALHOST", "to the alias with a detail")
 
 	c, _ := inbox(t, srv.addr("imap"), "alice@localhost", "secret")
 	if got := subjects(t, c); len(got) != 2 || got[1] != "to the alias" || got[2] != "to the alias with a detail" {
 		t.Errorf("alice's INBOX = %v, want the two messages sent to her alias", got)
 	}
 
-	// Once deleted, the alias is an unknown recipient: 550 5.1.1.
-	cli(t, "", "alias", "del", "postmaster@localhost", "--data", data)
+	// Once deleted, the alias is an unknown recipient: 550 5.1.1. (Not
+	// postmaster@: that one always has somewhere to go, RFC 5321 §4.5.1.)
+	cli(t, "", "alias", "del", "hello@localhost", "--data", data)
 	sc, err := smtp.Dial(srv.addr("smtp"))
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +93,7 @@ func TestAliasDelivers(t *testing.T) {
 		t.Fatal(err)
 	}
 	var se *smtp.SMTPError
-	if err := sc.Rcpt("postmaster@localhost", nil); !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 1}) {
+	if err := sc.Rcpt("hello@localhost", nil); !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 1}) {
 		t.Errorf("RCPT to a deleted alias = %v, want 550 5.1.1", err)
 	}
 	sc.Close() // an open SMTP session would make the stop wait for it
