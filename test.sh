@@ -56,6 +56,7 @@ fuzz_budget() {
 	FuzzIMAPSession) echo 3000x ;;   # a whole IMAP session per input: ~300/s
 	FuzzSMTPSession) echo 5000x ;;   # a whole SMTP session per input: ~500-2000/s
 	FuzzParse) echo 150000x ;;       # MIME parsing: ~10-30k/s
+	FuzzStoreModel) echo 1000x ;;    # a model-checked store op sequence per input: ~250/s
 	*) echo 300000x ;;               # small pure functions: ~35k/s
 	esac
 }
