@@ -313,7 +313,8 @@ func (e *testEnv) dialFrom(t *testing.T, localIP string) *imapclient.Client {
 
 // TestLoginLimitPerAccount: failures for one account lock it for
 // addresses it has not logged in from, but not for its owner's known
-// address nor for other accounts; the owner's login resets the count.
+// address nor for other accounts; the owner's login does not reset the
+// attacker's share of the count (issue 13).
 func TestLoginLimitPerAccount(t *testing.T) {
 	t.Parallel()
 	const (
@@ -341,7 +342,8 @@ func TestLoginLimitPerAccount(t *testing.T) {
 	login(other, "ALICE@localhost", testPassword, imap.ResponseCodeUnavailable)
 	login(attacker, "bob@localhost", "bob-password", "")
 	login(owner, testUser, testPassword, "")
-	login(other, testUser, testPassword, "")
+	login(other, testUser, testPassword, imap.ResponseCodeUnavailable)
+	login(attacker, testUser, testPassword, imap.ResponseCodeUnavailable)
 }
 
 // TestLoginLimitPerIP: an address with too many failures is refused for

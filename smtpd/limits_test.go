@@ -202,7 +202,8 @@ func (e *testEnv) dialFrom(localIP string) *smtp.Client {
 
 // TestAuthLimitPerAccount: failures for one account lock it for
 // addresses it has not logged in from, not for its owner's known address,
-// not for other accounts; the owner's login resets the count.
+// not for other accounts; the owner's login does not reset the attacker's
+// share of the count (issue 13).
 func TestAuthLimitPerAccount(t *testing.T) {
 	t.Parallel()
 	const (
@@ -228,9 +229,11 @@ func TestAuthLimitPerAccount(t *testing.T) {
 	// Others are unaffected, even from the attacker's address.
 	auth(attacker, "bob@example.org", "bob-password", 0, "")
 	auth(other, "carol@example.org", "carol-password", 0, "")
-	// The owner's known address still works, and resets the account.
+	// The owner's known address still works, and leaves the attacker's
+	// failures counted: the account stays locked elsewhere.
 	auth(owner, "alice@example.org", "alice-password", 0, "")
-	auth(other, "alice@example.org", "alice-password", 0, "")
+	auth(other, "alice@example.org", "alice-password", 454, "4.7.0")
+	auth(attacker, "alice@example.org", "alice-password", 454, "4.7.0")
 }
 
 // TestAuthLimitSharedAcrossListeners: failures counted by one Server's

@@ -22,12 +22,15 @@
 //     account keeps access from the addresses they have used before while
 //     someone else guesses from elsewhere. Nobody can lock an account out
 //     for good.
-//   - A successful login clears the account's count and trusts the pair
-//     (account, IP). It does not clear the IP's count: an attacker with an
-//     account of their own could otherwise reset their address between
-//     guesses.
-//   - Memory is bounded: at most 100,000 remembered IPs, accounts and
-//     trusted pairs each. A failure that finds no room is not remembered
+//   - A successful login forgets the account's failures that came from
+//     the address it came from, and only those, and trusts the pair
+//     (account, IP). The failures from other addresses stay counted: if a
+//     success cleared the whole count, an attacker would get a fresh
+//     PerAccount guesses every time the owner logs in. It does not clear
+//     the IP's count either: an attacker with an account of their own could
+//     otherwise reset their address between guesses.
+//   - Memory is bounded: at most 100,000 remembered IPs, accounts,
+//     (account, IP) failure shares and trusted pairs each. A failure that finds no room is not remembered
 //     but gets the longest delay.
 package authlimit
 
@@ -116,6 +119,7 @@ type Limiter struct {
 	mu        sync.Mutex
 	ips       map[string]*failures
 	accounts  map[string]*failures
+	sources   map[pair]*source   // the account's failures from one IP
 	trusted   map[pair]time.Time // last successful login of the pair
 	lastPrune time.Time
 }
@@ -123,6 +127,16 @@ type Limiter struct {
 type failures struct {
 	n    int
 	last time.Time
+}
+
+// source is the share of an account's count that one IP contributed, so
+// that a success from that IP can take back exactly its share. of is the
+// account's entry the share belongs to: once that entry expires and a new
+// one starts, the share is stale and taking it back would forgive
+// somebody else's failures.
+type source struct {
+	n  int
+	of *failures
 }
 
 type pair struct{ account, ip string }
@@ -134,6 +148,7 @@ func New(cfg Config) *Limiter {
 		maxEntries: maxEntries,
 		ips:        make(map[string]*failures),
 		accounts:   make(map[string]*failures),
+		sources:    make(map[pair]*source),
 		trusted:    make(map[pair]time.Time),
 	}
 }
@@ -175,22 +190,50 @@ func (l *Limiter) Failed(ip, account string, now time.Time) time.Duration {
 		}
 		n = max(n, c)
 	}
+	if ip != "" && account != "" {
+		l.addSourceLocked(pair{account, ip}, now)
+	}
 	return l.delay(n)
 }
 
-// Succeeded records a successful login: the account's failures are
-// forgotten and ip becomes trusted for it.
+// addSourceLocked counts the failure just added to p.account's entry as
+// coming from p.ip. With no room for the share the failure still counts
+// for the account; a later success from p.ip just cannot take it back.
+func (l *Limiter) addSourceLocked(p pair, now time.Time) {
+	acc := l.accounts[p.account]
+	s := l.sources[p]
+	if s == nil || s.of != acc {
+		if s == nil && len(l.sources) >= l.maxEntries {
+			l.pruneLocked(now)
+			if len(l.sources) >= l.maxEntries {
+				return
+			}
+		}
+		s = &source{of: acc}
+		l.sources[p] = s
+	}
+	s.n++
+}
+
+// Succeeded records a successful login: the account's failures from ip
+// are forgotten, those from elsewhere stay, and ip becomes trusted for the
+// account.
 func (l *Limiter) Succeeded(ip, account string, now time.Time) {
-	if account == "" {
+	if account == "" || ip == "" {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.accounts, account)
-	if ip == "" {
-		return
-	}
 	p := pair{account, ip}
+	if s := l.sources[p]; s != nil {
+		delete(l.sources, p)
+		if acc := l.accounts[account]; acc != nil && acc == s.of {
+			acc.n -= s.n
+			if acc.n <= 0 {
+				delete(l.accounts, account)
+			}
+		}
+	}
 	if _, ok := l.trusted[p]; !ok && len(l.trusted) >= l.maxEntries {
 		l.pruneLocked(now)
 		if len(l.trusted) >= l.maxEntries {
@@ -265,6 +308,11 @@ func (l *Limiter) pruneLocked(now time.Time) {
 			if now.Sub(f.last) > l.cfg.Window {
 				delete(m, k)
 			}
+		}
+	}
+	for p, s := range l.sources {
+		if l.accounts[p.account] != s.of {
+			delete(l.sources, p)
 		}
 	}
 	for p, t := range l.trusted {

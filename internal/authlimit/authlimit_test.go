@@ -139,6 +139,89 @@ func TestSuccessResetsTheAccountNotTheIP(t *testing.T) {
 	}
 }
 
+// TestOwnerSuccessKeepsTheAttackersCount: issue 13, "the lockout budget
+// resets". The owner logging in from home must not hand an attacker a
+// fresh set of guesses at the account.
+func TestOwnerSuccessKeepsTheAttackersCount(t *testing.T) {
+	t.Parallel()
+	const (
+		n        = 5
+		attacker = "203.0.113.9"
+		home     = "198.51.100.7"
+		alice    = "alice@example.org"
+	)
+	l := New(Config{PerIP: 100, PerAccount: n, Window: time.Minute, Delay: time.Millisecond})
+	for range n - 1 {
+		l.Failed(attacker, alice, t0)
+	}
+	l.Succeeded(home, alice, t0)
+	if v := l.Check(attacker, alice, t0); v != Allowed {
+		t.Fatalf("after %d failures: Check = %v, want allowed", n-1, v)
+	}
+	if d := l.Failed(attacker, alice, t0); d != 16*time.Millisecond {
+		t.Errorf("attacker's failure #%d after the owner's success: delay %v, want 16ms", n, d)
+	}
+	if v := l.Check(attacker, alice, t0); v != AccountBlocked {
+		t.Errorf("after the owner's success and %d attacker failures: Check = %v, want account blocked", n, v)
+	}
+	if v := l.Check(home, alice, t0); v != Allowed {
+		t.Errorf("owner's address: Check = %v, want allowed", v)
+	}
+}
+
+// TestSuccessForgivesOnlyItsAddress: the owner's own typos are forgiven
+// by their success, the attacker's failures are not.
+func TestSuccessForgivesOnlyItsAddress(t *testing.T) {
+	t.Parallel()
+	const (
+		attacker = "203.0.113.9"
+		home     = "198.51.100.7"
+		roaming  = "192.0.2.44"
+		alice    = "alice@example.org"
+	)
+	l := New(Config{PerIP: 100, PerAccount: 5, Window: time.Minute, Delay: time.Millisecond})
+	l.Failed(home, alice, t0)
+	l.Failed(home, alice, t0)
+	l.Failed(attacker, alice, t0)
+	l.Failed(attacker, alice, t0)
+	l.Succeeded(home, alice, t0) // count 4 → 2
+	for i := range 2 {
+		if v := l.Check(roaming, alice, t0); v != Allowed {
+			t.Fatalf("failure %d after the success: Check = %v, want allowed", i+3, v)
+		}
+		l.Failed(attacker, alice, t0)
+	}
+	l.Succeeded(home, alice, t0) // nothing of home's left to forgive
+	l.Failed(attacker, alice, t0)
+	if v := l.Check(roaming, alice, t0); v != AccountBlocked {
+		t.Errorf("5 attacker failures around two owner successes: Check = %v, want account blocked", v)
+	}
+	// A success from the attacker's address (a stolen password is
+	// another matter) takes back the attacker's share.
+	l.Succeeded(attacker, alice, t0)
+	if v := l.Check(roaming, alice, t0); v != Allowed {
+		t.Errorf("after a success from the failing address: Check = %v, want allowed", v)
+	}
+}
+
+// TestStaleShareForgivesNothing: a share left from an expired count must
+// not be taken off a newer one.
+func TestStaleShareForgivesNothing(t *testing.T) {
+	t.Parallel()
+	const alice = "alice@example.org"
+	l := New(Config{PerIP: 100, PerAccount: 3, Window: time.Minute, Delay: time.Millisecond})
+	l.Failed("198.51.100.7", alice, t0)
+	l.Failed("198.51.100.7", alice, t0)
+	later := t0.Add(2 * time.Minute)
+	for range 3 {
+		l.Failed("203.0.113.9", alice, later)
+	}
+	l.Succeeded("198.51.100.7", alice, later)
+	if v := l.Check("192.0.2.44", alice, later); v != AccountBlocked {
+		t.Errorf("after a stale share was taken back: Check = %v, want account blocked", v)
+	}
+}
+
 func TestEmptyKeysCountNothing(t *testing.T) {
 	t.Parallel()
 	l := New(Config{PerIP: 1, PerAccount: 1, Delay: time.Millisecond})
@@ -181,6 +264,12 @@ func TestBoundedMemory(t *testing.T) {
 	}
 	for i := range 20 {
 		l.Succeeded(fmt.Sprintf("192.0.2.%d", i), "alice@example.org", later)
+	}
+	for i := range 20 {
+		l.Failed(fmt.Sprintf("192.0.2.%d", i), "bob@example.org", later)
+	}
+	if n := len(l.sources); n > 10 {
+		t.Errorf("failure shares = %d, want at most 10", n)
 	}
 	if n := len(l.trusted); n > 10 {
 		t.Errorf("trusted pairs = %d, want at most 10", n)
