@@ -9,7 +9,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"pushmail/mailstore"
+	"pushmail/message"
 )
 
 // Placeholders for an address without a local part or domain: a NIL host
@@ -21,7 +21,7 @@ const (
 
 // envelope converts a stored envelope to go-imap's, which encodes the
 // subject and display names as RFC 2047 words where needed.
-func envelope(e *mailstore.Envelope) *imap.Envelope {
+func envelope(e *message.Envelope) *imap.Envelope {
 	return &imap.Envelope{
 		Date:      e.Date,
 		Subject:   e.Subject,
@@ -39,7 +39,7 @@ func envelope(e *mailstore.Envelope) *imap.Envelope {
 // addresses converts an address list. RFC 9051 §7.5.2 marks a group's
 // start with a NIL host and the group name as mailbox, its end with NIL
 // mailbox and host.
-func addresses(list []mailstore.Address) []imap.Address {
+func addresses(list []message.Address) []imap.Address {
 	if len(list) == 0 {
 		return nil
 	}
@@ -70,7 +70,7 @@ func addresses(list []mailstore.Address) []imap.Address {
 
 // bodyStructure converts a stored MIME part to BODYSTRUCTURE (RFC 9051
 // §7.5.2), extension data included; go-imap drops it for BODY.
-func bodyStructure(p *mailstore.Part) imap.BodyStructure {
+func bodyStructure(p *message.Part) imap.BodyStructure {
 	if p.Type == "multipart" && len(p.Parts) > 0 {
 		mp := &imap.BodyStructureMultiPart{
 			Subtype: p.Subtype,
@@ -104,7 +104,7 @@ func bodyStructure(p *mailstore.Part) imap.BodyStructure {
 	case isMessage(p) && len(p.Parts) == 1:
 		env := p.Envelope
 		if env == nil {
-			env = &mailstore.Envelope{}
+			env = &message.Envelope{}
 		}
 		sp.MessageRFC822 = &imap.BodyStructureMessageRFC822{
 			Envelope:      envelope(env),
@@ -122,14 +122,14 @@ func bodyStructure(p *mailstore.Part) imap.BodyStructure {
 	return sp
 }
 
-func disposition(p *mailstore.Part) *imap.BodyStructureDisposition {
+func disposition(p *message.Part) *imap.BodyStructureDisposition {
 	if p.Disposition == "" {
 		return nil
 	}
 	return &imap.BodyStructureDisposition{Value: p.Disposition, Params: p.DispositionParams}
 }
 
-func isMessage(p *mailstore.Part) bool {
+func isMessage(p *message.Part) bool {
 	return p.Type == "message" && (p.Subtype == "rfc822" || p.Subtype == "global")
 }
 
@@ -137,7 +137,7 @@ func isMessage(p *mailstore.Part) bool {
 // multipart are numbered from 1; a part that is not multipart has only
 // part 1, itself; below a message/rfc822 part, numbers index the
 // encapsulated message.
-func findPart(root *mailstore.Part, path []int) (*mailstore.Part, bool) {
+func findPart(root *message.Part, path []int) (*message.Part, bool) {
 	cur := root
 	for i, n := range path {
 		if i > 0 && isMessage(cur) && len(cur.Parts) == 1 {
@@ -165,7 +165,7 @@ func slice(raw []byte, start, end int64) []byte {
 
 // bodySection returns the bytes of BODY[section]<partial>: a missing part
 // is the empty string, as Dovecot answers.
-func bodySection(raw []byte, parsed *mailstore.Parsed, bs *imap.FetchItemBodySection) []byte {
+func bodySection(raw []byte, parsed *message.Parsed, bs *imap.FetchItemBodySection) []byte {
 	part, ok := findPart(&parsed.Root, bs.Part)
 	if !ok {
 		return nil
@@ -266,7 +266,7 @@ var errUnknownCTE = &imap.Error{
 // binarySection returns BINARY[part] (RFC 3516): the part's body with its
 // transfer encoding undone. BINARY[] is the whole message; multipart and
 // message parts have only identity encodings and are returned as stored.
-func binarySection(raw []byte, parsed *mailstore.Parsed, path []int) ([]byte, error) {
+func binarySection(raw []byte, parsed *message.Parsed, path []int) ([]byte, error) {
 	if len(path) == 0 {
 		return raw, nil
 	}

@@ -1,5 +1,8 @@
 // Package mailstore is pushmail's durable message store: one SQLite file
-// holding users, aliases, mailboxes, messages and their bodies.
+// holding users, aliases, mailboxes, messages and their bodies. It is the
+// only package that speaks SQL; it parses no MIME itself (package message
+// does, at delivery) and chooses no protocol reply (smtpd and imapd map
+// its errors).
 //
 // Invariants:
 //   - Every write (deliveries, appends, flag changes, expunges, copies,
@@ -18,8 +21,9 @@
 //     grows, a deleted and re-created mailbox gets a new UIDVALIDITY, and
 //     so does every mailbox of a restored backup (Restore).
 //   - User and mailbox ids are never handed out twice (schema version 3).
-//   - Messages are parsed once, at delivery (Parse); FETCH-style reads use
-//     the stored envelope, structure and offsets and never re-parse.
+//   - Messages are parsed once, at delivery (message.Parse), and the result
+//     is stored beside the body; FETCH-style reads use the stored
+//     envelope, structure and offsets and never re-parse.
 //   - A message copied to another mailbox shares its body row; a body is
 //     deleted with the last message that refers to it (a trigger).
 //   - The package knows nothing of SMTP or IMAP: it speaks of users,

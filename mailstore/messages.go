@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"pushmail/message"
 	"pushmail/notify"
 )
 
@@ -20,8 +21,8 @@ type Message struct {
 	InternalDate time.Time
 	Size         int64
 	ModSeq       uint64
-	Parsed       *Parsed // with FetchOptions.Parsed
-	Raw          []byte  // with FetchOptions.Body: the whole message
+	Parsed       *message.Parsed // with FetchOptions.Parsed
+	Raw          []byte          // with FetchOptions.Body: the whole message
 }
 
 // FetchOptions says what Messages loads besides the flags, dates and sizes.
@@ -38,10 +39,10 @@ type FetchOptions struct {
 type body struct {
 	raw    []byte
 	header []byte
-	parsed []byte // JSON of Parsed
+	parsed []byte // JSON of message.Parsed
 }
 
-func newBody(raw []byte, p *Parsed) (body, error) {
+func newBody(raw []byte, p *message.Parsed) (body, error) {
 	js, err := json.Marshal(p)
 	if err != nil {
 		return body{}, fmt.Errorf("encode parsed message: %w", err)
@@ -59,7 +60,7 @@ func (s *Store) checkSize(n int) error {
 // Deliver stores raw in the mailbox of every recipient, in one transaction:
 // all copies or none. It returns once the commit is durable and the
 // Appended events are published, with the new UID of each copy, in the
-// order of rcpts. The message is parsed once here (Parse never rejects
+// order of rcpts. The message is parsed once here (message.Parse never rejects
 // malformed mail); a recipient's Header is prepended to its copy only.
 func (s *Store) Deliver(ctx context.Context, raw []byte, rcpts []Recipient) ([]UID, error) {
 	if len(rcpts) == 0 {
@@ -72,7 +73,7 @@ func (s *Store) Deliver(ctx context.Context, raw []byte, rcpts []Recipient) ([]U
 	// in parallel and the writer only writes. The shared body (raw as is)
 	// is encoded only if a recipient has no Header: smtpd gives every
 	// copy trace fields of its own.
-	parsed := Parse(raw)
+	parsed := message.Parse(raw)
 	var shared body
 	haveShared := false
 	var err error
@@ -161,7 +162,7 @@ func (s *Store) Append(ctx context.Context, mailbox MailboxID, raw []byte, flags
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("append: %w", err)
 	}
-	b, err := newBody(raw, Parse(raw))
+	b, err := newBody(raw, message.Parse(raw))
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("append: %w", err)
 	}
@@ -612,7 +613,7 @@ func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opt
 		m.Flags = decodeFlags(bits, kw)
 		m.InternalDate = time.Unix(0, date)
 		if opts.Parsed {
-			m.Parsed = new(Parsed)
+			m.Parsed = new(message.Parsed)
 			if err := json.Unmarshal(parsed, m.Parsed); err != nil {
 				return fmt.Errorf("fetch message %d: decode parsed: %w", m.UID, err)
 			}

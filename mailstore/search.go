@@ -7,13 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strings"
 	"time"
-	"unicode/utf8"
 
-	"github.com/emersion/go-message"
+	"pushmail/message"
 )
 
 // SearchCriteria is a search over one mailbox's messages; all fields must
@@ -522,7 +520,7 @@ func (q *searchQuery) needs(n *searchNeeds) {
 // searchPart is the part of a stored Part (the JSON of Parsed.Root) that
 // search reads: decoding only these fields costs about half as much as a
 // whole Part. TestSearchPartMatchesParsed keeps the JSON names in step
-// with parse.go.
+// with message.Part.
 type searchPart struct {
 	Type   string `json:"type"`
 	Params struct {
@@ -649,85 +647,18 @@ func (m *searchMessage) headerBlock() []byte {
 	if m.header != nil {
 		return m.header
 	}
-	return m.raw[:headerEnd(m.raw)]
-}
-
-// headerEnd returns the offset after the blank line that ends the header
-// block of b, or len(b) if there is none, as Parse splits (RFC 5322 §2.1).
-func headerEnd(b []byte) int {
-	for i := 0; i < len(b); {
-		if b[i] == '\n' {
-			return i + 1
-		}
-		if b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n' {
-			return i + 2
-		}
-		nl := bytes.IndexByte(b[i:], '\n')
-		if nl < 0 {
-			break
-		}
-		i += nl + 1
-	}
-	return len(b)
-}
-
-// eachField calls fn with the name and raw (folded) value of each field of
-// the header block b, in order, until fn returns false. Like Parse, it
-// skips lines that are neither fields nor continuations instead of giving
-// up: mail is searched as it is.
-func eachField(b []byte, fn func(name, value []byte) bool) {
-	var name []byte
-	vs, ve := -1, -1 // the current field's value
-	flush := func() bool {
-		if vs < 0 {
-			return true
-		}
-		ok := fn(name, b[vs:ve])
-		vs = -1
-		return ok
-	}
-	for i := 0; i < len(b); {
-		lineEnd := len(b)
-		if nl := bytes.IndexByte(b[i:], '\n'); nl >= 0 {
-			lineEnd = i + nl + 1
-		}
-		switch c := b[i]; {
-		case c == '\n' || (c == '\r' && lineEnd-i == 2):
-			flush()
-			return // the blank line ending the header
-		case c == ' ' || c == '\t':
-			if vs >= 0 {
-				ve = lineEnd // RFC 5322 §2.2.3: a continuation
-			}
-		default:
-			if !flush() {
-				return
-			}
-			if colon := bytes.IndexByte(b[i:lineEnd], ':'); colon > 0 {
-				name = bytes.TrimRight(b[i:i+colon], " \t")
-				vs, ve = i+colon+1, lineEnd
-			}
-		}
-		i = lineEnd
-	}
-	flush()
-}
-
-// fieldText returns a field value unfolded, with its RFC 2047 encoded words
-// decoded (RFC 9051 §6.4.4 matches "the text of the header field").
-func fieldText(value []byte) string {
-	return decodeWords(unfold(value))
+	return m.raw[:message.HeaderEnd(m.raw)]
 }
 
 // headerMatch reports whether the message has a field h.Key containing
 // h.Value (already lower-case) in its decoded text.
 func (m *searchMessage) headerMatch(h HeaderMatch) bool {
 	found := false
-	eachField(m.headerBlock(), func(name, value []byte) bool {
+	message.EachField(m.headerBlock(), func(name, value []byte) bool {
 		if !strings.EqualFold(string(name), h.Key) {
 			return true
 		}
-		if h.Value == "" || strings.Contains(strings.ToLower(fieldText(value)), h.Value) {
+		if h.Value == "" || strings.Contains(strings.ToLower(message.FieldText(value)), h.Value) {
 			found = true
 			return false
 		}
@@ -746,10 +677,10 @@ func (m *searchMessage) decodedHeader() string {
 	m.headerDone = true
 	var sb strings.Builder
 	appendFields := func(b []byte) {
-		eachField(b, func(name, value []byte) bool {
+		message.EachField(b, func(name, value []byte) bool {
 			sb.Write(name)
 			sb.WriteString(": ")
-			sb.WriteString(fieldText(value))
+			sb.WriteString(message.FieldText(value))
 			sb.WriteByte('\n')
 			return true
 		})
@@ -811,16 +742,12 @@ func walkParts(p *searchPart, depth int, fn func(p *searchPart, depth int)) {
 	}
 }
 
-// maxDecodedText bounds how much decoded text of one part is searched, so a
-// huge text part cannot make one search hold much memory.
-const maxDecodedText = 64 << 20
-
 // decodeBodyText returns the lower-cased, decoded text of every text/*
 // part (RFC 9051 §6.4.4 BODY), forwarded messages included. Without a
 // parse result, the raw body after the header is used.
 func decodeBodyText(raw []byte, root *searchPart) [][]byte {
 	if root == nil {
-		return [][]byte{bytes.ToLower(raw[headerEnd(raw):])}
+		return [][]byte{bytes.ToLower(raw[message.HeaderEnd(raw):])}
 	}
 	var out [][]byte
 	walkParts(root, 0, func(part *searchPart, _ int) {
@@ -828,67 +755,10 @@ func decodeBodyText(raw []byte, root *searchPart) [][]byte {
 			return
 		}
 		if b, ok := sliceOK(raw, part.BodyStart, part.End); ok {
-			out = append(out, bytes.ToLower(decodeText(part, b)))
+			out = append(out, bytes.ToLower(message.DecodeText(part.Encoding, part.Params.Charset, b)))
 		}
 	})
 	return out
-}
-
-// decodeText undoes a text part's transfer encoding and converts its
-// charset to UTF-8 (RFC 2045 §6, RFC 2046 §4.1.2). What cannot be decoded
-// is searched as it is: a failed decoding must not hide readable text.
-func decodeText(part *searchPart, b []byte) []byte {
-	switch part.Encoding {
-	case "", "7bit", "8bit", "binary":
-	default:
-		var h message.Header
-		h.Set("Content-Transfer-Encoding", part.Encoding)
-		ent, err := message.New(h, bytes.NewReader(b))
-		if err == nil {
-			out, err := io.ReadAll(io.LimitReader(ent.Body, maxDecodedText))
-			if err == nil || len(out) > 0 {
-				b = out // a broken tail of base64 still leaves the head
-			}
-		}
-	}
-	return textToUTF8(part.Params.Charset, b)
-}
-
-// textToUTF8 converts b from charset to UTF-8. UTF-8 and US-ASCII are
-// kept as they are (invalid bytes just never match), the Latin-1 family is
-// converted here, others through Parse's charset support; an unknown
-// charset leaves the text as it is, so its ASCII still matches.
-func textToUTF8(charset string, b []byte) []byte {
-	switch strings.ToLower(charset) {
-	case "", "utf-8", "utf8", "us-ascii", "ascii":
-		return b
-	case "iso-8859-1", "iso8859-1", "latin1", "l1", "iso_8859-1", "cp819", "ibm819":
-		return latin1ToUTF8(b, nil)
-	case "windows-1252", "cp1252", "x-cp1252":
-		return latin1ToUTF8(b, &cp1252High)
-	}
-	return []byte(toUTF8(charset, b))
-}
-
-// latin1ToUTF8 converts ISO-8859-1 text to UTF-8, or Windows-1252 text if
-// high maps its bytes 0x80-0x9F.
-func latin1ToUTF8(b []byte, high *[32]rune) []byte {
-	out := make([]byte, 0, len(b)+len(b)/8)
-	for _, c := range b {
-		r := rune(c)
-		if high != nil && c >= 0x80 && c < 0xa0 && high[c-0x80] != 0 {
-			r = high[c-0x80]
-		}
-		out = utf8.AppendRune(out, r)
-	}
-	return out
-}
-
-// cp1252High maps Windows-1252 bytes 0x80-0x9F; 0 marks an unassigned byte,
-// kept as the Latin-1 control character.
-var cp1252High = [32]rune{
-	'€', 0, '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', 0, 'Ž', 0,
-	0, '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', 0, 'ž', 'Ÿ',
 }
 
 // sliceOK returns raw[start:end] if the offsets are sane.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"pushmail/message"
 )
 
 // searchFixture is a mailbox of varied messages: UID n is searchCorpus[n-1].
@@ -609,12 +611,12 @@ func TestSearchSQLExact(t *testing.T) {
 }
 
 // TestSearchPartMatchesParsed checks that what Search cuts out of the
-// stored JSON (the MIME tree, the Date) matches what Parse found.
+// stored JSON (the MIME tree, the Date) matches what message.Parse found.
 func TestSearchPartMatchesParsed(t *testing.T) {
 	t.Parallel()
 	f := newSearchFixture(t)
-	var check func(name string, got searchPart, want Part)
-	check = func(name string, got searchPart, want Part) {
+	var check func(name string, got searchPart, want message.Part)
+	check = func(name string, got searchPart, want message.Part) {
 		t.Helper()
 		if got.Type != want.Type || got.Encoding != want.Encoding || got.Params.Charset != want.Params["charset"] ||
 			got.HeaderStart != want.HeaderStart || got.BodyStart != want.BodyStart || got.End != want.End ||
@@ -636,7 +638,7 @@ FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.mailbox_id = ? ORDER B
 		if err := rows.Scan(&m.uid, &m.raw, &m.rootJSON, &m.sentJSON); err != nil {
 			t.Fatalf("scan: %v", err)
 		}
-		p := Parse(m.raw)
+		p := message.Parse(m.raw)
 		name := fmt.Sprintf("message %d", m.uid)
 		root := m.getRoot()
 		if root == nil {

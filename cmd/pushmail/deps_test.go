@@ -7,9 +7,10 @@ import (
 )
 
 // TestImportGraph keeps the packages honest (STYLE.md §2.1): imports go
-// one way, cmd/pushmail -> smtpd, imapd -> mailstore -> notify; only
-// mailstore speaks SQL; mailstore and notify know nothing of the mail
-// protocols; notify and internal packages import nothing of ours.
+// one way, cmd/pushmail -> smtpd, imapd -> mailstore -> notify, and
+// everyone -> message; only mailstore speaks SQL; mailstore and notify
+// know nothing of the mail protocols; message, notify and the internal
+// packages import nothing of ours.
 func TestImportGraph(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}|{{join .Imports \" \"}}|{{join .Deps \" \"}}", "pushmail/...").Output()
 	if err != nil {
@@ -29,11 +30,14 @@ func TestImportGraph(t *testing.T) {
 		sql          bool     // may import database/sql and the driver directly
 	}{
 		{"pushmail/notify", nil, []string{"github.com/emersion/"}, false},
+		// message parses bytes into values: nothing of ours (not even
+		// through a dependency), no SQL, no protocol library.
+		{"pushmail/message", nil, []string{"pushmail/", "github.com/emersion/go-imap", "github.com/emersion/go-smtp"}, false},
 		{"pushmail/internal/authlimit", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/internal/tlspolicy", nil, []string{"github.com/emersion/"}, false},
-		{"pushmail/mailstore", []string{"pushmail/notify"}, []string{"github.com/emersion/go-imap", "github.com/emersion/go-smtp"}, true},
-		{"pushmail/smtpd", []string{"pushmail/mailstore", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy"}, []string{"pushmail/imapd", "github.com/emersion/go-imap"}, false},
-		{"pushmail/imapd", []string{"pushmail/mailstore", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp"}, false},
+		{"pushmail/mailstore", []string{"pushmail/message", "pushmail/notify"}, []string{"github.com/emersion/go-imap", "github.com/emersion/go-smtp"}, true},
+		{"pushmail/smtpd", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy"}, []string{"pushmail/imapd", "github.com/emersion/go-imap"}, false},
+		{"pushmail/imapd", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp"}, false},
 	}
 	for _, r := range rules {
 		p, ok := pkgs[r.pkg]

@@ -26,7 +26,7 @@ import (
 	"pushmail/smtpd"
 )
 
-// malformedDir is the malformed-mail corpus, shared with mailstore's
+// malformedDir is the malformed-mail corpus, shared with message's
 // FuzzParse. Its README says what each file is.
 const malformedDir = "../../testdata/malformed"
 

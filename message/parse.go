@@ -1,4 +1,4 @@
-package mailstore
+package message
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/emersion/go-message"
+	gomessage "github.com/emersion/go-message"
 	// Registers the charsets beyond UTF-8/ASCII/Latin-1 for RFC 2047 words.
 	_ "github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/mail"
@@ -681,14 +681,14 @@ var wordDecoder = &mime.WordDecoder{CharsetReader: charsetReader}
 
 // charsetReader converts from charsets other than UTF-8, US-ASCII and
 // ISO-8859-1 (which mime.WordDecoder and toUTF8 handle themselves) through
-// message.CharsetReader, which is set once the program links
+// go-message's CharsetReader, which is set once the program links
 // github.com/emersion/go-message/charset; until then such text stays as it
 // is.
 func charsetReader(charset string, input io.Reader) (io.Reader, error) {
-	if message.CharsetReader == nil {
-		return nil, errors.New("mailstore: no charset support for " + strconv.Quote(charset))
+	if gomessage.CharsetReader == nil {
+		return nil, errors.New("message: no charset support for " + strconv.Quote(charset))
 	}
-	return message.CharsetReader(charset, input)
+	return gomessage.CharsetReader(charset, input)
 }
 
 // decodeWords decodes the RFC 2047 encoded words of an unstructured value.

@@ -1,4 +1,4 @@
-package mailstore
+package message
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/emersion/go-message"
+	gomessage "github.com/emersion/go-message"
 )
 
 const messagesDir = "../testdata/messages"
@@ -409,7 +409,7 @@ func TestParseEnvelope(t *testing.T) {
 	// KOI8-R needs the charsets of github.com/emersion/go-message/charset;
 	// without them the word is kept, like any word in an unknown charset.
 	koi8Subject := "=?koi8-r?B?8NLJ18XUIM3J0g==?="
-	if message.CharsetReader != nil {
+	if gomessage.CharsetReader != nil {
 		koi8Subject = "Привет мир"
 	}
 	bob := []Address{{Name: "Bob", Mailbox: "bob", Host: "example.com"}}
