@@ -48,10 +48,11 @@ func (c *certificate) reload() error {
 }
 
 // tlsConfig returns the configuration every TLS listener shares, at the
-// project's minimum TLS version (tlspolicy).
+// project's minimum TLS version and TLS 1.2 suites (tlspolicy).
 func (c *certificate) tlsConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion: tlspolicy.MinVersion,
+		MinVersion:   tlspolicy.MinVersion,
+		CipherSuites: tlspolicy.CipherSuites(),
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return c.cur.Load(), nil
 		},
