@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 )
@@ -158,5 +159,34 @@ func TestRenameInboxMovesExactlyItsMessages(t *testing.T) {
 		if st, err := s.Status(ctx, mb.ID); err != nil || st.Messages != want {
 			t.Errorf("%s holds %d messages (%v), want %d", name, st.Messages, err, want)
 		}
+	}
+}
+
+// Renaming INBOX into a hierarchy creates the missing parents, as RENAME
+// of any other mailbox and CREATE do (RFC 9051 §6.3.6); creating a
+// mailbox for a user deleted meanwhile is ErrNoSuchUser, not a raw
+// constraint error.
+func TestRenameInboxCreatesParentsAndCreateForDeletedUser(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t, Options{})
+	addUser(t, s, "u@localhost")
+	user, err := s.User(ctx, "u@localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RenameMailbox(ctx, user.ID, "INBOX", "Old/2026"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"INBOX", "Old", "Old/2026"} {
+		if _, err := s.Mailbox(ctx, user.ID, name); err != nil {
+			t.Errorf("after RENAME INBOX Old/2026: Mailbox(%s) = %v", name, err)
+		}
+	}
+	if err := s.DeleteUser(ctx, "u@localhost"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateMailbox(ctx, user.ID, "New", ""); !errors.Is(err, ErrNoSuchUser) {
+		t.Errorf("CreateMailbox for a deleted user = %v, want ErrNoSuchUser", err)
 	}
 }

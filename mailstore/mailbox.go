@@ -140,12 +140,15 @@ func (s *Store) CreateMailbox(ctx context.Context, user UserID, name, specialUse
 	}
 	var mb Mailbox
 	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
-		parts := strings.Split(name, Separator)
-		for i := 1; i < len(parts); i++ {
-			parent := strings.Join(parts[:i], Separator)
-			if _, err := createMailboxTx(tx, user, parent, "", false); err != nil && !errors.Is(err, ErrMailboxExists) {
-				return nil, err
-			}
+		var users int
+		if err := tx.QueryRow("SELECT COUNT(*) FROM users WHERE id = ?", user).Scan(&users); err != nil {
+			return nil, err
+		}
+		if users == 0 {
+			return nil, ErrNoSuchUser // deleted meanwhile
+		}
+		if err := createParentsTx(tx, user, name); err != nil {
+			return nil, err
 		}
 		var err error
 		mb, err = createMailboxTx(tx, user, name, specialUse, false)
@@ -256,6 +259,9 @@ func (s *Store) RenameMailbox(ctx context.Context, user UserID, oldName, newName
 			if err != nil {
 				return nil, err
 			}
+			if err := createParentsTx(tx, user, to); err != nil {
+				return nil, err
+			}
 			copied, events, err := copyMessagesTx(tx, src.ID, AllUIDs(), dst.ID, 0)
 			if err != nil {
 				return nil, err
@@ -297,17 +303,25 @@ func (s *Store) RenameMailbox(ctx context.Context, user UserID, oldName, newName
 			}
 			events = append(events, notify.Event{Mailbox: r.id, Kind: notify.MailboxChanged})
 		}
-		// Parents of the new name, as CREATE would make them.
-		parts := strings.Split(to, Separator)
-		for i := 1; i < len(parts); i++ {
-			if _, err := createMailboxTx(tx, user, strings.Join(parts[:i], Separator), "", false); err != nil && !errors.Is(err, ErrMailboxExists) {
-				return nil, err
-			}
+		if err := createParentsTx(tx, user, to); err != nil {
+			return nil, err
 		}
 		return events, nil
 	})
 	if err != nil {
 		return fmt.Errorf("rename mailbox %s to %s: %w", from, to, err)
+	}
+	return nil
+}
+
+// createParentsTx creates the missing parent levels of name, as CREATE
+// makes them (RFC 9051 §6.3.4), and as RENAME should (§6.3.6).
+func createParentsTx(tx *wtx, user UserID, name string) error {
+	parts := strings.Split(name, Separator)
+	for i := 1; i < len(parts); i++ {
+		if _, err := createMailboxTx(tx, user, strings.Join(parts[:i], Separator), "", false); err != nil && !errors.Is(err, ErrMailboxExists) {
+			return err
+		}
 	}
 	return nil
 }

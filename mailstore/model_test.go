@@ -462,7 +462,7 @@ func (m *model) apply(o op) *expectation {
 		}
 		u := m.users[o.user]
 		if u == nil {
-			return fail(errAny)
+			return fail(ErrNoSuchUser)
 		}
 		if u.mailboxes[name] != nil {
 			return fail(ErrMailboxExists)
@@ -493,6 +493,7 @@ func (m *model) apply(o op) *expectation {
 			// INBOX stays, empty; its inferiors are not renamed.
 			nmb := &modelMailbox{name: to, uidNext: 1}
 			u.mailboxes[to] = nmb
+			m.createParents(u, to) // as RENAME should (RFC 9051 §6.3.6)
 			var uids []UID
 			for _, msg := range src.msgs {
 				nmb.add(msg.flags, msg.body, msg.date)
