@@ -134,8 +134,8 @@ var migrationSteps = map[int]func(context.Context, *sql.Tx, *slog.Logger) error{
 // fail the migration: they are one address under RFC 5890 §2.3.2.1, and
 // which account should keep it is the operator's choice, made with the
 // previous pushmail (the file stays at the old version). An address the
-// IDNA rules now refuse (a disallowed code point) is left as it is and
-// logged: nothing can address it any more, but its mail stays.
+// IDNA rules or foldLocal now refuse (a disallowed code point) is left as
+// it is and logged: nothing can address it any more, but its mail stays.
 func renormalizeAddresses(ctx context.Context, tx *sql.Tx, log *slog.Logger) error {
 	type entry struct {
 		table string // users or aliases
@@ -157,7 +157,7 @@ func renormalizeAddresses(ctx context.Context, tx *sql.Tx, log *slog.Logger) err
 		}
 		n, err := NormalizeAddress(e.old)
 		if err != nil {
-			log.Warn("stored address is not valid under IDNA (RFC 5891); left unchanged, and no longer reachable",
+			log.Warn("stored address is not valid under IDNA (RFC 5891) or the local-part fold (foldLocal); left unchanged, and no longer reachable",
 				"table", e.table, "address", e.old, "err", err)
 			n = e.old
 		}

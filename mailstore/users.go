@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/net/idna"
+	"golang.org/x/text/secure/precis"
 
 	"pushmail/notify"
 )
@@ -21,7 +22,7 @@ type UserID int64
 // User is an account that can log in and receive mail.
 type User struct {
 	ID      UserID
-	Address string // normalised: lower-case local@domain, domain in A-labels
+	Address string // normalised by NormalizeAddress: local part folded, domain in A-labels
 	Created time.Time
 }
 
@@ -37,12 +38,13 @@ var DefaultMailboxes = []struct{ Name, SpecialUse string }{
 }
 
 // NormalizeAddress checks that addr is a plain local@domain address and
-// returns it lower-cased, its domain in A-label form (see
-// normalizeDomain). Local parts are matched case-insensitively, as
-// users expect, though RFC 5321 §2.4 lets a server treat them as case
-// sensitive. Quoted local parts, source routes, empty parts and the
-// routing characters % and ! (the "percent hack" and bang paths, RFC 5321
-// appendix C and §2.3.11: a way to make a server relay) are refused.
+// returns it in the one form it is stored and compared in: the local part
+// folded by foldLocal, the domain in A-label form (see normalizeDomain).
+// Local parts are matched case-insensitively, as users expect, though RFC
+// 5321 §2.4 lets a server treat them as case sensitive. Quoted local
+// parts, source routes, empty parts and the routing characters % and !
+// (the "percent hack" and bang paths, RFC 5321 appendix C and §2.3.11: a
+// way to make a server relay) are refused.
 func NormalizeAddress(addr string) (string, error) {
 	at := strings.LastIndexByte(addr, '@')
 	if at <= 0 || at == len(addr)-1 {
@@ -65,7 +67,70 @@ func NormalizeAddress(addr string) (string, error) {
 	if strings.HasPrefix(local, ".") || strings.HasSuffix(local, ".") || strings.Contains(local, "..") {
 		return "", fmt.Errorf("%w: %q: misplaced dot in local part", ErrInvalidAddress, addr)
 	}
-	return strings.ToLower(local) + "@" + domain, nil
+	local, err = foldLocal(local)
+	if err != nil {
+		return "", fmt.Errorf("%w: %q: %w", ErrInvalidAddress, addr, err)
+	}
+	return local + "@" + domain, nil
+}
+
+// localPartClass is the PRECIS IdentifierClass (RFC 8264 §4.2): letters
+// and digits of any script plus printable ASCII, without compatibility
+// characters, symbols, spaces or controls.
+var localPartClass = precis.UsernameCasePreserved.Allowed()
+
+// foldLocal returns the form a local part is compared in.
+//
+// ASCII local parts are lower-cased, A-Z to a-z and nothing else, as
+// always. A non-ASCII one (RFC 6531) must consist of characters of the
+// PRECIS IdentifierClass as given, and is then mapped by the PRECIS
+// UsernameCaseMapped profile (RFC 8265 §3.3: Unicode toLowerCase, NFC,
+// the bidi rule). The class is checked before any mapping, which
+// UsernameCaseMapped alone does not do: it lower-cases first, and the
+// Kelvin sign K (U+212A) lower-cases to ASCII k, so "Kate" would reach
+// kate's mailbox. strings.ToLower did the same. Checked first, the
+// Kelvin sign, like every character with a compatibility or singleton
+// decomposition (Ångström sign, fullwidth letters, ligatures), is refused
+// rather than folded onto another spelling. What does fold, and why:
+//   - case by Unicode's toLowerCase, not case folding: ẞ (U+1E9E) is ß,
+//     but ß stays ß and is not "ss"; Σ is σ.
+//   - İ (U+0130) is "i̇" (i and U+0307), its full lower case, and so not
+//     ASCII i, which strings.ToLower made it; dotless ı stays ı. No
+//     locale (Turkish) rules: the fold must be the same for everyone.
+//   - NFC, so a decomposed "jörg" from one client is the precomposed one
+//     from another.
+//
+// Stored addresses keep the form they were stored in. ASCII ones are
+// unchanged by this fold; a non-ASCII one written before it can differ
+// (İ stored as i, decomposed text, a character the class refuses), and
+// is then no longer reachable under its stored spelling until an
+// operator re-adds it. No migration rewrites them: such local parts were
+// rare, and which of two colliding spellings keeps an account is the
+// operator's choice.
+func foldLocal(local string) (string, error) {
+	ascii := true
+	for i := 0; i < len(local); i++ {
+		if local[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return strings.ToLower(local), nil
+	}
+	for _, r := range local {
+		if !localPartClass.Contains(r) {
+			return "", fmt.Errorf("character %U not allowed in a local part (PRECIS IdentifierClass, RFC 8264 §4.2)", r)
+		}
+	}
+	f, err := precis.UsernameCaseMapped.String(local)
+	if err != nil {
+		return "", fmt.Errorf("local part: %w", err)
+	}
+	if len(f) > 64 {
+		return "", errors.New("local part too long once folded")
+	}
+	return f, nil
 }
 
 // idnaProfile turns an internationalized domain name into A-labels: the
