@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+
+	"pushmail/internal/bench"
 )
 
 // runBenchJSON runs "pushmail bench ARGS --json" in this process and
@@ -36,7 +39,7 @@ func runBenchJSON(t *testing.T, res any, args ...string) {
 }
 
 // checkPush checks that every watcher saw every delivery.
-func checkPush(t *testing.T, p pushStats, watchers, deliveries int) {
+func checkPush(t *testing.T, p bench.PushStats, watchers, deliveries int) {
 	t.Helper()
 	if p.Missed != 0 {
 		t.Errorf("missed = %d, want 0", p.Missed)
@@ -64,7 +67,7 @@ func TestBenchLatency(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var res latencyResult
+			var res bench.LatencyResult
 			runBenchJSON(t, &res, "latency", "--watchers", strconv.Itoa(tc.watchers), "--messages", "5", "--size", "600")
 			if res.Watchers != tc.watchers || res.Messages != 5 || res.Client != tc.client {
 				t.Errorf("result = %d watchers, %d messages, client %q; want %d, 5, %q", res.Watchers, res.Messages, res.Client, tc.watchers, tc.client)
@@ -76,7 +79,7 @@ func TestBenchLatency(t *testing.T) {
 
 func TestBenchIngest(t *testing.T) {
 	t.Parallel()
-	var res ingestResult
+	var res bench.IngestResult
 	runBenchJSON(t, &res, "ingest", "--server", "inproc", "--senders", "4", "--messages", "40", "--size", "2000")
 	if res.Acked != 40 || res.Failed != 0 || res.Found != 40 || res.Lost != 0 || res.Duplicates != 0 {
 		t.Errorf("ingest: %d acked, %d refused, %d found, %d lost, %d duplicated; want 40, 0, 40, 0, 0",
@@ -89,7 +92,7 @@ func TestBenchIngest(t *testing.T) {
 
 func TestBenchIdle(t *testing.T) {
 	t.Parallel()
-	var res idleResult
+	var res bench.IdleResult
 	runBenchJSON(t, &res, "idle", "--server", "inproc", "--sessions", "6", "--deliveries", "2", "--settle", "0")
 	if res.Sessions != 6 || res.RSSBefore == 0 || res.RSSSettled == 0 {
 		t.Errorf("idle: %d sessions, RSS %d before and %d after; want 6 and both read", res.Sessions, res.RSSBefore, res.RSSSettled)
@@ -104,7 +107,7 @@ func TestBenchChildServer(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	t.Parallel()
-	var res idleResult
+	var res bench.IdleResult
 	runBenchJSON(t, &res, "idle", "--server", "child", "--server-binary", pushmailBinary(t),
 		"--sessions", "3", "--deliveries", "1", "--settle", "0")
 	if res.RSSBefore == 0 || res.RSSSettled == 0 {
@@ -123,7 +126,7 @@ func TestBenchExternalServer(t *testing.T) {
 	data := t.TempDir()
 	srv := startServer(t, data)
 	cli(t, "secret\n", "user", "add", "ext@localhost", "--data", data, "--password-stdin")
-	var res latencyResult
+	var res bench.LatencyResult
 	runBenchJSON(t, &res, "latency", "--smtp", srv.addr("smtp"), "--imap", srv.addr("imap"),
 		"--user", "ext@localhost", "--password", "secret", "--server-pid", strconv.Itoa(srv.cmd.Process.Pid),
 		"--watchers", "2", "--messages", "3")
@@ -132,7 +135,7 @@ func TestBenchExternalServer(t *testing.T) {
 
 func TestBenchBigbox(t *testing.T) {
 	t.Parallel()
-	var res bigboxResult
+	var res bench.BigboxResult
 	runBenchJSON(t, &res, "bigbox", "--messages", "200", "--repeat", "2")
 	if res.Messages != 200 || res.Loaded != 200 || len(res.Ops) != 5 {
 		t.Fatalf("bigbox: %d messages, %d loaded, %d commands; want 200, 200, 5", res.Messages, res.Loaded, len(res.Ops))
@@ -154,7 +157,7 @@ func TestBenchBigbox(t *testing.T) {
 
 func TestBenchFsync(t *testing.T) {
 	t.Parallel()
-	var res fsyncResult
+	var res bench.FsyncResult
 	runBenchJSON(t, &res, "fsync", "--duration", "50ms")
 	if res.Syncs == 0 || res.Latency.N != res.Syncs {
 		t.Errorf("fsync: %d syncs, %d latencies; want some, equal", res.Syncs, res.Latency.N)
@@ -192,43 +195,75 @@ func TestBenchUsage(t *testing.T) {
 	}
 }
 
-func TestParseExists(t *testing.T) {
+// TestBenchIngestClients runs the ingest bench at tiny sizes with each
+// SMTP client: every message acknowledged and found, nothing lost.
+func TestBenchIngestClients(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		line string
-		n    uint32
-		ok   bool
-	}{
-		{"* 7 EXISTS\r\n", 7, true},
-		{"* 4294967295 EXISTS\r\n", 4294967295, true},
-		{"* 4294967296 EXISTS\r\n", 0, false},
-		{"* 7 RECENT\r\n", 0, false},
-		{"* OK [UIDNEXT 8] Predicted next UID\r\n", 0, false},
-		{"* EXISTS\r\n", 0, false},
-		{"a1 OK 7 EXISTS\r\n", 0, false},
-	}
-	for _, tc := range tests {
-		if n, ok := parseExists([]byte(tc.line)); n != tc.n || ok != tc.ok {
-			t.Errorf("parseExists(%q) = %d, %v; want %d, %v", tc.line, n, ok, tc.n, tc.ok)
-		}
+	for _, client := range []string{"pipelining", "gosmtp"} {
+		t.Run(client, func(t *testing.T) {
+			t.Parallel()
+			var res bench.IngestResult
+			runBenchJSON(t, &res, "ingest", "--server", "inproc", "--client", client,
+				"--senders", "3", "--messages", "30", "--size", "1500")
+			if res.Client != client || res.Acked != 30 || res.Failed != 0 || res.Found != 30 || res.Lost != 0 || res.Duplicates != 0 {
+				t.Errorf("ingest: client %q, %d acked, %d refused, %d found, %d lost, %d duplicated; want %q, 30, 0, 30, 0, 0",
+					res.Client, res.Acked, res.Failed, res.Found, res.Lost, res.Duplicates, client)
+			}
+		})
 	}
 }
 
-func TestLiteralSize(t *testing.T) {
+// TestBenchLatencyChanges runs "bench latency --change flags|expunge" at
+// tiny sizes: every watcher sees every change, and the JSON decodes. It
+// never looks at timings.
+func TestBenchLatencyChanges(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		line string
-		n    int
-		ok   bool
+		name     string
+		change   bench.ChangeKind
+		watchers int
+		client   string
 	}{
-		{"* 1 FETCH (BODY[] {1081}\r\n", 1081, true},
-		{"* 1 FETCH (BODY[] {12+}\r\n", 12, true},
-		{"* 1 FETCH (FLAGS (\\Seen))\r\n", 0, false},
-		{"* OK {x}\r\n", 0, false},
+		{"flags, imapclient watcher", bench.ChangeFlags, 1, "imapclient"},
+		{"flags, raw watchers", bench.ChangeFlags, 4, "raw"},
+		{"expunge, imapclient watcher", bench.ChangeExpunge, 1, "imapclient"},
+		{"expunge, raw watchers", bench.ChangeExpunge, 4, "raw"},
 	}
 	for _, tc := range tests {
-		if n, ok := literalSize([]byte(tc.line)); n != tc.n || ok != tc.ok {
-			t.Errorf("literalSize(%q) = %d, %v; want %d, %v", tc.line, n, ok, tc.n, tc.ok)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const changes = 5
+			var res bench.LatencyResult
+			runBenchJSON(t, &res, "latency", "--change", string(tc.change), "--watchers", strconv.Itoa(tc.watchers),
+				"--messages", strconv.Itoa(changes), "--size", "600")
+			if res.Change != tc.change || res.Watchers != tc.watchers || res.Client != tc.client {
+				t.Errorf("result = change %q, %d watchers, client %q; want %q, %d, %q", res.Change, res.Watchers, res.Client, tc.change, tc.watchers, tc.client)
+			}
+			p := res.ChangePush
+			if p == nil {
+				t.Fatal("no change_push in the result")
+			}
+			if p.Missed != 0 {
+				t.Errorf("missed = %d, want 0", p.Missed)
+			}
+			if p.FromOK.N != tc.watchers*changes || p.FromCommand.N != tc.watchers*changes {
+				t.Errorf("push samples = %d and %d, want %d", p.FromOK.N, p.FromCommand.N, tc.watchers*changes)
+			}
+			for name, n := range map[string]int{"all_notified": p.AllNotified.N, "command_to_all": p.CommandToAll.N, "spread": p.Spread.N, "command_round_trip": p.RoundTrip.N} {
+				if n != changes {
+					t.Errorf("%s has %d samples, want one per change, %d", name, n, changes)
+				}
+			}
+			if res.Push.FromAck.N != 0 {
+				t.Errorf("push (new mail) has %d samples, want none", res.Push.FromAck.N)
+			}
+		})
+	}
+}
+
+func TestBenchLatencyBadChange(t *testing.T) {
+	t.Parallel()
+	if code := run([]string{"bench", "latency", "--change", "rename", "--quiet", "--dir", t.TempDir()}, strings.NewReader(""), io.Discard, io.Discard); code == 0 {
+		t.Errorf("bench latency --change rename: exit 0, want an error")
 	}
 }

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -37,6 +41,9 @@ func TestImportGraph(t *testing.T) {
 		{"pushmail/internal/tlspolicy", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/mailstore", []string{"pushmail/message", "pushmail/notify"}, []string{"github.com/emersion/go-imap", "github.com/emersion/go-smtp"}, true},
 		{"pushmail/smtpd", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy"}, []string{"pushmail/imapd", "github.com/emersion/go-imap"}, false},
+		// The harness measures through sockets and prepares data through
+		// mailstore: it needs no protocol package.
+		{"pushmail/internal/bench", []string{"pushmail/mailstore"}, []string{"pushmail/smtpd", "pushmail/imapd", "pushmail/cmd/"}, false},
 		{"pushmail/imapd", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp"}, false},
 	}
 	for _, r := range rules {
@@ -61,6 +68,15 @@ func TestImportGraph(t *testing.T) {
 			}
 		}
 	}
+	// The benchmark harness lives in internal/bench; only cmd/pushmail,
+	// which wires its sub-command, may import it.
+	for name, p := range pkgs {
+		for _, imp := range p.imports {
+			if imp == "pushmail/internal/bench" && name != "pushmail/cmd/pushmail" {
+				t.Errorf("%s imports %s: only cmd/pushmail wires the bench", name, imp)
+			}
+		}
+	}
 	for name, p := range pkgs {
 		if name == "pushmail/mailstore" {
 			continue
@@ -68,6 +84,43 @@ func TestImportGraph(t *testing.T) {
 		for _, imp := range p.imports {
 			if imp == "database/sql" {
 				t.Errorf("%s imports database/sql: only mailstore speaks SQL", name)
+			}
+		}
+	}
+}
+
+// TestBenchHarnessOutside keeps the benchmark harness out of the binary's
+// package: cmd/pushmail holds only the bench sub-command's wiring
+// (benchcmd.go), and the harness's files and types live in internal/bench.
+func TestBenchHarnessOutside(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		if strings.HasPrefix(name, "bench") && name != "benchcmd.go" {
+			t.Errorf("%s: bench harness code belongs in internal/bench; cmd/pushmail keeps only benchcmd.go", name)
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatalf("parse %s: %v", name, err)
+		}
+		for _, decl := range f.Decls {
+			gen, ok := decl.(*ast.GenDecl)
+			if !ok || gen.Tok != token.TYPE {
+				continue
+			}
+			for _, spec := range gen.Specs {
+				// The harness's types (bench, benchTarget, benchReport,
+				// rawSMTP, rawIMAP, watchGroup, …): none here.
+				n := spec.(*ast.TypeSpec).Name.Name
+				if l := strings.ToLower(n); strings.HasPrefix(l, "bench") || strings.HasPrefix(l, "raw") || strings.HasPrefix(l, "watch") {
+					t.Errorf("%s defines type %s: the bench harness belongs in internal/bench", name, n)
+				}
 			}
 		}
 	}

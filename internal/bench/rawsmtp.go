@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -24,6 +24,10 @@ import (
 // Every reply code is checked; any refusal comes back as an
 // *smtp.SMTPError, so callers tell it from a broken connection as they do
 // with go-smtp's client.
+//
+// It is test-quality code, written to load pushmail's own server: no
+// TLS, no AUTH, no extension beyond PIPELINING, no recovery from a reply
+// it does not expect. Do not use it to send mail anywhere else.
 type rawSMTP struct {
 	conn net.Conn
 	r    *bufio.Reader

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// idleResult is the outcome of "pushmail bench idle".
-type idleResult struct {
+// IdleResult is the outcome of "pushmail bench idle".
+type IdleResult struct {
 	Sessions   int     `json:"sessions"`
 	Deliveries int     `json:"deliveries"`
 	SetupSec   float64 `json:"setup_seconds"`
@@ -29,16 +29,16 @@ type idleResult struct {
 	HeapPerSession  float64   `json:"heap_per_session_bytes,omitempty"`
 	StackPerSession float64   `json:"stack_per_session_bytes,omitempty"`
 	GoroutinesPer   float64   `json:"goroutines_per_session,omitempty"`
-	Push            pushStats `json:"push"`
+	Push            PushStats `json:"push"`
 	server          string
 }
 
-func idleFlags(fs *flag.FlagSet) func(context.Context, *bench) (benchResult, error) {
+func idleFlags(fs *flag.FlagSet) func(context.Context, *bench) (Result, error) {
 	sessions := fs.Int("sessions", 1000, "IMAP sessions in IDLE on the INBOX")
 	deliveries := fs.Int("deliveries", 3, "messages delivered to all of them, one at a time, to time the fan-out")
 	size := fs.Int("size", 4096, "message size in bytes")
 	settle := fs.Duration("settle", 2*time.Second, "pause before reading the RSS again, so the server's runtime returns freed memory")
-	return func(ctx context.Context, b *bench) (benchResult, error) {
+	return func(ctx context.Context, b *bench) (Result, error) {
 		if *sessions <= 0 || *deliveries <= 0 {
 			return nil, errors.New("--sessions and --deliveries must be positive")
 		}
@@ -46,13 +46,13 @@ func idleFlags(fs *flag.FlagSet) func(context.Context, *bench) (benchResult, err
 	}
 }
 
-func runIdle(ctx context.Context, b *bench, sessions, deliveries, size int, settle time.Duration) (res *idleResult, err error) {
+func runIdle(ctx context.Context, b *bench, sessions, deliveries, size int, settle time.Duration) (res *IdleResult, err error) {
 	t, err := b.start(ctx, sessions, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, t.stop()) }()
-	res = &idleResult{Sessions: sessions, Deliveries: deliveries, server: t.kind}
+	res = &IdleResult{Sessions: sessions, Deliveries: deliveries, server: t.kind}
 	res.RSSBefore, _ = t.rss()
 	var before runtime.MemStats
 	goroutines := runtime.NumGoroutine()
@@ -112,7 +112,7 @@ func runIdle(ctx context.Context, b *bench, sessions, deliveries, size int, sett
 	return res, nil
 }
 
-func (r *idleResult) writeText(w io.Writer) {
+func (r *IdleResult) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "%d IMAP sessions in IDLE on one INBOX: set up in %.2fs (%.0f/s)\n", r.Sessions, r.SetupSec, r.PerSecond)
 	if r.RSSBefore > 0 {
 		what := "server"

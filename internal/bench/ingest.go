@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -17,8 +17,8 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// ingestResult is the outcome of "pushmail bench ingest".
-type ingestResult struct {
+// IngestResult is the outcome of "pushmail bench ingest".
+type IngestResult struct {
 	Senders    int     `json:"senders"`
 	Client     string  `json:"client"` // gosmtp or pipelining
 	Messages   int     `json:"messages"`
@@ -49,7 +49,7 @@ type ingestResult struct {
 	server     string
 }
 
-func ingestFlags(fs *flag.FlagSet) func(context.Context, *bench) (benchResult, error) {
+func ingestFlags(fs *flag.FlagSet) func(context.Context, *bench) (Result, error) {
 	senders := fs.Int("senders", 16, "concurrent SMTP senders, one connection each")
 	messages := fs.Int("messages", 20000, "messages to deliver in all")
 	size := fs.Int("size", 4096, "message size in bytes")
@@ -57,13 +57,13 @@ func ingestFlags(fs *flag.FlagSet) func(context.Context, *bench) (benchResult, e
 		"pipelining sends MAIL, RCPT and DATA in one write, then the message, as Postfix and Exim do when the server offers PIPELINING (RFC 2920); "+
 		"gosmtp is go-smtp's client, one command per round trip (the figures before pipelining). "+
 		"pipelining is the default: it is how an MX receives mail, and it costs the cores the senders share with the server half as much")
-	return func(ctx context.Context, b *bench) (benchResult, error) {
+	return func(ctx context.Context, b *bench) (Result, error) {
 		if *senders <= 0 || *messages <= 0 {
 			return nil, errors.New("--senders and --messages must be positive")
 		}
 		if *client != "pipelining" && *client != "gosmtp" {
 			fmt.Fprintf(b.stderr, "pushmail bench ingest: --client %q: want pipelining or gosmtp\n", *client)
-			return nil, errUsage
+			return nil, ErrUsage
 		}
 		return runIngest(ctx, b, *client, *senders, *messages, *size)
 	}
@@ -111,7 +111,7 @@ func (p pipeliningClient) send(rcpt string, msg []byte) error {
 func (p pipeliningClient) reset() error { return p.c.reset() }
 func (p pipeliningClient) close() error { return p.c.close() }
 
-func runIngest(ctx context.Context, b *bench, client string, senders, messages, size int) (res *ingestResult, err error) {
+func runIngest(ctx context.Context, b *bench, client string, senders, messages, size int) (res *IngestResult, err error) {
 	t, err := b.start(ctx, senders, nil)
 	if err != nil {
 		return nil, err
@@ -189,7 +189,7 @@ func runIngest(ctx context.Context, b *bench, client string, senders, messages, 
 		return nil, err
 	}
 
-	res = &ingestResult{Senders: senders, Client: client, Messages: messages, Size: size, Failed: int(failed.Load()),
+	res = &IngestResult{Senders: senders, Client: client, Messages: messages, Size: size, Failed: int(failed.Load()),
 		Seconds: elapsed.Seconds(), server: t.kind}
 	var all []time.Duration
 	for _, l := range lats {
@@ -285,7 +285,7 @@ func fetchBenchIDs(t *benchTarget, run string, messages int) ([]int, error) {
 	return seen, c.Logout().Wait()
 }
 
-func (r *ingestResult) writeText(w io.Writer) {
+func (r *IngestResult) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "%d senders (%s client), %d messages of %d bytes: %d acknowledged (250), %d refused, in %.2fs\n",
 		r.Senders, r.Client, r.Messages, r.Size, r.Acked, r.Failed, r.Seconds)
 	fmt.Fprintf(w, "  throughput                %.0f msgs/s, %.1f MB/s\n", r.MsgsPerSec, r.MBPerSec)

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -71,7 +71,7 @@ func (b *bench) start(ctx context.Context, conns int, prepare prepareFunc) (*ben
 	if err != nil {
 		return nil, err
 	}
-	if err := prepareData(ctx, dir, prepare); err != nil {
+	if err := prepareData(ctx, filepath.Join(dir, b.storeFile), prepare); err != nil {
 		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
 	var t *benchTarget
@@ -88,10 +88,10 @@ func (b *bench) start(ctx context.Context, conns int, prepare prepareFunc) (*ben
 	return t, nil
 }
 
-// prepareData creates the store in dir with the bench account, and lets
+// prepareData creates the store at path with the bench account, and lets
 // prepare fill it, before any server opens it.
-func prepareData(ctx context.Context, dir string, prepare prepareFunc) error {
-	store, err := mailstore.Open(ctx, filepath.Join(dir, dbFile), mailstore.Options{
+func prepareData(ctx context.Context, path string, prepare prepareFunc) error {
+	store, err := mailstore.Open(ctx, path, mailstore.Options{
 		PasswordCost: bcrypt.MinCost,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -113,32 +113,16 @@ func prepareData(ctx context.Context, dir string, prepare prepareFunc) error {
 	return store.Close()
 }
 
-// benchConfig is the configuration of a started server: the defaults,
-// SMTP and IMAP on free loopback ports, nothing else listening, and
-// connection limits out of the way.
-func (b *bench) benchConfig(dir string) Config {
-	cfg := defaultConfig()
-	cfg.Data = dir
-	cfg.Hostname = "bench.localhost"
-	cfg.Domains = []string{"localhost"}
-	cfg.Listen = ListenConfig{SMTP: "127.0.0.1:0", IMAP: "127.0.0.1:0", HTTP: "127.0.0.1:0"}
-	cfg.Limits.MaxConns = benchMaxConns
-	cfg.Limits.MaxConnsPerIP = benchMaxConns
-	cfg.Log.Level = b.logLevel
-	return cfg
-}
-
-// benchMaxConns lifts the servers' connection limits.
-const benchMaxConns = 1 << 20
-
-// startInproc runs serve, as "pushmail serve" does, in this process. Its
-// logs are formatted as in production, then discarded; the listening
-// addresses are read from them.
+// startInproc runs the server in this process (Options.Serve). Its logs
+// are formatted as in production, then discarded; the listening addresses
+// are read from them.
 func (b *bench) startInproc(ctx context.Context, dir string) (*benchTarget, error) {
-	cfg := b.benchConfig(dir)
-	lv, err := parseLevel(cfg.Log.Level)
-	if err != nil {
-		return nil, err
+	if b.serve == nil {
+		return nil, errors.New("--server inproc: no in-process server to run")
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(b.logLevel)); err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
 	}
 	addrs := make(chan [2]string, 8)
 	started := make(chan struct{})
@@ -148,7 +132,7 @@ func (b *bench) startInproc(ctx context.Context, dir string) (*benchTarget, erro
 	})
 	sctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(sctx, cfg, logger) }()
+	go func() { done <- b.serve(sctx, dir, logger) }()
 	t := &benchTarget{kind: "inproc", user: benchUser, password: benchPassword, pid: os.Getpid()}
 	t.stop = func() error {
 		cancel()
@@ -240,10 +224,11 @@ func (b *bench) startChild(ctx context.Context, dir string) (*benchTarget, error
 	// The child logs its listening addresses at info: it logs at least
 	// that much.
 	level := "info"
-	if lv, _ := parseLevel(b.logLevel); lv < slog.LevelInfo {
+	var lv slog.Level
+	if lv.UnmarshalText([]byte(b.logLevel)) == nil && lv < slog.LevelInfo {
 		level = b.logLevel
 	}
-	limit := strconv.Itoa(benchMaxConns)
+	limit := strconv.Itoa(MaxConns)
 	cmd := exec.Command(b.serverBin, "serve", "--data", dir, "--domain", "localhost", "--hostname", "bench.localhost",
 		"--smtp", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--lmtp", "", "--submission", "", "--imaps", "", "--http", "127.0.0.1:0",
 		"--max-conns", limit, "--max-conns-per-ip", limit, "--log-level", level, "--log-format", "text")
@@ -303,7 +288,7 @@ func (b *bench) startChild(ctx context.Context, dir string) (*benchTarget, error
 			}
 			select {
 			case exitErr = <-exited:
-			case <-time.After(shutdownTimeout + 10*time.Second):
+			case <-time.After(b.shutdownTimeout + 10*time.Second):
 				cmd.Process.Kill()
 				exitErr = errors.Join(errors.New("pushmail serve did not stop after SIGTERM; killed"), <-exited)
 			}

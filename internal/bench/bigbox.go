@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -17,8 +17,8 @@ import (
 	"pushmail/mailstore"
 )
 
-// bigboxResult is the outcome of "pushmail bench bigbox".
-type bigboxResult struct {
+// BigboxResult is the outcome of "pushmail bench bigbox".
+type BigboxResult struct {
 	Messages   int        `json:"messages"` // in the INBOX when timed
 	Loaded     int        `json:"loaded"`   // added by this run
 	LoadSec    float64    `json:"load_seconds"`
@@ -53,11 +53,11 @@ var bigboxWords = []string{"apple", "banana", "cherry", "damson", "elder", "fig"
 
 const bigboxWord = "kumquat"
 
-func bigboxFlags(fs *flag.FlagSet) func(context.Context, *bench) (benchResult, error) {
+func bigboxFlags(fs *flag.FlagSet) func(context.Context, *bench) (Result, error) {
 	messages := fs.Int("messages", 100000, "messages in the mailbox (1 in 100 unseen, 1 in 1000 with the word \""+bigboxWord+"\")")
 	repeat := fs.Int("repeat", 5, "times each command is timed; the median is reported")
 	loaders := fs.Int("loaders", 32, "concurrent writers while loading")
-	return func(ctx context.Context, b *bench) (benchResult, error) {
+	return func(ctx context.Context, b *bench) (Result, error) {
 		if *messages <= 0 || *repeat <= 0 || *loaders <= 0 {
 			return nil, errors.New("--messages, --repeat and --loaders must be positive")
 		}
@@ -149,8 +149,8 @@ func bigboxLoadSMTP(ctx context.Context, t *benchTarget, from, n, conc int) erro
 	return errors.Join(errs...)
 }
 
-func runBigbox(ctx context.Context, b *bench, messages, repeat, loaders int) (res *bigboxResult, err error) {
-	res = &bigboxResult{Repeat: repeat}
+func runBigbox(ctx context.Context, b *bench, messages, repeat, loaders int) (res *BigboxResult, err error) {
+	res = &BigboxResult{Repeat: repeat}
 	var loadTime time.Duration
 	prepare := func(ctx context.Context, store *mailstore.Store, rcpt mailstore.Recipient) error {
 		b.progress("loading %d messages through the store", messages)
@@ -303,7 +303,7 @@ func runBigbox(ctx context.Context, b *bench, messages, repeat, loaders int) (re
 	return res, c.logout()
 }
 
-func (r *bigboxResult) writeText(w io.Writer) {
+func (r *BigboxResult) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "INBOX of %d messages", r.Messages)
 	if r.Loaded > 0 {
 		fmt.Fprintf(w, " (%d loaded by %s in %.1fs, %.0f msgs/s; not part of the timings)", r.Loaded, r.LoadedBy, r.LoadSec, r.LoadPerSec)

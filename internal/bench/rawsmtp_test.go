@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -19,24 +19,6 @@ import (
 	"pushmail/mailstore"
 	"pushmail/smtpd"
 )
-
-// TestBenchIngestClients runs the ingest bench at tiny sizes with each
-// SMTP client: every message acknowledged and found, nothing lost.
-func TestBenchIngestClients(t *testing.T) {
-	t.Parallel()
-	for _, client := range []string{"pipelining", "gosmtp"} {
-		t.Run(client, func(t *testing.T) {
-			t.Parallel()
-			var res ingestResult
-			runBenchJSON(t, &res, "ingest", "--server", "inproc", "--client", client,
-				"--senders", "3", "--messages", "30", "--size", "1500")
-			if res.Client != client || res.Acked != 30 || res.Failed != 0 || res.Found != 30 || res.Lost != 0 || res.Duplicates != 0 {
-				t.Errorf("ingest: client %q, %d acked, %d refused, %d found, %d lost, %d duplicated; want %q, 30, 0, 30, 0, 0",
-					res.Client, res.Acked, res.Failed, res.Found, res.Lost, res.Duplicates, client)
-			}
-		})
-	}
-}
 
 // TestRawSMTP runs the pipelining client against smtpd: a delivery, a
 // refused recipient (an *smtp.SMTPError, and the connection still

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// fsyncResult is the outcome of "pushmail bench fsync".
-type fsyncResult struct {
+// FsyncResult is the outcome of "pushmail bench fsync".
+type FsyncResult struct {
 	Dir     string  `json:"dir"`
 	Size    int     `json:"size"`
 	Syncs   int     `json:"syncs"`
@@ -20,10 +20,10 @@ type fsyncResult struct {
 	Latency dist    `json:"latency"`
 }
 
-func fsyncFlags(fs *flag.FlagSet) func(context.Context, *bench) (benchResult, error) {
+func fsyncFlags(fs *flag.FlagSet) func(context.Context, *bench) (Result, error) {
 	duration := fs.Duration("duration", 3*time.Second, "how long to write and fsync")
 	size := fs.Int("size", 4096, "bytes appended before each fsync")
-	return func(ctx context.Context, b *bench) (benchResult, error) {
+	return func(ctx context.Context, b *bench) (Result, error) {
 		if *duration <= 0 || *size <= 0 {
 			return nil, errors.New("--duration and --size must be positive")
 		}
@@ -33,7 +33,7 @@ func fsyncFlags(fs *flag.FlagSet) func(context.Context, *bench) (benchResult, er
 
 // runFsync appends size bytes and fsyncs, over and over, as a WAL commit
 // does: the rate bounds how many group commits a second the store makes.
-func runFsync(ctx context.Context, b *bench, duration time.Duration, size int) (res *fsyncResult, err error) {
+func runFsync(ctx context.Context, b *bench, duration time.Duration, size int) (res *FsyncResult, err error) {
 	f, err := os.CreateTemp(b.dir, "pushmail-bench-fsync-")
 	if err != nil {
 		return nil, err
@@ -60,11 +60,11 @@ func runFsync(ctx context.Context, b *bench, duration time.Duration, size int) (
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	return &fsyncResult{Dir: dir, Size: size, Syncs: len(lats), Seconds: elapsed.Seconds(),
+	return &FsyncResult{Dir: dir, Size: size, Syncs: len(lats), Seconds: elapsed.Seconds(),
 		PerSec: float64(len(lats)) / elapsed.Seconds(), Latency: newDist(lats)}, ctx.Err()
 }
 
-func (r *fsyncResult) writeText(w io.Writer) {
+func (r *FsyncResult) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "%d appends of %d bytes + fsync in %s: %.0f fsyncs/s\n", r.Syncs, r.Size, r.Dir, r.PerSec)
 	fmt.Fprintf(w, "  write + fsync             %s\n", r.Latency)
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -11,25 +11,25 @@ import (
 	"time"
 )
 
-// latencyResult is the outcome of "pushmail bench latency".
-type latencyResult struct {
+// LatencyResult is the outcome of "pushmail bench latency".
+type LatencyResult struct {
 	Watchers int        `json:"watchers"`
 	Messages int        `json:"messages"`
 	Size     int        `json:"size"`
 	Client   string     `json:"client"` // imapclient (one watcher) or raw
-	Change   changeKind `json:"change"` // new, flags or expunge
+	Change   ChangeKind `json:"change"` // new, flags or expunge
 	SetupSec float64    `json:"setup_seconds"`
 	// Push times new mail (--change new); it has no samples otherwise.
-	Push pushStats `json:"push"`
+	Push PushStats `json:"push"`
 	// ChangePush times another session's change (--change flags or
 	// expunge).
-	ChangePush *changeStats `json:"change_push,omitempty"`
+	ChangePush *ChangeStats `json:"change_push,omitempty"`
 }
 
-// changeStats is the outcome of changes made by another IMAP session and
-// watched by a group: pushStats with the command in place of the SMTP
+// ChangeStats is the outcome of changes made by another IMAP session and
+// watched by a group: PushStats with the command in place of the SMTP
 // transaction.
-type changeStats struct {
+type ChangeStats struct {
 	// Command is what the other session sent for each change.
 	Command string `json:"command"`
 	// FromOK: from that session reading the command's tagged OK to each
@@ -49,18 +49,18 @@ type changeStats struct {
 	Missed int `json:"missed"`
 }
 
-func latencyFlags(fs *flag.FlagSet) func(context.Context, *bench) (benchResult, error) {
+func latencyFlags(fs *flag.FlagSet) func(context.Context, *bench) (Result, error) {
 	watchers := fs.Int("watchers", 1, "IMAP sessions in IDLE on the INBOX (one: go-imap's client; more: a minimal raw client each)")
 	messages := fs.Int("messages", 200, "messages delivered, one at a time (with --change flags or expunge: messages delivered first, then changed one at a time)")
 	size := fs.Int("size", 4096, "message size in bytes")
 	change := fs.String("change", "new", `the change timed: "new" (a delivery over SMTP -> * N EXISTS), "flags" (another session's UID STORE +FLAGS (\Seen) -> * N FETCH (FLAGS ...)) or "expunge" (another session's UID EXPUNGE -> * N EXPUNGE)`)
-	return func(ctx context.Context, b *bench) (benchResult, error) {
+	return func(ctx context.Context, b *bench) (Result, error) {
 		if *watchers <= 0 || *messages <= 0 {
 			return nil, errors.New("--watchers and --messages must be positive")
 		}
-		kind := changeKind(*change)
+		kind := ChangeKind(*change)
 		switch kind {
-		case changeNew, changeFlags, changeExpunge:
+		case ChangeNew, ChangeFlags, ChangeExpunge:
 		default:
 			return nil, fmt.Errorf("--change: want new, flags or expunge, got %q", *change)
 		}
@@ -68,7 +68,7 @@ func latencyFlags(fs *flag.FlagSet) func(context.Context, *bench) (benchResult, 
 	}
 }
 
-func runLatency(ctx context.Context, b *bench, watchers, messages, size int, kind changeKind) (res *latencyResult, err error) {
+func runLatency(ctx context.Context, b *bench, watchers, messages, size int, kind ChangeKind) (res *LatencyResult, err error) {
 	t, err := b.start(ctx, watchers, nil)
 	if err != nil {
 		return nil, err
@@ -78,7 +78,7 @@ func runLatency(ctx context.Context, b *bench, watchers, messages, size int, kin
 	g := newWatchGroup(watchers, messages)
 	g.kind = kind
 	var actor *changer
-	if kind != changeNew {
+	if kind != ChangeNew {
 		// The messages to change exist before the watchers select.
 		b.progress("delivering %d messages to change", messages)
 		if actor, err = prepareChanges(ctx, t, kind, messages, size); err != nil {
@@ -101,7 +101,7 @@ func runLatency(ctx context.Context, b *bench, watchers, messages, size int, kin
 		return nil, err
 	}
 	var ds []delivery
-	if kind == changeNew {
+	if kind == ChangeNew {
 		ds, err = g.deliverAll(ctx, b, t, size)
 	} else {
 		ds, err = g.changeAll(ctx, b, actor)
@@ -116,15 +116,15 @@ func runLatency(ctx context.Context, b *bench, watchers, messages, size int, kin
 	if watchers == 1 {
 		client = "imapclient"
 	}
-	res = &latencyResult{
+	res = &LatencyResult{
 		Watchers: watchers, Messages: messages, Size: size, Client: client, Change: kind,
 		SetupSec: setup.Seconds(),
 	}
-	if kind == changeNew {
+	if kind == ChangeNew {
 		res.Push = g.stats(ds)
 	} else {
 		p := g.stats(ds)
-		res.ChangePush = &changeStats{
+		res.ChangePush = &ChangeStats{
 			Command: changeCommand[kind], FromOK: p.FromAck, FromCommand: p.FromStart,
 			AllNotified: p.AllNotified, CommandToAll: p.StartToAll, Spread: p.Spread,
 			RoundTrip: p.SMTP, Missed: p.Missed,
@@ -134,9 +134,9 @@ func runLatency(ctx context.Context, b *bench, watchers, messages, size int, kin
 }
 
 // changeCommand describes the command that makes each kind of change.
-var changeCommand = map[changeKind]string{
-	changeFlags:   `UID STORE uid +FLAGS (\Seen)`,
-	changeExpunge: `UID EXPUNGE uid (of a message marked \Deleted beforehand)`,
+var changeCommand = map[ChangeKind]string{
+	ChangeFlags:   `UID STORE uid +FLAGS (\Seen)`,
+	ChangeExpunge: `UID EXPUNGE uid (of a message marked \Deleted beforehand)`,
 }
 
 // changer is the IMAP session that makes the changes the watchers time.
@@ -146,8 +146,8 @@ type changer struct {
 }
 
 // command returns the command that makes a change to message uid.
-func (a *changer) command(kind changeKind, uid uint32) string {
-	if kind == changeFlags {
+func (a *changer) command(kind ChangeKind, uid uint32) string {
+	if kind == ChangeFlags {
 		return fmt.Sprintf(`UID STORE %d +FLAGS (\Seen)`, uid)
 	}
 	return fmt.Sprintf("UID EXPUNGE %d", uid)
@@ -157,7 +157,7 @@ func (a *changer) command(kind changeKind, uid uint32) string {
 // that selects INBOX and finds their UIDs: the last n messages. For
 // expunge, it marks them \Deleted (not timed: before the watchers
 // select), so that each UID EXPUNGE removes one (RFC 4315 §2.1).
-func prepareChanges(ctx context.Context, t *benchTarget, kind changeKind, n, size int) (*changer, error) {
+func prepareChanges(ctx context.Context, t *benchTarget, kind ChangeKind, n, size int) (*changer, error) {
 	sc, err := dialSMTP(ctx, t.smtpAddr)
 	if err != nil {
 		return nil, err
@@ -209,7 +209,7 @@ func prepareChanges(ctx context.Context, t *benchTarget, kind changeKind, n, siz
 	if len(a.uids) != n {
 		return fail(fmt.Errorf("UID SEARCH found %d of the %d messages", len(a.uids), n))
 	}
-	if kind == changeExpunge {
+	if kind == ChangeExpunge {
 		set := fmt.Sprintf("%d:%d", a.uids[0], a.uids[n-1])
 		if err := c.command(`UID STORE `+set+` +FLAGS.SILENT (\Deleted)`, nil); err != nil {
 			return fail(fmt.Errorf("UID STORE \\Deleted: %w", err))
@@ -249,7 +249,7 @@ func (g *watchGroup) changeAll(ctx context.Context, b *bench, a *changer) ([]del
 	return out, nil
 }
 
-func (r *latencyResult) writeText(w io.Writer) {
+func (r *LatencyResult) WriteText(w io.Writer) {
 	if r.ChangePush == nil {
 		fmt.Fprintf(w, "%d watcher(s) (%s client) in IDLE on one INBOX, set up in %.2fs; %d messages of %d bytes, one at a time\n",
 			r.Watchers, r.Client, r.SetupSec, r.Messages, r.Size)
@@ -258,7 +258,7 @@ func (r *latencyResult) writeText(w io.Writer) {
 	}
 	p := r.ChangePush
 	what := "FETCH"
-	if r.Change == changeExpunge {
+	if r.Change == ChangeExpunge {
 		what = "EXPUNGE"
 	}
 	fmt.Fprintf(w, "%d watcher(s) (%s client) in IDLE on one INBOX, set up in %.2fs; %d changes by another session, one at a time: %s\n",
@@ -272,7 +272,7 @@ func (r *latencyResult) writeText(w io.Writer) {
 	fmt.Fprintf(w, "  missed                    %d\n", p.Missed)
 }
 
-func writePush(w io.Writer, p pushStats) {
+func writePush(w io.Writer, p PushStats) {
 	fmt.Fprintf(w, "  250 -> EXISTS             %s\n", p.FromAck)
 	fmt.Fprintf(w, "  MAIL FROM -> EXISTS       %s\n", p.FromStart)
 	fmt.Fprintf(w, "  250 -> all watchers       %s\n", p.AllNotified)

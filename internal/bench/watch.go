@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -20,24 +20,24 @@ import (
 // arrival time of each expected "* N EXISTS" at each of them.
 type watchGroup struct {
 	n     int
-	kind  changeKind  // what the watchers wait for
+	kind  ChangeKind  // what the watchers wait for
 	slots []watchSlot // one per delivery (or change), in order
 	ws    []watcher
 	wg    sync.WaitGroup // the raw watchers' reading goroutines
 }
 
-// changeKind is the change whose push a watchGroup times.
-type changeKind string
+// ChangeKind is the change whose push a watchGroup times.
+type ChangeKind string
 
 const (
-	// changeNew: a delivery over SMTP, pushed as "* N EXISTS".
-	changeNew changeKind = "new"
-	// changeFlags: another session's STORE +FLAGS (\Seen), pushed as
+	// ChangeNew: a delivery over SMTP, pushed as "* N EXISTS".
+	ChangeNew ChangeKind = "new"
+	// ChangeFlags: another session's STORE +FLAGS (\Seen), pushed as
 	// "* N FETCH (FLAGS (\Seen))" (RFC 9051 §7.5.2).
-	changeFlags changeKind = "flags"
-	// changeExpunge: another session's UID EXPUNGE (RFC 4315 §2.1),
+	ChangeFlags ChangeKind = "flags"
+	// ChangeExpunge: another session's UID EXPUNGE (RFC 4315 §2.1),
 	// pushed as "* N EXPUNGE".
-	changeExpunge changeKind = "expunge"
+	ChangeExpunge ChangeKind = "expunge"
 )
 
 // base returns the watcher's starting count, given the message count its
@@ -46,9 +46,9 @@ const (
 // of the mailbox; expunges are counted from 0.
 func (g *watchGroup) base(selected uint32) uint32 {
 	switch g.kind {
-	case changeFlags:
+	case ChangeFlags:
 		return selected - uint32(len(g.slots))
-	case changeExpunge:
+	case ChangeExpunge:
 		return 0
 	}
 	return selected
@@ -79,7 +79,7 @@ type watcher struct {
 }
 
 func newWatchGroup(n, deliveries int) *watchGroup {
-	g := &watchGroup{n: n, kind: changeNew, slots: make([]watchSlot, deliveries), ws: make([]watcher, n)}
+	g := &watchGroup{n: n, kind: ChangeNew, slots: make([]watchSlot, deliveries), ws: make([]watcher, n)}
 	for i := range g.slots {
 		g.slots[i].at = make([]atomic.Int64, n)
 		g.slots[i].done = make(chan struct{})
@@ -210,15 +210,15 @@ func (g *watchGroup) startRaw(ctx context.Context, w int, t *benchTarget) error 
 				return // closed by g.close, or by the server
 			}
 			switch g.kind {
-			case changeNew:
+			case ChangeNew:
 				if n, ok := parseExists(line); ok {
 					g.observe(w, n, time.Now().UnixNano())
 				}
-			case changeFlags:
+			case ChangeFlags:
 				if n, ok := parseFetchSeen(line); ok {
 					g.observe(w, n, time.Now().UnixNano())
 				}
-			case changeExpunge:
+			case ChangeExpunge:
 				if _, ok := parseExpunge(line); ok {
 					expunges++
 					g.observe(w, expunges, time.Now().UnixNano())
@@ -240,20 +240,20 @@ func (g *watchGroup) startClient(ctx context.Context, w int, t *benchTarget) err
 	c := imapclient.New(nc, &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
-				if d.NumMessages != nil && g.kind == changeNew {
+				if d.NumMessages != nil && g.kind == ChangeNew {
 					g.observe(w, *d.NumMessages, time.Now().UnixNano())
 				}
 			},
 			Fetch: func(m *imapclient.FetchMessageData) {
 				at := time.Now().UnixNano()
 				buf, err := m.Collect()
-				if err != nil || g.kind != changeFlags || !slices.Contains(buf.Flags, imap.FlagSeen) {
+				if err != nil || g.kind != ChangeFlags || !slices.Contains(buf.Flags, imap.FlagSeen) {
 					return
 				}
 				g.observe(w, buf.SeqNum, at)
 			},
 			Expunge: func(uint32) {
-				if g.kind == changeExpunge {
+				if g.kind == ChangeExpunge {
 					expunges++
 					g.observe(w, expunges, time.Now().UnixNano())
 				}
@@ -333,8 +333,8 @@ func (g *watchGroup) deliverAll(ctx context.Context, b *bench, t *benchTarget, s
 	return out, c.Quit()
 }
 
-// pushStats is the outcome of deliveries watched by a group.
-type pushStats struct {
+// PushStats is the outcome of deliveries watched by a group.
+type PushStats struct {
 	// FromAck: from the client reading the 250 to each watcher reading
 	// its EXISTS. The server publishes before it answers 250, so an
 	// EXISTS can be read first: those samples are negative.
@@ -357,7 +357,7 @@ type pushStats struct {
 	Missed int `json:"missed"`
 }
 
-func (g *watchGroup) stats(ds []delivery) pushStats {
+func (g *watchGroup) stats(ds []delivery) PushStats {
 	var fromAck, fromStart, all, startToAll, spread, smtpTx []time.Duration
 	missed := 0
 	for i, d := range ds {
@@ -385,7 +385,7 @@ func (g *watchGroup) stats(ds []delivery) pushStats {
 			spread = append(spread, time.Duration(last-first))
 		}
 	}
-	return pushStats{FromAck: newDist(fromAck), FromStart: newDist(fromStart), AllNotified: newDist(all),
+	return PushStats{FromAck: newDist(fromAck), FromStart: newDist(fromStart), AllNotified: newDist(all),
 		StartToAll: newDist(startToAll), Spread: newDist(spread), SMTP: newDist(smtpTx), Missed: missed}
 }
 
