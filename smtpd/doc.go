@@ -30,6 +30,18 @@
 //     answered 421 and closed. Each command line, and DATA as a whole,
 //     must arrive within ReadTimeout, so a client that trickles bytes
 //     cannot hold a slot longer than that per command.
+//   - Memory follows the bytes received, never a client's SIZE= (RFC
+//     1870 §6.2: an estimate). A transfer holds one 64 KiB buffer, which
+//     doubles as bytes arrive up to Options.SpoolThreshold; the rest goes
+//     to a spool file in Options.SpoolDir, removed from the directory as
+//     soon as it is created. Each buffer, and each message being
+//     delivered (read back whole: mailstore.Deliver takes one slice), is
+//     taken from Options.Budget first. When it is spent, MAIL and the end
+//     of DATA get "451 4.3.1" and a growing transfer goes to disk
+//     instead. Idle buffers kept for reuse are few and small.
+//   - A message that passes MaxMessageBytes gets "552 5.3.4" and its
+//     connection is closed after the reply (RFC 1870 §6.3), without
+//     reading the rest; a declared SIZE= over it gets 552 at MAIL.
 //   - Every connection gets a connection id (cid) that is in its log
 //     lines, and every
 //     transaction has an id, derived from the cid, that is in its Received

@@ -15,6 +15,8 @@ type Metrics struct {
 	messages     *prometheus.CounterVec
 	rcptRejected *prometheus.CounterVec
 	bytes        *prometheus.CounterVec
+	inflight     prometheus.Gauge
+	refused      *prometheus.CounterVec
 }
 
 // NewMetrics creates smtpd's collectors and registers them with reg.
@@ -40,8 +42,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pushmail_smtp_accepted_bytes_total",
 			Help: "Bytes of accepted messages as received (before trace fields), by protocol.",
 		}, []string{"proto"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushmail_smtp_inflight_bytes",
+			Help: "Bytes of messages held in memory by SMTP, LMTP and submission sessions now: receive buffers and messages being delivered (counted against limits.max_inflight_bytes).",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushmail_smtp_inflight_refusals_total",
+			Help: "Transactions answered 451 4.3.1 because the in-flight message budget was spent, by protocol and stage (mail: at MAIL; data: before the first byte of DATA; deliver: when the received message was to be delivered).",
+		}, []string{"proto", "stage"}),
 	}
-	reg.MustRegister(m.connections, m.open, m.messages, m.rcptRejected, m.bytes)
+	reg.MustRegister(m.connections, m.open, m.messages, m.rcptRejected, m.bytes, m.inflight, m.refused)
 	m.initLabels()
 	return m
 }
@@ -58,6 +68,9 @@ func (m *Metrics) initLabels() {
 		m.connections.WithLabelValues(p)
 		m.open.WithLabelValues(p)
 		m.bytes.WithLabelValues(p)
+		for _, st := range refusalStages {
+			m.refused.WithLabelValues(p, st)
+		}
 		for _, rep := range []*smtp.SMTPError{nil, replyTempFailure(stageData, ""), replyTooBig} {
 			m.messages.WithLabelValues(p, replyLabel(rep))
 		}
@@ -116,4 +129,31 @@ func (m *Metrics) rcptRefused(r role, rep *smtp.SMTPError) {
 		return
 	}
 	m.rcptRejected.WithLabelValues(r.String(), replyLabel(rep)).Inc()
+}
+
+// The stages at which the in-flight budget refuses a transaction: the
+// "stage" label of pushmail_smtp_inflight_refusals_total.
+const (
+	refusedAtMail    = "mail"
+	refusedAtData    = "data"
+	refusedAtDeliver = "deliver"
+)
+
+var refusalStages = []string{refusedAtMail, refusedAtData, refusedAtDeliver}
+
+// inflightChanged records that n bytes (negative: released) of the
+// budget were taken.
+func (m *Metrics) inflightChanged(n int64) {
+	if m == nil {
+		return
+	}
+	m.inflight.Add(float64(n))
+}
+
+// budgetRefused records a 451 4.3.1 for a spent budget.
+func (m *Metrics) budgetRefused(r role, stage string) {
+	if m == nil {
+		return
+	}
+	m.refused.WithLabelValues(r.String(), stage).Inc()
 }

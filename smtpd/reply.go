@@ -76,6 +76,11 @@ var (
 	// 3463 X.3.0 "other mail system status"), rather than 452 4.3.1: the
 	// text says what happened, for the sender's logs.
 	replyStorageFull = reply(451, 4, 3, 0, "Mail system full (insufficient storage), try again later")
+	// Options.Budget is spent: the messages in transit hold all the
+	// memory allowed for them. RFC 3463 X.3.1 "mail system full"; RFC
+	// 5321 §4.2.3: 451 at MAIL and at the end of DATA, so the sender
+	// retries later.
+	replyNoResources = reply(451, 4, 3, 1, "Insufficient system resources, try again later")
 )
 
 // Replies to AUTH (RFC 4954 §6).

@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -18,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"pushmail/internal/authlimit"
+	"pushmail/internal/membudget"
 	"pushmail/internal/tlspolicy"
 	"pushmail/mailstore"
 )
@@ -91,7 +91,32 @@ type Options struct {
 	AuthLimiter *authlimit.Limiter
 	// Metrics, if set, receives connection and message counts.
 	Metrics *Metrics
+
+	// SpoolThreshold is how many bytes of a message are held in memory
+	// while it is received; the rest of a larger one goes to a file in
+	// SpoolDir. 0 means DefaultSpoolThreshold.
+	SpoolThreshold int64
+	// SpoolDir holds the files of messages over SpoolThreshold, one per
+	// transfer, removed as soon as it is created (where the system
+	// allows) and closed when the transaction ends: nothing is left there,
+	// also after a crash. "" means os.TempDir(). The directory must exist.
+	SpoolDir string
+	// Budget bounds the bytes of messages held in memory, by every
+	// session of the server together (SMTP, LMTP and submission) and by
+	// whoever else shares it. A transaction that finds it spent is
+	// answered "451 4.3.1" (see doc.go). nil means a budget of the
+	// server's own, of DefaultInflightBytes.
+	Budget *membudget.Budget
 }
+
+// Defaults of the memory options.
+const (
+	// DefaultSpoolThreshold is the default of Options.SpoolThreshold.
+	DefaultSpoolThreshold = 1 << 20
+	// DefaultInflightBytes is the size of the budget New makes when
+	// Options.Budget is nil.
+	DefaultInflightBytes = 256 << 20
+)
 
 // role is what a listener is for.
 type role int
@@ -122,13 +147,17 @@ type Server struct {
 	// may authenticate without TLS. Tests replace it, before serving, to
 	// play a remote client from 127.0.0.1.
 	loopback func(net.Addr) bool
+	// onSpool, if set, is called when a transfer moves to a spool file.
+	// Tests set it, before serving, to learn that a transfer has passed
+	// the spool threshold.
+	onSpool func()
 
 	ctx    context.Context // base of every session's context
 	cancel context.CancelFunc
 
-	// dataBufs holds *bytes.Buffer for reading DATA and BDAT; see
-	// getDataBuf.
-	dataBufs sync.Pool
+	// dataBufs holds idle DATA buffers; see getDataBuf.
+	dataBufs chan []byte
+	budget   *membudget.Budget
 
 	mu        sync.Mutex
 	shut      bool
@@ -173,7 +202,18 @@ func New(store *mailstore.Store, opts Options) *Server {
 		opts.AuthLimiter = authlimit.New(authlimit.Config{})
 	}
 	opts.TLSConfig = tlspolicy.Enforce(opts.TLSConfig)
+	if opts.SpoolThreshold <= 0 {
+		opts.SpoolThreshold = DefaultSpoolThreshold
+	}
+	if opts.SpoolDir == "" {
+		opts.SpoolDir = os.TempDir()
+	}
+	if opts.Budget == nil {
+		opts.Budget = membudget.New(DefaultInflightBytes)
+	}
 	s := &Server{
+		dataBufs: make(chan []byte, dataBufPool),
+		budget:   opts.Budget,
 		store:    store,
 		opts:     opts,
 		log:      opts.Logger,
@@ -332,31 +372,6 @@ func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-}
-
-// Pooled DATA buffers start at dataBufSize, which most mail fits in;
-// one that grew beyond dataBufKeep for a large message is left to the
-// garbage collector rather than kept.
-const (
-	dataBufSize = 64 << 10
-	dataBufKeep = 1 << 20
-)
-
-// getDataBuf returns an empty buffer for a message; putDataBuf gives it
-// back once nothing refers to its bytes.
-func (s *Server) getDataBuf() *bytes.Buffer {
-	if b, ok := s.dataBufs.Get().(*bytes.Buffer); ok {
-		return b
-	}
-	return bytes.NewBuffer(make([]byte, 0, dataBufSize))
-}
-
-func (s *Server) putDataBuf(b *bytes.Buffer) {
-	if b.Cap() > dataBufKeep {
-		return
-	}
-	b.Reset()
-	s.dataBufs.Put(b)
 }
 
 // isLoopback reports whether a is a loopback IP or a unix socket peer.

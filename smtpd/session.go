@@ -144,6 +144,12 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			return replySenderNotOwned
 		}
 	}
+	if ss.srv.budgetSpent() {
+		// Refused before the client sends anything more; the declared
+		// SIZE= plays no part (RFC 1870 §6.2: only an estimate).
+		ss.srv.opts.Metrics.budgetRefused(ss.role, refusedAtMail)
+		return replyNoResources
+	}
 	n, ok := ss.tc.begin()
 	if !ok {
 		return replyShuttingDown
@@ -214,9 +220,10 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	ss.tc.beginData()
 	t.done = true
-	msg, size, err := ss.readMessage(r, t)
+	msg, held, size, err := ss.readMessage(r, t)
 	if err == nil {
 		_, err = ss.srv.store.Deliver(ss.ctx, msg, t.targets)
+		ss.srv.release(held)
 	}
 	rep := ss.replyFor(stageData, err, t.id)
 	ss.logTransaction(t, size, resultOf(rep))
@@ -240,7 +247,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	}
 	ss.tc.beginData()
 	t.done = true
-	msg, size, err := ss.readMessage(r, t)
+	msg, held, size, err := ss.readMessage(r, t)
 	if err != nil {
 		rep := ss.replyFor(stageData, err, t.id)
 		ss.logTransaction(t, size, resultOf(rep))
@@ -277,6 +284,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 			replies[i] = rep
 		}
 	}
+	ss.srv.release(held)
 	results := make([]string, len(t.rcpts))
 	for i, a := range t.rcpts {
 		rep := replies[a.target]
@@ -304,40 +312,55 @@ func (t *transaction) firstAddr(i int) string {
 
 // readMessage reads DATA or the BDAT chunks and returns the message to
 // store: the Received field followed by the message as sent, nothing
-// normalised. size is the length of the message as sent, also on error.
-// go-smtp enforces MaxMessageBytes (its ErrDataTooLarge is a 552 5.3.4
-// reply); the LimitReader is a second guard.
+// normalised, in a slice of its exact size. size is the length of the
+// message as sent, also on error. held is the budget taken for the
+// delivery of msg, which the caller releases once Deliver has returned.
 //
-// The message is read into a buffer from the server's pool and then
-// copied, with the Received field, into a slice of its exact size: one
-// small allocation per message instead of a large one.
-func (ss *session) readMessage(r io.Reader, t *transaction) (msg []byte, size int, err error) {
-	limit := ss.srv.opts.MaxMessageBytes
-	buf := ss.srv.getDataBuf()
-	defer ss.srv.putDataBuf(buf)
-	if t.size > 0 && t.size <= limit {
-		// RFC 1870 §6.2: SIZE= is the client's estimate of the size.
-		buf.Grow(int(t.size))
+// The message is received as incoming describes (in memory up to
+// Options.SpoolThreshold, then on disk), and read back whole only here,
+// once it is complete: mailstore.Deliver takes the message as one slice,
+// since it parses it and writes it into SQLite in one transaction. The
+// memory a delivery needs, about the message once per distinct recipient
+// plus once more (Deliver prepends each copy's trace fields), is taken
+// from the budget first, and refused with 451 4.3.1 if it is not free;
+// capped at the whole budget, so that one message larger than that
+// still goes through alone.
+func (ss *session) readMessage(r io.Reader, t *transaction) (msg []byte, held int64, size int, err error) {
+	in, ok := ss.srv.newIncoming()
+	if !ok {
+		// go-smtp reads the rest of the message and discards it, in its
+		// own small buffer: RFC 5321 §3.8 lets a server close only as it
+		// shuts down.
+		ss.srv.opts.Metrics.budgetRefused(ss.role, refusedAtData)
+		return nil, 0, 0, replyNoResources
 	}
-	_, err = buf.ReadFrom(io.LimitReader(r, limit+1))
-	size = buf.Len()
-	if err == nil && int64(size) > limit {
-		err = replyTooBig
+	defer in.close()
+	err = in.readFrom(r, ss.srv.opts.MaxMessageBytes)
+	size = int(in.n)
+	if errors.Is(err, errTooBig) {
+		// RFC 1870 §6.3: once the message passes the limit, the server
+		// may answer 552 and close the connection instead of reading a
+		// message it will not take, however long, to its end.
+		ss.tc.closeAfterReply()
+		return nil, 0, size, replyTooBig
 	}
 	if err != nil {
-		return nil, size, err
+		return nil, 0, size, err
 	}
-	return ss.withTrace(t, buf.Bytes()), size, nil
-}
-
-// withTrace returns a new slice holding the Received field followed by
-// raw.
-func (ss *session) withTrace(t *transaction, raw []byte) []byte {
 	var field [512]byte // most Received fields fit; append grows it if not
 	rcvd := ss.appendReceived(field[:0], t, time.Now())
-	msg := make([]byte, len(rcvd)+len(raw))
-	copy(msg[copy(msg, rcvd):], raw)
-	return msg
+	total := int64(len(rcvd) + size)
+	need := min(total*int64(len(t.targets)+1), ss.srv.budget.Limit())
+	if !ss.srv.acquire(need) {
+		ss.srv.opts.Metrics.budgetRefused(ss.role, refusedAtDeliver)
+		return nil, 0, size, replyNoResources
+	}
+	msg, err = in.message(rcvd)
+	if err != nil {
+		ss.srv.release(need)
+		return nil, 0, size, err
+	}
+	return msg, need, size, nil
 }
 
 // Reset ends the transaction (RSET, a new EHLO, or after DATA's reply).

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"regexp"
 	"strconv"
@@ -270,8 +271,15 @@ func TestOversize(t *testing.T) {
 		t.Fatalf("test message is %d bytes, want over %d", len(big), limit)
 	}
 	wantReply(t, "DATA over the limit", send(t, c, "sender@remote.example", []string{"alice@example.org"}, big), 552, "5.3.4")
+	// RFC 1870 §6.3: the server closes the connection after that 552
+	// (TestOversizeClosesEarly checks that it stops reading).
+	var se *smtp.SMTPError
+	if err := c.Noop(); err == nil || errors.As(err, &se) {
+		t.Fatalf("NOOP after the 552 = %v, want the connection closed", err)
+	}
 
-	// The connection stays usable and a small message goes through.
+	// A small message goes through on a new connection.
+	c = e.dial(roleMX)
 	small := testMessage("small", 10)
 	if err := send(t, c, "sender@remote.example", []string{"alice@example.org"}, small); err != nil {
 		t.Fatalf("small message after the big one: %v", err)
