@@ -2,6 +2,10 @@
 // RFC 3501 IMAP4rev1), built on go-imap's imapserver with the mailstore as
 // its backend. Its reason to exist is push: a client in IDLE sees new mail,
 // flag changes and expunges as soon as the store has committed them.
+// It owns the IMAP wire side: sessions, their mailbox views, and the one
+// mapping from mailstore errors to IMAP replies (errors.go). It presents
+// the stored message.Parsed (ENVELOPE, BODYSTRUCTURE, BODY[n] by offset)
+// and never parses MIME, never speaks SQL and never imports smtpd.
 //
 // Invariants:
 //   - Each connection has one session; each session with a selected

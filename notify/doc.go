@@ -1,7 +1,9 @@
 // Package notify is pushmail's in-process change notifier: the mailstore
 // publishes one Event per mailbox it changed after each durable commit, and
 // every IMAP session watching that mailbox receives it through its own
-// Subscription.
+// Subscription. It owns only the hand-over of events between goroutines:
+// it never reads the store, never blocks a publisher and knows no mail
+// protocol.
 //
 // Invariants:
 //   - Publish never blocks and never allocates per subscriber beyond the

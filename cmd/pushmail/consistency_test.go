@@ -5,7 +5,7 @@ package main
 // the package that wires smtpd and imapd together (STYLE.md §2.1,
 // deps_test.go), while imapd must not import smtpd, not even from a test.
 // It starts both servers in this process over one mailstore, as
-// newMailEnv does, rather than through serve or the bench's startInproc:
+// newMailEnv does, rather than through serve or internal/bench's startInproc:
 // the test then holds the *mailstore.Store and reads the final state
 // directly, without a second opener racing the server for the data lock.
 

@@ -4,9 +4,17 @@
 //	pushmail user add|passwd|del|list
 //	pushmail alias add|del|list
 //	pushmail backup FILE, pushmail restore FILE
+//	pushmail bench MODE       measure a server (package internal/bench)
 //	pushmail version
 //
 // Run "pushmail help" or "pushmail COMMAND --help" for details.
+//
+// This package is the command line and its wiring only: flags and the
+// configuration file, building smtpd, imapd, mailstore and notify with
+// plain constructors and running them (serve.go), and the administration
+// commands. It holds no protocol, storage or parsing logic, and of the
+// bench sub-command only its flags (benchcmd.go); TestImportGraph and
+// TestBenchHarnessOutside keep it so.
 package main
 
 import (
