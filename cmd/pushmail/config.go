@@ -92,6 +92,12 @@ type HTTPConfig struct {
 // LimitsConfig holds the resource limits against abuse.
 type LimitsConfig struct {
 	MaxMessageBytes int64 `toml:"max_message_bytes"`
+	// MaxInflightBytes bounds the memory held by messages in transit,
+	// all SMTP, LMTP and submission sessions together (smtpd.Options.Budget).
+	MaxInflightBytes int64 `toml:"max_inflight_bytes"`
+	// SpoolThresholdBytes: a message larger than this is received into a
+	// file in DATA/spool instead of memory.
+	SpoolThresholdBytes int64 `toml:"spool_threshold_bytes"`
 	// MaxStoreBytes caps the database file (0: only the disk does);
 	// writes past it fail as on a full disk.
 	MaxStoreBytes int64         `toml:"max_store_bytes"`
@@ -133,6 +139,8 @@ func defaultConfig() Config {
 		Log: LogConfig{Level: "info", Format: "text"},
 		Limits: LimitsConfig{
 			MaxMessageBytes:           25 << 20,
+			MaxInflightBytes:          smtpd.DefaultInflightBytes,
+			SpoolThresholdBytes:       smtpd.DefaultSpoolThreshold,
 			MaxRecipients:             100,
 			MaxConnsPerIP:             20,
 			SMTPTimeout:               5 * time.Minute,
@@ -181,6 +189,8 @@ var settings = []setting{
 	{flag: "log-format", key: "log.format", usage: "log format: text or json", field: func(c *Config) any { return &c.Log.Format }},
 	{flag: "http-token", key: "http.token", usage: "bearer token required for /metrics (empty: open)", secret: true, field: func(c *Config) any { return &c.HTTP.Token }},
 	{flag: "max-message-bytes", key: "limits.max_message_bytes", usage: "largest message accepted, in bytes", field: func(c *Config) any { return &c.Limits.MaxMessageBytes }},
+	{flag: "max-inflight-bytes", key: "limits.max_inflight_bytes", usage: "memory for messages in transit, all SMTP, LMTP and submission sessions together, in bytes; when it is spent, new transactions get 451 4.3.1", field: func(c *Config) any { return &c.Limits.MaxInflightBytes }},
+	{flag: "spool-threshold-bytes", key: "limits.spool_threshold_bytes", usage: "a message larger than this is received into a file in DATA/" + spoolDir + " instead of memory, in bytes", field: func(c *Config) any { return &c.Limits.SpoolThresholdBytes }},
 	{flag: "max-store-bytes", key: "limits.max_store_bytes", usage: "cap on the store's database file, in bytes (0: none); past it, deliveries get 451 4.3.0 and APPEND NO [OVERQUOTA], as on a full disk", field: func(c *Config) any { return &c.Limits.MaxStoreBytes }},
 	{flag: "max-recipients", key: "limits.max_recipients", usage: "most recipients per SMTP transaction", field: func(c *Config) any { return &c.Limits.MaxRecipients }},
 	{flag: "max-conns-per-ip", key: "limits.max_conns_per_ip", usage: "most simultaneous connections from one IP, per listener", field: func(c *Config) any { return &c.Limits.MaxConnsPerIP }},
@@ -372,6 +382,12 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.MaxMessageBytes <= 0 {
 		errs = append(errs, errors.New("limits.max_message_bytes: must be positive"))
+	}
+	if c.Limits.MaxInflightBytes <= 0 {
+		errs = append(errs, errors.New("limits.max_inflight_bytes: must be positive"))
+	}
+	if c.Limits.SpoolThresholdBytes <= 0 {
+		errs = append(errs, errors.New("limits.spool_threshold_bytes: must be positive"))
 	}
 	if c.Limits.MaxStoreBytes < 0 {
 		errs = append(errs, errors.New("limits.max_store_bytes: must not be negative"))

@@ -21,6 +21,7 @@ import (
 
 	"pushmail/imapd"
 	"pushmail/internal/authlimit"
+	"pushmail/internal/membudget"
 	"pushmail/mailstore"
 	"pushmail/notify"
 	"pushmail/smtpd"
@@ -81,6 +82,25 @@ func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log.format: want text or json, got %q", format)
 }
 
+// spoolDir is the directory, in the data directory, where smtpd receives
+// messages over limits.spool_threshold_bytes.
+const spoolDir = "spool"
+
+// resetSpool empties and creates the spool directory and returns its
+// path. smtpd removes each spool file as soon as it creates it, so there
+// is nothing to keep; the data directory's lock is held, so no other
+// server uses it.
+func resetSpool(data string) (string, error) {
+	dir := filepath.Join(data, spoolDir)
+	if err := os.RemoveAll(dir); err != nil {
+		return "", fmt.Errorf("empty spool directory: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create spool directory: %w", err)
+	}
+	return dir, nil
+}
+
 // serve runs the server until ctx is cancelled, then shuts down: the
 // listeners stop, in-flight work finishes (or is cut off after
 // shutdownTimeout), and the store closes last.
@@ -98,6 +118,10 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			logger.Error("unlock data directory", "err", err)
 		}
 	}()
+	spool, err := resetSpool(cfg.Data)
+	if err != nil {
+		return err
+	}
 	smtpTLS, imapTLS, err := loadTLS(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -143,6 +167,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		MaxLineLength:     cfg.Limits.SMTPMaxLineLength,
 		AuthLimiter:       authLimiter,
 		Metrics:           smtpd.NewMetrics(reg),
+		Budget:            membudget.New(cfg.Limits.MaxInflightBytes),
+		SpoolDir:          spool,
+		SpoolThreshold:    cfg.Limits.SpoolThresholdBytes,
 	})
 	appendLimit := uint32(min(cfg.Limits.MaxMessageBytes, 1<<32-1))
 	imapServer := imapd.New(store, imapd.Options{
