@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// rssBytes is the resident set size of process pid, from
+// /proc/PID/status (Linux).
+func rssBytes(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatalf("VmRSS %q: %v", sc.Text(), err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+// TestSilentSizeClaimsServe is issue 13's memory amplification, against
+// the real binary: 100 connections announce SIZE=26214400 (25 MiB), send
+// RCPT and DATA, about 100 bytes each, then go silent. The server's
+// resident memory must grow by less than 50 MB; it grew by 25 MB per
+// connection when the declared size sized the DATA buffer.
+func TestSilentSizeClaimsServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	const (
+		conns   = 100
+		maxGrow = 50 << 20
+	)
+	data := t.TempDir()
+	srv := startServer(t, data, "--max-conns-per-ip", strconv.Itoa(conns+10))
+	cli(t, "secret\n", "user", "add", "alice@localhost", "--data", data, "--password-stdin")
+	pid := srv.cmd.Process.Pid
+
+	// One real delivery first, so that what every server allocates once
+	// is not counted against the abuse.
+	c := dialLine(t, srv.addr("smtp"))
+	c.reply()
+	c.send("EHLO client.test\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<alice@localhost>\r\nDATA\r\n")
+	c.expect("354")
+	c.send("Subject: warm-up\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+	if l := c.expect("250 2.0.0"); !strings.Contains(l, "Delivered") {
+		t.Fatalf("warm-up delivery: %q", l)
+	}
+	c.expect("221")
+
+	base := rssBytes(t, pid)
+	var open []*lineConn
+	for i := range conns {
+		c := dialLine(t, srv.addr("smtp"))
+		if l := c.reply(); !strings.HasPrefix(l, "220 ") {
+			t.Fatalf("connection %d: greeting %q", i, l)
+		}
+		c.send("EHLO client.test\r\nMAIL FROM:<x@example.net> SIZE=26214400\r\nRCPT TO:<alice@localhost>\r\nDATA\r\n")
+		// The 354 leaves only once the server reads the message: after it
+		// has set up whatever it holds for it.
+		if l := c.expect("354"); !strings.HasPrefix(l, "354 ") {
+			t.Fatalf("connection %d: %q, want 354", i, l)
+		}
+		open = append(open, c)
+		// Stop early (the old server reached 2.5 GB), but judge at 100.
+		if grew := rssBytes(t, pid) - base; grew >= maxGrow {
+			t.Fatalf("after %d silent connections announcing 25 MiB, server RSS grew by %d MB (from %d MB), want < %d MB",
+				i+1, grew>>20, base>>20, maxGrow>>20)
+		}
+	}
+	after := rssBytes(t, pid)
+	t.Logf("server RSS: %d MB before, %d MB with %d silent connections in DATA (+%d MB)",
+		base>>20, after>>20, len(open), (after-base)>>20)
+	if after-base >= maxGrow {
+		t.Errorf("server RSS grew by %d MB, want < %d MB", (after-base)>>20, maxGrow>>20)
+	}
+}
