@@ -262,11 +262,19 @@ func (ls *linSearch) search(m *model, next []int, cursor map[MailboxID]int, done
 			minResp = min(minResp, ops[next[g]].resp)
 		}
 	}
+	// Try the candidates in the order they were called: the writer's
+	// queue order is close to it, so the first path is nearly always the
+	// right one and the search seldom backtracks, however much the
+	// operations overlapped on a loaded machine.
+	var cands []int
 	for g, ops := range ls.ops {
-		if next[g] >= len(ops) || ops[next[g]].inv > minResp {
-			continue
+		if next[g] < len(ops) && ops[next[g]].inv <= minResp {
+			cands = append(cands, g)
 		}
-		c := ops[next[g]]
+	}
+	sort.Slice(cands, func(i, j int) bool { return ls.ops[cands[i]][next[cands[i]]].inv < ls.ops[cands[j]][next[cands[j]]].inv })
+	for _, g := range cands {
+		c := ls.ops[g][next[g]]
 		mc := m.clone()
 		e := mc.apply(c.o)
 		nc, err := ls.explain(c, e, cursor)
