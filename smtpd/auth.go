@@ -75,6 +75,7 @@ func (ss *submissionSession) authenticate(identity, username, password string) e
 	u, err := ss.srv.store.Authenticate(ss.ctx, username, password)
 	if err == nil {
 		ss.srv.auth.Succeeded(ip, account, time.Now())
+		ss.tc.authenticated()
 		ss.mu.Lock()
 		ss.user = &u
 		ss.mu.Unlock()

@@ -25,11 +25,17 @@
 //     or later whatever the configuration says (RFC 8996). Failed logins
 //     slow down, then are refused, per remote IP and per account
 //     (Options.AuthLimiter, shared with imapd).
-//   - Every connection is counted per listener, in total (Options.MaxConns)
-//     and per remote IP (Options.MaxConnsPerIP); one over either limit is
-//     answered 421 and closed. Each command line, and DATA as a whole,
-//     must arrive within ReadTimeout, so a client that trickles bytes
-//     cannot hold a slot longer than that per command.
+//   - Every connection is counted per listener, in total (Options.MaxConns),
+//     per remote IPv4 address or IPv6 /64 (Options.MaxConnsPerIP), and
+//     while unauthenticated (Options.MaxPreAuthConns; on SMTP and LMTP,
+//     always). One over the per-IP limit is answered 421 and closed; on a
+//     full listener the quietest unauthenticated connection not
+//     transferring a message is evicted (421 4.3.2) to admit it, and only
+//     with none to evict is it refused. Each command line, and DATA as a
+//     whole, must arrive within ReadTimeout, so a client that trickles
+//     bytes cannot hold a slot longer than that per command; and after
+//     Options.MaxIdleCommands commands outside a transaction since the
+//     last MAIL (NOOP, RSET, ...) a session is closed with 421 4.7.0.
 //   - Memory follows the bytes received, never a client's SIZE= (RFC
 //     1870 §6.2: an estimate). A transfer holds one 64 KiB buffer, which
 //     doubles as bytes arrive up to Options.SpoolThreshold; the rest goes

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"net"
 	"os"
@@ -42,6 +43,8 @@ func TestDefaultLimits(t *testing.T) {
 		{"WriteTimeout", s.opts.WriteTimeout, 5 * time.Minute},
 		{"MaxConnsPerIP", s.opts.MaxConnsPerIP, 20},
 		{"MaxConns", s.opts.MaxConns, 1000},
+		{"MaxPreAuthConns is MaxConns", s.opts.MaxPreAuthConns, 1000},
+		{"MaxIdleCommands", s.opts.MaxIdleCommands, 20},
 		{"MaxLineLength 100 raised to RFC 5321's 1000", s.opts.MaxLineLength, 1000},
 		{"TLS MinVersion raised to 1.2", s.opts.TLSConfig.MinVersion, uint16(tls.VersionTLS12)},
 		{"AuthLimiter defaults", s.opts.AuthLimiter.Config(), authlimit.New(authlimit.Config{}).Config()},
@@ -55,8 +58,10 @@ func TestDefaultLimits(t *testing.T) {
 	}
 }
 
-// TestMaxConns: the total per listener is refused with 421 4.3.2, other
-// listeners are unaffected, and a closed connection frees its slot.
+// TestMaxConns: on a full listener a new connection evicts the
+// unauthenticated one quiet longest (421 4.3.2), other listeners are
+// unaffected, a closed connection frees its slot, and with only
+// authenticated connections left the newcomer is refused with 421 4.3.2.
 func TestMaxConns(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{opts: Options{MaxConns: 2}})
@@ -64,10 +69,13 @@ func TestMaxConns(t *testing.T) {
 	first.expect(220, testHostname)
 	second := dialRaw(t, e.addr[roleMX])
 	second.expect(220, testHostname)
+	first.send("NOOP\r\n") // first is now the more recently active
+	first.expect(250, "")
 
 	third := dialRaw(t, e.addr[roleMX])
-	third.expect(421, "4.3.2")
-	third.expectEOF()
+	second.expect(421, "4.3.2")
+	second.expectEOF()
+	third.expect(220, testHostname)
 
 	lmtp := dialRaw(t, e.addr[roleLMTP])
 	lmtp.expect(220, testHostname)
@@ -77,6 +85,21 @@ func TestMaxConns(t *testing.T) {
 	first.expectEOF() // the slot is released before the close is seen
 	again := dialRaw(t, e.addr[roleMX])
 	again.expect(220, testHostname)
+	third.send("NOOP\r\n")
+	third.expect(250, "") // a slot was free: nobody was evicted
+
+	// Submission: authenticated connections are never evicted.
+	b64 := base64.StdEncoding.EncodeToString
+	for _, u := range testUsers[:2] {
+		c := dialRaw(t, e.addr[roleSubmission])
+		c.expect(220, testHostname)
+		c.send("EHLO client.test\r\nAUTH PLAIN " + b64([]byte("\x00"+u.addr+"\x00"+u.password)) + "\r\n")
+		c.expect(250, "")
+		c.expect(235, "")
+	}
+	refused := dialRaw(t, e.addr[roleSubmission])
+	refused.expect(421, "4.3.2")
+	refused.expectEOF()
 }
 
 // TestMaxLineLength: a command line over the limit is refused and the

@@ -13,18 +13,34 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// listener wraps a net.Listener: it counts connections, in total and per
-// remote IP, turns away those over Options.MaxConns or
-// Options.MaxConnsPerIP with a 421, and wraps each accepted connection so
-// the Server can track and drain it.
+// listener wraps a net.Listener: it counts connections, in total, per
+// client network (limitKey) and before authentication, and wraps each
+// accepted connection so the Server can track and drain it.
+//
+// Admission of a new connection (see acquire):
+//   - a client network at Options.MaxConnsPerIP is answered "421 4.7.0"
+//     and closed: its own connections are its budget;
+//   - a listener at Options.MaxConns, or at Options.MaxPreAuthConns
+//     unauthenticated connections, makes room by evicting the
+//     unauthenticated connection that has been quiet longest and is not
+//     transferring a message: it is answered "421 4.3.2" and closed, and
+//     its slot goes to the newcomer at once. Only when there is none to
+//     evict is the newcomer refused with "421 4.3.2". So silent
+//     connections from a few addresses cannot keep a listener full: each
+//     new client pushes out the stalest one, and a client that is talking
+//     is the last to go.
+//
+// A connection counts as unauthenticated until AUTH succeeds: on the SMTP
+// (MX) and LMTP listeners, for its whole life.
 type listener struct {
 	net.Listener
 	srv  *Server
 	role role
 
-	mu    sync.Mutex
-	total int
-	perIP map[string]int
+	mu      sync.Mutex
+	total   int
+	perIP   map[string]int     // by limitKey
+	preAuth map[*conn]struct{} // not authenticated, not evicted, open
 }
 
 // Accept returns the next connection within the limits.
@@ -34,45 +50,101 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := ipKey(nc.RemoteAddr())
-		if rep := l.acquire(ip); rep != nil {
-			l.reject(nc, ip, rep)
+		c := &conn{Conn: nc, l: l, ip: limitKey(nc.RemoteAddr()), cid: newID()}
+		c.touch()
+		victim, rep := l.acquire(c)
+		if rep != nil {
+			l.reject(nc, c.ip, rep)
 			continue
 		}
-		c := &conn{Conn: nc, l: l, ip: ip, cid: newID()}
+		if victim != nil {
+			l.srv.log.Info("connection evicted to make room", "cid", victim.cid, "proto", l.role.String(),
+				"remote", victim.RemoteAddr().String(), "quiet", time.Since(time.Unix(0, victim.active.Load())).Round(time.Millisecond),
+				"max_conns", l.srv.opts.MaxConns, "max_preauth_conns", l.srv.opts.MaxPreAuthConns)
+			l.srv.opts.Metrics.connEvicted(l.role, evictedForRoom)
+		}
 		l.srv.track(c)
 		l.srv.opts.Metrics.connOpened(l.role)
 		return c, nil
 	}
 }
 
-// acquire takes a slot for a connection from ip ("" for a unix socket:
-// counted in the total only), or returns the reply that refuses it.
-func (l *listener) acquire(ip string) *smtp.SMTPError {
+// acquire takes a slot for c, whose key is c.ip ("" for a unix socket:
+// counted in the totals only), evicting an idle unauthenticated
+// connection if the listener is full; or it returns the reply that
+// refuses c.
+func (l *listener) acquire(c *conn) (victim *conn, rep *smtp.SMTPError) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.total >= l.srv.opts.MaxConns {
-		return replyTooManyConnsTotal
+	if c.ip != "" && l.perIP[c.ip] >= l.srv.opts.MaxConnsPerIP {
+		l.srv.opts.Metrics.connRefused(l.role, refusedPerIP)
+		return nil, replyTooManyConns
 	}
-	if ip != "" && l.perIP[ip] >= l.srv.opts.MaxConnsPerIP {
-		return replyTooManyConns
+	if l.total >= l.srv.opts.MaxConns || len(l.preAuth) >= l.srv.opts.MaxPreAuthConns {
+		victim = l.evictLocked()
+		if victim == nil {
+			l.srv.opts.Metrics.connRefused(l.role, refusedFull)
+			return nil, replyTooManyConnsTotal
+		}
 	}
 	l.total++
-	if ip != "" {
-		l.perIP[ip]++
+	if c.ip != "" {
+		l.perIP[c.ip]++
 	}
-	return nil
+	l.preAuth[c] = struct{}{}
+	return victim, nil
 }
 
-func (l *listener) release(ip string) {
+// evictLocked picks the unauthenticated connection quiet longest that is
+// not transferring a message, tells it to go (conn.kick) and releases its
+// slot; nil if there is none. It scans them all: at most
+// MaxPreAuthConns, once per connection accepted on a full listener.
+// Lock order: l.mu, then a conn's mu.
+func (l *listener) evictLocked() *conn {
+	var oldest *conn
+	var at int64
+	for c := range l.preAuth {
+		if t := c.active.Load(); (oldest == nil || t < at) && c.evictable() {
+			oldest, at = c, t
+		}
+	}
+	// kick fails only if the connection began a transfer since
+	// evictable: the newcomer is then refused, as on a listener full of
+	// transfers.
+	if oldest == nil || !oldest.kick(replyEvicted) {
+		return nil
+	}
+	l.releaseLocked(oldest)
+	return oldest
+}
+
+// authenticated moves c out of the unauthenticated connections: it can
+// no longer be evicted, and MaxPreAuthConns no longer counts it.
+func (l *listener) authenticated(c *conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.total--
-	if ip == "" {
+	delete(l.preAuth, c)
+}
+
+// release frees c's slots, unless an eviction already did.
+func (l *listener) release(c *conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.releaseLocked(c)
+}
+
+func (l *listener) releaseLocked(c *conn) {
+	if c.released {
 		return
 	}
-	if l.perIP[ip]--; l.perIP[ip] <= 0 {
-		delete(l.perIP, ip)
+	c.released = true
+	l.total--
+	delete(l.preAuth, c)
+	if c.ip == "" {
+		return
+	}
+	if l.perIP[c.ip]--; l.perIP[c.ip] <= 0 {
+		delete(l.perIP, c.ip)
 	}
 }
 
@@ -92,13 +164,29 @@ func (l *listener) reject(nc net.Conn, ip string, rep *smtp.SMTPError) {
 	}
 }
 
-// ipKey is the per-IP limit's key for a peer; "" (not limited) for a
-// unix socket.
+// ipKey is the authentication limiter's key for a peer: its address;
+// "" for a unix socket.
 func ipKey(a net.Addr) string {
 	if t, ok := a.(*net.TCPAddr); ok {
 		return t.IP.String()
 	}
 	return ""
+}
+
+// limitKey is the connection limits' key for a peer: an IPv4 address, or
+// the /64 an IPv6 address is in; "" (not limited) for a unix socket. A
+// /64 is the smallest network RFC 4291 §2.5.4 and RFC 6177 have a site
+// given: one host can use any of its 2^64 addresses, so counting them one
+// by one would count nothing.
+func limitKey(a net.Addr) string {
+	t, ok := a.(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	if ip4 := t.IP.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return t.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // aLongTimeAgo is a read deadline in the past: the pending read returns.
@@ -134,8 +222,11 @@ var aLongTimeAgo = time.Unix(1, 0)
 type conn struct {
 	net.Conn
 	l   *listener
-	ip  string
+	ip  string // limitKey
 	cid string
+
+	released bool         // slots given back (Close, or an eviction); l.mu
+	active   atomic.Int64 // when the last command began to be read, Unix ns
 
 	wmu  sync.Mutex
 	wbuf []byte // replies written but not yet sent
@@ -144,7 +235,10 @@ type conn struct {
 	mu       sync.Mutex
 	busy     bool
 	draining bool
-	txns     int // transactions begun, for transaction ids
+	txns     int             // transactions begun, for transaction ids
+	inTxn    bool            // between a MAIL and the end of its transaction
+	idle     int             // command reads outside a transaction since the last MAIL
+	kicked   *smtp.SMTPError // the 421 of an eviction or the idle-command limit
 
 	timedOut atomic.Bool // a read has timed out: see Read
 	stopped  atomic.Bool // the shutdown 421 was sent: every read fails
@@ -323,19 +417,23 @@ func (c *conn) Read(p []byte) (int, error) {
 const shutdownWriteTimeout = time.Second
 
 // shutdownReply answers a drained, idle connection "421 4.3.2" (RFC 5321
-// §3.8) after the replies still held back, and makes every later read
-// and write fail. It reports false, doing nothing, if the connection is
-// busy, not drained (its own read timeout), or under TLS.
+// §3.8), or a kicked one its kick's 421, after the replies still held
+// back, and makes every later read and write fail. It reports false,
+// doing nothing, if the connection is neither (its own read timeout), or
+// under TLS: there go-smtp answers the timeout "421 4.4.2" itself.
 func (c *conn) shutdownReply() bool {
 	c.mu.Lock()
-	idle := c.draining && !c.busy
+	rep := c.kicked
+	if c.draining && !c.busy {
+		rep = replyShuttingDown
+	}
 	c.mu.Unlock()
-	if !idle || c.tls.Load() {
+	if rep == nil || c.tls.Load() {
 		return false
 	}
 	c.stopped.Store(true)
 	c.wmu.Lock()
-	out := append(c.wbuf, replyLine(replyShuttingDown, c.l.srv.opts.Hostname)...)
+	out := append(c.wbuf, replyLine(rep, c.l.srv.opts.Hostname)...)
 	c.wbuf = nil
 	werr := c.werr
 	if c.werr == nil {
@@ -356,15 +454,73 @@ func (c *conn) shutdownReply() bool {
 }
 
 // SetReadDeadline sets the read deadline, unless the connection is being
-// drained and idle.
+// drained and idle, or kicked.
+//
+// go-smtp calls it before it reads each command line (and each line of
+// an AUTH exchange), on this conn or, after STARTTLS, through the
+// tls.Conn: so it also counts the commands read outside a transaction.
+// RFC 5321 §4.5.3.2 bounds how long a server waits for each command, not
+// how many it answers; a client that sends NOOP, RSET, VRFY or HELP
+// within every timeout would hold its slot for ever. Past
+// Options.MaxIdleCommands such reads since the last MAIL (EHLO, STARTTLS
+// and AUTH count too), the connection is kicked: "421 4.7.0 Too many
+// commands without a transaction" instead of a next command.
 func (c *conn) SetReadDeadline(t time.Time) error {
+	c.touch()
 	c.mu.Lock()
+	if !c.inTxn && !c.busy && c.kicked == nil {
+		if c.idle++; c.idle > c.l.srv.opts.MaxIdleCommands {
+			c.kicked = replyTooManyIdleCommands
+			c.l.srv.log.Info("connection closed: too many commands without a transaction", "cid", c.cid,
+				"proto", c.l.role.String(), "remote", c.RemoteAddr().String(), "max_idle_commands", c.l.srv.opts.MaxIdleCommands)
+			c.l.srv.opts.Metrics.connEvicted(c.l.role, evictedIdleCommands)
+		}
+	}
+	kicked := c.kicked != nil
 	if c.draining && !c.busy {
 		t = aLongTimeAgo
 	}
 	c.mu.Unlock()
+	if kicked {
+		// go-smtp may hold more commands already read (pipelining): fail
+		// before it parses the next one. Under TLS the 421 cannot be
+		// written here; a timeout makes go-smtp answer "421 4.4.2".
+		if c.shutdownReply() {
+			return errShutdown
+		}
+		return os.ErrDeadlineExceeded
+	}
 	return c.Conn.SetReadDeadline(t)
 }
+
+// touch records that the client is active now: a command is about to be
+// read. Eviction picks the connection touched longest ago.
+func (c *conn) touch() { c.active.Store(time.Now().UnixNano()) }
+
+// evictable reports whether c may be evicted: it is not transferring a
+// message and has not been kicked already.
+func (c *conn) evictable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.busy && c.kicked == nil
+}
+
+// kick makes c answer rep and close instead of reading its next command,
+// or at once if it is waiting for one; it reports false, doing nothing,
+// if c is transferring a message or already kicked.
+func (c *conn) kick(rep *smtp.SMTPError) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.busy || c.kicked != nil {
+		return false
+	}
+	c.kicked = rep
+	c.interruptLocked()
+	return true
+}
+
+// authenticated records a successful AUTH (see listener).
+func (c *conn) authenticated() { c.l.authenticated(c) }
 
 // SetDeadline sets both deadlines, with SetReadDeadline's exception.
 func (c *conn) SetDeadline(t time.Time) error {
@@ -383,6 +539,7 @@ func (c *conn) begin() (n int, ok bool) {
 		return 0, false
 	}
 	c.txns++
+	c.inTxn, c.idle = true, 0
 	return c.txns, true
 }
 
@@ -394,7 +551,7 @@ func (c *conn) beginData() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.busy = true
-	if c.draining {
+	if c.draining && c.kicked == nil {
 		if err := c.Conn.SetReadDeadline(time.Now().Add(c.l.srv.opts.ReadTimeout)); err != nil {
 			c.l.srv.log.Debug("restore read deadline", "cid", c.cid, "err", err)
 		}
@@ -405,8 +562,8 @@ func (c *conn) beginData() {
 func (c *conn) end() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.busy = false
-	if c.draining {
+	c.busy, c.inTxn = false, false
+	if c.draining || c.kicked != nil {
 		c.interruptLocked()
 	}
 }
@@ -449,7 +606,7 @@ func (c *conn) Close() error {
 			}
 		}
 		c.abort()
-		c.l.release(c.ip)
+		c.l.release(c)
 		c.l.srv.untrack(c)
 		c.l.srv.opts.Metrics.connClosed(c.l.role)
 		c.closeErr = c.Conn.Close()

@@ -17,6 +17,8 @@ type Metrics struct {
 	bytes        *prometheus.CounterVec
 	inflight     prometheus.Gauge
 	refused      *prometheus.CounterVec
+	connRefusals *prometheus.CounterVec
+	evictions    *prometheus.CounterVec
 }
 
 // NewMetrics creates smtpd's collectors and registers them with reg.
@@ -50,8 +52,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pushmail_smtp_inflight_refusals_total",
 			Help: "Transactions answered 451 4.3.1 because the in-flight message budget was spent, by protocol and stage (mail: at MAIL; data: before the first byte of DATA; deliver: when the received message was to be delivered).",
 		}, []string{"proto", "stage"}),
+		connRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushmail_smtp_connections_refused_total",
+			Help: "Connections answered 421 and closed at once, by protocol and reason (per_ip: limits.max_conns_per_ip; full: the listener full of authenticated or transferring connections).",
+		}, []string{"proto", "reason"}),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushmail_smtp_connections_evicted_total",
+			Help: "Connections closed with a 421 by a limit, by protocol and reason (room: the least active unauthenticated one, for a new connection on a full listener; idle_commands: limits.smtp_max_idle_commands commands without a transaction).",
+		}, []string{"proto", "reason"}),
 	}
-	reg.MustRegister(m.connections, m.open, m.messages, m.rcptRejected, m.bytes, m.inflight, m.refused)
+	reg.MustRegister(m.connections, m.open, m.messages, m.rcptRejected, m.bytes, m.inflight, m.refused, m.connRefusals, m.evictions)
 	m.initLabels()
 	return m
 }
@@ -70,6 +80,12 @@ func (m *Metrics) initLabels() {
 		m.bytes.WithLabelValues(p)
 		for _, st := range refusalStages {
 			m.refused.WithLabelValues(p, st)
+		}
+		for _, reason := range []string{refusedPerIP, refusedFull} {
+			m.connRefusals.WithLabelValues(p, reason)
+		}
+		for _, reason := range []string{evictedForRoom, evictedIdleCommands} {
+			m.evictions.WithLabelValues(p, reason)
 		}
 		for _, rep := range []*smtp.SMTPError{nil, replyTempFailure(stageData, ""), replyTooBig} {
 			m.messages.WithLabelValues(p, replyLabel(rep))
@@ -156,4 +172,29 @@ func (m *Metrics) budgetRefused(r role, stage string) {
 		return
 	}
 	m.refused.WithLabelValues(r.String(), stage).Inc()
+}
+
+// The reasons of pushmail_smtp_connections_refused_total and
+// pushmail_smtp_connections_evicted_total.
+const (
+	refusedPerIP        = "per_ip"
+	refusedFull         = "full"
+	evictedForRoom      = "room"
+	evictedIdleCommands = "idle_commands"
+)
+
+// connRefused records a connection refused with a 421 at accept.
+func (m *Metrics) connRefused(r role, reason string) {
+	if m == nil {
+		return
+	}
+	m.connRefusals.WithLabelValues(r.String(), reason).Inc()
+}
+
+// connEvicted records a connection closed by a limit with a 421.
+func (m *Metrics) connEvicted(r role, reason string) {
+	if m == nil {
+		return
+	}
+	m.evictions.WithLabelValues(r.String(), reason).Inc()
 }

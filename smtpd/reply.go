@@ -102,6 +102,11 @@ var (
 	// Options.MaxConns; RFC 3463 X.3.2: system not accepting network
 	// messages.
 	replyTooManyConnsTotal = reply(421, 4, 3, 2, "Too many connections, try again later")
+	// An unauthenticated connection evicted to make room for a new one on
+	// a full listener (see listener).
+	replyEvicted = reply(421, 4, 3, 2, "Too many connections, closing the least active, try again later")
+	// Options.MaxIdleCommands: RFC 3463 X.7.0, a policy status.
+	replyTooManyIdleCommands = reply(421, 4, 7, 0, "Too many commands without a transaction")
 )
 
 // replyDelivered is the 250 at the end of DATA (and per recipient, for

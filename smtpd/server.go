@@ -33,6 +33,10 @@ const (
 	defaultMaxConnsPerIP = 20
 	// DefaultMaxConns is the default of Options.MaxConns.
 	DefaultMaxConns = 1000
+	// DefaultMaxIdleCommands is the default of Options.MaxIdleCommands:
+	// a session setting up TLS and AUTH, then checking with a few NOOPs
+	// or RSETs, is far from it.
+	DefaultMaxIdleCommands = 20
 	// DefaultMaxLineLength is the default of Options.MaxLineLength.
 	// RFC 5321 §4.5.3.1.4-6 allow 512 octets per command line and 1000
 	// per text line, CRLF included, but mail generators ignore it (HTML
@@ -75,9 +79,25 @@ type Options struct {
 	MaxConnsPerIP int
 	// MaxConns bounds the concurrent connections on each listener, from
 	// all clients (unix-socket ones included): one flooded listener does
-	// not starve the others. 0 means DefaultMaxConns. Connections over
-	// either limit are answered 421 and closed.
+	// not starve the others. 0 means DefaultMaxConns. A connection over
+	// MaxConnsPerIP is answered 421 and closed; on a listener at MaxConns
+	// or MaxPreAuthConns, a new connection evicts the unauthenticated one
+	// quiet longest (see listener), and is refused with 421 only if every
+	// connection is authenticated or transferring a message.
 	MaxConns int
+	// MaxPreAuthConns bounds the connections on each listener that have
+	// not authenticated: on the SMTP (MX) and LMTP listeners all of them,
+	// on submission those before a successful AUTH. Below MaxConns, it
+	// keeps room for authenticated sessions; authenticated connections
+	// are never evicted. 0 means MaxConns.
+	MaxPreAuthConns int
+	// MaxIdleCommands bounds the commands a session may send outside a
+	// transaction since its last MAIL (NOOP, RSET, VRFY, HELP, but also
+	// EHLO, STARTTLS and AUTH, which a client needs about five of): past
+	// it, "421 4.7.0" and the connection is closed. RFC 5321 §4.5.3.2
+	// times each command out but sets no bound on their number. 0 means
+	// DefaultMaxIdleCommands.
+	MaxIdleCommands int
 	// MaxLineLength bounds a command line and a line of DATA, in bytes
 	// with CRLF; 0 means DefaultMaxLineLength, and less than 1000 is
 	// raised to 1000 (RFC 5321 §4.5.3.1.6). A longer line gets "500
@@ -194,6 +214,12 @@ func New(store *mailstore.Store, opts Options) *Server {
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = DefaultMaxConns
 	}
+	if opts.MaxPreAuthConns <= 0 || opts.MaxPreAuthConns > opts.MaxConns {
+		opts.MaxPreAuthConns = opts.MaxConns
+	}
+	if opts.MaxIdleCommands <= 0 {
+		opts.MaxIdleCommands = DefaultMaxIdleCommands
+	}
 	if opts.MaxLineLength <= 0 {
 		opts.MaxLineLength = DefaultMaxLineLength
 	}
@@ -269,7 +295,7 @@ func (s *Server) ServeLMTP(ln net.Listener) error { return s.serve(roleLMTP, ln)
 func (s *Server) ServeSubmission(ln net.Listener) error { return s.serve(roleSubmission, ln) }
 
 func (s *Server) serve(r role, ln net.Listener) error {
-	l := &listener{Listener: ln, srv: s, role: r, perIP: make(map[string]int)}
+	l := &listener{Listener: ln, srv: s, role: r, perIP: make(map[string]int), preAuth: make(map[*conn]struct{})}
 	s.mu.Lock()
 	if s.shut {
 		s.mu.Unlock()

@@ -106,11 +106,19 @@ type LimitsConfig struct {
 	SMTPTimeout   time.Duration `toml:"smtp_timeout"`
 	// MaxConns bounds the connections of each SMTP, LMTP and submission
 	// listener, and of IMAP (imap and imaps together).
-	MaxConns           int           `toml:"max_conns"`
-	SMTPMaxLineLength  int           `toml:"smtp_max_line_length"`
-	IMAPCommandTimeout time.Duration `toml:"imap_command_timeout"`
-	IMAPIdleTimeout    time.Duration `toml:"imap_idle_timeout"`
-	IMAPLoginTimeout   time.Duration `toml:"imap_login_timeout"`
+	MaxConns          int `toml:"max_conns"`
+	SMTPMaxLineLength int `toml:"smtp_max_line_length"`
+	// SMTPMaxPreAuthConns bounds the unauthenticated connections of each
+	// SMTP, LMTP and submission listener; 0 (the default), or more than
+	// MaxConns, means MaxConns. A full listener evicts the quietest of
+	// them for a newcomer.
+	SMTPMaxPreAuthConns int `toml:"smtp_max_preauth_conns"`
+	// SMTPMaxIdleCommands bounds the SMTP commands outside a transaction
+	// since the last MAIL (NOOP, RSET, EHLO, ...): past it, 421 4.7.0.
+	SMTPMaxIdleCommands int           `toml:"smtp_max_idle_commands"`
+	IMAPCommandTimeout  time.Duration `toml:"imap_command_timeout"`
+	IMAPIdleTimeout     time.Duration `toml:"imap_idle_timeout"`
+	IMAPLoginTimeout    time.Duration `toml:"imap_login_timeout"`
 	// Failed logins, over SMTP AUTH and IMAP together (authlimit).
 	AuthMaxFailuresPerIP      int           `toml:"auth_max_failures_per_ip"`
 	AuthMaxFailuresPerAccount int           `toml:"auth_max_failures_per_account"`
@@ -146,6 +154,7 @@ func defaultConfig() Config {
 			SMTPTimeout:               5 * time.Minute,
 			MaxConns:                  smtpd.DefaultMaxConns,
 			SMTPMaxLineLength:         smtpd.DefaultMaxLineLength,
+			SMTPMaxIdleCommands:       smtpd.DefaultMaxIdleCommands,
 			IMAPCommandTimeout:        imapd.DefaultCommandTimeout,
 			IMAPIdleTimeout:           imapd.DefaultIdleTimeout,
 			IMAPLoginTimeout:          imapd.DefaultLoginTimeout,
@@ -193,9 +202,11 @@ var settings = []setting{
 	{flag: "spool-threshold-bytes", key: "limits.spool_threshold_bytes", usage: "a message larger than this is received into a file in DATA/" + spoolDir + " instead of memory, in bytes", field: func(c *Config) any { return &c.Limits.SpoolThresholdBytes }},
 	{flag: "max-store-bytes", key: "limits.max_store_bytes", usage: "cap on the store's database file, in bytes (0: none); past it, deliveries get 451 4.3.0 and APPEND NO [OVERQUOTA], as on a full disk", field: func(c *Config) any { return &c.Limits.MaxStoreBytes }},
 	{flag: "max-recipients", key: "limits.max_recipients", usage: "most recipients per SMTP transaction", field: func(c *Config) any { return &c.Limits.MaxRecipients }},
-	{flag: "max-conns-per-ip", key: "limits.max_conns_per_ip", usage: "most simultaneous connections from one IP, per listener", field: func(c *Config) any { return &c.Limits.MaxConnsPerIP }},
+	{flag: "max-conns-per-ip", key: "limits.max_conns_per_ip", usage: "most simultaneous connections from one IPv4 address or IPv6 /64, per listener", field: func(c *Config) any { return &c.Limits.MaxConnsPerIP }},
 	{flag: "smtp-timeout", key: "limits.smtp_timeout", usage: "SMTP command read/write timeout (e.g. 5m)", field: func(c *Config) any { return &c.Limits.SMTPTimeout }},
 	{flag: "max-conns", key: "limits.max_conns", usage: "most simultaneous connections on each SMTP, LMTP and submission listener, and on IMAP (imap and imaps together)", field: func(c *Config) any { return &c.Limits.MaxConns }},
+	{flag: "smtp-max-preauth-conns", key: "limits.smtp_max_preauth_conns", usage: "most simultaneous unauthenticated connections on each SMTP, LMTP and submission listener (0: max-conns); when full, the quietest is closed (421 4.3.2) for a new one", field: func(c *Config) any { return &c.Limits.SMTPMaxPreAuthConns }},
+	{flag: "smtp-max-idle-commands", key: "limits.smtp_max_idle_commands", usage: "most SMTP commands outside a transaction since the last MAIL (NOOP, RSET, VRFY, HELP, EHLO...); past it, 421 4.7.0 and the connection is closed", field: func(c *Config) any { return &c.Limits.SMTPMaxIdleCommands }},
 	{flag: "smtp-max-line-length", key: "limits.smtp_max_line_length", usage: "longest SMTP command or DATA line, in bytes with CRLF (at least 1000)", field: func(c *Config) any { return &c.Limits.SMTPMaxLineLength }},
 	{flag: "imap-command-timeout", key: "limits.imap_command_timeout", usage: "IMAP: time for a command line, and for the first command before login", field: func(c *Config) any { return &c.Limits.IMAPCommandTimeout }},
 	{flag: "imap-idle-timeout", key: "limits.imap_idle_timeout", usage: "IMAP: how long a logged-in client may be silent, in IDLE or between commands (at least 30m, RFC 9051)", field: func(c *Config) any { return &c.Limits.IMAPIdleTimeout }},
@@ -406,12 +417,16 @@ func (c *Config) validate() error {
 		n   int
 	}{
 		{"limits.max_conns", c.Limits.MaxConns},
+		{"limits.smtp_max_idle_commands", c.Limits.SMTPMaxIdleCommands},
 		{"limits.auth_max_failures_per_ip", c.Limits.AuthMaxFailuresPerIP},
 		{"limits.auth_max_failures_per_account", c.Limits.AuthMaxFailuresPerAccount},
 	} {
 		if l.n <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive", l.key))
 		}
+	}
+	if c.Limits.SMTPMaxPreAuthConns < 0 {
+		errs = append(errs, errors.New("limits.smtp_max_preauth_conns: must not be negative"))
 	}
 	for _, l := range []struct {
 		key string

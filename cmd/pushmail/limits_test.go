@@ -24,6 +24,8 @@ func TestLimitsConfig(t *testing.T) {
 [limits]
 max_conns = 50
 smtp_max_line_length = 1500
+smtp_max_preauth_conns = 40
+smtp_max_idle_commands = 12
 imap_command_timeout = "10s"
 imap_idle_timeout = "31m"
 auth_max_failures_per_ip = 7
@@ -51,6 +53,8 @@ auth_window = "5m"
 	}{
 		{"limits.max_conns from the file", l.MaxConns, 50},
 		{"limits.smtp_max_line_length from the file", l.SMTPMaxLineLength, 1500},
+		{"limits.smtp_max_preauth_conns from the file", l.SMTPMaxPreAuthConns, 40},
+		{"limits.smtp_max_idle_commands from the file", l.SMTPMaxIdleCommands, 12},
 		{"limits.imap_command_timeout from the file", l.IMAPCommandTimeout, 10 * time.Second},
 		{"limits.imap_idle_timeout: flag over file", l.IMAPIdleTimeout, 40 * time.Minute},
 		{"limits.imap_login_timeout from the environment", l.IMAPLoginTimeout, 45 * time.Second},
@@ -71,6 +75,8 @@ auth_window = "5m"
 		{`imap_idle_timeout = "29m"`, "limits.imap_idle_timeout: must be at least 30m"},
 		{`smtp_max_line_length = 999`, "limits.smtp_max_line_length: must be at least 1000"},
 		{`max_conns = 0`, "limits.max_conns: must be positive"},
+		{`smtp_max_preauth_conns = -1`, "limits.smtp_max_preauth_conns: must not be negative"},
+		{`smtp_max_idle_commands = 0`, "limits.smtp_max_idle_commands: must be positive"},
 		{`auth_max_failures_per_ip = 0`, "limits.auth_max_failures_per_ip: must be positive"},
 		{`auth_max_failures_per_account = -1`, "limits.auth_max_failures_per_account: must be positive"},
 		{`auth_window = "0s"`, "limits.auth_window: must be positive"},
@@ -179,10 +185,16 @@ func TestLimitsServe(t *testing.T) {
 			}
 			open = append(open, c)
 		}
-		over := dialLine(t, srv.addr("smtp"))
-		if l := over.reply(); !strings.HasPrefix(l, "421 4.3.2") {
-			t.Errorf("third SMTP connection: %q, want 421 4.3.2", l)
+		// A third evicts the quietest: the first.
+		third := dialLine(t, srv.addr("smtp"))
+		if l := third.reply(); !strings.HasPrefix(l, "220 ") {
+			t.Errorf("third SMTP connection: %q, want 220", l)
 		}
+		if l := open[0].reply(); !strings.HasPrefix(l, "421 4.3.2") {
+			t.Errorf("first SMTP connection after a third came: %q, want 421 4.3.2", l)
+		}
+		open[0].closed()
+		open[0] = third
 		// Another listener has its own count.
 		sub := dialLine(t, srv.addr("submission"))
 		if l := sub.reply(); !strings.HasPrefix(l, "220 ") {

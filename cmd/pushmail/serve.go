@@ -164,6 +164,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		WriteTimeout:      cfg.Limits.SMTPTimeout,
 		MaxConnsPerIP:     cfg.Limits.MaxConnsPerIP,
 		MaxConns:          cfg.Limits.MaxConns,
+		MaxPreAuthConns:   cfg.Limits.SMTPMaxPreAuthConns,
+		MaxIdleCommands:   cfg.Limits.SMTPMaxIdleCommands,
 		MaxLineLength:     cfg.Limits.SMTPMaxLineLength,
 		AuthLimiter:       authLimiter,
 		Metrics:           smtpd.NewMetrics(reg),
