@@ -272,7 +272,9 @@ func (ls *linSearch) search(m *model, next []int, cursor map[MailboxID]int, done
 			cands = append(cands, g)
 		}
 	}
-	sort.Slice(cands, func(i, j int) bool { return ls.ops[cands[i]][next[cands[i]]].inv < ls.ops[cands[j]][next[cands[j]]].inv })
+	sort.Slice(cands, func(i, j int) bool {
+		return ls.ops[cands[i]][next[cands[i]]].inv < ls.ops[cands[j]][next[cands[j]]].inv
+	})
 	for _, g := range cands {
 		c := ls.ops[g][next[g]]
 		mc := m.clone()
