@@ -126,6 +126,10 @@ func (s *session) reply(err error, role errRole) error {
 		// should not retry until space is freed.
 		s.log.Error("mail storage full", "err", err)
 		return no(imap.ResponseCodeOverQuota, "Mail storage is full")
+	case errors.Is(err, errBudgetSpent):
+		// RFC 5530 §3: LIMIT, "the operation ran up against an
+		// implementation limit of some kind"; a later retry may pass.
+		return no(imap.ResponseCodeLimit, "Server busy with other messages, try again later")
 	case errors.Is(err, mailstore.ErrNoSuchMessage):
 		return no(imap.ResponseCodeNonExistent, "No such message")
 	case errors.Is(err, mailstore.ErrInvalidFlag):

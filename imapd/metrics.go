@@ -13,6 +13,8 @@ type Metrics struct {
 	sessionsTotal prometheus.Counter
 	idle          prometheus.Gauge
 	push          *prometheus.HistogramVec
+	inflight      prometheus.Gauge
+	appendRefusal prometheus.Counter
 }
 
 // NewMetrics creates imapd's collectors and registers them with reg.
@@ -36,8 +38,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			// 10 µs .. ~5 s
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2.5, 15),
 		}, []string{"kind"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushmail_imap_inflight_bytes",
+			Help: "Bytes of APPEND messages held in memory by IMAP sessions now (counted against limits.max_inflight_bytes, with SMTP's).",
+		}),
+		appendRefusal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushmail_imap_append_limit_refusals_total",
+			Help: "APPENDs answered NO [LIMIT] because the in-flight message budget was spent.",
+		}),
 	}
-	reg.MustRegister(m.sessions, m.sessionsTotal, m.idle, m.push)
+	reg.MustRegister(m.sessions, m.sessionsTotal, m.idle, m.push, m.inflight, m.appendRefusal)
 	return m
 }
 
@@ -71,5 +81,17 @@ func (m *Metrics) idleEnded() {
 func (m *Metrics) pushed(kind string, committed time.Time) {
 	if m != nil && !committed.IsZero() {
 		m.push.WithLabelValues(kind).Observe(time.Since(committed).Seconds())
+	}
+}
+
+func (m *Metrics) inflightChanged(n int64) {
+	if m != nil {
+		m.inflight.Add(float64(n))
+	}
+}
+
+func (m *Metrics) appendRefused() {
+	if m != nil {
+		m.appendRefusal.Inc()
 	}
 }

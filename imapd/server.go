@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"pushmail/internal/authlimit"
+	"pushmail/internal/membudget"
 	"pushmail/internal/tlspolicy"
 	"pushmail/mailstore"
 )
@@ -38,6 +39,9 @@ const (
 	DefaultIdleTimeout = 35 * time.Minute
 	// DefaultLoginTimeout bounds the time from connecting to logging in.
 	DefaultLoginTimeout = time.Minute
+	// DefaultInflightBytes is the size of the budget New makes when
+	// Options.Budget is nil.
+	DefaultInflightBytes = 256 << 20
 )
 
 // Options configures a Server. The zero value is usable: no STARTTLS,
@@ -80,6 +84,12 @@ type Options struct {
 	// one with smtpd so that guesses over both protocols count together.
 	// nil means a limiter of the server's own with authlimit's defaults.
 	AuthLimiter *authlimit.Limiter
+	// Budget bounds the bytes of APPEND messages held in memory (see
+	// append.go). Share one with smtpd so that messages arriving over
+	// both protocols together stay within it. An APPEND that finds it
+	// spent is answered NO [LIMIT]. nil means a budget of the server's
+	// own, of DefaultInflightBytes.
+	Budget *membudget.Budget
 	// Metrics, if set, receives session counts and push latencies.
 	Metrics *Metrics
 }
@@ -131,6 +141,9 @@ func New(store *mailstore.Store, opts Options) *Server {
 	}
 	if opts.AuthLimiter == nil {
 		opts.AuthLimiter = authlimit.New(authlimit.Config{})
+	}
+	if opts.Budget == nil {
+		opts.Budget = membudget.New(DefaultInflightBytes)
 	}
 	opts.TLSConfig = tlspolicy.Enforce(opts.TLSConfig)
 	ctx, cancel := context.WithCancel(context.Background())

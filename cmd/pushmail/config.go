@@ -93,7 +93,8 @@ type HTTPConfig struct {
 type LimitsConfig struct {
 	MaxMessageBytes int64 `toml:"max_message_bytes"`
 	// MaxInflightBytes bounds the memory held by messages in transit,
-	// all SMTP, LMTP and submission sessions together (smtpd.Options.Budget).
+	// all SMTP, LMTP and submission sessions and IMAP APPENDs together
+	// (smtpd.Options.Budget and imapd.Options.Budget, one budget).
 	MaxInflightBytes int64 `toml:"max_inflight_bytes"`
 	// SpoolThresholdBytes: a message larger than this is received into a
 	// file in DATA/spool instead of memory.

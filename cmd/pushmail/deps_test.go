@@ -45,7 +45,7 @@ func TestImportGraph(t *testing.T) {
 		// The harness measures through sockets and prepares data through
 		// mailstore: it needs no protocol package.
 		{"pushmail/internal/bench", []string{"pushmail/mailstore"}, []string{"pushmail/smtpd", "pushmail/imapd", "pushmail/cmd/"}, false},
-		{"pushmail/imapd", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp"}, false},
+		{"pushmail/imapd", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp"}, false},
 	}
 	for _, r := range rules {
 		p, ok := pkgs[r.pkg]

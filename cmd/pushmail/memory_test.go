@@ -89,3 +89,104 @@ func TestSilentSizeClaimsServe(t *testing.T) {
 		t.Errorf("server RSS grew by %d MB, want < %d MB", (after-base)>>20, maxGrow>>20)
 	}
 }
+
+// TestSilentAppendClaimsServe is issue 13's memory amplification over
+// IMAP, against the real binary: 40 logged-in connections announce an
+// APPEND of 26214400 bytes (25 MiB, the append limit), half with a
+// synchronizing literal (they get the "+" and send nothing), half with a
+// non-synchronizing one (they send the first line of the message), then
+// go silent. The server's resident memory must grow by less than 50 MB;
+// it grew by 25 MB per connection when the literal's size sized the
+// buffer. Between the announcements, one normal APPEND must still work.
+func TestSilentAppendClaimsServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	const (
+		conns   = 20 // at a time
+		rounds  = 4
+		claim   = 26214400
+		maxGrow = 50 << 20
+	)
+	data := t.TempDir()
+	srv := startServer(t, data, "--max-conns-per-ip", strconv.Itoa(conns+10))
+	cli(t, "secret\n", "user", "add", "alice@localhost", "--data", data, "--password-stdin")
+	pid := srv.cmd.Process.Pid
+
+	login := func(i int) *lineConn {
+		c := dialLine(t, srv.addr("imap"))
+		if l := c.line(); !strings.HasPrefix(l, "* OK") {
+			t.Fatalf("connection %d: greeting %q", i, l)
+		}
+		c.send("a LOGIN alice@localhost secret\r\n")
+		for {
+			l := c.line()
+			if strings.HasPrefix(l, "a ") {
+				if !strings.HasPrefix(l, "a OK") {
+					t.Fatalf("connection %d: LOGIN: %q", i, l)
+				}
+				return c
+			}
+		}
+	}
+	// One real APPEND first, so that what every server allocates once is
+	// not counted against the abuse.
+	appendOne := func(what string) {
+		msg := "Subject: " + what + "\r\n\r\nhello\r\n"
+		c := login(-1)
+		c.send(fmt.Sprintf("b APPEND INBOX {%d+}\r\n%s\r\n", len(msg), msg))
+		for {
+			l := c.line()
+			if strings.HasPrefix(l, "b ") {
+				if !strings.HasPrefix(l, "b OK [APPENDUID ") {
+					t.Fatalf("%s APPEND: %q", what, l)
+				}
+				break
+			}
+		}
+		c.nc.Close()
+	}
+	appendOne("warm-up")
+
+	base := rssBytes(t, pid)
+	peak := base
+	var open []*lineConn
+	for i := range rounds * conns {
+		if i > 0 && i%conns == 0 {
+			// The next round: these hang up, and their buffers become
+			// garbage the next ones may reuse.
+			for _, c := range open {
+				c.nc.Close()
+			}
+			open = open[:0]
+		}
+		c := login(i)
+		if i%2 == 0 {
+			c.send(fmt.Sprintf("b APPEND INBOX {%d}\r\n", claim))
+			if l := c.line(); !strings.HasPrefix(l, "+") {
+				t.Fatalf("connection %d: APPEND {%d}: %q, want a continuation request", i, claim, l)
+			}
+		} else {
+			c.send(fmt.Sprintf("b APPEND INBOX {%d+}\r\nSubject: silent\r\n", claim))
+		}
+		open = append(open, c)
+		// Stop early (the old server took 25 MB a connection), but judge
+		// at the end.
+		rss := rssBytes(t, pid)
+		peak = max(peak, rss)
+		if grew := rss - base; grew >= maxGrow {
+			t.Fatalf("after %d silent APPENDs announcing 25 MiB, server RSS grew by %d MB (from %d MB), want < %d MB",
+				i+1, grew>>20, base>>20, maxGrow>>20)
+		}
+		if i == conns+conns/2 {
+			appendOne("meanwhile")
+		}
+	}
+	after := rssBytes(t, pid)
+	peak = max(peak, after)
+	t.Logf("server RSS: %d MB before, %d MB at most, %d MB with the last %d of %d silent APPENDs announcing %d bytes (+%d MB)",
+		base>>20, peak>>20, after>>20, len(open), rounds*conns, claim, (after-base)>>20)
+	if peak-base >= maxGrow {
+		t.Errorf("server RSS grew by %d MB, want < %d MB", (peak-base)>>20, maxGrow>>20)
+	}
+}

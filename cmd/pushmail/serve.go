@@ -153,6 +153,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Window:     cfg.Limits.AuthWindow,
 		Delay:      cfg.Limits.AuthDelay,
 	})
+	// One budget for message bytes in memory: SMTP, LMTP and submission
+	// transfers and IMAP APPENDs draw on it together.
+	inflight := membudget.New(cfg.Limits.MaxInflightBytes)
 	smtpServer := smtpd.New(store, smtpd.Options{
 		Hostname:          cfg.Hostname,
 		TLSConfig:         smtpTLS,
@@ -169,7 +172,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		MaxLineLength:     cfg.Limits.SMTPMaxLineLength,
 		AuthLimiter:       authLimiter,
 		Metrics:           smtpd.NewMetrics(reg),
-		Budget:            membudget.New(cfg.Limits.MaxInflightBytes),
+		Budget:            inflight,
 		SpoolDir:          spool,
 		SpoolThreshold:    cfg.Limits.SpoolThresholdBytes,
 	})
@@ -186,6 +189,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		LoginTimeout:      cfg.Limits.IMAPLoginTimeout,
 		AuthLimiter:       authLimiter,
 		Metrics:           imapd.NewMetrics(reg),
+		Budget:            inflight,
 	})
 	httpServer := &http.Server{
 		Handler:           adminHandler(store, reg, cfg.HTTP.Token),
