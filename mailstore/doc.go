@@ -26,6 +26,11 @@
 //     envelope, structure and offsets and never re-parse.
 //   - A message copied to another mailbox shares its body row; a body is
 //     deleted with the last message that refers to it (a trigger).
+//   - Only writes that add mail (Deliver, Append, Copy) are held to the
+//     free-space reserve and the size cap; they are refused with
+//     ErrStorageFull before they run, so the writes that free space
+//     (flags, Expunge, DeleteMailbox, DeleteUser) keep the reserve's room
+//     for the write-ahead log they need (space.go).
 //   - The package knows nothing of SMTP or IMAP: it speaks of users,
 //     mailboxes, UIDs and flags (the RFC 9051 flag names, such as \Seen,
 //     are used as plain strings).

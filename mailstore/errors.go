@@ -22,7 +22,9 @@ var (
 	ErrProtected     = errors.New("operation not allowed on this mailbox")
 	ErrNoSuchMessage = errors.New("no such message")
 	ErrTooBig        = errors.New("message too big")
-	// ErrStorageFull: the disk, or the store's MaxDatabaseBytes, is full.
-	// It is temporary from a sender's point of view: space may be freed.
+	// ErrStorageFull: the disk is full, or a write that adds mail would
+	// pass the store's reserve (Options.MinFreeBytes) or cap
+	// (Options.MaxDatabaseBytes). It is temporary from a sender's point
+	// of view: space may be freed.
 	ErrStorageFull = errors.New("mail storage full")
 )

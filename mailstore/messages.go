@@ -100,7 +100,7 @@ func (s *Store) Deliver(ctx context.Context, raw []byte, rcpts []Recipient) ([]U
 	size += len(raw)
 	now := time.Now()
 	uids := make([]UID, len(rcpts))
-	err = s.write(ctx, size, func(tx *wtx) ([]notify.Event, error) {
+	err = s.writeMail(ctx, size, func(tx *wtx) ([]notify.Event, error) {
 		sharedID := int64(0)
 		byMailbox := map[MailboxID]*notify.Event{}
 		var order []MailboxID
@@ -170,7 +170,7 @@ func (s *Store) Append(ctx context.Context, mailbox MailboxID, raw []byte, flags
 		date = time.Now()
 	}
 	var res AppendResult
-	err = s.write(ctx, len(raw), func(tx *wtx) ([]notify.Event, error) {
+	err = s.writeMail(ctx, len(raw), func(tx *wtx) ([]notify.Event, error) {
 		if err := tx.QueryRow("SELECT uidvalidity FROM mailboxes WHERE id = ?", mailbox).Scan(&res.UIDValidity); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return nil, ErrNoSuchMailbox
@@ -403,7 +403,7 @@ type CopyResult struct {
 // Both mailboxes must belong to the same user.
 func (s *Store) Copy(ctx context.Context, src MailboxID, set UIDSet, dst MailboxID, origin uint64) (CopyResult, error) {
 	var res CopyResult
-	err := s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+	err := s.writeMail(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
 		var events []notify.Event
 		var err error
 		res, events, err = copyMessagesTx(tx, src, set, dst, origin)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -43,9 +44,21 @@ type Options struct {
 	MaxMessageSize int64
 	// MaxReaders bounds the pool of read connections (default 8).
 	MaxReaders int
-	// MaxDatabaseBytes caps the database file (SQLite max_page_count);
-	// writes past it fail with ErrStorageFull, as on a full disk. 0: no cap.
+	// MaxDatabaseBytes caps the store on disk: the database file and its
+	// write-ahead log, less the free pages inside the database. A write
+	// that adds mail (Deliver, Append, Copy) and would pass it fails with
+	// ErrStorageFull; other writes, those that free space among them,
+	// still run. The database file alone is also held to it by SQLite's
+	// max_page_count, where any write fails, as on a full disk. 0: no cap.
 	MaxDatabaseBytes int64
+	// MinFreeBytes is the reserve kept free on the file system of the
+	// database's directory, counting the free pages inside the database
+	// as free: a write that adds mail (Deliver, Append, Copy) and would
+	// leave less fails with ErrStorageFull, so that the writes that free
+	// space (flags, Expunge, DeleteMailbox, DeleteUser), which SQLite must
+	// first append to the write-ahead log, still find room. 0: no reserve.
+	// See SpaceCheck.
+	MinFreeBytes int64
 	// OnCommit, if set, is called by the writer after each committed
 	// batch with the number of writes, their message bytes, and how long
 	// the transaction took from BEGIN to durable COMMIT. It must be quick:
@@ -79,6 +92,11 @@ type Store struct {
 
 	dummyOnce sync.Once
 	dummy     []byte
+
+	// dir is the database's directory, whose file system holds the
+	// reserve; pageSize is the database's, for its free page count.
+	dir      string
+	pageSize int64
 }
 
 // Open opens (creating if needed) the store at path, migrates its schema
@@ -96,6 +114,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		path:    path,
+		dir:     filepath.Dir(path),
 		opts:    opts,
 		log:     opts.Logger,
 		hub:     opts.Hub,
@@ -144,6 +163,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err := migrate(ctx, s.wdb, s.log); err != nil {
 		closeQuietly(s.wdb)
 		return nil, fmt.Errorf("open mailstore %s: %w", path, err)
+	}
+
+	if err := s.wdb.QueryRowContext(ctx, "PRAGMA page_size").Scan(&s.pageSize); err != nil {
+		closeQuietly(s.wdb)
+		return nil, fmt.Errorf("open mailstore %s: page size: %w", path, err)
 	}
 
 	s.rdb, err = sql.Open("sqlite3", base+"&_query_only=1")
@@ -201,7 +225,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	// reads, so nothing depends on whether it ran. A writer that does not
 	// answer in time (a lock held elsewhere, a disk that hangs) is the
 	// failure a health check is for.
-	op, err := s.enqueue(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+	op, err := s.enqueue(ctx, 0, false, func(tx *wtx) ([]notify.Event, error) {
 		var n int
 		return nil, tx.QueryRow("SELECT COUNT(*) FROM meta").Scan(&n)
 	})
@@ -231,25 +255,52 @@ func (c writerConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.maxBytes > 0 {
-		// max_page_count is in pages of page_size bytes (4096 by default).
-		sc := conn.(*sqlite3.SQLiteConn)
-		rows, err := sc.Query("PRAGMA page_size", nil)
-		if err == nil {
-			dest := []driver.Value{nil}
-			err = rows.Next(dest)
-			rows.Close()
-			if err == nil {
-				pages := max(1, c.maxBytes/dest[0].(int64))
-				_, err = sc.Exec(fmt.Sprintf("PRAGMA max_page_count = %d", pages), nil)
-			}
-		}
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("set max_page_count: %w", err)
-		}
+	if err := c.limitSizes(conn.(*sqlite3.SQLiteConn)); err != nil {
+		conn.Close()
+		return nil, err
 	}
 	return conn, nil
+}
+
+// walLimit is the size the write-ahead log is cut back to once it has been
+// checkpointed (PRAGMA journal_size_limit). SQLite otherwise keeps the
+// file at its largest, which a batch of big messages makes tens of
+// megabytes, and that space counts against MaxDatabaseBytes and the
+// reserve. A checkpoint runs every 1000 pages (4 MiB) by default, so
+// small batches never reach it.
+const walLimit = 16 << 20
+
+// limitSizes applies MaxDatabaseBytes (SQLite max_page_count, in pages of
+// page_size bytes) and bounds the write-ahead log. Under a small cap the
+// WAL is checkpointed and cut back sooner, at an eighth of the cap, so
+// that the log alone cannot hold the store over it.
+func (c writerConnector) limitSizes(sc *sqlite3.SQLiteConn) error {
+	rows, err := sc.Query("PRAGMA page_size", nil)
+	if err != nil {
+		return fmt.Errorf("read page_size: %w", err)
+	}
+	dest := []driver.Value{nil}
+	err = rows.Next(dest)
+	rows.Close()
+	if err != nil {
+		return fmt.Errorf("read page_size: %w", err)
+	}
+	pageSize := dest[0].(int64)
+	limit := int64(walLimit)
+	pragmas := []string{}
+	if c.maxBytes > 0 {
+		limit = min(limit, c.maxBytes/8)
+		pragmas = append(pragmas,
+			fmt.Sprintf("PRAGMA max_page_count = %d", max(1, c.maxBytes/pageSize)),
+			fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", max(1, min(1000, limit/pageSize))))
+	}
+	pragmas = append(pragmas, fmt.Sprintf("PRAGMA journal_size_limit = %d", limit))
+	for _, p := range pragmas {
+		if _, err := sc.Exec(p, nil); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 func (writerConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }

@@ -102,6 +102,11 @@ type writeOp struct {
 	err    error
 	events []notify.Event
 	done   chan struct{}
+
+	// grows marks a write that adds mail, admitted only within the
+	// store's reserve and cap (admitGrowth); refused is why it was not.
+	grows   bool
+	refused error
 }
 
 // write queues fn for the writer and waits until its transaction has been
@@ -113,7 +118,17 @@ type writeOp struct {
 // one that already ran may still be committed, and its caller must learn
 // which.
 func (s *Store) write(ctx context.Context, size int, fn writeFunc) error {
-	op, err := s.enqueue(ctx, size, fn)
+	return s.wait(s.enqueue(ctx, size, false, fn))
+}
+
+// writeMail is write for a write that adds mail (Deliver, Append, Copy):
+// it fails with ErrStorageFull, without running, when the store is at its
+// reserve or its cap (Options.MinFreeBytes, Options.MaxDatabaseBytes).
+func (s *Store) writeMail(ctx context.Context, size int, fn writeFunc) error {
+	return s.wait(s.enqueue(ctx, size, true, fn))
+}
+
+func (s *Store) wait(op *writeOp, err error) error {
 	if err != nil {
 		return err
 	}
@@ -121,9 +136,10 @@ func (s *Store) write(ctx context.Context, size int, fn writeFunc) error {
 	return op.err
 }
 
-// enqueue hands fn to the writer; the caller then waits on op.done.
-func (s *Store) enqueue(ctx context.Context, size int, fn writeFunc) (*writeOp, error) {
-	op := &writeOp{ctx: ctx, fn: fn, size: size, done: make(chan struct{})}
+// enqueue hands fn to the writer; the caller then waits on op.done. grows
+// marks a write that adds mail.
+func (s *Store) enqueue(ctx context.Context, size int, grows bool, fn writeFunc) (*writeOp, error) {
+	op := &writeOp{ctx: ctx, fn: fn, size: size, grows: grows, done: make(chan struct{})}
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if s.closed {
@@ -222,6 +238,7 @@ func (s *Store) runBatch(ops []*writeOp) (wakeups *notify.Wakeups) {
 		}
 		s.prepareMissing(context.Background())
 	}()
+	s.admitGrowth(ops)
 	// A batch of one needs no second pass: its only op failing fails it.
 	if wakeups, retry := s.tryBatch(ops, false); !retry || len(ops) == 1 {
 		return wakeups
@@ -258,6 +275,10 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 	for _, op := range ops {
 		if err := op.ctx.Err(); err != nil {
 			op.err = err
+			continue
+		}
+		if op.refused != nil {
+			op.err = op.refused
 			continue
 		}
 		var broken error

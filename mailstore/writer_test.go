@@ -30,7 +30,7 @@ func TestFailedWriteIsUndoneAloneInItsBatch(t *testing.T) {
 	// Hold the writer inside a write, so that the next four queue up and
 	// are taken as one batch.
 	running, release := make(chan struct{}), make(chan struct{})
-	blocker, err := s.enqueue(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+	blocker, err := s.enqueue(ctx, 0, false, func(tx *wtx) ([]notify.Event, error) {
 		close(running)
 		<-release
 		return nil, nil
@@ -64,7 +64,7 @@ func TestFailedWriteIsUndoneAloneInItsBatch(t *testing.T) {
 	order := []string{"good1", "fails", "panics", "good2"}
 	queued := map[string]*writeOp{}
 	for _, name := range order {
-		if queued[name], err = s.enqueue(ctx, 0, ops[name]); err != nil {
+		if queued[name], err = s.enqueue(ctx, 0, false, ops[name]); err != nil {
 			t.Fatal(err)
 		}
 	}
