@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +49,46 @@ type ListenConfig struct {
 	IMAP       string `toml:"imap"`
 	IMAPS      string `toml:"imaps"`
 	HTTP       string `toml:"http"`
+	// ProxyProtocol names the listeners (smtp, lmtp, submission, imap,
+	// imaps; TCP only) that sit behind a proxy opening every connection
+	// with a PROXY protocol v1 or v2 header, as HAProxy's send-proxy
+	// does. On them, only peers in ProxyTrusted may connect, and each
+	// must send the header (internal/proxylisten): limits, lockouts, the
+	// loopback test for passwords and the logs then see the client.
+	ProxyProtocol []string `toml:"proxy_protocol"`
+	// ProxyTrusted are the proxies' addresses, as CIDR prefixes or IPs.
+	ProxyTrusted []string `toml:"proxy_trusted"`
+}
+
+// proxyListeners are the listeners that may be marked for the PROXY
+// protocol; the HTTP listener may not.
+var proxyListeners = []string{"smtp", "lmtp", "submission", "imap", "imaps"}
+
+// proxyTrusted parses ProxyTrusted: a bare IP is a prefix of its full
+// length.
+func (l ListenConfig) proxyTrusted() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range l.ProxyTrusted {
+		if ip, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an IP nor a CIDR prefix", s)
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// proxied reports whether the listener name is marked for the PROXY
+// protocol.
+func (l ListenConfig) proxied(name string) bool {
+	return slices.Contains(l.ProxyProtocol, name)
 }
 
 // TLSConfig names the certificate used by STARTTLS and implicit TLS:
@@ -187,6 +229,8 @@ var settings = []setting{
 	{flag: "imap", key: "listen.imap", usage: "IMAP address (STARTTLS when a certificate is set); empty: off", field: func(c *Config) any { return &c.Listen.IMAP }},
 	{flag: "imaps", key: "listen.imaps", usage: "IMAP over implicit TLS address (needs a certificate); empty: off", field: func(c *Config) any { return &c.Listen.IMAPS }},
 	{flag: "http", key: "listen.http", usage: "HTTP address for /healthz and /metrics; empty: off", field: func(c *Config) any { return &c.Listen.HTTP }},
+	{flag: "proxy-protocol", key: "listen.proxy_protocol", usage: "listeners behind a proxy that sends a PROXY protocol v1/v2 header (smtp, lmtp, submission, imap, imaps), repeatable (env: comma-separated); on them only --proxy-trusted peers may connect, and each must send the header", field: func(c *Config) any { return &c.Listen.ProxyProtocol }},
+	{flag: "proxy-trusted", key: "listen.proxy_trusted", usage: "the proxies' networks for --proxy-protocol, as CIDR prefixes or IPs, repeatable (env: comma-separated)", field: func(c *Config) any { return &c.Listen.ProxyTrusted }},
 	{flag: "tls-cert", key: "tls.cert", usage: "PEM certificate file for STARTTLS and implicit TLS (reloaded on SIGHUP)", field: func(c *Config) any { return &c.TLS.Cert }},
 	{flag: "tls-key", key: "tls.key", usage: "PEM private key file for --tls-cert", field: func(c *Config) any { return &c.TLS.Key }},
 	{flag: "smtp-tls-cert", key: "tls.smtp.cert", usage: "certificate for SMTP, LMTP and submission only (default: --tls-cert)", field: func(c *Config) any { return &c.TLS.SMTP.Cert }},
@@ -384,6 +428,7 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s: cert and key go together", f.name))
 		}
 	}
+	errs = append(errs, c.Listen.validateProxy()...)
 	switch c.Log.Format {
 	case "text", "json":
 	default:
@@ -452,6 +497,28 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("limits.imap_idle_timeout: must be at least 30m (RFC 9051 §5.4)"))
 	}
 	return errors.Join(errs...)
+}
+
+// validateProxy checks the PROXY protocol settings.
+func (l ListenConfig) validateProxy() []error {
+	var errs []error
+	addrs := map[string]string{"smtp": l.SMTP, "lmtp": l.LMTP, "submission": l.Submission, "imap": l.IMAP, "imaps": l.IMAPS}
+	for _, name := range l.ProxyProtocol {
+		addr, ok := addrs[name]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("listen.proxy_protocol: unknown listener %q (want %s)", name, strings.Join(proxyListeners, ", ")))
+		case strings.HasPrefix(addr, "unix:"):
+			errs = append(errs, fmt.Errorf("listen.proxy_protocol: %s is a unix socket; the PROXY protocol is for TCP listeners", name))
+		}
+	}
+	if _, err := l.proxyTrusted(); err != nil {
+		errs = append(errs, fmt.Errorf("listen.proxy_trusted: %w", err))
+	}
+	if len(l.ProxyProtocol) > 0 && len(l.ProxyTrusted) == 0 {
+		errs = append(errs, errors.New("listen.proxy_trusted: name the proxies' networks for listen.proxy_protocol"))
+	}
+	return errs
 }
 
 // masked returns a copy of c with secrets replaced, for printing.

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"pushmail/internal/proxylisten"
 	"pushmail/notify"
 )
 
@@ -46,6 +47,28 @@ func (m *storeMetrics) observe(writes, bytes int, d time.Duration) {
 	m.commit.WithLabelValues().Observe(d.Seconds())
 	m.batch.Observe(float64(writes))
 	m.bytes.Observe(float64(bytes))
+}
+
+// proxyMetrics counts the connections that marked listeners refused
+// (listen.proxy_protocol).
+type proxyMetrics struct{ refused *prometheus.CounterVec }
+
+func newProxyMetrics(reg prometheus.Registerer) proxyMetrics {
+	m := proxyMetrics{prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushmail_proxy_refused_total",
+		Help: "Connections refused by a PROXY protocol listener, by listener and reason: untrusted (peer not in listen.proxy_trusted), no_header, bad_header.",
+	}, []string{"listener", "reason"})}
+	reg.MustRegister(m.refused)
+	return m
+}
+
+// rejected returns the proxylisten.Options.Rejected hook of a listener;
+// it also makes the listener's counters exist at 0.
+func (m proxyMetrics) rejected(listener string) func(reason string) {
+	for _, r := range []string{proxylisten.ReasonUntrusted, proxylisten.ReasonNoHeader, proxylisten.ReasonBadHeader} {
+		m.refused.WithLabelValues(listener, r)
+	}
+	return func(reason string) { m.refused.WithLabelValues(listener, reason).Inc() }
 }
 
 // registerHubMetrics exposes the notifier's counters.

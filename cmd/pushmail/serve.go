@@ -22,6 +22,7 @@ import (
 	"pushmail/imapd"
 	"pushmail/internal/authlimit"
 	"pushmail/internal/membudget"
+	"pushmail/internal/proxylisten"
 	"pushmail/mailstore"
 	"pushmail/notify"
 	"pushmail/smtpd"
@@ -236,6 +237,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 		listeners = append(listeners, ln)
 	}
+	proxyTrusted, err := cfg.Listen.proxyTrusted()
+	if err != nil {
+		return fmt.Errorf("listen.proxy_trusted: %w", err)
+	}
+	proxyRejected := newProxyMetrics(reg)
 	errc := make(chan error, len(services))
 	running := 0
 	for i, svc := range services {
@@ -243,7 +249,19 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		if ln == nil {
 			continue
 		}
-		logger.Info("listening", "proto", svc.name, "addr", ln.Addr().String())
+		if cfg.Listen.proxied(svc.name) {
+			// The header comes first, below everything: below the
+			// servers' limits, which then count the client, and below
+			// the TLS handshake of imaps (ServeTLS wraps what it gets).
+			ln = proxylisten.New(ln, proxylisten.Options{
+				Trusted:  proxyTrusted,
+				Logger:   logger.With("proto", svc.name),
+				Rejected: proxyRejected.rejected(svc.name),
+			})
+			logger.Info("listening", "proto", svc.name, "addr", ln.Addr().String(), "proxy_protocol", true)
+		} else {
+			logger.Info("listening", "proto", svc.name, "addr", ln.Addr().String())
+		}
 		running++
 		go func() {
 			if err := svc.serve(ln); err != nil {
