@@ -40,6 +40,7 @@ func TestImportGraph(t *testing.T) {
 		{"pushmail/internal/authlimit", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/internal/tlspolicy", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/internal/membudget", nil, []string{"github.com/emersion/"}, false},
+		{"pushmail/internal/proxylisten", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/mailstore", []string{"pushmail/message", "pushmail/notify"}, []string{"github.com/emersion/go-imap", "github.com/emersion/go-smtp"}, true},
 		{"pushmail/smtpd", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget"}, []string{"pushmail/imapd", "github.com/emersion/go-imap"}, false},
 		// The harness measures through sockets and prepares data through
