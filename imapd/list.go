@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"reflect"
 	"sort"
 	"strings"
 
@@ -11,7 +12,8 @@ import (
 )
 
 // List answers LIST and LSUB (RFC 9051 §6.3.9, LIST-EXTENDED RFC 5258,
-// LIST-STATUS RFC 5819, SPECIAL-USE RFC 6154, CHILDREN RFC 3348).
+// LIST-STATUS RFC 5819, SPECIAL-USE RFC 6154, CHILDREN RFC 3348; LSUB
+// RFC 3501 §6.3.9).
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
 	s.beginCommand()
 	if len(patterns) == 0 {
@@ -26,12 +28,19 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	if err != nil {
 		return s.reply(err, roleMailbox)
 	}
-	tree := newMailboxTree(mbs)
+	var subs []string
+	if options.SelectSubscribed || options.ReturnSubscribed {
+		if subs, err = s.srv.store.Subscriptions(s.ctx, s.user.ID); err != nil {
+			return s.reply(err, roleMailbox)
+		}
+	}
+	tree := newMailboxTree(mbs, subs, options.SelectSubscribed)
+	lsub := isLSub(w)
 	for _, name := range tree.names {
 		if !matchAny(name, ref, patterns) {
 			continue
 		}
-		data, mb := tree.listData(name, options)
+		data, mb := tree.listData(name, options, lsub, lsub && tree.lsubParent(name, ref, patterns))
 		if data == nil {
 			continue
 		}
@@ -46,6 +55,22 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		}
 	}
 	return nil
+}
+
+// isLSub reports whether w answers LSUB rather than LIST. imapserver
+// calls List for both, LSUB with the very options of LIST (SUBSCRIBED),
+// and keeps which in ListWriter's unexported lsub field; RFC 3501 §6.3.9
+// gives LSUB a rule of its own (the \Noselect parent that a "%" stops
+// at), so the session has to know. Read by reflection until imapd's own
+// wire layer (issue 14) passes the command; a go-imap without the field
+// makes LSUB answer as LIST (SUBSCRIBED), which TestLSubNoselectParent
+// catches.
+func isLSub(w *imapserver.ListWriter) bool {
+	if w == nil {
+		return false
+	}
+	f := reflect.ValueOf(w).Elem().FieldByName("lsub")
+	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
 }
 
 // matchAny reports whether name matches ref and one of patterns. INBOX
@@ -72,26 +97,32 @@ func canonInbox(s string) string {
 	return s
 }
 
-// mailboxTree is a user's mailboxes with their implied parents.
+// mailboxTree is a user's mailboxes with their implied parents, and their
+// subscribed names, which need not name a mailbox (RFC 9051 §6.3.7).
 type mailboxTree struct {
-	names    []string // existing and implied, sorted
+	names    []string // the names List considers, sorted
 	mbs      map[string]*mailstore.Mailbox
-	children map[string]bool // has children
-	subDesc  map[string]bool // has a subscribed descendant
+	children map[string]bool // has an existing mailbox below it
+	subs     map[string]bool // subscribed
+	subDesc  map[string]bool // has a subscribed name below it
 }
 
-func newMailboxTree(list []mailstore.Mailbox) *mailboxTree {
+// newMailboxTree builds the tree of list and subs. With selectSubs (LIST
+// (SUBSCRIBED), LSUB), the subscribed names and their parents are listed
+// too, mailbox or not: RFC 9051 §6.3.9 lists a subscribed name whose
+// mailbox is gone with \NonExistent, and RFC 3501 §6.3.9 and RFC 5258
+// §3.5 list a parent of a subscribed name in places.
+func newMailboxTree(list []mailstore.Mailbox, subs []string, selectSubs bool) *mailboxTree {
 	t := &mailboxTree{
 		mbs:      make(map[string]*mailstore.Mailbox, len(list)),
 		children: make(map[string]bool),
+		subs:     make(map[string]bool, len(subs)),
 		subDesc:  make(map[string]bool),
-	}
-	for i := range list {
-		t.mbs[list[i].Name] = &list[i]
 	}
 	all := make(map[string]bool, len(list))
 	for i := range list {
 		name := list[i].Name
+		t.mbs[name] = &list[i]
 		all[name] = true
 		// Every ancestor is listed, as an implied parent if it does not
 		// exist (RFC 9051 §6.3.9: returned with \Noselect).
@@ -99,8 +130,18 @@ func newMailboxTree(list []mailstore.Mailbox) *mailboxTree {
 			name = name[:j]
 			all[name] = true
 			t.children[name] = true
-			if list[i].Subscribed {
-				t.subDesc[name] = true
+		}
+	}
+	for _, name := range subs {
+		t.subs[name] = true
+		if selectSubs {
+			all[name] = true
+		}
+		for j := strings.LastIndex(name, mailstore.Separator); j >= 0; j = strings.LastIndex(name, mailstore.Separator) {
+			name = name[:j]
+			t.subDesc[name] = true
+			if selectSubs {
+				all[name] = true
 			}
 		}
 	}
@@ -111,30 +152,68 @@ func newMailboxTree(list []mailstore.Mailbox) *mailboxTree {
 	return t
 }
 
-// listData builds the LIST reply for name, or nil if options select it
-// out; mb is nil for an implied parent.
-func (t *mailboxTree) listData(name string, options *imap.ListOptions) (*imap.ListData, *mailstore.Mailbox) {
+// lsubParent reports whether LSUB lists name, not itself subscribed, as
+// the \Noselect stand-in for a subscribed name below it that the patterns
+// do not reach. RFC 3501 §6.3.9: "if "foo/bar" [...] is subscribed but
+// "foo" is not. A "%" wildcard to LSUB must return foo, not foo/bar, in
+// the LSUB response, and it MUST be flagged with the \Noselect
+// attribute." With "*", foo/bar itself matches, and foo is not listed.
+func (t *mailboxTree) lsubParent(name, ref string, patterns []string) bool {
+	if t.subs[name] || !t.subDesc[name] {
+		return false
+	}
+	prefix := name + mailstore.Separator
+	for sub := range t.subs {
+		if strings.HasPrefix(sub, prefix) && !matchAny(sub, ref, patterns) {
+			return true
+		}
+	}
+	return false
+}
+
+// listData builds the LIST or LSUB reply for name, or nil if options
+// select it out; mb is nil for a name with no mailbox. lsubParent says
+// LSUB lists name as a parent (see lsubParent).
+func (t *mailboxTree) listData(name string, options *imap.ListOptions, lsub, lsubParent bool) (*imap.ListData, *mailstore.Mailbox) {
 	mb := t.mbs[name]
 	data := &imap.ListData{Mailbox: name, Delim: delim}
-	subscribed := mb != nil && mb.Subscribed
+	subscribed := t.subs[name]
 	if options.SelectSubscribed && !subscribed {
-		// RFC 5258 §3.5: with RECURSIVEMATCH, a parent of a subscribed
-		// mailbox is listed with CHILDINFO.
-		if !options.SelectRecursiveMatch || !t.subDesc[name] {
+		switch {
+		case lsubParent:
+			data.Attrs = []imap.MailboxAttr{imap.MailboxAttrNoSelect}
+			return data, nil
+		case options.SelectRecursiveMatch && t.subDesc[name]:
+			// RFC 5258 §3.5: with RECURSIVEMATCH, a parent of a
+			// subscribed name is listed with CHILDINFO.
+			data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+		default:
 			return nil, nil
 		}
-		data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
 	}
 	if options.SelectSpecialUse && (mb == nil || mb.SpecialUse == "") {
 		return nil, nil
 	}
-	if mb == nil {
+	switch {
+	case mb == nil && t.children[name] && !(subscribed && options.SelectSubscribed && !lsub):
+		// An implied parent of existing mailboxes.
 		data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
+	case mb == nil && lsub:
+		// RFC 3501 has no \NonExistent; such a name cannot be selected.
+		data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
+	case mb == nil:
+		// RFC 9051 §6.3.9 (LIST (SUBSCRIBED) example: "Fruit/Peach" is
+		// "\Subscribed \NonExistent"), §7.3.1: the name refers to no
+		// mailbox; \NonExistent implies \Noselect.
+		data.Attrs = append(data.Attrs, imap.MailboxAttrNonExistent)
 	}
-	if t.children[name] {
+	switch {
+	case t.children[name]:
 		data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
-	} else {
+	case mb != nil:
 		data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
+		// A name with no mailbox and nothing below it gets neither, as
+		// in RFC 9051 §6.3.9's example.
 	}
 	if subscribed && (options.ReturnSubscribed || options.SelectSubscribed) {
 		data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)

@@ -31,7 +31,7 @@ type Mailbox struct {
 	UIDValidity uint32
 	UIDNext     UID
 	SpecialUse  string // an RFC 6154 attribute such as `\Sent`, or ""
-	Subscribed  bool
+	Subscribed  bool   // its name is among the user's Subscriptions
 }
 
 // MailboxStatus holds a mailbox's counters, as STATUS reports them.
@@ -68,7 +68,10 @@ func ValidateMailboxName(name string) (string, error) {
 	return strings.Join(parts, Separator), nil
 }
 
-const mailboxColumns = "id, user_id, name, uidvalidity, uidnext, special_use, subscribed"
+// mailboxColumns are a Mailbox's columns, for a query FROM mailboxes (not
+// aliased): Subscribed is looked up in subscriptions by the name.
+const mailboxColumns = "id, user_id, name, uidvalidity, uidnext, special_use, " +
+	"EXISTS (SELECT 1 FROM subscriptions WHERE subscriptions.user_id = mailboxes.user_id AND subscriptions.name = mailboxes.name)"
 
 func scanMailbox(row interface{ Scan(...any) error }, mb *Mailbox) error {
 	return row.Scan(&mb.ID, &mb.User, &mb.Name, &mb.UIDValidity, &mb.UIDNext, &mb.SpecialUse, &mb.Subscribed)
@@ -171,7 +174,10 @@ func validSpecialUse(use string) error {
 	return fmt.Errorf("%w: unknown special-use attribute %q", ErrInvalidName, use)
 }
 
-func createMailboxTx(tx *wtx, user UserID, name, specialUse string, subscribed bool) (Mailbox, error) {
+// createMailboxTx creates a mailbox and, if subscribe, subscribes its
+// name. Without subscribe, a subscription the name already has (it
+// outlived an earlier mailbox of that name) stays.
+func createMailboxTx(tx *wtx, user UserID, name, specialUse string, subscribe bool) (Mailbox, error) {
 	var n int
 	if err := tx.QueryRow("SELECT COUNT(*) FROM mailboxes WHERE user_id = ? AND name = ?", user, name).Scan(&n); err != nil {
 		return Mailbox{}, err
@@ -183,8 +189,8 @@ func createMailboxTx(tx *wtx, user UserID, name, specialUse string, subscribed b
 	if err := tx.QueryRow("UPDATE meta SET value = value + 1 WHERE key = 'uidvalidity' RETURNING value").Scan(&validity); err != nil {
 		return Mailbox{}, fmt.Errorf("next uidvalidity: %w", err)
 	}
-	res, err := tx.Exec("INSERT INTO mailboxes(id, user_id, name, uidvalidity, special_use, subscribed) VALUES ("+nextIDSQL("mailboxes")+", ?, ?, ?, ?, ?)",
-		user, name, validity, specialUse, subscribed)
+	res, err := tx.Exec("INSERT INTO mailboxes(id, user_id, name, uidvalidity, special_use) VALUES ("+nextIDSQL("mailboxes")+", ?, ?, ?, ?)",
+		user, name, validity, specialUse)
 	if err != nil {
 		return Mailbox{}, err
 	}
@@ -192,8 +198,16 @@ func createMailboxTx(tx *wtx, user UserID, name, specialUse string, subscribed b
 	if err != nil {
 		return Mailbox{}, err
 	}
-	return Mailbox{ID: MailboxID(id), User: user, Name: name, UIDValidity: validity, UIDNext: 1,
-		SpecialUse: specialUse, Subscribed: subscribed}, nil
+	if subscribe {
+		if _, err := tx.Exec("INSERT OR IGNORE INTO subscriptions(user_id, name) VALUES (?, ?)", user, name); err != nil {
+			return Mailbox{}, err
+		}
+	}
+	var mb Mailbox
+	if err := scanMailbox(tx.QueryRow("SELECT "+mailboxColumns+" FROM mailboxes WHERE id = ?", id), &mb); err != nil {
+		return Mailbox{}, err
+	}
+	return mb, nil
 }
 
 // DeleteMailbox deletes a mailbox and its messages. INBOX cannot be
@@ -298,7 +312,19 @@ func (s *Store) RenameMailbox(ctx context.Context, user UserID, oldName, newName
 		}
 		var events []notify.Event
 		for _, r := range renames {
-			if _, err := tx.Exec("UPDATE mailboxes SET name = ? WHERE id = ?", to+r.name[len(from):], r.id); err != nil {
+			newName := to + r.name[len(from):]
+			if _, err := tx.Exec("UPDATE mailboxes SET name = ? WHERE id = ?", newName, r.id); err != nil {
+				return nil, err
+			}
+			// The subscription follows the mailbox. RFC 9051 §6.3.6 does
+			// not say; §6.3.7's "SHOULD NOT unilaterally remove" protects
+			// a name whose mailbox went away and may come back, whereas
+			// RENAME is the client moving this mailbox: left behind, the
+			// old name would list as \NonExistent and the mailbox, under
+			// its new name, as unsubscribed. The names RENAME moves to
+			// hold no mailbox (checked above) but may hold a subscription
+			// of their own; OR REPLACE merges the two.
+			if _, err := tx.Exec("UPDATE OR REPLACE subscriptions SET name = ? WHERE user_id = ? AND name = ?", newName, user, r.name); err != nil {
 				return nil, err
 			}
 			events = append(events, notify.Event{Mailbox: r.id, Kind: notify.MailboxChanged})
@@ -332,21 +358,58 @@ func likePrefix(p string) string {
 	return r.Replace(p) + "%"
 }
 
-// SetSubscribed marks a mailbox subscribed or not (RFC 9051 §6.3.7).
+// SetSubscribed adds name to the user's subscriptions or removes it
+// (SUBSCRIBE, RFC 9051 §6.3.7; UNSUBSCRIBE, §6.3.8). The name need not
+// name a mailbox: §6.3.7 says a server "MAY validate" that it exists, and
+// pushmail does not, since subscriptions outlive DELETE anyway and LIST
+// (SUBSCRIBED) shows such names as \NonExistent (§6.3.9). Removing a
+// name that is not subscribed succeeds (§6.3.8: OK "if the mailbox is not
+// subscribed"). A user that does not exist is ErrNoSuchUser.
 func (s *Store) SetSubscribed(ctx context.Context, user UserID, name string, subscribed bool) error {
 	name, err := ValidateMailboxName(name)
 	if err != nil {
 		return err
 	}
 	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
-		res, err := tx.Exec("UPDATE mailboxes SET subscribed = ? WHERE user_id = ? AND name = ?", subscribed, user, name)
-		if err != nil {
+		var users int
+		if err := tx.QueryRow("SELECT COUNT(*) FROM users WHERE id = ?", user).Scan(&users); err != nil {
 			return nil, err
 		}
-		return nil, mustAffect(res, ErrNoSuchMailbox)
+		if users == 0 {
+			return nil, ErrNoSuchUser
+		}
+		q := "DELETE FROM subscriptions WHERE user_id = ? AND name = ?"
+		if subscribed {
+			q = "INSERT OR IGNORE INTO subscriptions(user_id, name) VALUES (?, ?)"
+		}
+		_, err := tx.Exec(q, user, name)
+		return nil, err
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", name, err)
 	}
 	return nil
+}
+
+// Subscriptions returns the user's subscribed names, sorted, whether or
+// not a mailbox has the name (RFC 9051 §6.3.9: LIST (SUBSCRIBED) lists
+// them, a missing one with \NonExistent).
+func (s *Store) Subscriptions(ctx context.Context, user UserID) ([]string, error) {
+	rows, err := s.query(ctx, "SELECT name FROM subscriptions WHERE user_id = ? ORDER BY name", user)
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions: %w", err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("subscriptions: %w", err)
+		}
+		names = append(names, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("subscriptions: %w", err)
+	}
+	return names, nil
 }

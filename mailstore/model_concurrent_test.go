@@ -379,7 +379,7 @@ func (m *model) clone() *model {
 		if u == nil {
 			continue
 		}
-		nu := &modelUser{id: u.id, mailboxes: map[string]*modelMailbox{}}
+		nu := &modelUser{id: u.id, mailboxes: map[string]*modelMailbox{}, subs: maps.Clone(u.subs)}
 		for name, mb := range u.mailboxes {
 			nmb := *mb
 			nmb.msgs = make([]*modelMessage, len(mb.msgs))

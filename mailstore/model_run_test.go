@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -343,6 +344,13 @@ func (r *modelRun) check(o *op, full bool) (map[MailboxID]modseqs, error) {
 		if !slices.Equal(gotNames, wantNames) {
 			return nil, fmt.Errorf("u%d's mailboxes = %q, want %q", slot, gotNames, wantNames)
 		}
+		subs, err := s.Subscriptions(ctx, u.id)
+		if err != nil {
+			return nil, err
+		}
+		if want := slices.Sorted(maps.Keys(u.subs)); !slices.Equal(subs, want) {
+			return nil, fmt.Errorf("Subscriptions(u%d) = %q, want %q", slot, subs, want)
+		}
 		for _, st := range sts {
 			mb := u.mailboxes[st.Name]
 			mm, err := r.checkMailbox(slot, u, mb, st, full)
@@ -381,9 +389,9 @@ func (r *modelRun) checkMailbox(slot int, u *modelUser, mb *modelMailbox, st Mai
 	if st.UIDNext != mb.uidNext {
 		return modseqs{}, fmt.Errorf("UIDNEXT = %d, want %d", st.UIDNext, mb.uidNext)
 	}
-	if st.User != u.id || st.Subscribed != mb.subscribed || st.SpecialUse != mb.specialUse {
+	if st.User != u.id || st.Subscribed != u.subs[mb.name] || st.SpecialUse != mb.specialUse {
 		return modseqs{}, fmt.Errorf("Status() = user %d, subscribed %v, special use %q; want %d, %v, %q",
-			st.User, st.Subscribed, st.SpecialUse, u.id, mb.subscribed, mb.specialUse)
+			st.User, st.Subscribed, st.SpecialUse, u.id, u.subs[mb.name], mb.specialUse)
 	}
 	if st.Messages != uint32(len(mb.msgs)) || st.Unseen != mb.unseen() || st.Size != mb.size() {
 		return modseqs{}, fmt.Errorf("Status() = %d messages, %d unseen, %d bytes; want %d, %d, %d",
@@ -502,7 +510,8 @@ func (r *modelRun) compareOutcome(o op, e *expectation, got outcome, mods map[Ma
 		}
 	case opCreate:
 		mb := r.m.mailbox(o.user, o.mailbox)
-		w := Mailbox{ID: mb.id, User: want.created.User, Name: want.created.Name, UIDValidity: mb.uidValidity, UIDNext: 1}
+		w := Mailbox{ID: mb.id, User: want.created.User, Name: want.created.Name, UIDValidity: mb.uidValidity, UIDNext: 1,
+			Subscribed: want.created.Subscribed}
 		if got.created != w {
 			return fmt.Errorf("%v = %+v, want %+v", o, got.created, w)
 		}

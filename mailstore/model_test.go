@@ -129,7 +129,6 @@ type modelMailbox struct {
 	id          MailboxID // 0 until observed
 	name        string
 	specialUse  string
-	subscribed  bool
 	uidValidity uint32 // 0 until observed
 	uidNext     UID
 	modseq      uint64 // the highest modseq last observed; 0 until observed
@@ -183,6 +182,9 @@ func (mb *modelMailbox) remove(uids []UID) {
 type modelUser struct {
 	id        UserID
 	mailboxes map[string]*modelMailbox
+	// subs is the subscribed names (RFC 9051 §6.3.7): names, not
+	// mailboxes; DELETE leaves them, RENAME moves them with the mailboxes.
+	subs map[string]bool
 }
 
 // model is the expected state of one sequence's users.
@@ -469,7 +471,9 @@ func (m *model) apply(o op) *expectation {
 		}
 		m.createParents(u, name)
 		u.mailboxes[name] = &modelMailbox{name: name, uidNext: 1}
-		e.want.created = Mailbox{User: u.id, Name: name, UIDNext: 1}
+		// A subscription that outlived an earlier mailbox of the name
+		// applies to the new one.
+		e.want.created = Mailbox{User: u.id, Name: name, UIDNext: 1, Subscribed: u.subs[name]}
 
 	case opRename:
 		from, ok1 := modelCanon(o.mailbox)
@@ -518,6 +522,12 @@ func (m *model) apply(o op) *expectation {
 			mb.name = to + strings.TrimPrefix(name, from)
 			moved[mb.name] = mb
 			e.event(mb, notify.Event{Kind: notify.MailboxChanged})
+			// The subscription moves with the mailbox; the new name
+			// keeps one it had already.
+			if u.subs[name] {
+				delete(u.subs, name)
+				u.subs[mb.name] = true
+			}
 		}
 		for name, mb := range moved {
 			u.mailboxes[name] = mb
@@ -539,13 +549,21 @@ func (m *model) apply(o op) *expectation {
 		delete(m.users[o.user].mailboxes, name) // its inferiors stay
 
 	case opSubscribe:
-		if _, ok := modelCanon(o.mailbox); !ok {
+		// RFC 9051 §6.3.7, §6.3.8: any valid name, existing or not;
+		// unsubscribing a name not subscribed succeeds.
+		name, ok := modelCanon(o.mailbox)
+		if !ok {
 			return fail(ErrInvalidName)
 		}
-		if src == nil {
-			return fail(ErrNoSuchMailbox)
+		u := m.users[o.user]
+		if u == nil {
+			return fail(ErrNoSuchUser)
 		}
-		src.subscribed = o.subscribe
+		if o.subscribe {
+			u.subs[name] = true
+		} else {
+			delete(u.subs, name)
+		}
 
 	case opDeleteUser:
 		u := m.users[o.user]
@@ -563,9 +581,11 @@ func (m *model) apply(o op) *expectation {
 		if m.users[o.user] != nil {
 			return fail(ErrUserExists)
 		}
-		u := &modelUser{mailboxes: map[string]*modelMailbox{}}
+		// A new user has none of a deleted user's subscriptions.
+		u := &modelUser{mailboxes: map[string]*modelMailbox{}, subs: map[string]bool{}}
 		for _, d := range DefaultMailboxes {
-			u.mailboxes[d.Name] = &modelMailbox{name: d.Name, specialUse: d.SpecialUse, subscribed: true, uidNext: 1}
+			u.mailboxes[d.Name] = &modelMailbox{name: d.Name, specialUse: d.SpecialUse, uidNext: 1}
+			u.subs[d.Name] = true
 		}
 		m.users[o.user] = u
 		e.want.user = User{Address: m.addrs[o.user]}

@@ -119,6 +119,21 @@ END;
 	// Files written before may hold either form; the addresses are
 	// normalised again in Go, by renormalizeAddresses, in migrationSteps.
 	``,
+	// Version 5: subscriptions are names, not a property of a mailbox.
+	// RFC 9051 §6.3.7: a server "SHOULD NOT unilaterally remove an
+	// existing mailbox name from the subscription list even if a mailbox
+	// by that name no longer exists"; as a column of mailboxes, a
+	// subscription went with DELETE. A subscription is now a (user, name)
+	// row of its own, which DELETE leaves and DeleteUser cascades away.
+	`
+CREATE TABLE subscriptions (
+	user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	name    TEXT NOT NULL,  -- as ValidateMailboxName returns it; may name no mailbox
+	PRIMARY KEY (user_id, name)
+) WITHOUT ROWID;
+INSERT INTO subscriptions(user_id, name) SELECT user_id, name FROM mailboxes WHERE subscribed != 0;
+ALTER TABLE mailboxes DROP COLUMN subscribed;
+`,
 }
 
 // migrationSteps[v] runs after migrations[v-1], in the same transaction:
@@ -217,6 +232,12 @@ var schemaVersion = len(migrations)
 // migration. A database from a newer pushmail is refused: this binary
 // cannot know what the newer schema means.
 func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
+	return migrateTo(ctx, db, log, schemaVersion)
+}
+
+// migrateTo brings the database up to version target, at most
+// schemaVersion; tests use it to write a file as an older pushmail did.
+func migrateTo(ctx context.Context, db *sql.DB, log *slog.Logger, target int) error {
 	var version int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
@@ -225,7 +246,7 @@ func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 		return fmt.Errorf("%w: file has schema version %d, this binary knows up to %d; upgrade pushmail",
 			ErrSchemaTooNew, version, schemaVersion)
 	}
-	for v := version; v < schemaVersion; v++ {
+	for v := version; v < target; v++ {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("migrate to version %d: %w", v+1, err)
