@@ -34,12 +34,17 @@
 //     it, says BYE to every client and waits for the sessions to end.
 //   - Store errors become IMAP replies in one place (errors.go).
 //   - Every input is bounded (limits.go): connections in total and per
-//     IP, over all listeners; go-imap's fixed read timeouts are replaced
+//     IPv4 address or IPv6 /64, over all listeners; a full Server evicts
+//     its oldest connection not logged in for a newcomer (server.go
+//     admit), so silent connections cannot keep clients out; go-imap's fixed read timeouts are replaced
 //     by Options.CommandTimeout and IdleTimeout, and a read that times out
 //     ends the connection; a client must log in within LoginTimeout;
 //     failed logins slow down, then are refused, per IP and per account
 //     (Options.AuthLimiter, shared with smtpd); APPEND is bounded by
-//     AppendLimit and other literals by go-imap (4096 bytes).
+//     AppendLimit and other literals by go-imap (4096 bytes). An APPEND's
+//     memory grows with the bytes received, never from the literal's
+//     announced size, and is drawn from Options.Budget, the process-wide
+//     in-flight budget shared with smtpd (append.go).
 //   - A literal's data is never parsed as commands, whether or not the
 //     server read it (literalguard.go, RFC 9051 §4.3, RFC 7888 §4): the
 //     data of a refused non-synchronizing literal is dropped, or the

@@ -121,7 +121,9 @@ func untilClosed(t *testing.T, conn net.Conn) string {
 func TestMaxConns(t *testing.T) {
 	t.Parallel()
 	env := newTestEnv(t, envOptions{server: Options{MaxConns: 2, MaxConnsPerIP: -1}})
-	env.dial(t, nil)
+	// Both logged in: a connection that is not would be evicted for the
+	// newcomer (connslots_test.go).
+	env.login(t, nil)
 	second := env.raw(t)
 	if _, line := greeting(t, env.addr); !strings.HasPrefix(line, "* BYE [LIMIT]") {
 		t.Errorf("third connection greeting = %q, want * BYE [LIMIT]", line)

@@ -56,6 +56,11 @@ func (s *session) Login(username, password string) error {
 	if err != nil {
 		return s.reply(err, roleMailbox)
 	}
+	if !s.srv.loggedIn(s) {
+		// Evicted while the password was checked: the connection is
+		// being closed with a BYE.
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Server full, try again later"}
+	}
 	s.srv.logins.Succeeded(s.ip, account, time.Now())
 	s.authed.Store(true)
 	s.releaseLoginTimer()

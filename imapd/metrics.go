@@ -15,6 +15,8 @@ type Metrics struct {
 	push          *prometheus.HistogramVec
 	inflight      prometheus.Gauge
 	appendRefusal prometheus.Counter
+	connRefusals  *prometheus.CounterVec
+	evictions     prometheus.Counter
 }
 
 // NewMetrics creates imapd's collectors and registers them with reg.
@@ -46,8 +48,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pushmail_imap_append_limit_refusals_total",
 			Help: "APPENDs answered NO [LIMIT] because the in-flight message budget was spent.",
 		}),
+		connRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushmail_imap_connections_refused_total",
+			Help: "IMAP connections greeted * BYE [LIMIT], by reason (per_ip: limits.max_conns_per_ip; full: limits.max_conns reached and every connection logged in).",
+		}, []string{"reason"}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushmail_imap_connections_evicted_total",
+			Help: "IMAP connections not logged in closed with * BYE [UNAVAILABLE] to make room for a new one (limits.max_conns, limits.imap_max_preauth_conns).",
+		}),
 	}
-	reg.MustRegister(m.sessions, m.sessionsTotal, m.idle, m.push, m.inflight, m.appendRefusal)
+	reg.MustRegister(m.sessions, m.sessionsTotal, m.idle, m.push, m.inflight, m.appendRefusal, m.connRefusals, m.evictions)
 	return m
 }
 
@@ -93,5 +103,23 @@ func (m *Metrics) inflightChanged(n int64) {
 func (m *Metrics) appendRefused() {
 	if m != nil {
 		m.appendRefusal.Inc()
+	}
+}
+
+// The reasons a connection is refused.
+const (
+	refusedPerIP = "per_ip"
+	refusedFull  = "full"
+)
+
+func (m *Metrics) connRefused(reason string) {
+	if m != nil {
+		m.connRefusals.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) connEvicted() {
+	if m != nil {
+		m.evictions.Inc()
 	}
 }

@@ -60,13 +60,20 @@ type Options struct {
 	// (RFC 7889 APPENDLIMIT); 0 means DefaultAppendLimit.
 	AppendLimit uint32
 	// MaxConnsPerIP bounds the simultaneous connections from one client
-	// address, over all listeners; 0 means DefaultMaxConnsPerIP, negative
-	// means no limit.
+	// address (an IPv4 address, or an IPv6 /64: see limitKey), over all
+	// listeners; 0 means DefaultMaxConnsPerIP, negative means no limit.
+	// A connection over it is greeted "* BYE [LIMIT]".
 	MaxConnsPerIP int
 	// MaxConns bounds the simultaneous connections of the Server, over
 	// all listeners; 0 means DefaultMaxConns, negative means no limit.
-	// A connection over either limit is greeted "* BYE [LIMIT]".
 	MaxConns int
+	// MaxPreAuthConns bounds the connections that have not logged in;
+	// 0, or more than MaxConns, means MaxConns. When a new connection
+	// finds MaxConns or MaxPreAuthConns reached, the oldest connection
+	// not logged in is told "* BYE [UNAVAILABLE]" and closed to make room
+	// (see admit); only when there is none is the newcomer greeted
+	// "* BYE [LIMIT]".
+	MaxPreAuthConns int
 	// CommandTimeout bounds the wait for a client's first command byte
 	// before login, and the time to send any command line once begun;
 	// 0 means DefaultCommandTimeout.
@@ -111,9 +118,12 @@ type Server struct {
 	mu        sync.Mutex
 	closed    bool
 	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	perIP     map[string]int
-	wg        sync.WaitGroup // one count per open session
+	sessions  map[*session]struct{} // every session until its Close
+	admitted  int                   // sessions holding a slot: not evicted, not closed
+	preAuth   map[*session]struct{} // those of them not logged in
+	perIP     map[string]int        // slots by limitKey
+	wg        sync.WaitGroup        // one count per open session
+	evictions sync.WaitGroup        // one per eviction's BYE being written
 }
 
 // New returns a Server for store. It does not listen: call Serve.
@@ -129,6 +139,9 @@ func New(store *mailstore.Store, opts Options) *Server {
 	}
 	if opts.MaxConns == 0 {
 		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.MaxPreAuthConns <= 0 || (opts.MaxConns > 0 && opts.MaxPreAuthConns > opts.MaxConns) {
+		opts.MaxPreAuthConns = opts.MaxConns
 	}
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = DefaultCommandTimeout
@@ -156,6 +169,7 @@ func New(store *mailstore.Store, opts Options) *Server {
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
+		preAuth:   make(map[*session]struct{}),
 		perIP:     make(map[string]int),
 	}
 	s.imap = imapserver.New(&imapserver.Options{
@@ -277,6 +291,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	<-done
 	byes.Wait()
+	s.evictions.Wait()
 	return err
 }
 
@@ -284,55 +299,136 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	nc := conn.NetConn()
 	ip := remoteIP(nc.RemoteAddr())
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Server shutting down"}
-	}
-	if s.opts.MaxConns > 0 && len(s.sessions) >= s.opts.MaxConns {
-		s.mu.Unlock()
-		s.log.Info("too many connections", "remote", ip, "max_conns", s.opts.MaxConns)
-		// RFC 5530 §3: LIMIT, such as the number of concurrent connections.
-		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeLimit, Text: "Too many connections, try again later"}
-	}
-	if s.opts.MaxConnsPerIP > 0 && s.perIP[ip] >= s.opts.MaxConnsPerIP {
-		s.mu.Unlock()
-		s.log.Info("too many connections from one address", "remote", ip, "max_conns_per_ip", s.opts.MaxConnsPerIP)
-		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeLimit, Text: "Too many connections from your address"}
-	}
-	s.perIP[ip]++
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	id := s.nextID.Add(1)
 	sess := &session{
-		srv:     s,
-		id:      id,
-		conn:    conn,
-		ctx:     ctx,
-		cancel:  cancel,
-		ip:      ip,
-		log:     s.log.With("cid", id, "remote", nc.RemoteAddr().String()),
-		start:   time.Now(),
-		counter: connCounter(nc),
+		srv:      s,
+		id:       id,
+		conn:     conn,
+		ctx:      ctx,
+		cancel:   cancel,
+		ip:       ip,
+		limitKey: limitKey(nc.RemoteAddr()),
+		log:      s.log.With("cid", id, "remote", nc.RemoteAddr().String()),
+		start:    time.Now(),
+		counter:  connCounter(nc),
+	}
+	victim, err := s.admit(sess)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	if victim != nil {
+		s.evict(victim)
 	}
 	if g, ok := nc.(*literalGuard); ok {
 		g.setSession(sess)
 	}
-	s.opts.Metrics.sessionOpened()
-	s.sessions[sess] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
 	sess.startLoginTimer()
 	sess.log.Debug("connected")
 	return sess, nil, nil
+}
+
+// admit gives sess a slot, or returns the BYE that refuses it. A client
+// network at MaxConnsPerIP is refused: its own connections are its
+// budget. A Server at MaxConns, or at MaxPreAuthConns connections not
+// logged in, makes room by taking the slot of the oldest connection not
+// logged in, which it returns for evict; only when every connection has
+// logged in is the newcomer refused. So connections that say nothing
+// cannot keep the Server full: each newcomer pushes out the oldest of
+// them, and a client that logs in within LoginTimeout keeps its place.
+func (s *Server) admit(sess *session) (victim *session, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Server shutting down"}
+	}
+	if s.opts.MaxConnsPerIP > 0 && s.perIP[sess.limitKey] >= s.opts.MaxConnsPerIP {
+		s.log.Info("too many connections from one address", "remote", sess.ip, "max_conns_per_ip", s.opts.MaxConnsPerIP)
+		s.opts.Metrics.connRefused(refusedPerIP)
+		// RFC 5530 §3: LIMIT, such as the number of concurrent connections.
+		return nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeLimit, Text: "Too many connections from your address"}
+	}
+	if s.opts.MaxConns > 0 && (s.admitted >= s.opts.MaxConns || len(s.preAuth) >= s.opts.MaxPreAuthConns) {
+		victim = s.oldestPreAuthLocked()
+		if victim == nil {
+			s.log.Info("too many connections", "remote", sess.ip, "max_conns", s.opts.MaxConns)
+			s.opts.Metrics.connRefused(refusedFull)
+			return nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeLimit, Text: "Too many connections, try again later"}
+		}
+		s.releaseLocked(victim)
+	}
+	s.admitted++
+	s.perIP[sess.limitKey]++
+	s.preAuth[sess] = struct{}{}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.opts.Metrics.sessionOpened()
+	return victim, nil
+}
+
+// oldestPreAuthLocked returns the connection not logged in that opened
+// first, or nil. It scans them all: at most MaxPreAuthConns, once per
+// connection accepted on a full Server.
+func (s *Server) oldestPreAuthLocked() *session {
+	var oldest *session
+	for sess := range s.preAuth {
+		if oldest == nil || sess.start.Before(oldest.start) {
+			oldest = sess
+		}
+	}
+	return oldest
+}
+
+// evict tells a session whose slot admit gave away to go, and closes its
+// connection; its Login, if one is under way, fails (see loggedIn). The
+// BYE is written on a goroutine of its own, which Shutdown waits for:
+// imapserver's Bye waits for a response being written to the evicted
+// client, which may not be reading, and the newcomer's greeting must not
+// wait for that.
+func (s *Server) evict(victim *session) {
+	victim.log.Info("connection evicted to make room", "age", time.Since(victim.start).Round(time.Millisecond),
+		"max_conns", s.opts.MaxConns, "max_preauth_conns", s.opts.MaxPreAuthConns)
+	s.opts.Metrics.connEvicted()
+	s.evictions.Go(func() {
+		// RFC 5530 §3: UNAVAILABLE, a temporary failure; imapserver's Bye
+		// has no response code, so it leads the text, as on the wire.
+		if err := victim.conn.Bye("[UNAVAILABLE] Server full, try again later"); err != nil {
+			victim.log.Debug("bye", "err", err)
+		}
+	})
+}
+
+// loggedIn moves sess out of the connections not logged in, where admit
+// can no longer evict it; false if admit already has.
+func (s *Server) loggedIn(sess *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sess.released {
+		return false
+	}
+	delete(s.preAuth, sess)
+	return true
+}
+
+// releaseLocked frees sess's slot, unless an eviction already did.
+func (s *Server) releaseLocked(sess *session) {
+	if sess.released {
+		return
+	}
+	sess.released = true
+	s.admitted--
+	delete(s.preAuth, sess)
+	if s.perIP[sess.limitKey]--; s.perIP[sess.limitKey] <= 0 {
+		delete(s.perIP, sess.limitKey)
+	}
 }
 
 // endSession forgets a closed session.
 func (s *Server) endSession(sess *session) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
-	if s.perIP[sess.ip]--; s.perIP[sess.ip] <= 0 {
-		delete(s.perIP, sess.ip)
-	}
+	s.releaseLocked(sess)
 	s.mu.Unlock()
 	s.wg.Done()
 }
@@ -349,6 +445,23 @@ func connCounter(nc net.Conn) *countingConn {
 	}
 	c, _ := nc.(*countingConn)
 	return c
+}
+
+// limitKey is the connection limits' key for a peer: an IPv4 address
+// (also when IPv4-mapped), or the /64 an IPv6 address is in. A /64 is the
+// smallest network RFC 4291 §2.5.4 and RFC 6177 have a site given: one
+// host can use any of its 2^64 addresses, so counting them one by one
+// would count nothing. Other addresses (a unix socket, a test's pipe)
+// are their own key.
+func limitKey(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return remoteIP(addr)
+	}
+	if ip4 := tcp.IP.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return tcp.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // remoteIP returns the IP of addr as text, or addr's string if it has none.

@@ -26,8 +26,11 @@ type session struct {
 	conn   *imapserver.Conn
 	ctx    context.Context // derived from the Server's; cancelled by Close
 	cancel context.CancelFunc
-	ip     string
+	ip     string // for the login limiter and logs
 	log    *slog.Logger
+
+	limitKey string // for the connection limits (see limitKey)
+	released bool   // its slot is free (evicted or closed); Server.mu
 
 	user *mailstore.User // nil until Login succeeds
 	sel  *selected       // nil unless a mailbox is selected

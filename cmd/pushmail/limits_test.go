@@ -217,12 +217,27 @@ func TestLimitsServe(t *testing.T) {
 		implicit := &lineConn{t: t, nc: tc, r: bufio.NewReader(tc)}
 		t.Cleanup(func() { tc.Close() })
 		implicit.expect("* OK")
+		// bob, not alice: a login makes its address known to alice's
+		// lockout, which a later subtest tests.
+		cli(t, "secret\n", "user", "add", "bob@localhost", "--data", data, "--password-stdin")
+		plain.send("a LOGIN bob@localhost secret\r\n")
+		plain.expect("a OK")
+		// A third evicts the oldest connection not logged in: imaps's.
+		third := dialLine(t, srv.addr("imap"))
+		third.expect("* OK")
+		if l := implicit.line(); !strings.HasPrefix(l, "* BYE [UNAVAILABLE]") {
+			t.Errorf("imaps connection not logged in, after a third came: %q, want * BYE [UNAVAILABLE]", l)
+		}
+		implicit.closed()
+		third.send("a LOGIN bob@localhost secret\r\n")
+		third.expect("a OK")
+		// Both logged in: a fourth is refused.
 		over := dialLine(t, srv.addr("imap"))
 		if l := over.line(); !strings.HasPrefix(l, "* BYE [LIMIT]") {
-			t.Errorf("third IMAP connection: %q, want * BYE [LIMIT]", l)
+			t.Errorf("IMAP connection with max_conns logged in: %q, want * BYE [LIMIT]", l)
 		}
-		for _, c := range []*lineConn{plain, implicit} {
-			c.send("a LOGOUT\r\n")
+		for _, c := range []*lineConn{plain, third} {
+			c.send("b LOGOUT\r\n")
 			c.closed()
 		}
 	})

@@ -188,6 +188,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		CommandTimeout:    cfg.Limits.IMAPCommandTimeout,
 		IdleTimeout:       cfg.Limits.IMAPIdleTimeout,
 		LoginTimeout:      cfg.Limits.IMAPLoginTimeout,
+		MaxPreAuthConns:   cfg.Limits.IMAPMaxPreAuthConns,
 		AuthLimiter:       authLimiter,
 		Metrics:           imapd.NewMetrics(reg),
 		Budget:            inflight,
