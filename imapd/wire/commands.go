@@ -35,6 +35,11 @@ func (p *Parser) command() (*Command, error) {
 	}
 	p.tag = string(tag)
 	if err := p.sp(); err != nil {
+		// "a+ NOOP": no valid tag to answer.
+		p.tag = ""
+		if pe, ok := err.(*Error); ok {
+			pe.Tag = ""
+		}
 		return nil, err
 	}
 	name, err := p.run(isAtomChar, "a command name")
@@ -236,12 +241,12 @@ func validUTF8Name(s string) bool {
 // listMailbox reads a list-mailbox: 1*list-char or a string, decoded
 // like a mailbox name (INBOX left as written: it is a pattern).
 func (p *Parser) listMailbox() (string, error) {
-	b, err := p.peek()
+	isStr, err := p.startsString()
 	if err != nil {
 		return "", err
 	}
 	var s string
-	if b == '"' || b == '{' || b == '~' {
+	if isStr {
 		if s, err = p.str(); err != nil {
 			return "", err
 		}

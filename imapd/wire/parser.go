@@ -643,13 +643,33 @@ func (p *Parser) str() (string, error) {
 	return "", p.syntax("expected a string")
 }
 
-// astring reads an astring: 1*ASTRING-CHAR or a string.
-func (p *Parser) astring() (string, error) {
+// startsString reports whether a string (quoted or literal, literal8
+// included so that it is refused as such) comes next; "~" alone is an
+// atom character.
+func (p *Parser) startsString() (bool, error) {
 	b, err := p.peek()
 	if err != nil {
-		return "", err
+		return false, err
 	}
-	if b == '"' || b == '{' || b == '~' {
+	switch b {
+	case '"', '{':
+		return true, nil
+	case '~':
+		two, err := p.br.Peek(2)
+		if err != nil {
+			return false, errIO{ioErr(err)}
+		}
+		return two[1] == '{', nil
+	}
+	return false, nil
+}
+
+// astring reads an astring: 1*ASTRING-CHAR or a string.
+func (p *Parser) astring() (string, error) {
+	if ok, err := p.startsString(); err != nil || ok {
+		if err != nil {
+			return "", err
+		}
 		return p.str()
 	}
 	if err := p.arg(); err != nil {
