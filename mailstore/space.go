@@ -81,6 +81,13 @@ func (s *Store) admit(ctx context.Context, need int64, q rowQuerier) error {
 	return nil
 }
 
+// walBacklog is the most the database may grow by when the write-ahead
+// log is next checkpointed: an autocheckpoint's worth of pages.
+func (s *Store) walBacklog() int64 {
+	_, pages := walSizes(s.opts.MaxDatabaseBytes, s.pageSize)
+	return pages * s.pageSize
+}
+
 // SpaceCheck reports whether the store has room for a message of the
 // largest size (Options.MaxMessageSize): nil, or an error wrapping
 // ErrStorageFull that says which limit is reached, the free-space reserve
@@ -112,11 +119,20 @@ func (s *Store) admitGrowth(ops []*writeOp) {
 	if !grows {
 		return
 	}
-	if s.admit(ctx, total, s.wdb) == nil {
+	// Pages still only in the write-ahead log grow the database when they
+	// are checkpointed, up to a checkpoint's worth at once (4 MiB by
+	// default): count that much too.
+	if s.admit(ctx, total+s.walBacklog(), s.wdb) == nil {
 		return
 	}
-	// Near the limit: admit one by one, so that small writes still pass
-	// beside a large one that does not fit.
+	// Near the limit: checkpoint now, without waiting for readers, so
+	// that the measure holds what the log held. Then admit one by one, so
+	// that small writes still pass beside a large one that does not fit.
+	// (A reader that keeps the checkpoint from finishing leaves part of
+	// the log uncounted: the reserve absorbs it.)
+	if _, err := s.wdb.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+		s.log.Warn("mailstore: checkpoint before measuring free space", "err", err)
+	}
 	var admitted int64
 	for _, op := range ops {
 		if !op.grows {

@@ -270,6 +270,17 @@ func (c writerConnector) Connect(ctx context.Context) (driver.Conn, error) {
 // small batches never reach it.
 const walLimit = 16 << 20
 
+// walSizes returns the write-ahead log's journal_size_limit, in bytes, and
+// its wal_autocheckpoint, in pages: SQLite's default of 1000 pages, less
+// under a small cap.
+func walSizes(maxBytes, pageSize int64) (limit, checkpoint int64) {
+	limit = walLimit
+	if maxBytes > 0 {
+		limit = min(limit, maxBytes/8)
+	}
+	return limit, max(1, min(1000, limit/pageSize))
+}
+
 // limitSizes applies MaxDatabaseBytes (SQLite max_page_count, in pages of
 // page_size bytes) and bounds the write-ahead log. Under a small cap the
 // WAL is checkpointed and cut back sooner, at an eighth of the cap, so
@@ -286,15 +297,14 @@ func (c writerConnector) limitSizes(sc *sqlite3.SQLiteConn) error {
 		return fmt.Errorf("read page_size: %w", err)
 	}
 	pageSize := dest[0].(int64)
-	limit := int64(walLimit)
-	pragmas := []string{}
-	if c.maxBytes > 0 {
-		limit = min(limit, c.maxBytes/8)
-		pragmas = append(pragmas,
-			fmt.Sprintf("PRAGMA max_page_count = %d", max(1, c.maxBytes/pageSize)),
-			fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", max(1, min(1000, limit/pageSize))))
+	limit, checkpoint := walSizes(c.maxBytes, pageSize)
+	pragmas := []string{
+		fmt.Sprintf("PRAGMA journal_size_limit = %d", limit),
+		fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", checkpoint),
 	}
-	pragmas = append(pragmas, fmt.Sprintf("PRAGMA journal_size_limit = %d", limit))
+	if c.maxBytes > 0 {
+		pragmas = append(pragmas, fmt.Sprintf("PRAGMA max_page_count = %d", max(1, c.maxBytes/pageSize)))
+	}
 	for _, p := range pragmas {
 		if _, err := sc.Exec(p, nil); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
