@@ -141,9 +141,16 @@ type LimitsConfig struct {
 	// SpoolThresholdBytes: a message larger than this is received into a
 	// file in DATA/spool instead of memory.
 	SpoolThresholdBytes int64 `toml:"spool_threshold_bytes"`
-	// MaxStoreBytes caps the database file (0: only the disk does);
-	// writes past it fail as on a full disk.
-	MaxStoreBytes int64         `toml:"max_store_bytes"`
+	// MaxStoreBytes caps the store on disk, the database file and its
+	// write-ahead log (0: only the disk does); deliveries past it fail as
+	// on a full disk (mailstore.Options.MaxDatabaseBytes).
+	MaxStoreBytes int64 `toml:"max_store_bytes"`
+	// MinFreeBytes is the free space kept on the data directory's file
+	// system: deliveries, APPEND and COPY that would leave less are
+	// refused, so that deletes, which SQLite must first write to its log,
+	// still work (mailstore.Options.MinFreeBytes). /healthz reports
+	// "degraded" while a message of max_message_bytes would not fit.
+	MinFreeBytes  int64         `toml:"min_free_bytes"`
 	MaxRecipients int           `toml:"max_recipients"`
 	MaxConnsPerIP int           `toml:"max_conns_per_ip"`
 	SMTPTimeout   time.Duration `toml:"smtp_timeout"`
@@ -173,6 +180,14 @@ type LimitsConfig struct {
 	AuthDelay                 time.Duration `toml:"auth_delay"`
 }
 
+// DefaultMinFreeBytes is limits.min_free_bytes by default: in bytes, not
+// a share of the disk, since what the reserve is for, the write-ahead log
+// of a delete and a message or two in flight, does not grow with the
+// disk. 256 MiB holds a checkpoint's worth of log (the WAL is cut back to
+// 16 MiB), several 25 MiB messages being spooled, and leaves an operator
+// time to act on /healthz.
+const DefaultMinFreeBytes = 256 << 20
+
 // defaultConfig returns the built-in defaults: the dev ports on loopback.
 func defaultConfig() Config {
 	host, _ := os.Hostname()
@@ -194,6 +209,7 @@ func defaultConfig() Config {
 		Log: LogConfig{Level: "info", Format: "text"},
 		Limits: LimitsConfig{
 			MaxMessageBytes:           25 << 20,
+			MinFreeBytes:              DefaultMinFreeBytes,
 			MaxInflightBytes:          smtpd.DefaultInflightBytes,
 			SpoolThresholdBytes:       smtpd.DefaultSpoolThreshold,
 			MaxRecipients:             100,
@@ -249,7 +265,8 @@ var settings = []setting{
 	{flag: "max-message-bytes", key: "limits.max_message_bytes", usage: "largest message accepted, in bytes", field: func(c *Config) any { return &c.Limits.MaxMessageBytes }},
 	{flag: "max-inflight-bytes", key: "limits.max_inflight_bytes", usage: "memory for messages in transit, all SMTP, LMTP and submission sessions together, in bytes; when it is spent, new transactions get 451 4.3.1", field: func(c *Config) any { return &c.Limits.MaxInflightBytes }},
 	{flag: "spool-threshold-bytes", key: "limits.spool_threshold_bytes", usage: "a message larger than this is received into a file in DATA/" + spoolDir + " instead of memory, in bytes", field: func(c *Config) any { return &c.Limits.SpoolThresholdBytes }},
-	{flag: "max-store-bytes", key: "limits.max_store_bytes", usage: "cap on the store's database file, in bytes (0: none); past it, deliveries get 451 4.3.0 and APPEND NO [OVERQUOTA], as on a full disk", field: func(c *Config) any { return &c.Limits.MaxStoreBytes }},
+	{flag: "max-store-bytes", key: "limits.max_store_bytes", usage: "cap on the store's database file and write-ahead log, in bytes (0: none); past it, deliveries get 451 4.3.0 and APPEND NO [OVERQUOTA], as on a full disk", field: func(c *Config) any { return &c.Limits.MaxStoreBytes }},
+	{flag: "min-free-bytes", key: "limits.min_free_bytes", usage: "free space kept on the data directory's file system for deletes, in bytes (0: none); below it, deliveries get 451 4.3.0, APPEND and COPY NO [OVERQUOTA], and /healthz says degraded", field: func(c *Config) any { return &c.Limits.MinFreeBytes }},
 	{flag: "max-recipients", key: "limits.max_recipients", usage: "most recipients per SMTP transaction", field: func(c *Config) any { return &c.Limits.MaxRecipients }},
 	{flag: "max-conns-per-ip", key: "limits.max_conns_per_ip", usage: "most simultaneous connections from one IPv4 address or IPv6 /64, per listener", field: func(c *Config) any { return &c.Limits.MaxConnsPerIP }},
 	{flag: "smtp-timeout", key: "limits.smtp_timeout", usage: "SMTP command read/write timeout (e.g. 5m)", field: func(c *Config) any { return &c.Limits.SMTPTimeout }},
@@ -453,6 +470,9 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.MaxStoreBytes < 0 {
 		errs = append(errs, errors.New("limits.max_store_bytes: must not be negative"))
+	}
+	if c.Limits.MinFreeBytes < 0 {
+		errs = append(errs, errors.New("limits.min_free_bytes: must not be negative"))
 	}
 	if c.Limits.MaxRecipients <= 0 {
 		errs = append(errs, errors.New("limits.max_recipients: must be positive"))

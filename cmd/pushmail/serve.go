@@ -135,6 +135,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Hub: hub, Logger: logger, Domains: cfg.Domains, Postmaster: cfg.Postmaster,
 		MaxMessageSize:   cfg.Limits.MaxMessageBytes + 64<<10, // room for trace fields
 		MaxDatabaseBytes: cfg.Limits.MaxStoreBytes,
+		MinFreeBytes:     cfg.Limits.MinFreeBytes,
 		OnCommit:         newStoreMetrics(reg).observe,
 	})
 	if err != nil {
@@ -403,6 +404,16 @@ func listenAddr(addr string) (net.Listener, error) {
 
 // adminHandler serves the operator's HTTP endpoints: /healthz (open, for
 // load balancers) and /metrics (behind token, if set).
+//
+// /healthz answers 503 "unhealthy: …" when the store does not answer,
+// 200 "ok", or 200 "degraded: …" with the reason when the store is at its
+// free-space reserve or size cap (mailstore.Store.SpaceCheck): deliveries
+// are then refused with 451, but reading and deleting mail work, and
+// deleting is how the condition ends. A 503 would make a load balancer
+// or an orchestrator's probe take the server away or restart it, locking
+// users out of the very deletes that free space; monitoring that should
+// page on it matches the body's first word (blackbox_exporter
+// fail_if_body_not_matches_regexp "^ok", check_http -r '^ok').
 func adminHandler(store *mailstore.Store, reg *prometheus.Registry, token string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -410,6 +421,10 @@ func adminHandler(store *mailstore.Store, reg *prometheus.Registry, token string
 		defer cancel()
 		if err := store.Ping(ctx); err != nil {
 			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if err := store.SpaceCheck(ctx); err != nil {
+			fmt.Fprintln(w, "degraded: deliveries refused:", err)
 			return
 		}
 		fmt.Fprintln(w, "ok")
