@@ -244,15 +244,24 @@ func TestTaggedStatusAndCapabilities(t *testing.T) {
 			t.Errorf("isTaggedStatus(%q) = %v, want %v", tt.p, got, tt.tagged)
 		}
 	}
-	for _, tt := range []struct{ p, want string }{
-		{"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n", "* CAPABILITY IMAP4rev1 AUTH=PLAIN STARTTLS\r\n"},
-		{"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] IMAP server ready\r\n", "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN STARTTLS] IMAP server ready\r\n"},
-		{"* CAPABILITY IMAP4rev1 STARTTLS\r\n", ""},
-		{"* 1 FETCH (FLAGS ())\r\n", ""},
-		{"* OK [UIDNEXT 4] x\r\n", ""},
+	for _, tt := range []struct {
+		name                    string
+		p                       string
+		startTLS, loginDisabled bool
+		want                    string
+	}{
+		{"STARTTLS in CAPABILITY", "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n", true, false, "* CAPABILITY IMAP4rev1 AUTH=PLAIN STARTTLS\r\n"},
+		{"STARTTLS in greeting", "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] IMAP server ready\r\n", true, false, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN STARTTLS] IMAP server ready\r\n"},
+		{"STARTTLS already there", "* CAPABILITY IMAP4rev1 STARTTLS\r\n", true, false, ""},
+		{"LOGINDISABLED in CAPABILITY", "* CAPABILITY IMAP4rev2 SASL-IR AUTH=PLAIN auth=XOAUTH2 IDLE\r\n", true, true, "* CAPABILITY IMAP4rev2 SASL-IR IDLE STARTTLS LOGINDISABLED\r\n"},
+		{"LOGINDISABLED in greeting", "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] IMAP server ready\r\n", false, true, "* OK [CAPABILITY IMAP4rev1 LOGINDISABLED] IMAP server ready\r\n"},
+		{"LOGINDISABLED already there", "* CAPABILITY IMAP4rev1 LOGINDISABLED\r\n", false, true, ""},
+		{"nothing asked", "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n", false, false, ""},
+		{"not capabilities", "* 1 FETCH (FLAGS ())\r\n", true, true, ""},
+		{"other response code", "* OK [UIDNEXT 4] x\r\n", true, true, ""},
 	} {
-		if got := string(withStartTLS([]byte(tt.p))); got != tt.want {
-			t.Errorf("withStartTLS(%q) = %q, want %q", tt.p, got, tt.want)
+		if got := string(rewriteCaps([]byte(tt.p), tt.startTLS, tt.loginDisabled)); got != tt.want {
+			t.Errorf("%s: rewriteCaps(%q, %v, %v) = %q, want %q", tt.name, tt.p, tt.startTLS, tt.loginDisabled, got, tt.want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,14 @@ import (
 // negotiation now" in its place, starts TLS under itself, and adds
 // STARTTLS to the capabilities imapserver lists before login on a
 // connection without TLS. A session tells TLS by connIsTLS.
+//
+// Likewise the guard, not imapserver, says whether a password may be
+// sent (imapserver's InsecureAuth is all or nothing, so it always offers
+// AUTH=PLAIN): before login, on a connection where authAllowed refuses
+// passwords, it takes the AUTH= capabilities out of the greeting and
+// CAPABILITY and puts LOGINDISABLED in (RFC 9051 §6.2.3, §7.2.2), so
+// that a client does not send a password it would only then hear
+// refused. After STARTTLS, imapserver's list passes as it is.
 //
 // A guard costs an idle session no goroutine and no buffer: it holds
 // bytes only between reads that split what the socket gave, in a pooled
@@ -172,8 +181,20 @@ func (g *literalGuard) offerStartTLS() bool {
 	if g.srv.opts.TLSConfig == nil || g.isTLS.Load() {
 		return false
 	}
+	return !g.loggedIn()
+}
+
+// loggedIn reports whether the session has logged in.
+func (g *literalGuard) loggedIn() bool {
 	a := g.authed.Load()
-	return a == nil || !a.Load()
+	return a != nil && a.Load()
+}
+
+// loginDisabled reports whether the capabilities must say LOGINDISABLED:
+// the client has not logged in, and may not send a password over this
+// connection as it is (see authAllowed).
+func (g *literalGuard) loginDisabled() bool {
+	return !g.loggedIn() && !authAllowed(g, g.srv.opts.AllowInsecureAuth)
 }
 
 // Read hands imapserver the client's bytes, one line at a time, minus
@@ -409,8 +430,8 @@ func (g *literalGuard) Write(p []byte) (int, error) {
 		if starttls && g.starttlsLine.CompareAndSwap(true, false) {
 			return g.startTLSReply(p)
 		}
-	} else if len(p) > 0 && p[0] == '*' && g.offerStartTLS() {
-		if q := withStartTLS(p); q != nil {
+	} else if len(p) > 0 && p[0] == '*' && !g.loggedIn() {
+		if q := rewriteCaps(p, g.offerStartTLS(), g.loginDisabled()); q != nil {
 			if _, err := g.lower().Write(q); err != nil {
 				return 0, err
 			}
@@ -456,28 +477,56 @@ func isTaggedStatus(p []byte) bool {
 	return false
 }
 
-// withStartTLS returns p with STARTTLS added to its capability list if p
-// is imapserver's greeting or CAPABILITY response, else nil.
-func withStartTLS(p []byte) []byte {
-	var at int
+// rewriteCaps returns p with its capability list changed, if p is
+// imapserver's greeting or CAPABILITY response and a change is asked
+// for: STARTTLS added if startTLS; if loginDisabled, every AUTH=
+// capability taken out and LOGINDISABLED added. It returns nil if p is
+// not such a response or needs no change.
+func rewriteCaps(p []byte, startTLS, loginDisabled bool) []byte {
+	if !startTLS && !loginDisabled {
+		return nil
+	}
+	var from, to int // the capability list: p[from:to]
 	switch {
 	case bytes.HasPrefix(p, []byte("* CAPABILITY ")) && bytes.HasSuffix(p, []byte("\r\n")):
-		at = len(p) - 2
+		from, to = len("* CAPABILITY "), len(p)-2
 	case bytes.HasPrefix(p, []byte("* OK [CAPABILITY ")):
-		at = bytes.IndexByte(p, ']')
-		if at < 0 {
+		from = len("* OK [CAPABILITY ")
+		to = bytes.IndexByte(p, ']')
+		if to < from {
 			return nil
 		}
 	default:
 		return nil
 	}
-	if bytes.Contains(p[:at], []byte(" STARTTLS")) {
+	caps := bytes.Fields(p[from:to])
+	out := make([][]byte, 0, len(caps)+2)
+	changed := false
+	for _, c := range caps {
+		if loginDisabled && len(c) >= 5 && bytes.EqualFold(c[:5], []byte("AUTH=")) {
+			changed = true
+			continue
+		}
+		out = append(out, c)
+	}
+	has := func(name string) bool {
+		return slices.ContainsFunc(out, func(c []byte) bool { return bytes.EqualFold(c, []byte(name)) })
+	}
+	if startTLS && !has("STARTTLS") {
+		out = append(out, []byte("STARTTLS"))
+		changed = true
+	}
+	if loginDisabled && !has("LOGINDISABLED") {
+		out = append(out, []byte("LOGINDISABLED"))
+		changed = true
+	}
+	if !changed {
 		return nil
 	}
-	q := make([]byte, 0, len(p)+len(" STARTTLS"))
-	q = append(q, p[:at]...)
-	q = append(q, " STARTTLS"...)
-	return append(q, p[at:]...)
+	q := make([]byte, 0, len(p)+len(" STARTTLS LOGINDISABLED"))
+	q = append(q, p[:from]...)
+	q = append(q, bytes.Join(out, []byte(" "))...)
+	return append(q, p[to:]...)
 }
 
 // SetReadDeadline passes t on; imapserver's literalReadTimeout says it
