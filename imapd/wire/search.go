@@ -197,10 +197,6 @@ func (p *Parser) searchReturn() (*SearchReturn, error) {
 
 // searchKey reads one search-key.
 func (p *Parser) searchKey() (SearchKey, error) {
-	if err := p.enter(); err != nil {
-		return SearchKey{}, err
-	}
-	defer p.leave()
 	b, err := p.peek()
 	if err != nil {
 		return SearchKey{}, err
@@ -222,6 +218,12 @@ func (p *Parser) searchKey() (SearchKey, error) {
 	if err != nil {
 		return SearchKey{}, err
 	}
+	// A parenthesized list counts its own depth (list); a keyword counts
+	// one, so that NOT NOT NOT … is bounded too.
+	if err := p.enter(); err != nil {
+		return SearchKey{}, err
+	}
+	defer p.leave()
 	return p.searchKeyNamed(word)
 }
 
