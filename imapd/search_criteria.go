@@ -2,6 +2,8 @@ package imapd
 
 import (
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -88,7 +90,16 @@ func (cv *criteriaConverter) convert(c *imap.SearchCriteria) (*mailstore.SearchC
 	out.SentBefore = civilDate(c.SentBefore)
 
 	for _, h := range c.Header {
-		out.Header = append(out.Header, mailstore.HeaderMatch{Key: h.Key, Value: h.Value})
+		m := mailstore.HeaderMatch{Key: h.Key, Value: h.Value}
+		// RFC 9051 §6.4.4: FROM, TO, CC and BCC match the envelope's
+		// addresses. imapserver hands FROM and HEADER FROM over alike,
+		// so both match them here; imapd's own wire layer (issue 14)
+		// will keep HEADER to the field's text.
+		if slices.ContainsFunc([]string{"From", "To", "Cc", "Bcc"}, func(k string) bool { return strings.EqualFold(k, h.Key) }) {
+			out.Address = append(out.Address, m)
+		} else {
+			out.Header = append(out.Header, m)
+		}
 	}
 	out.Body = append(out.Body, c.Body...)
 	out.Text = append(out.Text, c.Text...)

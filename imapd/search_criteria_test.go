@@ -92,11 +92,14 @@ func TestStoreCriteria(t *testing.T) {
 				{Key: "Subject", Value: "Grüße"},
 				{Key: "X-Spam", Value: ""},
 			}},
-			want: mailstore.SearchCriteria{Header: []mailstore.HeaderMatch{
-				{Key: "From", Value: "alice"},
-				{Key: "Subject", Value: "Grüße"},
-				{Key: "X-Spam", Value: ""},
-			}},
+			// FROM, TO, CC, BCC also match the envelope (RFC 9051 §6.4.4).
+			want: mailstore.SearchCriteria{
+				Header: []mailstore.HeaderMatch{
+					{Key: "Subject", Value: "Grüße"},
+					{Key: "X-Spam", Value: ""},
+				},
+				Address: []mailstore.HeaderMatch{{Key: "From", Value: "alice"}},
+			},
 		},
 		{
 			name: "body and text",
@@ -163,7 +166,7 @@ func TestStoreCriteria(t *testing.T) {
 					}},
 				}},
 				Or: [][2]mailstore.SearchCriteria{{
-					{Header: []mailstore.HeaderMatch{{Key: "To", Value: "bob"}}},
+					{Address: []mailstore.HeaderMatch{{Key: "To", Value: "bob"}}},
 					{Larger: 10},
 				}},
 			},

@@ -46,8 +46,17 @@ type SearchCriteria struct {
 	// Header: the message header must have a field named Key whose text
 	// (unfolded, RFC 2047 encoded words decoded) contains Value,
 	// case-insensitively; an empty Value only requires the field to exist.
-	// IMAP FROM, TO, CC, BCC and SUBJECT are Header matches too.
+	// IMAP SUBJECT and HEADER are Header matches.
 	Header []HeaderMatch
+
+	// Address: IMAP FROM, TO, CC and BCC (RFC 9051 §6.4.4: "the envelope
+	// structure's FROM field"). Key is From, To, Cc or Bcc; the message
+	// matches if it matches Header with the same Key and Value, or if
+	// one of the field's addresses as ENVELOPE presents them
+	// (message.Address.Text: display name decoded and unquoted, comments
+	// removed, "Name <mailbox@host>") contains Value case-insensitively.
+	// Another Key is a plain Header match.
+	Address []HeaderMatch
 
 	// Body: each string must occur, case-insensitively, in the decoded
 	// text of the body: every text/* part, with its transfer encoding
@@ -162,8 +171,12 @@ func (s *Store) Search(ctx context.Context, mailbox MailboxID, c *SearchCriteria
 		cols += pick(need.header && !need.body, ", b.header", ", NULL")
 		cols += pick(need.body, ", b.raw, json_extract(b.parsed, '$.root')", ", NULL, NULL")
 		cols += pick(need.date, ", json_extract(b.parsed, '$.env.date')", ", NULL")
+		// FROM/TO/CC/BCC: the stored envelope's four address lists, cut
+		// out by SQLite as one small JSON array; Go decodes it only for
+		// a row whose raw field text did not match already.
+		cols += pick(need.addr, ", "+envelopeAddrsSQL, ", NULL")
 	} else {
-		cols += ", NULL, NULL, NULL, NULL"
+		cols += ", NULL, NULL, NULL, NULL, NULL"
 	}
 	rows, err := tx.QueryContext(ctx,
 		"SELECT "+cols+" FROM "+from+" WHERE m.mailbox_id = ? AND "+where+" ORDER BY m.uid", args...)
@@ -183,7 +196,8 @@ func (s *Store) Search(ctx context.Context, mailbox MailboxID, c *SearchCriteria
 		// RawBytes: the blobs are used for this row only, so they need
 		// not be copied.
 		if err := rows.Scan(&m.uid, &m.bits, &m.keywords, &m.date, &m.size, &m.modseq,
-			(*sql.RawBytes)(&m.header), (*sql.RawBytes)(&m.raw), (*sql.RawBytes)(&m.rootJSON), &m.sentJSON); err != nil {
+			(*sql.RawBytes)(&m.header), (*sql.RawBytes)(&m.raw), (*sql.RawBytes)(&m.rootJSON), &m.sentJSON,
+			(*sql.RawBytes)(&m.addrJSON)); err != nil {
 			return nil, fmt.Errorf("search: %w", err)
 		}
 		if q.match(&m) {
@@ -255,7 +269,8 @@ type searchQuery struct {
 	hasSince, hasBefore   bool
 	sentSince, sentBefore int // civil dates as yyyymmdd; 0 unset
 	header                []HeaderMatch
-	body, text            []string // lower-case
+	address               []HeaderMatch // Value lower-case
+	body, text            []string      // lower-case
 	flagBits, notFlagBits int
 	keywords, notKeywords []string // lower-case, space-framed
 	never                 bool     // a Flag the store cannot keep
@@ -285,6 +300,9 @@ func prepareSearch(c *SearchCriteria, maxUID UID) *searchQuery {
 	q.sentBefore = civilDay(c.SentBefore)
 	for i, h := range c.Header {
 		q.header[i] = HeaderMatch{Key: h.Key, Value: strings.ToLower(h.Value)}
+	}
+	for _, h := range c.Address {
+		q.address = append(q.address, HeaderMatch{Key: h.Key, Value: strings.ToLower(h.Value)})
 	}
 	for _, b := range c.Body {
 		q.body = append(q.body, strings.ToLower(b))
@@ -474,7 +492,7 @@ func (q *searchQuery) sql(depth int) (expr string, args []any, exact bool) {
 	if q.modseq != 0 {
 		add("m.modseq >= ?", q.modseq)
 	}
-	if q.sentSince != 0 || q.sentBefore != 0 || len(q.header) > 0 || len(q.body) > 0 || len(q.text) > 0 {
+	if q.sentSince != 0 || q.sentBefore != 0 || len(q.header) > 0 || len(q.address) > 0 || len(q.body) > 0 || len(q.text) > 0 {
 		exact = false // checked in Go on the body row
 	}
 	for _, n := range q.not {
@@ -502,10 +520,11 @@ func (q *searchQuery) sql(depth int) (expr string, args []any, exact bool) {
 }
 
 // searchNeeds says which body columns the Go check reads.
-type searchNeeds struct{ header, body, date bool }
+type searchNeeds struct{ header, body, date, addr bool }
 
 func (q *searchQuery) needs(n *searchNeeds) {
-	n.header = n.header || len(q.header) > 0
+	n.header = n.header || len(q.header) > 0 || len(q.address) > 0
+	n.addr = n.addr || len(q.address) > 0
 	n.body = n.body || len(q.body) > 0 || len(q.text) > 0
 	n.date = n.date || q.sentSince != 0 || q.sentBefore != 0
 	for _, c := range q.not {
@@ -546,6 +565,7 @@ type searchMessage struct {
 	raw      []byte
 	rootJSON []byte         // Parsed.Root as JSON
 	sentJSON sql.NullString // Parsed.Envelope.Date (RFC 3339), NULL if none
+	addrJSON []byte         // envelopeAddrsSQL's array, or nil
 
 	root       *searchPart
 	rootDone   bool
@@ -554,6 +574,8 @@ type searchMessage struct {
 	bodyText   [][]byte // decoded text parts, lower-case
 	bodyDone   bool
 	sentDay    int
+	addrs      *envelopeAddrs // nil if not decoded or undecodable
+	addrsDone  bool
 }
 
 func (m *searchMessage) reset() { *m = searchMessage{} }
@@ -601,6 +623,11 @@ func (q *searchQuery) match(m *searchMessage) bool {
 	}
 	for _, h := range q.header {
 		if !m.headerMatch(h) {
+			return false
+		}
+	}
+	for _, h := range q.address {
+		if !m.headerMatch(h) && !m.envelopeMatch(h) {
 			return false
 		}
 	}
@@ -665,6 +692,47 @@ func (m *searchMessage) headerMatch(h HeaderMatch) bool {
 		return true
 	})
 	return found
+}
+
+// envelopeAddrsSQL selects the stored envelope's From, To, Cc and Bcc
+// address lists (message.Envelope's JSON) as one JSON array of four.
+const envelopeAddrsSQL = "json_extract(b.parsed, '$.env.from', '$.env.to', '$.env.cc', '$.env.bcc')"
+
+// envelopeAddrs is envelopeAddrsSQL's array decoded.
+type envelopeAddrs [4][]message.Address
+
+// envelopeMatch reports whether one of the addresses of field h.Key
+// (From, To, Cc or Bcc) in the stored envelope contains h.Value
+// (lower-case) as ENVELOPE presents it (message.Address.Text). An empty
+// Value is the raw field's question (headerMatch).
+func (m *searchMessage) envelopeMatch(h HeaderMatch) bool {
+	i := -1
+	for j, k := range []string{"From", "To", "Cc", "Bcc"} {
+		if strings.EqualFold(h.Key, k) {
+			i = j
+		}
+	}
+	if i < 0 || h.Value == "" {
+		return false
+	}
+	if !m.addrsDone {
+		m.addrsDone = true
+		if len(m.addrJSON) > 0 {
+			a := new(envelopeAddrs)
+			if json.Unmarshal(m.addrJSON, a) == nil {
+				m.addrs = a
+			}
+		}
+	}
+	if m.addrs == nil {
+		return false
+	}
+	for _, a := range m.addrs[i] {
+		if strings.Contains(strings.ToLower(a.Text()), h.Value) {
+			return true
+		}
+	}
+	return false
 }
 
 // decodedHeader returns every header field of the message and of its MIME

@@ -413,7 +413,7 @@ func searchInGo(t *testing.T, f *searchFixture, c *SearchCriteria) []UID {
 	}
 	q := prepareSearch(c, uids[len(uids)-1])
 	rows, err := f.store.rdb.QueryContext(ctx, `SELECT m.uid, m.flags, m.keywords, m.internal_date, m.size, m.modseq,
-	b.raw, json_extract(b.parsed, '$.root'), json_extract(b.parsed, '$.env.date')
+	b.raw, json_extract(b.parsed, '$.root'), json_extract(b.parsed, '$.env.date'), `+envelopeAddrsSQL+`
 FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.mailbox_id = ? ORDER BY m.uid`, f.mailbox)
 	if err != nil {
 		t.Fatalf("query: %v", err)
@@ -422,7 +422,7 @@ FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.mailbox_id = ? ORDER B
 	var out []UID
 	for rows.Next() {
 		var m searchMessage
-		if err := rows.Scan(&m.uid, &m.bits, &m.keywords, &m.date, &m.size, &m.modseq, &m.raw, &m.rootJSON, &m.sentJSON); err != nil {
+		if err := rows.Scan(&m.uid, &m.bits, &m.keywords, &m.date, &m.size, &m.modseq, &m.raw, &m.rootJSON, &m.sentJSON, &m.addrJSON); err != nil {
 			t.Fatalf("scan: %v", err)
 		}
 		if q.match(&m) {

@@ -58,6 +58,25 @@ type Address struct {
 	GroupEnd bool   `json:"group_end,omitempty"`
 }
 
+// Text is the address on one line as ENVELOPE presents it (RFC 9051
+// §7.5.2), for SEARCH FROM, TO, CC and BCC to compare (§6.4.4): "Name
+// <mailbox@host>", or "mailbox@host" without a display name; the name
+// decoded and unquoted, comments gone. A group's start marker is the
+// group's name, its end marker "".
+func (a Address) Text() string {
+	if a.Group || a.GroupEnd {
+		return a.Name
+	}
+	spec := a.Mailbox
+	if a.Host != "" {
+		spec += "@" + a.Host
+	}
+	if a.Name == "" {
+		return spec
+	}
+	return a.Name + " <" + spec + ">"
+}
+
 // Envelope is the message's envelope as IMAP ENVELOPE presents it (RFC 9051
 // §7.5.2), decoded: strings are UTF-8, never RFC 2047 encoded words, and
 // invalid UTF-8 in the header is replaced by U+FFFD.
