@@ -57,6 +57,7 @@ fuzz_budget() {
 	FuzzSMTPSession) echo 5000x ;;   # a whole SMTP session per input: ~500-2000/s
 	FuzzParse) echo 150000x ;;       # MIME parsing: ~10-30k/s
 	FuzzStoreModel) echo 1000x ;;    # a model-checked store op sequence per input: ~250/s
+	FuzzParser) echo 80000x ;;       # imapd/wire: one input parsed twice, at once and byte by byte: ~8k/s
 	*) echo 300000x ;;               # small pure functions: ~35k/s
 	esac
 }
