@@ -62,6 +62,9 @@ func addresses(list []message.Address) []imap.Address {
 			if host == "" {
 				host = missingDomain
 			}
+			// a.Route (addr-adl, RFC 9051 §7.5.2) is lost here: go-imap's
+			// imap.Address has no field for it, and imapserver writes
+			// NIL. imapd's own wire layer (issue 14) writes it.
 			out = append(out, imap.Address{Name: a.Name, Mailbox: mbox, Host: host})
 		}
 	}

@@ -51,7 +51,14 @@ const (
 // them ("From: MAILER-DAEMON"); IMAP reads a NIL host as group syntax, so
 // imapd must substitute a placeholder there.
 type Address struct {
-	Name     string `json:"name,omitempty"`    // display name, RFC 2047-decoded to UTF-8
+	Name string `json:"name,omitempty"` // display name, RFC 2047-decoded to UTF-8
+	// Route is an obsolete source route (RFC 5322 §4.4 obs-route, RFC 822
+	// route-addr) without its colon, such as "@route.example" or
+	// "@a.example,@b.example": ENVELOPE's addr-adl (RFC 9051 §7.5.2),
+	// "" (NIL) when the address has none. go-imap's imap.Address has no
+	// field for it, so imapd's ENVELOPE under imapserver writes NIL;
+	// imapd's own wire layer (issue 14) writes it from here.
+	Route    string `json:"route,omitempty"`
 	Mailbox  string `json:"mailbox,omitempty"` // local part, unquoted
 	Host     string `json:"host,omitempty"`    // domain
 	Group    bool   `json:"group,omitempty"`   // start of a group named Name
@@ -1070,12 +1077,17 @@ func lenientAddress(s string) (Address, bool) {
 			}
 		}
 	}
-	// Drop an obsolete source route (RFC 5322 §4.4): "@a,@b:user@host".
+	// An obsolete source route (RFC 5322 §4.4): "@a,@b:user@host" keeps
+	// "@a,@b" as the address's Route (ENVELOPE's addr-adl, RFC 9051
+	// §7.5.2), its whitespace and comments removed.
+	var route string
 	if i := strings.LastIndexByte(spec, ':'); i >= 0 && strings.HasPrefix(strings.TrimSpace(spec), "@") {
+		route = clean(strings.Join(strings.Fields(stripComments(spec[:i])), ""))
 		spec = spec[i+1:]
 	}
 	mbox, host := splitAddrSpec(strings.TrimSpace(stripComments(spec)))
 	a := Address{
+		Route:   route,
 		Name:    decodePhrase(name),
 		Mailbox: clean(unquote(strings.TrimSpace(mbox))),
 		Host:    clean(strings.TrimSpace(host)),

@@ -422,6 +422,21 @@ func TestParseEnvelope(t *testing.T) {
 		header: "From: Bob <bob@example.com>\nSubject: hi\n",
 		want:   Envelope{Subject: "hi", From: bob, Sender: bob, ReplyTo: bob},
 	}, {
+		// RFC 9051 §7.5.2: addr-adl "Holds route from [RFC-822]
+		// route-addr if non-NIL"; RFC 5322 §4.4 obs-route.
+		name: "source routes kept",
+		header: "From: J\u00fcrgen <@route.example:j@example.org>\n" +
+			"To: <@a.example, @b.example (hop):u@example.org>, plain@example.org\n",
+		want: Envelope{
+			From:    []Address{{Name: "J\u00fcrgen", Route: "@route.example", Mailbox: "j", Host: "example.org"}},
+			Sender:  []Address{{Name: "J\u00fcrgen", Route: "@route.example", Mailbox: "j", Host: "example.org"}},
+			ReplyTo: []Address{{Name: "J\u00fcrgen", Route: "@route.example", Mailbox: "j", Host: "example.org"}},
+			To: []Address{
+				{Route: "@a.example,@b.example", Mailbox: "u", Host: "example.org"},
+				{Mailbox: "plain", Host: "example.org"},
+			},
+		},
+	}, {
 		name:   "unparsable date",
 		header: "Date: the day after tomorrow\nSubject: hi\n",
 		want:   Envelope{Subject: "hi"},
@@ -520,7 +535,7 @@ func TestParseEnvelope(t *testing.T) {
 				{Name: "John Doe", Mailbox: "john", Host: "example.com"},
 				{Name: "Jane", Mailbox: "jane", Host: "example.org"},
 			},
-			Cc: []Address{{Mailbox: "user", Host: "host.example"}},
+			Cc: []Address{{Route: "@relay.example", Mailbox: "user", Host: "host.example"}}, // RFC 9051 §7.5.2 addr-adl
 		},
 	}, {
 		name:   "quoted local part",
