@@ -14,8 +14,8 @@ import (
 // and per recipient over LMTP; what was acknowledged before stays, and
 // the server keeps serving.
 func TestStorageFullIsTemporary(t *testing.T) {
-	e := newEnv(t, envConfig{storeMaxBytes: 512 << 10})
-	big := testMessage("filler", 2000) // ~100 KB
+	e := newEnv(t, envConfig{storeMaxBytes: 2 << 20}) // database and WAL; a message costs twice its size
+	big := testMessage("filler", 2000) // ~230 KB
 	var accepted int
 	var last error
 	for i := 0; i < 20; i++ {
