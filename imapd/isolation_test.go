@@ -229,7 +229,12 @@ func TestIsolation(t *testing.T) {
 				refused(name, "STATUS %s (MESSAGES UIDNEXT UIDVALIDITY UNSEEN SIZE)", mb)
 				refused(name, "DELETE %s", mb)
 				refused(name, "RENAME %s Stolen", mb)
-				refused(name, "SUBSCRIBE %s", mb)
+				// A subscription is a name in alice's own list, which may
+				// name no mailbox (RFC 9051 §6.3.7): SUBSCRIBE may be OK
+				// and touches nothing of bob's. It is undone at once, so
+				// the LIST checks below see only alice's mailboxes.
+				p.do("SUBSCRIBE %s", mb)
+				p.do("UNSUBSCRIBE %s", mb)
 				refused(name, "EXAMINE %s", mb)
 				refused(name, "FETCH 1:* (FLAGS BODY.PEEK[])")
 				refused(name, "SELECT %s", mb)
