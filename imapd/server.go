@@ -15,6 +15,7 @@ import (
 
 	"pushmail/internal/authlimit"
 	"pushmail/internal/membudget"
+	"pushmail/internal/netkey"
 	"pushmail/internal/tlspolicy"
 	"pushmail/mailstore"
 )
@@ -447,21 +448,14 @@ func connCounter(nc net.Conn) *countingConn {
 	return c
 }
 
-// limitKey is the connection limits' key for a peer: an IPv4 address
-// (also when IPv4-mapped), or the /64 an IPv6 address is in. A /64 is the
-// smallest network RFC 4291 §2.5.4 and RFC 6177 have a site given: one
-// host can use any of its 2^64 addresses, so counting them one by one
-// would count nothing. Other addresses (a unix socket, a test's pipe)
-// are their own key.
+// limitKey is the connection limits' key for a peer (netkey.Of). Other
+// addresses (a unix socket, a test's pipe) are their own key.
 func limitKey(addr net.Addr) string {
 	tcp, ok := addr.(*net.TCPAddr)
 	if !ok {
 		return remoteIP(addr)
 	}
-	if ip4 := tcp.IP.To4(); ip4 != nil {
-		return ip4.String()
-	}
-	return tcp.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	return netkey.Of(tcp.IP)
 }
 
 // remoteIP returns the IP of addr as text, or addr's string if it has none.

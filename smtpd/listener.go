@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"pushmail/internal/netkey"
 )
 
 // listener wraps a net.Listener: it counts connections, in total, per
@@ -173,20 +175,14 @@ func ipKey(a net.Addr) string {
 	return ""
 }
 
-// limitKey is the connection limits' key for a peer: an IPv4 address, or
-// the /64 an IPv6 address is in; "" (not limited) for a unix socket. A
-// /64 is the smallest network RFC 4291 §2.5.4 and RFC 6177 have a site
-// given: one host can use any of its 2^64 addresses, so counting them one
-// by one would count nothing.
+// limitKey is the connection limits' key for a peer (netkey.Of); ""
+// (not limited) for a unix socket.
 func limitKey(a net.Addr) string {
 	t, ok := a.(*net.TCPAddr)
 	if !ok {
 		return ""
 	}
-	if ip4 := t.IP.To4(); ip4 != nil {
-		return ip4.String()
-	}
-	return t.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	return netkey.Of(t.IP)
 }
 
 // aLongTimeAgo is a read deadline in the past: the pending read returns.

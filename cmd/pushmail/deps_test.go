@@ -41,15 +41,16 @@ func TestImportGraph(t *testing.T) {
 		{"pushmail/internal/tlspolicy", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/internal/membudget", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/internal/proxylisten", nil, []string{"github.com/emersion/"}, false},
+		{"pushmail/internal/netkey", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/mailstore", []string{"pushmail/message", "pushmail/notify"}, []string{"github.com/emersion/go-imap", "github.com/emersion/go-smtp"}, true},
-		{"pushmail/smtpd", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget"}, []string{"pushmail/imapd", "github.com/emersion/go-imap"}, false},
+		{"pushmail/smtpd", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey"}, []string{"pushmail/imapd", "github.com/emersion/go-imap"}, false},
 		// The harness measures through sockets and prepares data through
 		// mailstore: it needs no protocol package.
 		{"pushmail/internal/bench", []string{"pushmail/mailstore"}, []string{"pushmail/smtpd", "pushmail/imapd", "pushmail/cmd/"}, false},
 		// imapd's wire layer: bytes to commands and back, nothing of
 		// ours, and not go-imap's server (issue 14 replaces it).
 		{"pushmail/imapd/wire", nil, []string{"pushmail/", "github.com/emersion/go-imap/v2/imapserver", "github.com/emersion/go-smtp"}, false},
-		{"pushmail/imapd", []string{"pushmail/imapd/wire", "pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp"}, false},
+		{"pushmail/imapd", []string{"pushmail/imapd/wire", "pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp"}, false},
 	}
 	for _, r := range rules {
 		p, ok := pkgs[r.pkg]
