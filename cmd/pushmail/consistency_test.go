@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,9 +29,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
-	"pushmail/imapd"
 	"pushmail/mailstore"
-	"pushmail/smtpd"
 )
 
 const (
@@ -239,35 +236,7 @@ func newCCWorld(t *testing.T, seed uint64) *ccWorld {
 		w.mbs[name] = mb.ID
 	}
 
-	smtpSrv := smtpd.New(store, smtpd.Options{Hostname: "mx.test", Logger: logger})
-	imapSrv := imapd.New(store, imapd.Options{Logger: logger})
-	smtpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	imapLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.smtpAddr, w.imapAddr = smtpLn.Addr().String(), imapLn.Addr().String()
-	served := make(chan error, 2)
-	go func() { served <- smtpSrv.ServeSMTP(smtpLn) }()
-	go func() { served <- imapSrv.Serve(imapLn) }()
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := smtpSrv.Shutdown(sctx); err != nil {
-			t.Errorf("smtpd Shutdown: %v", err)
-		}
-		if err := imapSrv.Shutdown(sctx); err != nil {
-			t.Errorf("imapd Shutdown: %v", err)
-		}
-		for range 2 {
-			if err := <-served; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		}
-	})
+	w.smtpAddr, w.imapAddr = serveMail(t, store, logger)
 	return w
 }
 

@@ -259,37 +259,10 @@ func newMailEnv(t *testing.T) *mailEnv {
 	}
 	env := &mailEnv{store: store, inbox: r.Mailbox}
 
-	smtpSrv := smtpd.New(store, smtpd.Options{Hostname: "mx.test", Logger: logger})
-	smtpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.smtpAddr = smtpLn.Addr().String()
-	imapSrv := imapd.New(store, imapd.Options{Logger: logger})
-	imapLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 2)
-	go func() { served <- smtpSrv.ServeSMTP(smtpLn) }()
-	go func() { served <- imapSrv.Serve(imapLn) }()
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := smtpSrv.Shutdown(sctx); err != nil {
-			t.Errorf("smtpd Shutdown: %v", err)
-		}
-		if err := imapSrv.Shutdown(sctx); err != nil {
-			t.Errorf("imapd Shutdown: %v", err)
-		}
-		for range 2 {
-			if err := <-served; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		}
-	})
+	var imapAddr string
+	env.smtpAddr, imapAddr = serveMail(t, store, logger)
 
-	c, err := imapclient.DialInsecure(imapLn.Addr().String(), nil)
+	c, err := imapclient.DialInsecure(imapAddr, nil)
 	if err != nil {
 		t.Fatalf("IMAP dial: %v", err)
 	}
@@ -548,4 +521,40 @@ func (c *smtpConn) cmd(t *testing.T, code int, format string, args ...any) strin
 		t.Fatalf("write: %v", err)
 	}
 	return c.reply(t, code)
+}
+
+// serveMail serves SMTP and IMAP over store on free loopback ports until
+// the test ends, and returns their addresses.
+func serveMail(t *testing.T, store *mailstore.Store, logger *slog.Logger) (smtpAddr, imapAddr string) {
+	t.Helper()
+	ctx := context.Background()
+	smtpSrv := smtpd.New(store, smtpd.Options{Hostname: "mx.test", Logger: logger})
+	imapSrv := imapd.New(store, imapd.Options{Logger: logger})
+	smtpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	imapLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 2)
+	go func() { served <- smtpSrv.ServeSMTP(smtpLn) }()
+	go func() { served <- imapSrv.Serve(imapLn) }()
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := smtpSrv.Shutdown(sctx); err != nil {
+			t.Errorf("smtpd Shutdown: %v", err)
+		}
+		if err := imapSrv.Shutdown(sctx); err != nil {
+			t.Errorf("imapd Shutdown: %v", err)
+		}
+		for range 2 {
+			if err := <-served; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		}
+	})
+	return smtpLn.Addr().String(), imapLn.Addr().String()
 }
