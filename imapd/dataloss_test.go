@@ -93,9 +93,15 @@ func TestDataLossCloseKeepsMessages(t *testing.T) {
 	env := newTestEnv(t, envOptions{})
 	want := env.deliverN(t, 3)
 
-	c := env.selectInbox(t, nil)
-	if n := c.Mailbox().NumMessages; n != 3 {
-		t.Fatalf("SELECT INBOX: %d messages, want 3", n)
+	// The SELECT's own data, not c.Mailbox(): imapclient may record the
+	// selected mailbox only after Wait returns.
+	c := env.login(t, nil)
+	sel, err := c.Select("INBOX", nil).Wait()
+	if err != nil {
+		t.Fatalf("Select(INBOX) = %v", err)
+	}
+	if sel.NumMessages != 3 {
+		t.Fatalf("SELECT INBOX: %d messages, want 3", sel.NumMessages)
 	}
 	if err := c.UnselectAndExpunge().Wait(); err != nil {
 		t.Fatalf("CLOSE = %v", err)
