@@ -45,6 +45,10 @@
 //     taken from Options.Budget first. When it is spent, MAIL and the end
 //     of DATA get "451 4.3.1" and a growing transfer goes to disk
 //     instead. Idle buffers kept for reuse are few and small.
+//   - While the store has no room for a message of the largest size
+//     (mailstore's SpaceCheck: below its free-space reserve, or at its
+//     size cap), MAIL gets "452 4.3.1" and no data is sent for nothing;
+//     a delivery that still does not fit gets "451 4.3.0" after DATA.
 //   - A message that passes MaxMessageBytes gets "552 5.3.4" and its
 //     connection is closed after the reply (RFC 1870 §6.3), without
 //     reading the rest; a declared SIZE= over it gets 552 at MAIL.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -91,4 +92,50 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// TestStorageFullRefusedAtMail: below the store's free-space reserve
+// (here larger than any disk), MAIL gets 452 4.3.1 on every role, before
+// the client sends a byte of the message (RFC 1870 §6.1, RFC 5321 §4.3.2);
+// a pipelined RCPT and DATA fail with it, and no 354 invites the data.
+// The session stays usable and nothing reaches a mailbox.
+func TestStorageFullRefusedAtMail(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{minFreeBytes: 1 << 60})
+	for _, r := range []struct {
+		role  role
+		hello string
+	}{{roleMX, "EHLO"}, {roleLMTP, "LHLO"}} {
+		c := dialRaw(t, e.addr[r.role])
+		c.expect(220, "")
+		c.send(r.hello + " client.test\r\n")
+		c.expect(250, "")
+		c.send("MAIL FROM:<x@example.net>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+		c.expect(452, "4.3.1 ")
+		for _, cmd := range []string{"RCPT", "DATA"} {
+			if code, text := c.reply(); code < 500 {
+				t.Errorf("%s: pipelined %s after the 452 = %d %q, want a 5xx sequence error", r.role, cmd, code, text)
+			}
+		}
+		c.send("NOOP\r\n")
+		c.expect(250, "")
+		c.send("QUIT\r\n")
+		c.expect(221, "")
+	}
+
+	// Submission, after AUTH: the same reply, through go-smtp's client.
+	c := e.dialStartTLS(roleSubmission)
+	if err := c.Auth(sasl.NewPlainClient("", "alice@example.org", "alice-password")); err != nil {
+		t.Fatalf("AUTH PLAIN: %v", err)
+	}
+	se := wantReply(t, "MAIL on submission below the reserve", c.Mail("alice@example.org", nil), 452, "4.3.1")
+	if !strings.Contains(se.Message, "storage") {
+		t.Errorf("452 text %q does not say that storage is short", se.Message)
+	}
+
+	for _, u := range testUsers {
+		if n := len(e.inbox(u.addr)); n != 0 {
+			t.Errorf("%s's INBOX holds %d messages on a store below its reserve, want 0", u.addr, n)
+		}
+	}
 }

@@ -55,6 +55,9 @@ type envConfig struct {
 	setup func(*Server)
 	// storeMaxBytes caps the store (mailstore.Options.MaxDatabaseBytes).
 	storeMaxBytes int64
+	// minFreeBytes is the store's free-space reserve
+	// (mailstore.Options.MinFreeBytes).
+	minFreeBytes int64
 	// postmaster is mailstore.Options.Postmaster.
 	postmaster string
 }
@@ -78,7 +81,7 @@ func newEnv(t testing.TB, cfg envConfig) *testEnv {
 	logger := testLogger()
 	store, err := mailstore.Open(ctx, filepath.Join(t.TempDir(), "mail.db"), mailstore.Options{
 		Logger: logger, Domains: []string{"example.org"}, PasswordCost: bcrypt.MinCost,
-		MaxDatabaseBytes: cfg.storeMaxBytes, Postmaster: cfg.postmaster,
+		MaxDatabaseBytes: cfg.storeMaxBytes, MinFreeBytes: cfg.minFreeBytes, Postmaster: cfg.postmaster,
 	})
 	if err != nil {
 		t.Fatalf("mailstore.Open: %v", err)

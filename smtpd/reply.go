@@ -41,6 +41,14 @@ var (
 	replyRequireTLSNeedsTLS = reply(530, 5, 7, 10, "REQUIRETLS needs a TLS connection: use STARTTLS")
 	// Shutdown has begun: no new transactions (RFC 5321 §3.8).
 	replyShuttingDown = reply(421, 4, 3, 2, "Service shutting down, try again later")
+	// The store has no room for a message of the largest size: below its
+	// free-space reserve or at its size cap (mailstore.ErrStorageFull from
+	// SpaceCheck). RFC 5321 §4.2.2 "452 Requested action not taken:
+	// insufficient system storage", one of MAIL's replies (§4.3.2), and
+	// RFC 1870 §6.1's reply when the server cannot take a message for
+	// now; RFC 3463 X.3.1 "mail system full". Temporary: the sender
+	// retries once space is freed, and has sent no data for nothing.
+	replyInsufficientStorage = reply(452, 4, 3, 1, "Insufficient system storage, try again later")
 )
 
 // Replies to RCPT TO.
@@ -134,7 +142,7 @@ func replyTempFailure(st stage, id string) *smtp.SMTPError {
 type stage int
 
 const (
-	stageMail stage = iota // submission's check of MAIL FROM
+	stageMail stage = iota // MAIL FROM: the store's room, submission's sender
 	stageRcpt
 	stageData // reading DATA/BDAT, and store.Deliver
 	stageAuth
@@ -158,6 +166,9 @@ func (ss *session) replyFor(st stage, err error, id string) *smtp.SMTPError {
 	switch st {
 	case stageMail:
 		switch {
+		case errors.Is(err, mailstore.ErrStorageFull):
+			ss.log.Warn("mail refused: storage full", "id", id, "err", err)
+			return replyInsufficientStorage
 		case errors.Is(err, mailstore.ErrInvalidIDN):
 			return replyBadSender
 		case errors.Is(err, mailstore.ErrInvalidAddress),

@@ -144,6 +144,15 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			return replySenderNotOwned
 		}
 	}
+	// A store below its free-space reserve (or at its size cap) refuses
+	// every delivery at the end of DATA; say so now, before the client
+	// sends the message (RFC 1870 §6.1, RFC 5321 §4.3.2: 452 is a reply
+	// to MAIL). SpaceCheck measures room for a message of the largest
+	// size, so mail is refused here from that much above the reserve,
+	// while /healthz says degraded.
+	if err := ss.srv.store.SpaceCheck(ss.ctx); err != nil {
+		return ss.replyFor(stageMail, err, ss.cid)
+	}
 	if ss.srv.budgetSpent() {
 		// Refused before the client sends anything more; the declared
 		// SIZE= plays no part (RFC 1870 §6.2: only an estimate).

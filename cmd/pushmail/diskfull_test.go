@@ -49,10 +49,11 @@ func storeStats(t *testing.T, data string) mailstore.Stats {
 }
 
 // The acceptance: on a file system that is really full up to the
-// reserve, deliveries are refused with 451 4.3.0 and nothing half-stored,
-// /healthz says degraded, and over IMAP and the CLI the writes that free
-// space succeed: DELETE of a mailbox, "pushmail user del", STORE \Deleted
-// and EXPUNGE. Once they have freed space, /healthz is ok and mail flows.
+// reserve, deliveries are refused, SMTP ones at MAIL with 452 4.3.1
+// before any data is sent, and nothing is half-stored; /healthz says
+// degraded, and over IMAP and the CLI the writes that free space succeed:
+// DELETE of a mailbox, "pushmail user del", STORE \Deleted and EXPUNGE.
+// Once they have freed space, /healthz is ok and mail flows.
 func TestFullDiskKeepsRoomToDelete(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -69,7 +70,8 @@ func TestFullDiskKeepsRoomToDelete(t *testing.T) {
 		}
 	})
 	const reserve = 8 << 20
-	srv := startServer(t, data, "--min-free-bytes", fmt.Sprint(reserve), "--max-message-bytes", fmt.Sprint(1<<20))
+	const maxMessage = 1 << 20
+	srv := startServer(t, data, "--min-free-bytes", fmt.Sprint(reserve), "--max-message-bytes", fmt.Sprint(maxMessage))
 	cli(t, "secret\n", "user", "add", "alice@localhost", "--data", data, "--password-stdin")
 	cli(t, "secret\n", "user", "add", "bob@localhost", "--data", data, "--password-stdin")
 	sendSMTP(t, srv.addr("smtp"), "bob@localhost", "for bob")
@@ -96,42 +98,46 @@ func TestFullDiskKeepsRoomToDelete(t *testing.T) {
 	if err := appendMsg("Projects", 100<<10); err != nil {
 		t.Fatalf("APPEND to Projects: %v", err)
 	}
+	freeBytes := func() int64 {
+		t.Helper()
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(data, &st); err != nil {
+			t.Fatal(err)
+		}
+		return int64(st.Bavail) * int64(st.Bsize)
+	}
 
-	// Fill the disk over SMTP until the server refuses.
+	// Fill the disk over SMTP until the server refuses: at MAIL, once a
+	// message of the largest size (with its trace fields, twice over
+	// counting the write-ahead log) would not fit above the reserve.
 	body := strings.Repeat(strings.Repeat("0123456789abcdef", 4)+"\r\n", 4<<10) // 264 KiB
 	delivered := 0
 	for {
 		if delivered > 200 {
 			t.Fatal("200 messages of 264 KiB delivered to a 32 MiB file system")
 		}
-		sc, err := smtp.Dial(srv.addr("smtp"))
-		if err != nil {
-			t.Fatal(err)
-		}
 		msg := fmt.Sprintf("From: s@example.org\r\nTo: alice@localhost\r\nSubject: fill %d\r\n\r\n%s\r\n", delivered, body)
-		err = sc.SendMail("s@example.org", []string{"alice@localhost"}, strings.NewReader(msg))
-		sc.Close()
+		err := sendSMTPMessage(srv.addr("smtp"), "alice@localhost", msg)
 		if err == nil {
 			delivered++
 			continue
 		}
-		var se *smtp.SMTPError
-		if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 3, 0}) {
-			t.Fatalf("delivery #%d on a filling disk = %v, want 451 4.3.0", delivered, err)
+		// 452 4.3.1 is only MAIL's reply (DATA's is 451 4.3.0).
+		if !isReply(err, 452, "4.3.1") {
+			t.Fatalf("delivery #%d on a filling disk = %v, want 452 4.3.1 at MAIL", delivered, err)
 		}
 		break
 	}
 	if delivered < 10 {
 		t.Fatalf("only %d messages delivered before the first refusal", delivered)
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(data, &st); err != nil {
-		t.Fatal(err)
-	}
-	free := int64(st.Bavail) * int64(st.Bsize)
-	t.Logf("first refusal after %d messages, %d bytes free", delivered, free)
-	if free > reserve+(2<<20) || free < reserve-(1<<20) {
-		t.Errorf("first refusal with %d bytes free, want about the reserve, %d", free, reserve)
+	free := freeBytes()
+	t.Logf("first refusal at MAIL after %d messages, %d bytes free", delivered, free)
+	// The store's measure: a message of max-message-bytes plus 64 KiB for
+	// trace fields, twice (log and database).
+	const watermark = reserve + 2*(maxMessage+64<<10)
+	if free > watermark || free < reserve-(1<<20) {
+		t.Errorf("first refusal at MAIL with %d bytes free, want between the reserve, %d, and %d", free, reserve, watermark)
 	}
 	// Nothing half-stored: INBOX holds what got 250, the store agrees.
 	if sel, err := c.Select("INBOX", nil).Wait(); err != nil || sel.NumMessages != uint32(delivered) {
@@ -144,12 +150,33 @@ func TestFullDiskKeepsRoomToDelete(t *testing.T) {
 	if code != 200 || !strings.HasPrefix(hbody, "degraded: ") || !strings.Contains(hbody, "reserve") {
 		t.Errorf("/healthz at the watermark = %d %q, want 200 degraded naming the reserve", code, hbody)
 	}
+
+	// Smaller writes still fit above the reserve: APPEND fills the rest,
+	// and is refused at the reserve itself.
 	var ie *imap.Error
-	// Refused at the watermark: a message twice the size of the one SMTP
-	// was refused, so that what the refusal's checkpoint measured cannot
-	// let it in.
-	if err := appendMsg("INBOX", 600<<10); !errors.As(err, &ie) || ie.Code != imap.ResponseCodeOverQuota {
-		t.Errorf("APPEND at the watermark = %v, want NO [OVERQUOTA]", err)
+	appended := 0
+	for {
+		if appended > 20 {
+			t.Fatalf("%d APPENDs of 264 KiB past the watermark, want NO [OVERQUOTA] within 2 MiB", appended)
+		}
+		err := appendMsg("INBOX", 264<<10)
+		if err == nil {
+			appended++
+			continue
+		}
+		if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeOverQuota {
+			t.Fatalf("APPEND #%d at the watermark = %v, want success or NO [OVERQUOTA]", appended, err)
+		}
+		break
+	}
+	free = freeBytes()
+	t.Logf("APPEND refused after %d more messages, %d bytes free", appended, free)
+	if free > reserve+(2<<20) || free < reserve-(1<<20) {
+		t.Errorf("APPEND refused with %d bytes free, want about the reserve, %d", free, reserve)
+	}
+	delivered += appended
+	if err := sendSMTPMessage(srv.addr("smtp"), "alice@localhost", "Subject: small\r\n\r\nsmall\r\n"); !isReply(err, 452, "4.3.1") {
+		t.Errorf("SMTP at the reserve = %v, want 452 4.3.1", err)
 	}
 
 	// The writes that free space work at the watermark.
@@ -199,4 +226,26 @@ func TestHealthzDegradedAtReserve(t *testing.T) {
 	if code != 200 || !strings.HasPrefix(body, "degraded: deliveries refused: mail storage full: ") || !strings.Contains(body, "reserve 1024.0 PiB") {
 		t.Errorf("/healthz below the reserve = %d %q, want 200 degraded naming the reserve", code, body)
 	}
+}
+
+// sendSMTPMessage sends msg to rcpt over SMTP at addr, from
+// s@example.org, and returns the error of the first command refused.
+func sendSMTPMessage(addr, rcpt, msg string) error {
+	sc, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+	return sc.SendMail("s@example.org", []string{rcpt}, strings.NewReader(msg))
+}
+
+// isReply reports whether err is the SMTP reply code with the enhanced
+// code enh ("4.3.1").
+func isReply(err error, code int, enh string) bool {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		return false
+	}
+	e := se.EnhancedCode
+	return se.Code == code && fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2]) == enh
 }
