@@ -31,7 +31,7 @@ func (s *Store) User(ctx context.Context, address string) (User, error) {
 
 // MailboxStatuses returns the status of each of a user's mailboxes, by name.
 func (s *Store) MailboxStatuses(ctx context.Context, user UserID) ([]MailboxStatus, error) {
-	rows, err := s.query(ctx, "SELECT "+mailboxColumns+", message_count, unseen_count, total_size, highest_modseq FROM mailboxes WHERE user_id = ? ORDER BY name", user)
+	rows, err := s.query(ctx, "SELECT "+statusColumns+" FROM mailboxes WHERE user_id = ? ORDER BY name", user)
 	if err != nil {
 		return nil, fmt.Errorf("mailbox statuses: %w", err)
 	}
@@ -39,8 +39,7 @@ func (s *Store) MailboxStatuses(ctx context.Context, user UserID) ([]MailboxStat
 	var list []MailboxStatus
 	for rows.Next() {
 		var st MailboxStatus
-		if err := rows.Scan(&st.ID, &st.User, &st.Name, &st.UIDValidity, &st.UIDNext, &st.SpecialUse, &st.Subscribed,
-			&st.Messages, &st.Unseen, &st.Size, &st.HighestModSeq); err != nil {
+		if err := scanStatus(rows, &st); err != nil {
 			return nil, fmt.Errorf("mailbox statuses: %w", err)
 		}
 		list = append(list, st)

@@ -41,6 +41,15 @@ type MailboxStatus struct {
 	Unseen        uint32
 	Size          int64 // sum of message sizes
 	HighestModSeq uint64
+	// Recent counts the messages no session has been told of yet: those
+	// with a UID above RecentUID (STATUS RECENT, RFC 3501 §6.3.10). The
+	// next session to claim them (ClaimRecent) sees them as \Recent.
+	Recent uint32
+	// RecentUID is the mailbox's \Recent high-water mark (see
+	// ClaimRecent). A read-only session (EXAMINE) shows the messages
+	// above it as \Recent without claiming them: RFC 3501 §6.3.2,
+	// "EXAMINE MUST NOT cause messages to lose the \Recent flag".
+	RecentUID UID
 }
 
 // ValidateMailboxName checks a mailbox name and returns it canonical:
@@ -75,6 +84,17 @@ const mailboxColumns = "id, user_id, name, uidvalidity, uidnext, special_use, " 
 
 func scanMailbox(row interface{ Scan(...any) error }, mb *Mailbox) error {
 	return row.Scan(&mb.ID, &mb.User, &mb.Name, &mb.UIDValidity, &mb.UIDNext, &mb.SpecialUse, &mb.Subscribed)
+}
+
+// statusColumns are a MailboxStatus's columns, for a query FROM mailboxes.
+// Recent is counted on the messages primary key, (mailbox_id, uid): a
+// range scan over the recent messages only.
+const statusColumns = mailboxColumns + ", message_count, unseen_count, total_size, highest_modseq, recent_uid, " +
+	"(SELECT COUNT(*) FROM messages WHERE messages.mailbox_id = mailboxes.id AND messages.uid > mailboxes.recent_uid)"
+
+func scanStatus(row interface{ Scan(...any) error }, st *MailboxStatus) error {
+	return row.Scan(&st.ID, &st.User, &st.Name, &st.UIDValidity, &st.UIDNext, &st.SpecialUse, &st.Subscribed,
+		&st.Messages, &st.Unseen, &st.Size, &st.HighestModSeq, &st.RecentUID, &st.Recent)
 }
 
 // Mailboxes lists a user's mailboxes ordered by name.
@@ -118,9 +138,7 @@ func (s *Store) Mailbox(ctx context.Context, user UserID, name string) (Mailbox,
 // Status returns a mailbox's counters.
 func (s *Store) Status(ctx context.Context, id MailboxID) (MailboxStatus, error) {
 	var st MailboxStatus
-	err := s.queryRow(ctx, "SELECT "+mailboxColumns+", message_count, unseen_count, total_size, highest_modseq FROM mailboxes WHERE id = ?", id).
-		Scan(&st.ID, &st.User, &st.Name, &st.UIDValidity, &st.UIDNext, &st.SpecialUse, &st.Subscribed,
-			&st.Messages, &st.Unseen, &st.Size, &st.HighestModSeq)
+	err := scanStatus(s.queryRow(ctx, "SELECT "+statusColumns+" FROM mailboxes WHERE id = ?", id), &st)
 	if errors.Is(err, sql.ErrNoRows) {
 		return MailboxStatus{}, ErrNoSuchMailbox
 	}

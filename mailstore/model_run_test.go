@@ -397,6 +397,12 @@ func (r *modelRun) checkMailbox(slot int, u *modelUser, mb *modelMailbox, st Mai
 		return modseqs{}, fmt.Errorf("Status() = %d messages, %d unseen, %d bytes; want %d, %d, %d",
 			st.Messages, st.Unseen, st.Size, len(mb.msgs), mb.unseen(), mb.size())
 	}
+	// The model claims no \Recent flags (ClaimRecent): every mailbox keeps
+	// a new mailbox's mark, 0, and whatever reached it, by any op, is
+	// recent (RFC 3501 §2.3.2, §6.4.7).
+	if st.RecentUID != 0 || st.Recent != uint32(len(mb.msgs)) {
+		return modseqs{}, fmt.Errorf("Status() = RecentUID %d, %d recent; want 0, %d", st.RecentUID, st.Recent, len(mb.msgs))
+	}
 	// The highest modseq never goes down, and goes up exactly when a
 	// message was added, removed or reflagged.
 	mm := modseqs{before: mb.modseq, after: st.HighestModSeq}

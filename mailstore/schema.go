@@ -134,6 +134,21 @@ CREATE TABLE subscriptions (
 INSERT INTO subscriptions(user_id, name) SELECT user_id, name FROM mailboxes WHERE subscribed != 0;
 ALTER TABLE mailboxes DROP COLUMN subscribed;
 `,
+	// Version 6: the \Recent flag of IMAP4rev1 (RFC 3501 §2.3.2: "This
+	// session is the first session to have been notified about this
+	// message"). recent_uid is the mailbox's high-water mark: a message
+	// whose UID is above it has been reported to no session yet, and
+	// ClaimRecent raises it. A new mailbox starts at 0, so everything put
+	// into it (delivered, appended, copied, moved, or moved by RENAME
+	// INBOX) is recent. The mailboxes of a file written before start at
+	// their last UID: older pushmails told no session of \Recent, but
+	// their clients have seen that mail, and a client that announces
+	// \Recent messages as new would otherwise announce the whole store
+	// once after the upgrade.
+	`
+ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
+UPDATE mailboxes SET recent_uid = uidnext - 1;
+`,
 }
 
 // migrationSteps[v] runs after migrations[v-1], in the same transaction:
