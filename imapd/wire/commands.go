@@ -898,7 +898,7 @@ func (p *Parser) ReadSASL() (resp []byte, canceled bool, err error) {
 	}
 	for _, b := range line {
 		if !isBase64Char(b) {
-			return nil, false, &Error{Code: ErrSyntax, Msg: "response is not base64"}
+			return nil, false, lineError(line, "response is not base64")
 		}
 	}
 	resp, err = decodeSASL(line)
@@ -916,7 +916,16 @@ func (p *Parser) ReadDone() error {
 		return err
 	}
 	if !equalFold(string(line), "DONE") {
-		return &Error{Code: ErrSyntax, Msg: "expected DONE"}
+		return lineError(line, "expected DONE")
 	}
 	return nil
+}
+
+// lineError is the syntax Error for a line that should have been a bare
+// continuation (DONE, a SASL response). When the line announces a literal
+// the client will send its data next, which must not be read as commands:
+// the Error is then Fatal.
+func lineError(line []byte, msg string) *Error {
+	_, _, ok, ambiguous := announced(line)
+	return &Error{Code: ErrSyntax, Msg: msg, Fatal: ok || ambiguous}
 }

@@ -5,9 +5,6 @@
 // is its own small structs (Command and the Args types), kept as the
 // client wrote them (a NumSet keeps "5:2" and "$").
 //
-// It is not yet wired into imapd: the session layer moves onto it next
-// (issue 14), replacing go-imap's imapserver.
-//
 // Invariants:
 //   - Every size is bounded before it is read (Limits): a line at
 //     MaxLine, a literal by its announced size against MaxLiteral, or

@@ -16,8 +16,11 @@ const (
 	// ErrLineTooLong: a line of the command exceeded Limits.MaxLine.
 	ErrLineTooLong
 	// ErrLiteralTooBig: a literal over its limit (Limits.MaxLiteral,
-	// MaxMessage, NonSyncMax or MaxCommand), refused before its data.
+	// NonSyncMax or MaxCommand), refused before its data.
 	ErrLiteralTooBig
+	// ErrMessageTooBig: APPEND's message literal over Limits.MaxMessage,
+	// refused before its data (RFC 7889 §4: NO [TOOBIG]).
+	ErrMessageTooBig
 	// ErrLiteralRefused: Options.OnLiteral refused the literal; Error.Err
 	// holds its error.
 	ErrLiteralRefused
@@ -34,6 +37,7 @@ var codeNames = map[ErrorCode]string{
 	ErrUnknownCommand: "unknown command",
 	ErrLineTooLong:    "line too long",
 	ErrLiteralTooBig:  "literal too big",
+	ErrMessageTooBig:  "message too big",
 	ErrLiteralRefused: "literal refused",
 	ErrTooComplex:     "too complex",
 	ErrMailboxName:    "mailbox name",

@@ -186,7 +186,7 @@ func TestLimits(t *testing.T) {
 		{"MaxArgs", "a LOGIN " + strings.Repeat("x", 1) + " y", "a SEARCH " + strings.TrimSpace(strings.Repeat("SEEN ", 11)), ErrTooComplex},
 		{"MaxLine", line(100), line(101), ErrLineTooLong},
 		{"MaxLiteral", lit(50), lit(51), ErrLiteralTooBig},
-		{"MaxMessage", msg(200), msg(201), ErrLiteralTooBig},
+		{"MaxMessage", msg(200), msg(201), ErrMessageTooBig},
 		{"MaxCommand", "a LOGIN {50+}\r\n" + strings.Repeat("u", 50) + " {50+}\r\n" + strings.Repeat("p", 50),
 			strings.Repeat("a LOGIN {50+}\r\n"+strings.Repeat("u", 50)+" ", 1) + "{50+}\r\n" + strings.Repeat("p", 50) + "", 0},
 	}

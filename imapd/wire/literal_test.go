@@ -39,7 +39,8 @@ func TestLiterals(t *testing.T) {
 }
 
 // RFC 3516 §4.4: APPEND takes its message as literal8, NUL included; a
-// plain literal never carries NUL (RFC 9051 §4.3 CHAR8).
+// plain literal carries no NUL (RFC 9051 §4.3 CHAR8), except APPEND's
+// message, which is taken as the client sent it.
 func TestLiteral8(t *testing.T) {
 	c := parseOne(t, "a APPEND INBOX ~{5+}\r\nab\x00cd\r\n")
 	a := c.Args.(*Append)
@@ -52,8 +53,13 @@ func TestLiteral8(t *testing.T) {
 		t.Errorf("APPEND UTF8 = %+v", a)
 	}
 
+	c = parseOne(t, "a APPEND INBOX {3+}\r\na\x00b\r\n")
+	if a := c.Args.(*Append); a.Binary || string(a.Message) != "a\x00b" {
+		t.Errorf("APPEND of NUL in a plain literal = %+v, want the message as sent", a)
+	}
+
 	errs := []struct{ name, input string }{
-		{"NUL in a plain literal", "a APPEND INBOX {3+}\r\na\x00b\r\n"},
+		{"NUL in a plain literal", "a LOGIN {3+}\r\na\x00b pw\r\n"},
 		{"literal8 outside APPEND", "a LOGIN ~{3+}\r\nabc pw\r\n"},
 		{"NUL in a quoted string", "a LOGIN \"a\x00b\" pw\r\n"},
 	}
@@ -82,11 +88,11 @@ func TestRefusedLiterals(t *testing.T) {
 		{"oversized non-sync literal with a command inside",
 			"a LOGIN {30+}\r\nc CREATE injected\r\n0123456789 pw\r\n", ErrLiteralTooBig},
 		{"oversized APPEND message",
-			"a APPEND INBOX {25+}\r\nc CREATE injected\r\n1234567\r\n", ErrLiteralTooBig},
+			"a APPEND INBOX {25+}\r\nc CREATE injected\r\n1234567\r\n", ErrMessageTooBig},
 		// A synchronizing literal refused: the client waits for "+",
 		// gets the tagged response instead, and sends no data.
 		{"oversized sync literal", "a LOGIN {30}\r\n", ErrLiteralTooBig},
-		{"oversized sync APPEND", "a APPEND INBOX (\\Seen) {999999}\r\n", ErrLiteralTooBig},
+		{"oversized sync APPEND", "a APPEND INBOX (\\Seen) {999999}\r\n", ErrMessageTooBig},
 		{"size beyond int64", "a LOGIN {99999999999999999999999}\r\n", ErrLiteralTooBig},
 		// An error before the literal: the rest of its line, then its
 		// data, then the rest of the command are dropped.

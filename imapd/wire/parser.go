@@ -34,6 +34,13 @@ type Options struct {
 	// UTF8 says UTF8=ACCEPT (RFC 6855) or IMAP4rev2 is enabled: mailbox
 	// names are UTF-8, not modified UTF-7. See Parser.SetUTF8.
 	UTF8 bool
+	// Grow, if set, is asked before the buffer of APPEND's message grows
+	// to total bytes (its whole capacity so far): the caller's memory
+	// budget. false refuses the message: the parser drops the rest of its
+	// data and ReadCommand returns an Error with ErrLiteralRefused. The
+	// caller learns what it granted from its own calls, and releases it
+	// once the command is done with.
+	Grow func(total int64) bool
 }
 
 // Parser reads commands from a client. It is not safe for concurrent
@@ -43,6 +50,7 @@ type Parser struct {
 	br        *bufio.Reader
 	lim       Limits
 	onLiteral func(LiteralInfo) error
+	grow      func(int64) bool
 	utf8      bool
 
 	// The command being read.
@@ -69,7 +77,7 @@ const tailSize = 32
 // may pool it between commands: the parser holds no bytes of its own
 // between ReadCommand calls).
 func NewParser(br *bufio.Reader, opts Options) *Parser {
-	return &Parser{br: br, lim: opts.Limits.withDefaults(), onLiteral: opts.OnLiteral, utf8: opts.UTF8}
+	return &Parser{br: br, lim: opts.Limits.withDefaults(), onLiteral: opts.OnLiteral, grow: opts.Grow, utf8: opts.UTF8}
 }
 
 // SetUTF8 switches mailbox names to UTF-8 once the client has enabled
@@ -572,6 +580,8 @@ func (p *Parser) literal(kind literalKind) ([]byte, bool, error) {
 		return e
 	}
 	switch {
+	case info.Message && (!sizeOK || size > limit):
+		return nil, false, refuse(ErrMessageTooBig, "message too big", nil)
 	case !sizeOK || size > limit:
 		return nil, false, refuse(ErrLiteralTooBig, "literal too big", nil)
 	case !info.Sync && p.lim.NonSyncMax > 0 && size > p.lim.NonSyncMax:
@@ -588,7 +598,7 @@ func (p *Parser) literal(kind literalKind) ([]byte, bool, error) {
 	} else if info.Sync {
 		return nil, false, refuse(ErrLiteralRefused, "synchronizing literal refused", nil)
 	}
-	data, err := p.readData(size)
+	data, err := p.readData(size, info.Message)
 	if err != nil {
 		return nil, false, err
 	}
@@ -596,21 +606,36 @@ func (p *Parser) literal(kind literalKind) ([]byte, bool, error) {
 		p.cmdBytes += size
 	}
 	p.tailLen, p.lineLen, p.lineDone = 0, 0, false
-	if !binary && bytes.IndexByte(data, 0) >= 0 {
+	if !binary && !info.Message && bytes.IndexByte(data, 0) >= 0 {
 		// RFC 9051 §4.3: CHAR8 excludes NUL; RFC 3516 §4.1: literal8.
+		// APPEND's message is the exception, taken as sent: clients
+		// that copy stored mail (mbsync, imapsync) send a message that
+		// holds NUL in a plain literal, and refusing it would lose it.
 		return nil, false, p.syntax("NUL in a literal: use literal8 (RFC 3516)")
 	}
 	return data, binary, nil
 }
 
 // readData reads n bytes, growing the buffer as they arrive: a client
-// that announces much and sends little holds little.
-func (p *Parser) readData(n int64) ([]byte, error) {
+// that announces much and sends little holds little. For APPEND's message
+// each growth is first asked of Options.Grow; a refusal drops the rest of
+// the literal and fails the command with ErrLiteralRefused.
+func (p *Parser) readData(n int64, message bool) ([]byte, error) {
 	const step = 4096
-	buf := make([]byte, 0, min(n, step))
+	first := min(n, step)
+	if message && p.grow != nil && !p.grow(first) {
+		p.skip = n
+		return nil, p.fail(ErrLiteralRefused, "no memory for the message now")
+	}
+	buf := make([]byte, 0, first)
 	for int64(len(buf)) < n {
 		if len(buf) == cap(buf) {
-			grown := make([]byte, len(buf), min(n, int64(2*cap(buf))))
+			next := min(n, int64(2*cap(buf)))
+			if message && p.grow != nil && !p.grow(next) {
+				p.skip = n - int64(len(buf))
+				return nil, p.fail(ErrLiteralRefused, "no memory for the message now")
+			}
+			grown := make([]byte, len(buf), next)
 			copy(grown, buf)
 			buf = grown
 		}

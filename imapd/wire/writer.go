@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"strconv"
 	"unicode/utf8"
@@ -188,7 +189,9 @@ func (w *Writer) Mailbox(name string) *Writer {
 	if !w.UTF8 {
 		name = EncodeMUTF7(name)
 	}
-	return w.AString(name)
+	// Always a string, never an atom, as most servers write names:
+	// clients' parsers have met quoted names far more often.
+	return w.String(name)
 }
 
 // StatusType is a status response's condition (RFC 9051 §7.1).
@@ -257,4 +260,33 @@ func cleanText(s string, code bool) string {
 		}
 	}
 	return s
+}
+
+// Literal writes b as a literal, "{n}" CRLF and the bytes, for message
+// data (BODY[…], RFC822): the caller has made sure b holds no NUL, which
+// sets ErrNUL (RFC 9051 §4.3).
+func (w *Writer) Literal(b []byte) *Writer {
+	if bytes.IndexByte(b, 0) >= 0 {
+		if w.err == nil {
+			w.err = ErrNUL
+		}
+		return w
+	}
+	return w.byte('{').Number(uint64(len(b))).Raw("}\r\n").bytes(b)
+}
+
+// Literal8 writes b as BINARY's data (RFC 3516 §4.2): a literal8,
+// "~{n}", when b holds NUL, else a literal.
+func (w *Writer) Literal8(b []byte) *Writer {
+	if bytes.IndexByte(b, 0) < 0 {
+		return w.Literal(b)
+	}
+	return w.Raw("~{").Number(uint64(len(b))).Raw("}\r\n").bytes(b)
+}
+
+func (w *Writer) bytes(b []byte) *Writer {
+	if w.err == nil {
+		_, w.err = w.bw.Write(b)
+	}
+	return w
 }
