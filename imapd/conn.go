@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"crypto/tls"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,11 +16,6 @@ func (l countingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := c.(*tls.Conn); ok {
-		// The literalGuard tells TLS by the *tls.Conn type: never hide
-		// one. (ServeTLS counts below the TLS layer instead.)
-		return c, nil
-	}
 	return &countingConn{Conn: c}, nil
 }
 
@@ -31,11 +25,6 @@ func (l countingListener) Accept() (net.Conn, error) {
 type countingConn struct {
 	net.Conn
 	in, out atomic.Int64
-
-	mu       sync.Mutex
-	batching bool   // see startBatch
-	buf      []byte // the batch
-	werr     error  // the batch's first write error
 
 	dmu    sync.Mutex // guards the write deadlines; never held while writing
 	wantWD time.Time  // the write deadline last asked for
@@ -50,12 +39,11 @@ const deadlineSlack = time.Second
 // once: t is earlier than the socket's deadline, or the socket has none.
 // A later t, or none, waits for the next Write.
 //
-// imapserver sets a 30-second write deadline before every response it
-// writes and clears it after (imapserver/conn.go newResponseEncoder),
-// two runtime timer updates per response: 13 % of the server's CPU per
-// IDLE push to 8,000 sessions, and as much per FETCH response. Here the
-// socket's deadline changes only when a write needs another one: a write
-// times out at most deadlineSlack before its deadline, never after it.
+// The session sets a write deadline before every flush: a runtime timer
+// update each, which at one IDLE push to 8,000 sessions was 13 % of the
+// server's CPU. Here the socket's deadline changes only when a write
+// needs another one: a write times out at most deadlineSlack before its
+// deadline, never after it.
 func (c *countingConn) SetWriteDeadline(t time.Time) error {
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
@@ -100,9 +88,8 @@ func (c *countingConn) applyWriteDeadlineLocked(t time.Time) error {
 	return nil
 }
 
-// writeConn writes p to the connection under the deadline asked for.
-// The caller holds c.mu.
-func (c *countingConn) writeConn(p []byte) (int, error) {
+// Write writes p to the connection under the deadline asked for.
+func (c *countingConn) Write(p []byte) (int, error) {
 	if err := c.syncWriteDeadline(); err != nil {
 		return 0, err
 	}
@@ -115,72 +102,4 @@ func (c *countingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.in.Add(int64(n))
 	return n, err
-}
-
-func (c *countingConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.batching {
-		if c.werr != nil {
-			return 0, c.werr
-		}
-		c.buf = append(c.buf, p...)
-		if len(c.buf) >= batchSize {
-			c.flushLocked()
-		}
-		return len(p), nil
-	}
-	return c.writeConn(p)
-}
-
-// batchSize is how much a batch holds before it is written anyway.
-const batchSize = 64 << 10
-
-// batchWriteTimeout bounds the write of a batch's last part; it is
-// go-imap's respWriteTimeout, which bounds every other response write.
-const batchWriteTimeout = 30 * time.Second
-
-// startBatch makes writes collect in memory until endBatch. imapserver
-// flushes after every FETCH response, one write(2) each; a FETCH of a
-// large mailbox then spends most of its time in system calls. Only the
-// command's own goroutine writes meanwhile.
-func (c *countingConn) startBatch() {
-	c.mu.Lock()
-	c.batching = true
-	c.mu.Unlock()
-}
-
-// endBatch writes what was collected and returns to direct writes. It
-// returns the first write error of the batch.
-func (c *countingConn) endBatch() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	// imapserver has cleared its write deadline after the last response
-	// of the batch: the flush gets one of the same length, so that a
-	// client that stops reading cannot hold the session for ever.
-	c.dmu.Lock()
-	if c.wantWD.IsZero() {
-		c.wantWD = time.Now().Add(batchWriteTimeout)
-		defer func() {
-			c.dmu.Lock()
-			c.wantWD = time.Time{}
-			c.dmu.Unlock()
-		}()
-	}
-	c.dmu.Unlock()
-	c.flushLocked()
-	c.batching = false
-	err := c.werr
-	c.werr = nil
-	return err
-}
-
-func (c *countingConn) flushLocked() {
-	if len(c.buf) > 0 && c.werr == nil {
-		_, c.werr = c.writeConn(c.buf)
-	}
-	c.buf = c.buf[:0]
-	if cap(c.buf) > batchSize*2 {
-		c.buf = nil // do not keep a large buffer on an idle session
-	}
 }

@@ -1,6 +1,6 @@
 // Package imapd is pushmail's IMAP server (RFC 9051 IMAP4rev2 and
-// RFC 3501 IMAP4rev1), built on go-imap's imapserver with the mailstore as
-// its backend. Its reason to exist is push: a client in IDLE sees new mail,
+// RFC 3501 IMAP4rev1) on its own wire layer (imapd/wire), with the
+// mailstore as its backend. Its reason to exist is push: a client in IDLE sees new mail,
 // flag changes and expunges as soon as the store has committed them.
 // It owns the IMAP wire side: sessions, their mailbox views, and the one
 // mapping from mailstore errors to IMAP replies (errors.go). It presents

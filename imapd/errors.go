@@ -5,7 +5,6 @@ import (
 	"errors"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"pushmail/mailstore"
 )
@@ -68,6 +67,18 @@ var (
 		Code: imap.ResponseCodeClientBug,
 		Text: "Malformed SASL response",
 	}
+	errAuthFailed = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodeAuthenticationFailed,
+		Text: "Authentication failed",
+	}
+	// RFC 9051 §6.2.3, §11.1: no cleartext passwords on an unprotected
+	// link.
+	errPrivacyRequired = &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCodePrivacyRequired,
+		Text: "TLS is required to authenticate",
+	}
 	errSASLMechanism = &imap.Error{
 		Type: imap.StatusResponseTypeNo,
 		Text: "SASL mechanism not supported",
@@ -85,7 +96,6 @@ var (
 // for store errors. Errors nobody expects become NO [SERVERBUG] with a
 // generic text, and their cause is logged with the connection id.
 func (s *session) reply(err error, role errRole) error {
-	s.pollTail.Store(false) // the command fails: no Poll follows (beginCommand)
 	if err == nil {
 		return nil
 	}
@@ -105,7 +115,7 @@ func (s *session) reply(err error, role errRole) error {
 		// Deleted since this command's checkAccount.
 		return s.accountGone(err)
 	case errors.Is(err, mailstore.ErrAuthFailed):
-		return imapserver.ErrAuthFailed // NO [AUTHENTICATIONFAILED]
+		return errAuthFailed
 	case errors.Is(err, mailstore.ErrNoSuchMailbox) && role == roleTarget:
 		return no(imap.ResponseCodeTryCreate, "No such mailbox")
 	case errors.Is(err, mailstore.ErrNoSuchMailbox):

@@ -1,11 +1,14 @@
 package imapd
 
 import (
+	"bytes"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
+	"pushmail/imapd/wire"
 	"pushmail/mailstore"
 )
 
@@ -18,41 +21,52 @@ const fetchChunk = 128
 // metadata: flags, dates and sizes from the message rows; ENVELOPE and
 // BODYSTRUCTURE from the parse stored at delivery; sections by slicing the
 // raw message at the stored offsets. Bodies are read only when a section
-// is asked for. One FETCH response is written per message, as it is read.
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
-	s.beginCommand()
-	sel := s.selected()
+// is asked for. One FETCH response is written per message, as it is read;
+// the writer's buffer sends them in large writes.
+func (s *session) Fetch(byUID bool, a *wire.Fetch) error {
+	sel := s.sel
 	if err := s.checkSelected(sel); err != nil {
 		return err
 	}
-	refs, err := sel.resolve(numSet)
+	refs, err := sel.resolve(a.Set, byUID)
 	if err != nil || len(refs) == 0 {
 		return err
 	}
-	sections := len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
-	headerOnly := headerSectionsOnly(options)
-	fo := mailstore.FetchOptions{
-		Parsed: sections || options.Envelope || options.BodyStructure != nil,
-		Body:   sections && !headerOnly,
-		Header: headerOnly,
+	attrs := a.Attrs
+	if byUID && !slices.ContainsFunc(attrs, func(at wire.FetchAttr) bool { return at.Kind == wire.FetchUID }) {
+		// RFC 9051 §6.4.9: UID FETCH responses carry the UID.
+		attrs = append([]wire.FetchAttr{{Kind: wire.FetchUID}}, attrs...)
 	}
-	// RFC 9051 §6.4.5: BODY[…] and BINARY[…] without .PEEK set \Seen,
-	// except in a read-only mailbox (§6.3.3).
+	var sections, parsed, headerOnly = false, false, true
+	for _, at := range attrs {
+		switch at.Kind {
+		case wire.FetchEnvelope, wire.FetchBody, wire.FetchBodyStructure:
+			parsed = true
+		case wire.FetchRFC822Header:
+			sections = true
+		case wire.FetchBodySection:
+			sections = true
+			if len(at.Section.Part) > 0 || !strings.HasPrefix(at.Section.Specifier, "HEADER") {
+				headerOnly = false
+			}
+		case wire.FetchRFC822, wire.FetchRFC822Text, wire.FetchBinary, wire.FetchBinarySize:
+			sections, headerOnly = true, false
+		}
+	}
+	// Header sections alone (message lists fetch just those, for every
+	// message) are served from the stored header block without bodies.
+	fo := mailstore.FetchOptions{
+		Parsed: sections || parsed,
+		Body:   sections && !headerOnly,
+		Header: sections && headerOnly,
+	}
+	// RFC 9051 §6.4.5: BODY[…], BINARY[…], RFC822 and RFC822.TEXT without
+	// .PEEK set \Seen, except in a read-only mailbox (§6.3.3).
 	var seen map[mailstore.UID]bool
-	if !sel.readOnly && setsSeen(options) {
+	if !sel.readOnly && setsSeen(attrs) {
 		if seen, err = s.markSeen(refs); err != nil {
 			return err
 		}
-	}
-	if c := s.counter; c != nil {
-		// One write per batch instead of one per message; flushed before
-		// imapserver writes the tagged reply.
-		c.startBatch()
-		defer func() {
-			if err := c.endBatch(); err != nil {
-				s.log.Debug("fetch: write", "err", err)
-			}
-		}()
 	}
 	for len(refs) > 0 {
 		chunk := refs[:min(fetchChunk, len(refs))]
@@ -63,7 +77,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			if !ok {
 				return nil
 			}
-			werr = s.writeFetch(w, seq, m, options, seen[m.UID])
+			werr = s.writeFetch(seq, m, attrs, seen[m.UID])
 			return werr
 		})
 		if werr != nil {
@@ -76,32 +90,16 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	return nil
 }
 
-// headerSectionsOnly reports whether every section asked for is the
-// message's own header (BODY[HEADER], BODY[HEADER.FIELDS (…)],
-// RFC822.HEADER): those are served from the stored header block, without
-// reading bodies. Message lists fetch just that, for every message.
-func headerSectionsOnly(options *imap.FetchOptions) bool {
-	if len(options.BodySection) == 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
-		return false
-	}
-	for _, bs := range options.BodySection {
-		if len(bs.Part) > 0 || bs.Specifier != imap.PartSpecifierHeader {
-			return false
-		}
-	}
-	return true
-}
-
-// setsSeen reports whether options fetch a body part without .PEEK.
-func setsSeen(options *imap.FetchOptions) bool {
-	for _, bs := range options.BodySection {
-		if !bs.Peek {
+// setsSeen reports whether attrs fetch message content without .PEEK.
+func setsSeen(attrs []wire.FetchAttr) bool {
+	for _, at := range attrs {
+		switch at.Kind {
+		case wire.FetchRFC822, wire.FetchRFC822Text:
 			return true
-		}
-	}
-	for _, bs := range options.BinarySection {
-		if !bs.Peek {
-			return true
+		case wire.FetchBodySection, wire.FetchBinary:
+			if !at.Peek {
+				return true
+			}
 		}
 	}
 	return false
@@ -138,81 +136,216 @@ func (s *session) markSeen(refs []msgRef) (map[mailstore.UID]bool, error) {
 	return seen, nil
 }
 
-// writeFetch writes one message's FETCH response. Everything that can
-// fail is computed before the response starts.
-func (s *session) writeFetch(w *imapserver.FetchWriter, seq uint32, m *mailstore.Message, options *imap.FetchOptions, seenNow bool) error {
-	var bodies, binaries [][]byte
-	var binarySizes []uint32
-	if m.Parsed != nil {
-		for _, bs := range options.BodySection {
-			bodies = append(bodies, bodySection(m.Raw, m.Parsed, bs))
+// writeFetch writes one message's FETCH response, its items in the order
+// asked. Everything that can fail (BINARY's decoding) is computed before
+// the response starts.
+func (s *session) writeFetch(seq uint32, m *mailstore.Message, attrs []wire.FetchAttr, seenNow bool) error {
+	var binaries [][]byte
+	for _, at := range attrs {
+		if at.Kind != wire.FetchBinary && at.Kind != wire.FetchBinarySize {
+			continue
 		}
-		for _, bs := range options.BinarySection {
-			b, err := binarySection(m.Raw, m.Parsed, bs.Part)
-			if err != nil {
+		var b []byte
+		if m.Parsed != nil {
+			var err error
+			if b, err = binarySection(m.Raw, m.Parsed, partPath(at.Section.Part)); err != nil {
 				return err
 			}
-			binaries = append(binaries, partial(b, bs.Partial))
 		}
-		for _, bs := range options.BinarySectionSize {
-			b, err := binarySection(m.Raw, m.Parsed, bs.Part)
-			if err != nil {
-				return err
-			}
-			binarySizes = append(binarySizes, uint32(len(b)))
-		}
+		binaries = append(binaries, b)
 	}
 
-	rw := w.CreateMessage(seq)
-	if options.UID {
-		rw.WriteUID(imap.UID(m.UID))
+	w := s.w
+	w.Raw("* ").Number(uint64(seq)).Raw(" FETCH (")
+	first := true
+	item := func(name string) {
+		if !first {
+			w.SP()
+		}
+		first = false
+		w.Raw(name)
 	}
-	if options.Flags || seenNow {
-		rw.WriteFlags(imapFlags(m.Flags))
+	flagsDone := false
+	bi := 0
+	for _, at := range attrs {
+		switch at.Kind {
+		case wire.FetchUID:
+			item("UID ")
+			w.Number(uint64(m.UID))
+		case wire.FetchFlags:
+			if flagsDone {
+				continue
+			}
+			flagsDone = true
+			item("FLAGS ")
+			writeFlags(w, imapFlags(m.Flags))
+			s.sel.noteReported(m.UID, m.ModSeq)
+		case wire.FetchInternalDate:
+			item("INTERNALDATE ")
+			w.Raw(`"`).Raw(m.InternalDate.Format(internalDateLayout)).Raw(`"`)
+		case wire.FetchRFC822Size:
+			item("RFC822.SIZE ")
+			w.Number(uint64(m.Size))
+		case wire.FetchEnvelope:
+			if m.Parsed == nil {
+				continue
+			}
+			item("ENVELOPE ")
+			writeEnvelope(w, &m.Parsed.Envelope, w.UTF8)
+		case wire.FetchBody, wire.FetchBodyStructure:
+			if m.Parsed == nil {
+				continue
+			}
+			ext := at.Kind == wire.FetchBodyStructure
+			if ext {
+				item("BODYSTRUCTURE ")
+			} else {
+				item("BODY ")
+			}
+			writeBodyStructure(w, &m.Parsed.Root, ext, w.UTF8)
+		case wire.FetchRFC822, wire.FetchRFC822Header, wire.FetchRFC822Text:
+			sec := imap.FetchItemBodySection{}
+			name := "RFC822 "
+			switch at.Kind {
+			case wire.FetchRFC822Header:
+				sec.Specifier, name = imap.PartSpecifierHeader, "RFC822.HEADER "
+			case wire.FetchRFC822Text:
+				sec.Specifier, name = imap.PartSpecifierText, "RFC822.TEXT "
+			}
+			item(name)
+			var b []byte
+			if m.Parsed != nil {
+				b = bodySection(m.Raw, m.Parsed, &sec)
+			}
+			w.Literal(noNUL(b))
+		case wire.FetchBodySection:
+			item("BODY[")
+			writeSection(w, &at.Section)
+			w.Raw("]")
+			var b []byte
+			if m.Parsed != nil {
+				sec := bodySectionOf(&at.Section)
+				b = bodySection(m.Raw, m.Parsed, &sec)
+			}
+			b = writeOrigin(w, b, at.Partial)
+			w.SP().Literal(noNUL(b))
+		case wire.FetchBinary:
+			item("BINARY[")
+			writeParts(w, at.Section.Part)
+			w.Raw("]")
+			b := writeOrigin(w, binaries[bi], at.Partial)
+			bi++
+			// RFC 3516 §4.2: literal8 when the data holds NUL.
+			w.SP().Literal8(b)
+		case wire.FetchBinarySize:
+			item("BINARY.SIZE[")
+			writeParts(w, at.Section.Part)
+			w.Raw("] ").Number(uint64(len(binaries[bi])))
+			bi++
+		}
+	}
+	if seenNow && !flagsDone {
+		// RFC 9051 §6.4.5: a FETCH that sets \Seen reports the new flags.
+		item("FLAGS ")
+		writeFlags(w, imapFlags(m.Flags))
 		s.sel.noteReported(m.UID, m.ModSeq)
 	}
-	if options.InternalDate {
-		rw.WriteInternalDate(m.InternalDate)
+	w.Raw(")").CRLF()
+	return w.Err()
+}
+
+// internalDateLayout is date-time (RFC 9051 §9).
+const internalDateLayout = "02-Jan-2006 15:04:05 -0700"
+
+// writeOrigin writes a partial fetch's "<origin>" and returns its slice
+// of b (RFC 9051 §7.5.2: "BODY[]<0>"; past the end is empty).
+func writeOrigin(w *wire.Writer, b []byte, p *wire.Partial) []byte {
+	if p == nil {
+		return b
 	}
-	if options.RFC822Size {
-		rw.WriteRFC822Size(m.Size)
+	w.Raw("<").Number(p.Offset).Raw(">")
+	if p.Offset >= uint64(len(b)) {
+		return nil
 	}
-	if options.Envelope && m.Parsed != nil {
-		rw.WriteEnvelope(envelope(&m.Parsed.Envelope))
+	b = b[p.Offset:]
+	if p.Count < uint64(len(b)) {
+		b = b[:p.Count]
 	}
-	if options.BodyStructure != nil && m.Parsed != nil {
-		rw.WriteBodyStructure(bodyStructure(&m.Parsed.Root))
+	return b
+}
+
+// noNUL returns b with every NUL octet replaced by 0x80. A BODY[…] or
+// RFC822 response is a literal, which cannot carry NUL (RFC 9051 §4.3
+// CHAR8); BINARY[…] returns the same content exactly, as literal8
+// (RFC 3516). Dovecot makes the same replacement. b itself is not
+// changed: it may be the stored message.
+func noNUL(b []byte) []byte {
+	if bytes.IndexByte(b, 0) < 0 {
+		return b
 	}
-	var werr error
-	write := func(wc interface {
-		Write([]byte) (int, error)
-		Close() error
-	}, b []byte) {
-		_, err := wc.Write(b)
-		if cerr := wc.Close(); err == nil {
-			err = cerr
+	out := bytes.Clone(b)
+	for i, c := range out {
+		if c == 0 {
+			out[i] = 0x80
 		}
-		if werr == nil {
-			werr = err
+	}
+	return out
+}
+
+// writeSection writes a section-spec as the client gave it (RFC 9051 §9).
+func writeSection(w *wire.Writer, sec *wire.Section) {
+	writeParts(w, sec.Part)
+	if sec.Specifier == "" {
+		return
+	}
+	if len(sec.Part) > 0 {
+		w.Raw(".")
+	}
+	w.Raw(sec.Specifier)
+	if strings.HasPrefix(sec.Specifier, "HEADER.FIELDS") {
+		w.Raw(" (")
+		for i, f := range sec.Fields {
+			if i > 0 {
+				w.SP()
+			}
+			w.AString(f)
 		}
+		w.Raw(")")
 	}
-	for i, bs := range options.BodySection {
-		if i < len(bodies) {
-			write(rw.WriteBodySection(bs, int64(len(bodies[i]))), bodies[i])
+}
+
+func writeParts(w *wire.Writer, part []uint32) {
+	for i, n := range part {
+		if i > 0 {
+			w.Raw(".")
 		}
+		w.Raw(strconv.FormatUint(uint64(n), 10))
 	}
-	for i, bs := range options.BinarySection {
-		if i < len(binaries) {
-			write(rw.WriteBinarySection(bs, int64(len(binaries[i]))), binaries[i])
-		}
+}
+
+// partPath converts section part numbers to findPart's.
+func partPath(part []uint32) []int {
+	out := make([]int, len(part))
+	for i, n := range part {
+		out[i] = int(n)
 	}
-	for i, bs := range options.BinarySectionSize {
-		if i < len(binarySizes) {
-			rw.WriteBinarySectionSize(bs, binarySizes[i])
-		}
+	return out
+}
+
+// bodySectionOf converts a parsed section to the form bodySection takes.
+func bodySectionOf(sec *wire.Section) imap.FetchItemBodySection {
+	bs := imap.FetchItemBodySection{Part: partPath(sec.Part)}
+	switch sec.Specifier {
+	case "HEADER":
+		bs.Specifier = imap.PartSpecifierHeader
+	case "HEADER.FIELDS":
+		bs.Specifier, bs.HeaderFields = imap.PartSpecifierHeader, sec.Fields
+	case "HEADER.FIELDS.NOT":
+		bs.Specifier, bs.HeaderFieldsNot = imap.PartSpecifierHeader, sec.Fields
+	case "TEXT":
+		bs.Specifier = imap.PartSpecifierText
+	case "MIME":
+		bs.Specifier = imap.PartSpecifierMIME
 	}
-	if err := rw.Close(); werr == nil {
-		werr = err
-	}
-	return werr
+	return bs
 }

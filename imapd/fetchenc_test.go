@@ -3,8 +3,10 @@ package imapd
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,14 +22,12 @@ import (
 // go-imap's imapserver, to "FETCH n (ENVELOPE BODYSTRUCTURE BODY)" for each
 // message of ../testdata/messages and ../testdata/malformed, with the
 // "* n FETCH " prefix cut: <dir>-<name>.golden on a plain connection,
-// <dir>-<name>.utf8.golden after ENABLE UTF8=ACCEPT. Regenerate them, while
-// imapserver still serves, with
-//
-//	PUSHMAIL_FETCHENC_GOLDEN=1 go test ./imapd/ -run TestFetchencGenerateGolden
-const (
-	fetchencDir       = "testdata/fetchenc"
-	fetchencGoldenEnv = "PUSHMAIL_FETCHENC_GOLDEN"
-)
+// <dir>-<name>.utf8.golden after ENABLE UTF8=ACCEPT. They were recorded
+// before issue 14 replaced imapserver, and stay as the independent
+// reference the encoders are checked against: they are not regenerated
+// from imapd's own answers. A new corpus message gets no golden file;
+// the tests below skip it.
+const fetchencDir = "testdata/fetchenc"
 
 var fetchencCorpora = []string{"../testdata/messages", "../testdata/malformed"}
 
@@ -45,44 +45,6 @@ func fetchencCorpus(t *testing.T) map[string]string {
 		}
 	}
 	return out
-}
-
-// TestFetchencGenerateGolden writes the golden files from today's server.
-func TestFetchencGenerateGolden(t *testing.T) {
-	if os.Getenv(fetchencGoldenEnv) == "" {
-		t.Skip("set " + fetchencGoldenEnv + "=1 to regenerate " + fetchencDir)
-	}
-	env := newTestEnv(t, envOptions{})
-	corpus := fetchencCorpus(t)
-	var names []string
-	for name, file := range corpus {
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, name)
-		env.deliver(t, raw)
-	}
-	// Delivery order is names' order: seq i+1 is names[i].
-	plain := env.raw(t)
-	plain.ok("SELECT INBOX")
-	utf8 := env.raw(t)
-	utf8.ok("ENABLE UTF8=ACCEPT")
-	utf8.ok("SELECT INBOX")
-	if err := os.MkdirAll(fetchencDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for i, name := range names {
-		for _, v := range []struct {
-			c      *rawConn
-			suffix string
-		}{{plain, ".golden"}, {utf8, ".utf8.golden"}} {
-			resp := fetchRaw(t, v.c, i+1)
-			if err := os.WriteFile(filepath.Join(fetchencDir, name+v.suffix), resp, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 }
 
 // fetchRaw sends FETCH seq (ENVELOPE BODYSTRUCTURE BODY) and returns the
@@ -286,8 +248,11 @@ func TestFetchencGolden(t *testing.T) {
 					golden = filepath.Join(fetchencDir, name+".utf8.golden")
 				}
 				want, err := os.ReadFile(golden)
+				if errors.Is(err, fs.ErrNotExist) {
+					t.Skipf("no golden file for %s: added to the corpus after the reference was recorded", name)
+				}
 				if err != nil {
-					t.Fatalf("%v (regenerate: %s=1 go test -run TestFetchencGenerateGolden)", err, fetchencGoldenEnv)
+					t.Fatal(err)
 				}
 				want, rewritten := wireGolden(t, want, utf8)
 				p := message.Parse(raw)

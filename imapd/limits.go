@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,36 +12,11 @@ import (
 	"pushmail/mailstore"
 )
 
-// go-imap v2.0.0-beta.8 has fixed read timeouts (imapserver/conn.go):
-// 30 s for a command line (cmdReadTimeout, also the wait for the first
-// byte before login), 35 min for a logged-in client between commands and
-// in IDLE (idleReadTimeout), 5 min for an APPEND literal
-// (literalReadTimeout). It sets them as read deadlines on the connection
-// it is given, so timeoutConn, which is that connection, tells them apart
-// by length and puts the Options' values in their place. A literal keeps
-// its 5 minutes.
-const (
-	idleClass    = 10 * time.Minute // a requested timeout above this is idleReadTimeout
-	literalClass = time.Minute      // above this (and not idle), literalReadTimeout
-)
-
-// readTimeout is the timeout to use where imapserver asks for requested.
-func (o *Options) readTimeout(requested time.Duration) time.Duration {
-	switch {
-	case requested > idleClass:
-		return o.IdleTimeout
-	case requested > literalClass:
-		return requested
-	default:
-		return o.CommandTimeout
-	}
-}
-
 // limitListener wraps each accepted connection in a timeoutConn and gives
 // it a first read deadline, which also bounds an implicit-TLS handshake:
 // without one, a client that connects and sends nothing would hold its
-// slot, and a goroutine, for ever (imapserver writes the greeting, which
-// waits for the handshake, before it sets any read deadline).
+// slot, and a goroutine, for ever (the greeting's write waits for the
+// handshake, before the session sets any read deadline).
 type limitListener struct {
 	net.Listener
 	srv *Server
@@ -54,27 +28,16 @@ func (l limitListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	deadline := time.Now().Add(l.srv.opts.CommandTimeout)
-	if _, ok := c.(*tls.Conn); ok {
-		// The literalGuard tells TLS by the *tls.Conn type: never hide
-		// one. Serve on a tls.NewListener: the deadline still bounds the
-		// handshake, then go-imap's own timeouts apply.
-		if err := c.SetReadDeadline(deadline); err != nil {
-			l.srv.log.Debug("set first deadline", "err", err)
-		}
-		return c, nil
-	}
-	tc := &timeoutConn{Conn: c, opts: &l.srv.opts}
+	tc := &timeoutConn{Conn: c}
 	if err := c.SetReadDeadline(deadline); err != nil {
 		l.srv.log.Debug("set first deadline", "err", err)
 	}
 	return tc, nil
 }
 
-// timeoutConn applies the Server's timeouts in place of imapserver's (see
-// readTimeout), and makes a read timeout final.
+// timeoutConn makes a read timeout final.
 type timeoutConn struct {
 	net.Conn
-	opts     *Options
 	timedOut atomic.Bool
 }
 
@@ -93,22 +56,6 @@ func (c *timeoutConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// SetReadDeadline replaces imapserver's timeout with the Server's.
-func (c *timeoutConn) SetReadDeadline(t time.Time) error {
-	if !t.IsZero() {
-		t = time.Now().Add(c.opts.readTimeout(time.Until(t)))
-	}
-	return c.Conn.SetReadDeadline(t)
-}
-
-// SetDeadline sets both deadlines, the read one as SetReadDeadline does.
-func (c *timeoutConn) SetDeadline(t time.Time) error {
-	if err := c.Conn.SetWriteDeadline(t); err != nil {
-		return err
-	}
-	return c.SetReadDeadline(t)
-}
-
 // startLoginTimer ends the session if it has not logged in within
 // Options.LoginTimeout: before login, go-imap's timeouts bound each
 // command but not how many a client sends.
@@ -122,9 +69,7 @@ func (s *session) startLoginTimer() {
 		}
 		log.Info("login timeout")
 		s.cancel() // ends a failed login's delay
-		if err := s.conn.Bye("Login timeout"); err != nil {
-			log.Debug("bye", "err", err)
-		}
+		s.bye("Login timeout")
 	})
 }
 

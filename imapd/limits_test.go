@@ -56,28 +56,6 @@ func TestDefaultLimits(t *testing.T) {
 	}
 }
 
-// TestReadTimeoutClasses: the timeouts go-imap v2.0.0-beta.8 asks for
-// (imapserver/conn.go) are each replaced by the right option.
-func TestReadTimeoutClasses(t *testing.T) {
-	t.Parallel()
-	o := &Options{CommandTimeout: time.Second, IdleTimeout: time.Hour}
-	for _, tc := range []struct {
-		name      string
-		requested time.Duration
-		want      time.Duration
-	}{
-		{"cmdReadTimeout", 30 * time.Second, time.Second},
-		{"cmdReadTimeout, a moment later", 30*time.Second - time.Millisecond, time.Second},
-		{"idleReadTimeout", 35 * time.Minute, time.Hour},
-		{"idleReadTimeout, a moment later", 35*time.Minute - time.Millisecond, time.Hour},
-		{"literalReadTimeout kept", 5 * time.Minute, 5 * time.Minute},
-	} {
-		if got := o.readTimeout(tc.requested); got != tc.want {
-			t.Errorf("%s: readTimeout(%v) = %v, want %v", tc.name, tc.requested, got, tc.want)
-		}
-	}
-}
-
 // greeting dials addr and returns the server's first line.
 func greeting(t *testing.T, addr string) (net.Conn, string) {
 	t.Helper()
@@ -280,21 +258,32 @@ func TestCommandLimits(t *testing.T) {
 		}
 	})
 	t.Run("literal over 4096 bytes outside APPEND", func(t *testing.T) {
-		// go-imap refuses to read it, but drops its own NO [TOOBIG] and
-		// waits for more of the command instead: the connection ends at
-		// CommandTimeout, and the literal was never asked for.
+		// Refused from its announced size: BAD with no continuation
+		// request, so the client sends no data, and the session goes on.
 		c := env.raw(t)
-		c.send("STATUS {5000}")
-		if got := untilClosed(t, c.conn); strings.Contains(got, "+ ") {
-			t.Errorf("a 5000-byte literal in STATUS got a continuation: %q", got)
+		tag := c.send("STATUS {5000}")
+		if line := c.readLine(); !strings.HasPrefix(line, tag+" BAD [LIMIT]") {
+			t.Errorf("STATUS {5000} = %q, want BAD [LIMIT] without a continuation", line)
 		}
+		c.ok("NOOP")
 	})
-	t.Run("command line over 50 KiB", func(t *testing.T) {
+	t.Run("command line over 8 KiB", func(t *testing.T) {
+		// Read and dropped to its end (within the discard limit): BAD,
+		// and the next command runs.
 		c := env.raw(t)
-		c.send("LIST \"\" \"%s\"", strings.Repeat("x", 60<<10))
+		tag := c.send("LIST \"\" \"%s\"", strings.Repeat("x", 60<<10))
+		if line := c.readLine(); !strings.HasPrefix(line, tag+" BAD ") {
+			t.Errorf("a 60 KiB LIST line = %q, want BAD", line)
+		}
+		c.ok("NOOP")
+	})
+	t.Run("command line over the discard limit", func(t *testing.T) {
+		// More than the parser will read and drop: BAD, then BYE.
+		c := env.raw(t)
+		c.send("LIST \"\" \"%s\"", strings.Repeat("x", 200<<10))
 		got := untilClosed(t, c.conn)
-		if strings.Contains(got, " OK ") {
-			t.Errorf("an over-long command was answered OK: %q", got)
+		if !strings.Contains(got, " BAD ") || !strings.Contains(got, "* BYE ") || strings.Contains(got, " OK ") {
+			t.Errorf("a 200 KiB command line got %q, want BAD and BYE", got)
 		}
 	})
 }

@@ -1,25 +1,52 @@
 package imapd
 
 import (
-	"reflect"
 	"sort"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
+	"pushmail/imapd/wire"
 	"pushmail/mailstore"
 )
+
+// listCommand is a LIST or LSUB command as List takes it.
+type listCommand struct {
+	ref      string
+	patterns []string
+	lsub     bool
+	opts     imap.ListOptions
+	status   []wire.StatusItem // RETURN (STATUS (…)), RFC 5819
+}
+
+// listOptions converts a parsed LIST.
+func listOptions(a *wire.List) listCommand {
+	return listCommand{
+		ref:      a.Reference,
+		patterns: a.Patterns,
+		opts: imap.ListOptions{
+			SelectSubscribed:     a.SelectSubscribed,
+			SelectRemote:         a.SelectRemote,
+			SelectRecursiveMatch: a.SelectRecursiveMatch,
+			SelectSpecialUse:     a.SelectSpecialUse,
+			ReturnSubscribed:     a.ReturnSubscribed,
+			ReturnChildren:       a.ReturnChildren,
+			ReturnSpecialUse:     a.ReturnSpecialUse,
+		},
+		status: a.ReturnStatus,
+	}
+}
 
 // List answers LIST and LSUB (RFC 9051 §6.3.9, LIST-EXTENDED RFC 5258,
 // LIST-STATUS RFC 5819, SPECIAL-USE RFC 6154, CHILDREN RFC 3348; LSUB
 // RFC 3501 §6.3.9).
-func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
-	s.beginCommand()
-	if len(patterns) == 0 {
+func (s *session) List(lc listCommand) error {
+	options := &lc.opts
+	if len(lc.patterns) == 1 && lc.patterns[0] == "" && !lc.lsub {
 		// RFC 9051 §6.3.9: LIST "" "" returns the hierarchy delimiter
 		// and the root name.
-		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})
+		s.w.Raw(`* LIST (\Noselect) "/" ""`).CRLF()
+		return nil
 	}
 	if err := s.checkAccount(); err != nil {
 		return err
@@ -35,42 +62,46 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		}
 	}
 	tree := newMailboxTree(mbs, subs, options.SelectSubscribed)
-	lsub := isLSub(w)
 	for _, name := range tree.names {
-		if !matchAny(name, ref, patterns) {
+		if !matchAny(name, lc.ref, lc.patterns) {
 			continue
 		}
-		data, mb := tree.listData(name, options, lsub, lsub && tree.lsubParent(name, ref, patterns))
+		data, mb := tree.listData(name, options, lc.lsub, lc.lsub && tree.lsubParent(name, lc.ref, lc.patterns))
 		if data == nil {
 			continue
 		}
-		if options.ReturnStatus != nil && mb != nil {
-			// RFC 5819 §2: STATUS for selectable mailboxes only.
-			if data.Status, err = s.statusData(*mb, options.ReturnStatus); err != nil {
+		s.writeList(data, lc.lsub)
+		if lc.status != nil && mb != nil {
+			// RFC 5819 §2: STATUS for selectable mailboxes only, after
+			// their LIST.
+			if err := s.writeStatus(*mb, lc.status); err != nil {
 				return err
 			}
 		}
-		if err := w.WriteList(data); err != nil {
-			return err
-		}
 	}
-	return nil
+	return s.w.Err()
 }
 
-// isLSub reports whether w answers LSUB rather than LIST. imapserver
-// calls List for both, LSUB with the very options of LIST (SUBSCRIBED),
-// and keeps which in ListWriter's unexported lsub field; RFC 3501 §6.3.9
-// gives LSUB a rule of its own (the \Noselect parent that a "%" stops
-// at), so the session has to know. Read by reflection until imapd's own
-// wire layer (issue 14) passes the command; a go-imap without the field
-// makes LSUB answer as LIST (SUBSCRIBED), which TestLSubNoselectParent
-// catches.
-func isLSub(w *imapserver.ListWriter) bool {
-	if w == nil {
-		return false
+// listData is one LIST or LSUB response (RFC 9051 §7.3.1).
+type listData struct {
+	name      string
+	attrs     []string
+	childInfo bool // CHILDINFO ("SUBSCRIBED"), RFC 5258 §3.5
+}
+
+// writeList writes "* LIST (attrs) "/" name [extended items]".
+func (s *session) writeList(d *listData, lsub bool) {
+	w := s.w
+	if lsub {
+		w.Raw("* LSUB (")
+	} else {
+		w.Raw("* LIST (")
 	}
-	f := reflect.ValueOf(w).Elem().FieldByName("lsub")
-	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
+	w.Raw(strings.Join(d.attrs, " ")).Raw(`) "/" `).Mailbox(d.name)
+	if d.childInfo {
+		w.Raw(` ("CHILDINFO" ("SUBSCRIBED"))`)
+	}
+	w.CRLF()
 }
 
 // matchAny reports whether name matches ref and one of patterns. INBOX
@@ -78,11 +109,52 @@ func isLSub(w *imapserver.ListWriter) bool {
 func matchAny(name, ref string, patterns []string) bool {
 	inbox := name == "INBOX" || strings.HasPrefix(name, "INBOX"+mailstore.Separator)
 	for _, p := range patterns {
-		if imapserver.MatchList(name, delim, ref, p) {
+		if matchList(name, ref, p) {
 			return true
 		}
-		if inbox && imapserver.MatchList(name, delim, canonInbox(ref), canonInbox(p)) {
+		if inbox && matchList(name, canonInbox(ref), canonInbox(p)) {
 			return true
+		}
+	}
+	return false
+}
+
+// matchList reports whether name matches reference and pattern (RFC 9051
+// §6.3.9): "*" matches anything, "%" anything but the separator. A
+// pattern that starts with the separator ignores the reference.
+func matchList(name, ref, pattern string) bool {
+	if strings.HasPrefix(pattern, mailstore.Separator) {
+		ref, pattern = "", pattern[1:]
+	}
+	if ref != "" {
+		if !strings.HasSuffix(ref, mailstore.Separator) {
+			ref += mailstore.Separator
+		}
+		var ok bool
+		if name, ok = strings.CutPrefix(name, ref); !ok {
+			return false
+		}
+	}
+	return matchWild(name, pattern)
+}
+
+// matchWild matches name against a pattern with "*" and "%".
+func matchWild(name, pattern string) bool {
+	i := strings.IndexAny(pattern, "*%")
+	if i < 0 {
+		return name == pattern
+	}
+	chunk, wild, rest := pattern[:i], pattern[i], pattern[i+1:]
+	name, ok := strings.CutPrefix(name, chunk)
+	if !ok {
+		return false
+	}
+	for j := 0; j <= len(name); j++ {
+		if matchWild(name[j:], rest) {
+			return true
+		}
+		if j < len(name) && wild == '%' && name[j] == mailstore.Separator[0] {
+			return false
 		}
 	}
 	return false
@@ -174,19 +246,19 @@ func (t *mailboxTree) lsubParent(name, ref string, patterns []string) bool {
 // listData builds the LIST or LSUB reply for name, or nil if options
 // select it out; mb is nil for a name with no mailbox. lsubParent says
 // LSUB lists name as a parent (see lsubParent).
-func (t *mailboxTree) listData(name string, options *imap.ListOptions, lsub, lsubParent bool) (*imap.ListData, *mailstore.Mailbox) {
+func (t *mailboxTree) listData(name string, options *imap.ListOptions, lsub, lsubParent bool) (*listData, *mailstore.Mailbox) {
 	mb := t.mbs[name]
-	data := &imap.ListData{Mailbox: name, Delim: delim}
+	data := &listData{name: name}
 	subscribed := t.subs[name]
 	if options.SelectSubscribed && !subscribed {
 		switch {
 		case lsubParent:
-			data.Attrs = []imap.MailboxAttr{imap.MailboxAttrNoSelect}
+			data.attrs = []string{`\Noselect`}
 			return data, nil
 		case options.SelectRecursiveMatch && t.subDesc[name]:
 			// RFC 5258 §3.5: with RECURSIVEMATCH, a parent of a
 			// subscribed name is listed with CHILDINFO.
-			data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+			data.childInfo = true
 		default:
 			return nil, nil
 		}
@@ -197,34 +269,34 @@ func (t *mailboxTree) listData(name string, options *imap.ListOptions, lsub, lsu
 	switch {
 	case mb == nil && t.children[name] && !(subscribed && options.SelectSubscribed && !lsub):
 		// An implied parent of existing mailboxes.
-		data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
+		data.attrs = append(data.attrs, `\Noselect`)
 	case mb == nil && lsub:
 		// RFC 3501 has no \NonExistent; such a name cannot be selected.
-		data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
+		data.attrs = append(data.attrs, `\Noselect`)
 	case mb == nil:
 		// RFC 9051 §6.3.9 (LIST (SUBSCRIBED) example: "Fruit/Peach" is
 		// "\Subscribed \NonExistent"), §7.3.1: the name refers to no
 		// mailbox; \NonExistent implies \Noselect.
-		data.Attrs = append(data.Attrs, imap.MailboxAttrNonExistent)
+		data.attrs = append(data.attrs, `\NonExistent`)
 	}
 	switch {
 	case t.children[name]:
-		data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
+		data.attrs = append(data.attrs, `\HasChildren`)
 	case mb != nil:
-		data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
+		data.attrs = append(data.attrs, `\HasNoChildren`)
 		// A name with no mailbox and nothing below it gets neither, as
 		// in RFC 9051 §6.3.9's example.
 	}
 	if subscribed && (options.ReturnSubscribed || options.SelectSubscribed) {
-		data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
+		data.attrs = append(data.attrs, `\Subscribed`)
 	}
 	if mb != nil {
 		// RFC 9051 §7.3.1 lists the RFC 6154 attributes among LIST's own;
 		// clients look for them without RETURN (SPECIAL-USE).
-		data.Attrs = append(data.Attrs, specialUseAttrs(*mb)...)
+		data.attrs = append(data.attrs, specialUseAttrs(*mb)...)
 	}
 	if subscribed && options.SelectRecursiveMatch && t.subDesc[name] {
-		data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+		data.childInfo = true
 	}
 	return data, mb
 }

@@ -16,16 +16,11 @@ import (
 // failures from the client's address or for the account); a failure is
 // answered only after the delay it gives.
 func (s *session) Login(username, password string) error {
-	s.beginCommand()
 	// RFC 9051 §6.2.3, §11.1: no cleartext passwords on an unprotected
-	// link. imapserver's switch is global, so the rule is applied here.
+	// link.
 	if !s.authAllowed() {
 		s.log.Debug("plaintext login refused")
-		return &imap.Error{
-			Type: imap.StatusResponseTypeNo,
-			Code: imap.ResponseCodePrivacyRequired,
-			Text: "TLS is required to authenticate",
-		}
+		return errPrivacyRequired
 	}
 	// Only a well-formed address can name an account; anything else is
 	// counted against the client's address alone.
@@ -72,7 +67,7 @@ func (s *session) Login(username, password string) error {
 
 // authAllowed reports whether the connection may carry a password.
 func (s *session) authAllowed() bool {
-	return authAllowed(s.conn.NetConn(), s.srv.opts.AllowInsecureAuth)
+	return authAllowed(s.nc, s.srv.opts.AllowInsecureAuth)
 }
 
 // authAllowed reports whether a password may be sent over nc: it is TLS

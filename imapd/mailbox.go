@@ -1,17 +1,16 @@
 package imapd
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
 
+	"pushmail/imapd/wire"
 	"pushmail/mailstore"
 )
 
-// delim is the hierarchy separator as go-imap wants it.
-const delim = rune('/')
-
-// mailboxName validates a mailbox name from the client. go-imap has
+// mailboxName validates a mailbox name from the client. The parser has
 // already decoded modified UTF-7 (or taken UTF-8 under UTF8=ACCEPT).
 func (s *session) mailboxName(name string) (string, error) {
 	n, err := mailstore.ValidateMailboxName(name)
@@ -23,8 +22,8 @@ func (s *session) mailboxName(name string) (string, error) {
 
 // Create creates a mailbox, and its missing parents (RFC 9051 §6.3.4),
 // with at most one special-use attribute (RFC 6154 §3, CREATE-SPECIAL-USE).
-func (s *session) Create(name string, options *imap.CreateOptions) error {
-	s.beginCommand()
+func (s *session) Create(a *wire.Create) error {
+	name := a.Mailbox
 	if err := s.checkAccount(); err != nil {
 		return err
 	}
@@ -36,10 +35,10 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 		return err
 	}
 	var use string
-	switch len(options.SpecialUse) {
+	switch len(a.Use) {
 	case 0:
 	case 1:
-		use = string(options.SpecialUse[0])
+		use = a.Use[0]
 	default:
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "USEATTR", Text: "Only one special-use attribute per mailbox"}
 	}
@@ -53,7 +52,6 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 // Delete deletes a mailbox; INBOX cannot be deleted (RFC 9051 §6.3.5).
 // Sessions that have it selected are disconnected when they learn of it.
 func (s *session) Delete(name string) error {
-	s.beginCommand()
 	if err := s.checkAccount(); err != nil {
 		return err
 	}
@@ -66,8 +64,7 @@ func (s *session) Delete(name string) error {
 
 // Rename renames a mailbox and its children; renaming INBOX moves its
 // messages to the new mailbox (RFC 9051 §6.3.6).
-func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) error {
-	s.beginCommand()
+func (s *session) Rename(oldName, newName string) error {
 	if err := s.checkAccount(); err != nil {
 		return err
 	}
@@ -82,18 +79,8 @@ func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) e
 	return s.reply(s.srv.store.RenameMailbox(s.ctx, s.user.ID, from, to), roleMailbox)
 }
 
-// Subscribe adds a mailbox to the subscriptions (RFC 9051 §6.3.7).
-func (s *session) Subscribe(name string) error {
-	s.beginCommand()
-	return s.setSubscribed(name, true)
-}
-
-// Unsubscribe removes a mailbox from the subscriptions (RFC 9051 §6.3.8).
-func (s *session) Unsubscribe(name string) error {
-	s.beginCommand()
-	return s.setSubscribed(name, false)
-}
-
+// setSubscribed answers SUBSCRIBE and UNSUBSCRIBE (RFC 9051 §6.3.7,
+// §6.3.8).
 func (s *session) setSubscribed(name string, on bool) error {
 	if err := s.checkAccount(); err != nil {
 		return err
@@ -105,60 +92,71 @@ func (s *session) setSubscribed(name string, on bool) error {
 	return s.reply(s.srv.store.SetSubscribed(s.ctx, s.user.ID, name, on), roleMailbox)
 }
 
-// Status reports a mailbox's counters (RFC 9051 §6.3.11; SIZE: RFC 8438;
-// APPENDLIMIT: RFC 7889). RECENT is always 0: nothing is recent here.
-func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
-	s.beginCommand()
+// Status answers STATUS (RFC 9051 §6.3.11; SIZE: RFC 8438; APPENDLIMIT:
+// RFC 7889; RECENT: RFC 3501 §6.3.10).
+func (s *session) Status(a *wire.Status) error {
 	if err := s.checkAccount(); err != nil {
-		return nil, err
+		return err
 	}
-	name, err := s.mailboxName(name)
+	name, err := s.mailboxName(a.Mailbox)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	mb, err := s.srv.store.Mailbox(s.ctx, s.user.ID, name)
 	if err != nil {
-		return nil, s.reply(err, roleMailbox)
+		return s.reply(err, roleMailbox)
 	}
-	return s.statusData(mb, options)
+	return s.writeStatus(mb, a.Items)
 }
 
-// statusData reads the counters options asks for.
-func (s *session) statusData(mb mailstore.Mailbox, options *imap.StatusOptions) (*imap.StatusData, error) {
-	if options.DeletedStorage {
-		// RFC 9208 QUOTA is not offered.
-		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug, Text: "DELETED-STORAGE is not supported"}
-	}
+// writeStatus writes "* STATUS name (items)" with the counters asked for,
+// in the order asked (STATUS, and LIST RETURN (STATUS) of RFC 5819).
+func (s *session) writeStatus(mb mailstore.Mailbox, items []wire.StatusItem) error {
 	st, err := s.srv.store.Status(s.ctx, mb.ID)
 	if err != nil {
-		return nil, s.reply(err, roleMailbox)
+		return s.reply(err, roleMailbox)
 	}
-	data := &imap.StatusData{
-		Mailbox:     st.Name,
-		UIDNext:     imap.UID(st.UIDNext),
-		UIDValidity: st.UIDValidity,
-		NumMessages: &st.Messages,
-		NumUnseen:   &st.Unseen,
-		Size:        &st.Size,
-	}
-	zero := uint32(0)
-	data.NumRecent = &zero
-	limit := s.srv.opts.AppendLimit
-	data.AppendLimit = &limit
-	if options.NumDeleted {
-		n, err := s.countDeleted(mb.ID)
-		if err != nil {
-			return nil, s.reply(err, roleMailbox)
+	var deleted uint32
+	if slices.Contains(items, wire.StatusDeleted) {
+		if deleted, err = s.countDeleted(mb.ID); err != nil {
+			return s.reply(err, roleMailbox)
 		}
-		data.NumDeleted = &n
 	}
-	return data, nil
+	w := s.w
+	w.Raw("* STATUS ").Mailbox(st.Name).Raw(" (")
+	for i, it := range items {
+		if i > 0 {
+			w.SP()
+		}
+		w.Raw(string(it)).SP()
+		switch it {
+		case wire.StatusMessages:
+			w.Number(uint64(st.Messages))
+		case wire.StatusRecent:
+			// Nothing is \Recent here yet (see search.go).
+			w.Number(0)
+		case wire.StatusUIDNext:
+			w.Number(uint64(st.UIDNext))
+		case wire.StatusUIDValidity:
+			w.Number(uint64(st.UIDValidity))
+		case wire.StatusUnseen:
+			w.Number(uint64(st.Unseen))
+		case wire.StatusDeleted:
+			w.Number(uint64(deleted))
+		case wire.StatusSize:
+			w.Number(uint64(st.Size))
+		case wire.StatusAppendLimit:
+			w.Number(uint64(s.srv.opts.AppendLimit))
+		}
+	}
+	w.Raw(")").CRLF()
+	return w.Err()
 }
 
 // specialUseAttrs returns a mailbox's RFC 6154 attribute, if any.
-func specialUseAttrs(mb mailstore.Mailbox) []imap.MailboxAttr {
+func specialUseAttrs(mb mailstore.Mailbox) []string {
 	if mb.SpecialUse == "" {
 		return nil
 	}
-	return []imap.MailboxAttr{imap.MailboxAttr(mb.SpecialUse)}
+	return []string{mb.SpecialUse}
 }

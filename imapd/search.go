@@ -1,9 +1,12 @@
 package imapd
 
 import (
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
+	"strings"
+	"time"
 
+	"github.com/emersion/go-imap/v2"
+
+	"pushmail/imapd/wire"
 	"pushmail/mailstore"
 )
 
@@ -11,27 +14,32 @@ import (
 // return options (RFC 4731) and SAVE (RFC 5182). The store evaluates the
 // criteria; the result is limited to the session's view, since the client
 // cannot name messages it has not been told about.
-func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
-	s.beginCommand()
-	sel := s.selected()
+func (s *session) Search(byUID bool, a *wire.Search) error {
+	sel := s.sel
 	if err := s.checkSelected(sel); err != nil {
-		return nil, err
+		return err
+	}
+	switch strings.ToUpper(a.Charset) {
+	case "", "US-ASCII", "UTF-8":
+	default:
+		// RFC 9051 §6.4.4: NO [BADCHARSET] lists the charsets supported.
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "BADCHARSET (US-ASCII UTF-8)", Text: "Unsupported charset"}
 	}
 	seqToUID := func(set imap.SeqSet) mailstore.UIDSet {
-		idx, _ := sel.seqIndexes(set, false) // lenient: a search just finds nothing
+		idx, _ := sel.seqIndexes(wireSet(set), false) // lenient: a search just finds nothing
 		uids := make([]mailstore.UID, len(idx))
 		for i, x := range idx {
 			uids[i] = sel.uids[x]
 		}
 		return mailstore.UIDSetOf(uids...)
 	}
-	c, err := storeCriteriaSaved(criteria, seqToUID, mailstore.UIDSetOf(sel.saved...))
+	c, err := storeCriteriaSaved(searchCriteria(&a.Key), seqToUID, mailstore.UIDSetOf(sel.saved...))
 	if err != nil {
-		return nil, s.reply(err, roleMailbox)
+		return s.reply(err, roleMailbox)
 	}
 	found, err := s.srv.store.Search(s.ctx, sel.mb.ID, c)
 	if err != nil {
-		return nil, s.reply(err, roleMailbox)
+		return s.reply(err, roleMailbox)
 	}
 	hits := make([]msgRef, 0, len(found))
 	for _, uid := range found {
@@ -39,45 +47,73 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			hits = append(hits, msgRef{seq: seq, uid: uid})
 		}
 	}
-	if options.ReturnSave {
-		sel.saved = savedResult(hits, options)
+	ret := a.Return
+	if ret != nil && ret.Save {
+		sel.saved = savedResult(hits, ret)
 	}
-
-	data := &imap.SearchData{Count: uint32(len(hits))}
-	num := func(r msgRef) uint32 {
-		if kind == imapserver.NumKindUID {
-			return uint32(r.uid)
+	num := func(r msgRef) uint64 {
+		if byUID {
+			return uint64(r.uid)
 		}
-		return r.seq
+		return uint64(r.seq)
+	}
+	w := s.w
+	if ret == nil {
+		// RFC 3501 §7.2.5 SEARCH response.
+		w.Raw("* SEARCH")
+		for _, h := range hits {
+			w.SP().Number(num(h))
+		}
+		w.CRLF()
+		return w.Err()
+	}
+	// RFC 4731 §3.1: RETURN () means ALL; SAVE alone returns nothing.
+	all := ret.All || !(ret.Min || ret.Max || ret.Count || ret.Save)
+	w.Raw(`* ESEARCH (TAG `).String(s.tag).Raw(")")
+	if byUID {
+		w.Raw(" UID")
 	}
 	if len(hits) > 0 {
-		data.Min, data.Max = num(hits[0]), num(hits[len(hits)-1])
-	}
-	if kind == imapserver.NumKindUID {
-		all := imap.UIDSet{}
-		for _, h := range hits {
-			all.AddNum(imap.UID(h.uid))
+		if ret.Min {
+			w.Raw(" MIN ").Number(num(hits[0]))
 		}
-		data.All = all
-	} else {
-		all := imap.SeqSet{}
-		for _, h := range hits {
-			all.AddNum(h.seq)
+		if ret.Max {
+			w.Raw(" MAX ").Number(num(hits[len(hits)-1]))
 		}
-		data.All = all
+		if all {
+			w.Raw(" ALL ")
+			nums := make([]uint64, len(hits))
+			for i, h := range hits {
+				nums[i] = num(h)
+			}
+			w.Raw(compactSet(nums))
+		}
 	}
-	return data, nil
+	if ret.Count {
+		w.Raw(" COUNT ").Number(uint64(len(hits)))
+	}
+	w.CRLF()
+	return w.Err()
+}
+
+// compactSet writes ascending numbers as a sequence-set with ranges.
+func compactSet(nums []uint64) string {
+	uids := make([]mailstore.UID, len(nums))
+	for i, n := range nums {
+		uids[i] = mailstore.UID(n)
+	}
+	return uidList(uids)
 }
 
 // savedResult is what SEARCH RETURN (SAVE) keeps: with MIN or MAX but not
 // ALL, only those messages (RFC 5182 §2.4).
-func savedResult(hits []msgRef, options *imap.SearchOptions) []mailstore.UID {
-	if len(hits) > 0 && (options.ReturnMin || options.ReturnMax) && !options.ReturnAll {
+func savedResult(hits []msgRef, ret *wire.SearchReturn) []mailstore.UID {
+	if len(hits) > 0 && (ret.Min || ret.Max) && !ret.All {
 		var uids []mailstore.UID
-		if options.ReturnMin {
+		if ret.Min {
 			uids = append(uids, hits[0].uid)
 		}
-		if options.ReturnMax && (len(uids) == 0 || hits[len(hits)-1].uid != uids[0]) {
+		if ret.Max && (len(uids) == 0 || hits[len(hits)-1].uid != uids[0]) {
 			uids = append(uids, hits[len(hits)-1].uid)
 		}
 		return uids
@@ -94,4 +130,123 @@ func savedResult(hits []msgRef, options *imap.SearchOptions) []mailstore.UID {
 func (s *session) countDeleted(mb mailstore.MailboxID) (uint32, error) {
 	uids, err := s.srv.store.Search(s.ctx, mb, &mailstore.SearchCriteria{Flag: []string{mailstore.FlagDeleted}})
 	return uint32(len(uids)), err
+}
+
+// wireSet converts a go-imap sequence set back to the wire's.
+func wireSet(set imap.SeqSet) wire.NumSet {
+	out := wire.NumSet{Ranges: make([]wire.NumRange, len(set))}
+	for i, r := range set {
+		out.Ranges[i] = wire.NumRange{Start: r.Start, Stop: r.Stop}
+	}
+	return out
+}
+
+// numSets converts a parsed set to go-imap's, for the criteria converter:
+// "$" is imap.SearchRes.
+func seqSetOf(set wire.NumSet) imap.SeqSet {
+	out := make(imap.SeqSet, 0, len(set.Ranges))
+	for _, r := range set.Ranges {
+		a, b := normRange(r)
+		out = append(out, imap.SeqRange{Start: a, Stop: b})
+	}
+	return out
+}
+
+func uidSetOfWire(set wire.NumSet) imap.UIDSet {
+	if set.Saved {
+		return imap.SearchRes()
+	}
+	out := make(imap.UIDSet, 0, len(set.Ranges))
+	for _, r := range set.Ranges {
+		a, b := normRange(r)
+		out = append(out, imap.UIDRange{Start: imap.UID(a), Stop: imap.UID(b)})
+	}
+	return out
+}
+
+// searchCriteria converts a parsed search key to go-imap's criteria, which
+// storeCriteria turns into the store's (see its comment for the rules).
+func searchCriteria(k *wire.SearchKey) *imap.SearchCriteria {
+	c := &imap.SearchCriteria{}
+	flag := func(f imap.Flag, not bool) {
+		if not {
+			c.NotFlag = append(c.NotFlag, f)
+		} else {
+			c.Flag = append(c.Flag, f)
+		}
+	}
+	header := func(key string) {
+		c.Header = append(c.Header, imap.SearchCriteriaHeaderField{Key: key, Value: k.Str})
+	}
+	day := 24 * time.Hour
+	switch k.Op {
+	case wire.SearchAnd:
+		for i := range k.Keys {
+			c.And(searchCriteria(&k.Keys[i]))
+		}
+	case wire.SearchNot:
+		c.Not = append(c.Not, *searchCriteria(&k.Keys[0]))
+	case wire.SearchOr:
+		c.Or = append(c.Or, [2]imap.SearchCriteria{*searchCriteria(&k.Keys[0]), *searchCriteria(&k.Keys[1])})
+	case wire.SearchSeq:
+		if k.Set.Saved {
+			c.UID = append(c.UID, imap.SearchRes())
+		} else {
+			c.SeqNum = append(c.SeqNum, seqSetOf(k.Set))
+		}
+	case wire.SearchUID:
+		c.UID = append(c.UID, uidSetOfWire(k.Set))
+	case wire.SearchAll:
+	case wire.SearchAnswered, wire.SearchUnanswered:
+		flag(imap.FlagAnswered, k.Op == wire.SearchUnanswered)
+	case wire.SearchDeleted, wire.SearchUndeleted:
+		flag(imap.FlagDeleted, k.Op == wire.SearchUndeleted)
+	case wire.SearchDraft, wire.SearchUndraft:
+		flag(imap.FlagDraft, k.Op == wire.SearchUndraft)
+	case wire.SearchFlagged, wire.SearchUnflagged:
+		flag(imap.FlagFlagged, k.Op == wire.SearchUnflagged)
+	case wire.SearchSeen, wire.SearchUnseen:
+		flag(imap.FlagSeen, k.Op == wire.SearchUnseen)
+	case wire.SearchKeyword, wire.SearchUnkeyword:
+		flag(imap.Flag(k.Str), k.Op == wire.SearchUnkeyword)
+	case wire.SearchRecent, wire.SearchNew:
+		// RFC 3501 §6.4.4: no message is \Recent here (see
+		// storeCriteria), so RECENT and NEW (RECENT UNSEEN) find none.
+		c.UID = append(c.UID, imap.UIDSet{})
+	case wire.SearchOld:
+		// NOT RECENT: every message.
+	case wire.SearchBcc:
+		header("Bcc")
+	case wire.SearchCc:
+		header("Cc")
+	case wire.SearchFrom:
+		header("From")
+	case wire.SearchTo:
+		header("To")
+	case wire.SearchSubject:
+		header("Subject")
+	case wire.SearchHeader:
+		c.Header = append(c.Header, imap.SearchCriteriaHeaderField{Key: k.Str, Value: k.Value})
+	case wire.SearchBody:
+		c.Body = append(c.Body, k.Str)
+	case wire.SearchText:
+		c.Text = append(c.Text, k.Str)
+	case wire.SearchBefore:
+		c.Before = k.Date
+	case wire.SearchOn:
+		c.Since, c.Before = k.Date, k.Date.Add(day)
+	case wire.SearchSince:
+		c.Since = k.Date
+	case wire.SearchSentBefore:
+		c.SentBefore = k.Date
+	case wire.SearchSentOn:
+		c.SentSince, c.SentBefore = k.Date, k.Date.Add(day)
+	case wire.SearchSentSince:
+		c.SentSince = k.Date
+	case wire.SearchLarger:
+		c.Larger = int64(min(k.Num, 1<<62))
+	case wire.SearchSmaller:
+		c.Smaller = int64(min(k.Num, 1<<62))
+	}
+	return c
 }

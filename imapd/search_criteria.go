@@ -92,9 +92,9 @@ func (cv *criteriaConverter) convert(c *imap.SearchCriteria) (*mailstore.SearchC
 	for _, h := range c.Header {
 		m := mailstore.HeaderMatch{Key: h.Key, Value: h.Value}
 		// RFC 9051 §6.4.4: FROM, TO, CC and BCC match the envelope's
-		// addresses. imapserver hands FROM and HEADER FROM over alike,
-		// so both match them here; imapd's own wire layer (issue 14)
-		// will keep HEADER to the field's text.
+		// addresses as well as the field's text. The search conversion
+		// hands FROM and HEADER FROM over alike (go-imap's criteria have
+		// no place for the difference), so both match them here.
 		if slices.ContainsFunc([]string{"From", "To", "Cc", "Bcc"}, func(k string) bool { return strings.EqualFold(k, h.Key) }) {
 			out.Address = append(out.Address, m)
 		} else {

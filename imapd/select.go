@@ -1,31 +1,31 @@
 package imapd
 
 import (
-	"github.com/emersion/go-imap/v2"
+	"strconv"
 
+	"pushmail/imapd/wire"
 	"pushmail/mailstore"
 )
 
-// systemFlags are the flags every mailbox supports (RFC 9051 §2.3.2).
-var systemFlags = []imap.Flag{imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagSeen, imap.FlagDraft}
-
 // Select opens a mailbox, read-write (SELECT) or read-only (EXAMINE), and
 // starts the session's view of it (RFC 9051 §6.3.2, §6.3.3).
-func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
-	s.beginCommand()
-	s.waitIdle()
-	s.unselect()
+func (s *session) Select(name string, readOnly bool) error {
+	if s.sel != nil {
+		// RFC 7162 §3.2.11 (and IMAP4rev2): the old mailbox closes first.
+		s.unselect()
+		s.w.Untagged(wire.OK, wire.Code{Name: "CLOSED"}, "Previous mailbox is now closed")
+	}
 	if err := s.checkAccount(); err != nil {
-		return nil, err
+		return err
 	}
 	name, err := mailstore.ValidateMailboxName(name)
 	if err != nil {
-		return nil, s.reply(err, roleMailbox)
+		return s.reply(err, roleMailbox)
 	}
 	store := s.srv.store
 	mb, err := store.Mailbox(s.ctx, s.user.ID, name)
 	if err != nil {
-		return nil, s.reply(err, roleMailbox)
+		return s.reply(err, roleMailbox)
 	}
 	// Subscribe before reading the mailbox: a change committed in between
 	// is then both in the snapshot and in the queue, and the view applies
@@ -36,21 +36,21 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	st, err := store.Status(s.ctx, mb.ID)
 	if err != nil {
 		sub.Close()
-		return nil, s.reply(err, roleMailbox)
+		return s.reply(err, roleMailbox)
 	}
 	uids, err := store.UIDs(s.ctx, mb.ID)
 	if err != nil {
 		sub.Close()
-		return nil, s.reply(err, roleMailbox)
+		return s.reply(err, roleMailbox)
 	}
 	firstUnseen, err := store.FirstUnseen(s.ctx, mb.ID)
 	if err != nil {
 		sub.Close()
-		return nil, s.reply(err, roleMailbox)
+		return s.reply(err, roleMailbox)
 	}
 	sel := &selected{
 		mb:       mb,
-		readOnly: options.ReadOnly,
+		readOnly: readOnly,
 		sub:      sub,
 		uids:     uids,
 		gone:     make(map[mailstore.UID]bool),
@@ -64,35 +64,42 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	s.sel = sel
 	s.log.Debug("selected", "mailbox", mb.Name, "read_only", sel.readOnly, "messages", len(sel.uids))
 
-	data := &imap.SelectData{
-		Flags:       systemFlags,
-		NumMessages: uint32(len(sel.uids)),
-		UIDNext:     imap.UID(max(st.UIDNext, sel.known+1)),
-		UIDValidity: mb.UIDValidity,
+	// RFC 9051 §6.3.2 (RFC 3501 §6.3.1 for IMAP4rev1 clients).
+	w := s.w
+	w.Raw("* ").Number(uint64(len(sel.uids))).Raw(" EXISTS").CRLF()
+	if !s.rev2 {
+		w.Raw("* 0 RECENT").CRLF()
+		if seq, ok := sel.seqOf(firstUnseen); ok {
+			w.Untagged(wire.OK, wire.Code{Name: "UNSEEN", Args: strconv.FormatUint(uint64(seq), 10)}, "First unseen message")
+		}
 	}
-	if !sel.readOnly {
+	w.Untagged(wire.OK, wire.Code{Name: "UIDVALIDITY", Args: strconv.FormatUint(uint64(mb.UIDValidity), 10)}, "UIDs valid")
+	uidNext := max(st.UIDNext, sel.known+1)
+	w.Untagged(wire.OK, wire.Code{Name: "UIDNEXT", Args: strconv.FormatUint(uint64(uidNext), 10)}, "Predicted next UID")
+	w.Raw("* FLAGS ").Raw(systemFlagList).CRLF()
+	if sel.readOnly {
+		w.Untagged(wire.OK, wire.Code{Name: "PERMANENTFLAGS", Args: "()"}, "Permanent flags")
+	} else {
 		// Keywords are kept too (RFC 9051 §7.1: "\*").
-		data.PermanentFlags = append(append([]imap.Flag(nil), systemFlags...), imap.FlagWildcard)
+		w.Untagged(wire.OK, wire.Code{Name: "PERMANENTFLAGS", Args: systemFlagList[:len(systemFlagList)-1] + ` \*)`}, "Permanent flags")
 	}
-	if seq, ok := sel.seqOf(firstUnseen); ok {
-		data.FirstUnseenSeqNum = seq // sent to IMAP4rev1 clients only
-	}
-	if s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
+	if s.rev2 {
 		// RFC 9051 §6.3.2: SELECT returns the mailbox's LIST reply.
-		data.List = &imap.ListData{Mailbox: mb.Name, Delim: delim, Attrs: specialUseAttrs(mb)}
+		s.writeList(&listData{name: mb.Name, attrs: specialUseAttrs(mb)}, false)
 	}
-	return data, nil
+	if readOnly {
+		s.okCode = wire.Code{Name: "READ-ONLY"}
+	} else {
+		s.okCode = wire.Code{Name: "READ-WRITE"}
+	}
+	return w.Err()
 }
 
-// Unselect closes the selected mailbox without expunging (RFC 3691,
-// RFC 9051 §6.4.2). CLOSE expunges first through Expunge.
-func (s *session) Unselect() error {
-	s.beginCommand()
-	s.waitIdle()
-	s.unselect()
-	return nil
-}
+// systemFlagList lists the flags every mailbox supports (RFC 9051 §2.3.2).
+const systemFlagList = `(\Answered \Flagged \Deleted \Seen \Draft)`
 
+// unselect closes the selected mailbox without expunging (RFC 3691,
+// RFC 9051 §6.4.2).
 func (s *session) unselect() {
 	if s.sel != nil {
 		s.sel.sub.Close()

@@ -3,7 +3,7 @@ package imapd
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"pushmail/internal/authlimit"
 	"pushmail/internal/membudget"
@@ -109,7 +108,6 @@ type Server struct {
 	store  *mailstore.Store
 	opts   Options
 	log    *slog.Logger
-	imap   *imapserver.Server
 	logins *authlimit.Limiter
 
 	baseCtx context.Context // parent of every session's context
@@ -125,6 +123,7 @@ type Server struct {
 	perIP     map[string]int        // slots by limitKey
 	wg        sync.WaitGroup        // one count per open session
 	evictions sync.WaitGroup        // one per eviction's BYE being written
+	conns     sync.WaitGroup        // one per connection's goroutine
 }
 
 // New returns a Server for store. It does not listen: call Serve.
@@ -173,73 +172,7 @@ func New(store *mailstore.Store, opts Options) *Server {
 		preAuth:   make(map[*session]struct{}),
 		perIP:     make(map[string]int),
 	}
-	s.imap = imapserver.New(&imapserver.Options{
-		NewSession: s.newSession,
-		Caps:       capabilities,
-		Logger:     libraryLog{s.log},
-		// No TLSConfig: STARTTLS is the literalGuard's, which must stay
-		// above TLS (see literalguard.go).
-		// The library's switch is all or nothing; Login applies the real
-		// rule (TLS, loopback or AllowInsecureAuth) per connection.
-		InsecureAuth: true,
-	})
 	return s
-}
-
-// capabilities lists what the server announces, one per line with its
-// specification. go-imap adds IDLE, UNSELECT, ENABLE, UTF8=ACCEPT,
-// SASL-IR, LITERAL-, STARTTLS, AUTH= and APPENDLIMIT= itself.
-var capabilities = imap.CapSet{
-	imap.CapIMAP4rev1:        {}, // RFC 3501
-	imap.CapIMAP4rev2:        {}, // RFC 9051
-	imap.CapNamespace:        {}, // RFC 2342
-	imap.CapUIDPlus:          {}, // RFC 4315
-	imap.CapESearch:          {}, // RFC 4731
-	imap.CapSearchRes:        {}, // RFC 5182
-	imap.CapListExtended:     {}, // RFC 5258
-	imap.CapListStatus:       {}, // RFC 5819
-	imap.CapMove:             {}, // RFC 6851
-	imap.CapStatusSize:       {}, // RFC 8438
-	imap.CapBinary:           {}, // RFC 3516
-	imap.CapChildren:         {}, // RFC 3348
-	imap.CapSpecialUse:       {}, // RFC 6154
-	imap.CapCreateSpecialUse: {}, // RFC 6154 §3
-	imap.CapLiteralPlus:      {}, // RFC 7888
-}
-
-// Serve accepts IMAP connections on ln until Shutdown, then returns nil.
-// It may run on several listeners at once: a plain one (offering STARTTLS
-// when Options.TLSConfig is set) and a tls.NewListener for implicit TLS.
-func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		if err := ln.Close(); err != nil {
-			s.log.Debug("close listener after shutdown", "err", err)
-		}
-		return nil
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-	// imapserver returns nil once the listener is closed.
-	if err := s.imap.Serve(guardListener{countingListener{limitListener{ln, s}}, s}); err != nil {
-		return fmt.Errorf("imap serve: %w", err)
-	}
-	return nil
-}
-
-// ServeTLS is Serve for implicit TLS (RFC 8314 §3.3): it accepts on ln
-// and runs the TLS handshake with config (at least TLS 1.2, whatever
-// config says) before IMAP begins. Prefer it to Serve on a
-// tls.NewListener, where the Options' timeouts cannot apply below TLS and
-// go-imap's fixed ones do.
-func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
-	return s.Serve(tls.NewListener(countingListener{limitListener{ln, s}}, tlspolicy.Enforce(config)))
 }
 
 // Shutdown stops the server: it closes the listeners, cancels every
@@ -267,12 +200,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	var byes sync.WaitGroup
 	for _, sess := range sessions {
-		byes.Go(func() {
-			// Bye waits for a response being written, then closes.
-			if err := sess.conn.Bye("Server shutting down"); err != nil {
-				s.log.Debug("bye", "cid", sess.id, "err", err)
-			}
-		})
+		// bye waits for a command's responses being written, then closes.
+		byes.Go(func() { sess.bye("Server shutting down") })
 	}
 	done := make(chan struct{})
 	go func() {
@@ -285,49 +214,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	// Close what is still open (a connection that never got a session, or
-	// one stuck writing); sessions then end at once.
-	if cerr := s.imap.Close(); cerr != nil {
-		s.log.Debug("close imap server", "err", cerr)
+	// Close what is still open (one stuck writing); sessions then end at
+	// once.
+	for _, sess := range sessions {
+		if cerr := sess.raw.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			s.log.Debug("close", "cid", sess.id, "err", cerr)
+		}
 	}
 	<-done
 	byes.Wait()
 	s.evictions.Wait()
+	s.conns.Wait()
 	return err
-}
-
-// newSession is imapserver's NewSession hook: one session per connection.
-func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-	nc := conn.NetConn()
-	ip := remoteIP(nc.RemoteAddr())
-	ctx, cancel := context.WithCancel(s.baseCtx)
-	id := s.nextID.Add(1)
-	sess := &session{
-		srv:      s,
-		id:       id,
-		conn:     conn,
-		ctx:      ctx,
-		cancel:   cancel,
-		ip:       ip,
-		limitKey: limitKey(nc.RemoteAddr()),
-		log:      s.log.With("cid", id, "remote", nc.RemoteAddr().String()),
-		start:    time.Now(),
-		counter:  connCounter(nc),
-	}
-	victim, err := s.admit(sess)
-	if err != nil {
-		cancel()
-		return nil, nil, err
-	}
-	if victim != nil {
-		s.evict(victim)
-	}
-	if g, ok := nc.(*literalGuard); ok {
-		g.setSession(sess)
-	}
-	sess.startLoginTimer()
-	sess.log.Debug("connected")
-	return sess, nil, nil
 }
 
 // admit gives sess a slot, or returns the BYE that refuses it. A client
@@ -338,7 +236,7 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 // logged in is the newcomer refused. So connections that say nothing
 // cannot keep the Server full: each newcomer pushes out the oldest of
 // them, and a client that logs in within LoginTimeout keeps its place.
-func (s *Server) admit(sess *session) (victim *session, err error) {
+func (s *Server) admit(sess *session) (victim *session, refusal *imap.Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -384,19 +282,17 @@ func (s *Server) oldestPreAuthLocked() *session {
 // evict tells a session whose slot admit gave away to go, and closes its
 // connection; its Login, if one is under way, fails (see loggedIn). The
 // BYE is written on a goroutine of its own, which Shutdown waits for:
-// imapserver's Bye waits for a response being written to the evicted
-// client, which may not be reading, and the newcomer's greeting must not
-// wait for that.
+// the BYE waits for a response being written to the evicted client,
+// which may not be reading, and the newcomer's greeting must not wait
+// for that.
 func (s *Server) evict(victim *session) {
 	victim.log.Info("connection evicted to make room", "age", time.Since(victim.start).Round(time.Millisecond),
 		"max_conns", s.opts.MaxConns, "max_preauth_conns", s.opts.MaxPreAuthConns)
 	s.opts.Metrics.connEvicted()
 	s.evictions.Go(func() {
-		// RFC 5530 §3: UNAVAILABLE, a temporary failure; imapserver's Bye
-		// has no response code, so it leads the text, as on the wire.
-		if err := victim.conn.Bye("[UNAVAILABLE] Server full, try again later"); err != nil {
-			victim.log.Debug("bye", "err", err)
-		}
+		// RFC 5530 §3: UNAVAILABLE, a temporary failure.
+		victim.cancel()
+		victim.byeCode(wireCode(imap.ResponseCodeUnavailable), "Server full, try again later")
 	})
 }
 
@@ -410,6 +306,14 @@ func (s *Server) loggedIn(sess *session) bool {
 	}
 	delete(s.preAuth, sess)
 	return true
+}
+
+// releaseSlot frees sess's slot as its session ends, before the last
+// response: a client that reconnects on reading it finds the slot free.
+func (s *Server) releaseSlot(sess *session) {
+	s.mu.Lock()
+	s.releaseLocked(sess)
+	s.mu.Unlock()
 }
 
 // releaseLocked frees sess's slot, unless an eviction already did.
@@ -434,13 +338,9 @@ func (s *Server) endSession(sess *session) {
 	s.wg.Done()
 }
 
-// connCounter finds the countingConn under nc (under the literalGuard,
-// and under TLS); nil if there is none, as for connections handed in by
-// tests.
+// connCounter finds the countingConn under nc (under TLS); nil if there
+// is none.
 func connCounter(nc net.Conn) *countingConn {
-	if g, ok := nc.(*literalGuard); ok {
-		return g.counter
-	}
 	if t, ok := nc.(*tls.Conn); ok {
 		nc = t.NetConn()
 	}

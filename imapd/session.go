@@ -1,45 +1,60 @@
 package imapd
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
-
+	"pushmail/imapd/wire"
 	"pushmail/mailstore"
 )
 
-// session is one IMAP connection's state. imapserver calls its methods
-// one command at a time from the connection's goroutine, except Idle,
-// which runs on a goroutine of its own while the connection goroutine
-// waits for DONE (and Close, which can then overlap a finishing Idle: it
-// touches only what is safe for concurrent use).
+// session is one IMAP connection's state. Its commands run one at a time
+// on the connection's goroutine (serveConn), which holds wmu while a
+// command runs and writes; other goroutines (Shutdown, an eviction, the
+// login timer) only say BYE, under wmu (see bye).
 type session struct {
 	srv    *Server
-	id     uint64 // connection id, in every log record
-	conn   *imapserver.Conn
+	id     uint64          // connection id, in every log record
+	raw    net.Conn        // as accepted (under TLS, if any): deadlines, close
+	nc     net.Conn        // what the session reads and writes: raw, or TLS over it
 	ctx    context.Context // derived from the Server's; cancelled by Close
 	cancel context.CancelFunc
 	ip     string // for the login limiter and logs
 	log    *slog.Logger
+
+	br *bufio.Reader
+	bw *bufio.Writer
+	p  *wire.Parser
+	w  *wire.Writer
+
+	// wmu is held while a command runs and writes, and by bye.
+	wmu  sync.Mutex
+	byed bool // a BYE was sent or the connection closed; wmu
+
+	// Per command, reset by execute.
+	tag        string    // the command's tag
+	okCode     wire.Code // the tagged OK's response code
+	noTagged   bool      // the command wrote its tagged reply (STARTTLS)
+	loggingOut bool      // LOGOUT: end after the tagged reply
+	held       int64     // in-flight budget of the APPEND message read
+
+	bad int // client mistakes in a row (parseError)
+
+	rev2 bool // ENABLE IMAP4rev2 (RFC 9051 §6.3.1)
+	utf8 bool // ENABLE UTF8=ACCEPT (RFC 6855)
 
 	limitKey string // for the connection limits (see limitKey)
 	released bool   // its slot is free (evicted or closed); Server.mu
 
 	user *mailstore.User // nil until Login succeeds
 	sel  *selected       // nil unless a mailbox is selected
-
-	// idleMu is held while Idle runs. imapserver does not always wait for
-	// Idle to return before reading the next command (a line other than
-	// DONE ends IDLE with BAD at once), so every method that touches sel
-	// first waits for it (waitIdle).
-	idleMu sync.Mutex
 
 	closeOnce sync.Once
 
@@ -49,62 +64,35 @@ type session struct {
 	loginDone  chan struct{} // closed when the timer's function returns
 
 	start   time.Time     // for the session's log line
-	counter *countingConn // bytes and lines, for the log line; may be nil
+	counter *countingConn // bytes, for the log line; may be nil
 
 	// checkedIn is counter.in when checkAccount last found the account:
-	// Poll need not look again until the client has sent more.
+	// poll need not look again until the client has sent more.
 	checkedIn atomic.Int64
 
-	// commands counts the client's commands, for the session's log line
-	// (see beginCommand); pollTail is set while the Poll imapserver makes
-	// after a command's success would belong to that command.
+	// commands counts the client's commands, for the session's log line.
 	commands atomic.Int64
-	pollTail atomic.Bool
 }
 
-// beginCommand counts a command: every session method imapserver calls
-// for a command begins with it. imapserver then calls Poll after each
-// command that succeeds in the authenticated or selected state; that Poll
-// is the same command, while a Poll with no method before it is a command
-// of its own (NOOP, CHECK, or one imapserver answers alone, such as
-// CAPABILITY). A failed command has no Poll: reply clears pollTail. Not
-// counted: commands before login other than LOGIN and AUTHENTICATE, LOGOUT,
-// and lines imapserver rejects as syntax errors. The raw line count is no
-// substitute: after STARTTLS, connections carry ciphertext.
-func (s *session) beginCommand() {
-	s.commands.Add(1)
-	s.pollTail.Store(true)
-}
-
-// waitIdle returns once no Idle is running.
-func (s *session) waitIdle() {
-	s.idleMu.Lock()
-	s.idleMu.Unlock() // nothing to guard: only waiting for Idle to release it
-}
-
-// selected waits for a finishing Idle and returns the selected mailbox;
-// imapserver calls the selected-state methods only with one.
-func (s *session) selected() *selected {
-	s.waitIdle()
-	return s.sel
-}
-
-var (
-	_ imapserver.SessionIMAP4rev2   = (*session)(nil)
-	_ imapserver.SessionAppendLimit = (*session)(nil)
-)
-
-// Close ends the session: imapserver calls it once the connection is gone.
+// Close ends the session once its goroutine is done with it: the
+// connection is closed, the slot and the subscription freed.
 func (s *session) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		s.stopLoginTimer()
-		// s.sel itself is left alone: an Idle still returning may read it.
+		s.wmu.Lock()
+		s.byed = true
+		s.wmu.Unlock()
+		if err := s.raw.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Debug("close", "err", err)
+		}
 		if sel := s.sel; sel != nil {
 			sel.sub.Close()
 		}
-		s.srv.endSession(s)
+		// Counted out before the slot is freed: Shutdown returns once
+		// every slot is, and the gauge must read 0 by then.
 		s.srv.opts.Metrics.sessionClosed()
+		s.srv.endSession(s)
 		s.logSession()
 	})
 	return nil
@@ -123,21 +111,10 @@ func (s *session) logSession() {
 	s.log.Info("imap session", args...)
 }
 
-// AppendLimit is the largest APPEND literal accepted (RFC 7889).
-func (s *session) AppendLimit() uint32 { return s.srv.opts.AppendLimit }
-
-// Namespace reports one personal namespace, "" with "/" (RFC 2342).
-func (s *session) Namespace() (*imap.NamespaceData, error) {
-	s.beginCommand()
-	return &imap.NamespaceData{
-		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: rune(mailstore.Separator[0])}},
-	}, nil
-}
-
 // origin is the ID the session's store writes carry as their events'
 // Origin: its subscription's, or 0 when nothing is selected.
 func (s *session) origin() uint64 {
-	if s.selected() == nil {
+	if s.sel == nil {
 		return 0
 	}
 	return s.sel.sub.ID()
@@ -186,7 +163,7 @@ func (s *session) check(sel *selected) error {
 // wrapping mailstore.ErrNoSuchUser or ErrNoSuchMailbox if not.
 func (s *session) accountExists(sel *selected) error {
 	if s.user == nil {
-		return nil // imapserver calls no mail command before login
+		return nil // no mail command runs before login (checkState)
 	}
 	var mbID mailstore.MailboxID
 	if sel != nil {
@@ -221,15 +198,7 @@ func (s *session) accountDeleted() bool {
 // §7.1.5), then the connection is closed.
 func (s *session) accountGone(err error) error {
 	s.log.Info("account deleted: ending the session", "err", err)
-	if c := s.counter; c != nil {
-		// A FETCH collects its responses: send them before the BYE.
-		if err := c.endBatch(); err != nil {
-			s.log.Debug("flush before bye", "err", err)
-		}
-	}
-	if err := s.conn.Bye("Account no longer exists"); err != nil {
-		s.log.Debug("bye", "err", err)
-	}
+	s.byeLocked("Account no longer exists")
 	return errAccountGone
 }
 
@@ -243,5 +212,6 @@ func (s *session) mailboxGone() error {
 	}
 	// Dovecot does the same: the view cannot go on without a mailbox.
 	s.log.Info("selected mailbox was deleted")
-	return s.conn.Bye("Selected mailbox was deleted, have to disconnect")
+	s.byeLocked("Selected mailbox was deleted, have to disconnect")
+	return nil
 }

@@ -29,9 +29,9 @@ func (b *syncBuffer) String() string {
 }
 
 // The session's log line (issue 7: user, duration, commands, bytes)
-// counts the client's commands: successful and failed ones, those
-// imapserver answers alone (CAPABILITY, NOOP), IDLE once however long,
-// and CLOSE once though it runs an expunge and an unselect.
+// counts the client's commands: successful and failed ones, CAPABILITY
+// and NOOP, IDLE once however long, CLOSE once though it runs an expunge
+// and an unselect, and LOGOUT.
 func TestSessionLogCountsCommands(t *testing.T) {
 	t.Parallel()
 	logs := &syncBuffer{}
@@ -57,7 +57,7 @@ func TestSessionLogCountsCommands(t *testing.T) {
 	}
 	c.ok("SELECT INBOX") // 10
 	c.ok("CLOSE")        // 11
-	c.cmd("LOGOUT")      // not counted: the session is over
+	c.cmd("LOGOUT")      // 12
 	c.conn.Close()
 
 	// The line is written when the server has closed the session, a moment
@@ -69,9 +69,9 @@ func TestSessionLogCountsCommands(t *testing.T) {
 	for deadline := time.Now().Add(waitTimeout); got == "" && time.Now().Before(deadline); <-tick.C {
 		got = line.FindString(logs.String())
 	}
-	if !strings.Contains(got, "user="+testUser) || !strings.Contains(got, " commands=11 ") ||
+	if !strings.Contains(got, "user="+testUser) || !strings.Contains(got, " commands=12 ") ||
 		!regexp.MustCompile(`bytes_in=[1-9]\d* bytes_out=[1-9]\d*`).MatchString(got) {
-		t.Errorf("session log line = %q, want user=%s, commands=11 and the bytes", got, testUser)
+		t.Errorf("session log line = %q, want user=%s, commands=12 and the bytes", got, testUser)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"pushmail/imapd/wire"
 	"pushmail/mailstore"
 	"pushmail/notify"
 )
@@ -63,8 +64,8 @@ type msgRef struct {
 	uid mailstore.UID
 }
 
-// updater is what the view writes unsolicited responses to;
-// *imapserver.UpdateWriter implements it.
+// updater is what the view writes unsolicited responses to; the
+// session's updates (commands.go) implements it on the wire writer.
 type updater interface {
 	WriteExpunge(seqNum uint32) error
 	WriteNumMessages(n uint32) error
@@ -315,24 +316,37 @@ func (sel *selected) noteSilent(uid mailstore.UID, modseq uint64, flags []string
 	sel.reported[uid] = modseq
 }
 
-// resolve returns the messages of the view that numSet names, ascending.
-// A sequence number beyond the view is a client error (RFC 9051 §9,
-// seq-number); UIDs not in the view are ignored (RFC 9051 §6.4.9).
-func (sel *selected) resolve(numSet imap.NumSet) ([]msgRef, error) {
-	switch set := numSet.(type) {
-	case imap.SeqSet:
-		idx, err := sel.seqIndexes(set, true)
-		if err != nil {
-			return nil, err
-		}
-		return sel.refs(idx), nil
-	case imap.UIDSet:
-		if imap.IsSearchRes(set) {
-			return sel.refs(sel.savedIndexes()), nil
-		}
+// resolve returns the messages of the view that set names, ascending:
+// UIDs if byUID, else sequence numbers; "$" is the saved search result
+// (RFC 5182 §2.1). A sequence number beyond the view is a client error
+// (RFC 9051 §9, seq-number); UIDs not in the view are ignored (RFC 9051
+// §6.4.9).
+func (sel *selected) resolve(set wire.NumSet, byUID bool) ([]msgRef, error) {
+	switch {
+	case set.Saved:
+		return sel.refs(sel.savedIndexes()), nil
+	case byUID:
 		return sel.refs(sel.uidIndexes(set)), nil
 	}
-	return nil, errBadSeqNum
+	idx, err := sel.seqIndexes(set, true)
+	if err != nil {
+		return nil, err
+	}
+	return sel.refs(idx), nil
+}
+
+// normRange orders a range as the view's lookups want it: Start 0 is
+// "*" alone, Stop 0 is "n:*" (RFC 9051 §9: "*:4" is "4:*", "5:2" is 2:5).
+func normRange(r wire.NumRange) (start, stop uint32) {
+	switch {
+	case r.Start == 0 && r.Stop == 0:
+		return 0, 0
+	case r.Start == 0:
+		return r.Stop, 0
+	case r.Stop == 0:
+		return r.Start, 0
+	}
+	return min(r.Start, r.Stop), max(r.Start, r.Stop)
 }
 
 func (sel *selected) refs(idx []int) []msgRef {
@@ -347,11 +361,11 @@ func (sel *selected) refs(idx []int) []msgRef {
 // unique. "*" is the last message; "n:*" with n beyond it is "*:n"
 // (RFC 9051 §9, seq-range). With strict, a static number beyond the view
 // is an error; otherwise it is ignored.
-func (sel *selected) seqIndexes(set imap.SeqSet, strict bool) ([]int, error) {
+func (sel *selected) seqIndexes(set wire.NumSet, strict bool) ([]int, error) {
 	n := uint32(len(sel.uids))
 	var idx []int
-	for _, r := range set {
-		start, stop := r.Start, r.Stop
+	for _, r := range set.Ranges {
+		start, stop := normRange(r)
 		switch {
 		case start == 0: // "*"
 			start, stop = n, n
@@ -373,14 +387,15 @@ func (sel *selected) seqIndexes(set imap.SeqSet, strict bool) ([]int, error) {
 // uidIndexes returns the view indexes of a UID set, ascending and unique.
 // "*" is the highest UID in the view, and "n:*" always includes it
 // (RFC 9051 §6.4.9).
-func (sel *selected) uidIndexes(set imap.UIDSet) []int {
+func (sel *selected) uidIndexes(set wire.NumSet) []int {
 	if len(sel.uids) == 0 {
 		return nil
 	}
 	last := sel.uids[len(sel.uids)-1]
 	var idx []int
-	for _, r := range set {
-		start, stop := mailstore.UID(r.Start), mailstore.UID(r.Stop)
+	for _, r := range set.Ranges {
+		a, b := normRange(r)
+		start, stop := mailstore.UID(a), mailstore.UID(b)
 		switch {
 		case start == 0:
 			start, stop = last, last

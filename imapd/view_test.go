@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"pushmail/imapd/wire"
 	"pushmail/mailstore"
 	"pushmail/notify"
 )
@@ -160,30 +161,42 @@ func TestResolve(t *testing.T) {
 	sel := &selected{uids: []mailstore.UID{3, 5, 6, 9}}
 	tests := []struct {
 		name    string
-		set     imap.NumSet
+		set     wire.NumSet
+		byUID   bool
 		want    []msgRef
 		wantErr bool
 	}{
-		{"seq", imap.SeqSetNum(2, 4), []msgRef{{2, 5}, {4, 9}}, false},
-		{"seq star", imap.SeqSet{{Start: 0, Stop: 0}}, []msgRef{{4, 9}}, false},
-		{"seq n:*", imap.SeqSet{{Start: 3, Stop: 0}}, []msgRef{{3, 6}, {4, 9}}, false},
-		{"seq n:* beyond", imap.SeqSet{{Start: 7, Stop: 0}}, []msgRef{{4, 9}}, false},
-		{"seq out of range", imap.SeqSetNum(5), nil, true},
-		{"uid", imap.UIDSetNum(5, 7, 9), []msgRef{{2, 5}, {4, 9}}, false},
-		{"uid range", imap.UIDSet{{Start: 4, Stop: 6}}, []msgRef{{2, 5}, {3, 6}}, false},
-		{"uid star", imap.UIDSet{{Start: 0, Stop: 0}}, []msgRef{{4, 9}}, false},
+		{"seq", nums(2, 2, 4, 4), false, []msgRef{{2, 5}, {4, 9}}, false},
+		{"seq star", nums(0, 0), false, []msgRef{{4, 9}}, false},
+		{"seq n:*", nums(3, 0), false, []msgRef{{3, 6}, {4, 9}}, false},
+		{"seq *:n", nums(0, 3), false, []msgRef{{3, 6}, {4, 9}}, false},
+		{"seq n:* beyond", nums(7, 0), false, []msgRef{{4, 9}}, false},
+		{"seq reversed", nums(4, 3), false, []msgRef{{3, 6}, {4, 9}}, false},
+		{"seq out of range", nums(5, 5), false, nil, true},
+		{"uid", nums(5, 5, 7, 7, 9, 9), true, []msgRef{{2, 5}, {4, 9}}, false},
+		{"uid range", nums(4, 6), true, []msgRef{{2, 5}, {3, 6}}, false},
+		{"uid star", nums(0, 0), true, []msgRef{{4, 9}}, false},
 		// RFC 9051 §6.4.9: "559:*" includes the last message.
-		{"uid n:* beyond", imap.UIDSet{{Start: 100, Stop: 0}}, []msgRef{{4, 9}}, false},
-		{"uid none", imap.UIDSetNum(4, 100), nil, false},
+		{"uid n:* beyond", nums(100, 0), true, []msgRef{{4, 9}}, false},
+		{"uid none", nums(4, 4, 100, 100), true, nil, false},
 	}
 	for _, tt := range tests {
-		got, err := sel.resolve(tt.set)
+		got, err := sel.resolve(tt.set, tt.byUID)
 		if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
 			t.Errorf("%s: resolve(%v) = %v, %v, want %v (error %v)", tt.name, tt.set, got, err, tt.want, tt.wantErr)
 		}
 	}
 	empty := &selected{}
-	if got, err := empty.resolve(imap.SeqSet{{Start: 1, Stop: 0}}); err != nil || len(got) != 0 {
+	if got, err := empty.resolve(nums(1, 0), false); err != nil || len(got) != 0 {
 		t.Errorf("resolve(1:*) on an empty view = %v, %v, want nothing", got, err)
 	}
+}
+
+// nums builds a set from start, stop pairs (0 is "*").
+func nums(pairs ...uint32) wire.NumSet {
+	var s wire.NumSet
+	for i := 0; i+1 < len(pairs); i += 2 {
+		s.Ranges = append(s.Ranges, wire.NumRange{Start: pairs[i], Stop: pairs[i+1]})
+	}
+	return s
 }

@@ -50,7 +50,7 @@ func TestImportGraph(t *testing.T) {
 		// imapd's wire layer: bytes to commands and back, nothing of
 		// ours, and not go-imap's server (issue 14 replaces it).
 		{"pushmail/imapd/wire", nil, []string{"pushmail/", "github.com/emersion/go-imap/v2/imapserver", "github.com/emersion/go-smtp"}, false},
-		{"pushmail/imapd", []string{"pushmail/imapd/wire", "pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp"}, false},
+		{"pushmail/imapd", []string{"pushmail/imapd/wire", "pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp", "github.com/emersion/go-imap/v2/imapserver"}, false},
 	}
 	for _, r := range rules {
 		p, ok := pkgs[r.pkg]
