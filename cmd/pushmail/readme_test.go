@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"io"
 	"maps"
 	"net"
 	"os"
@@ -398,4 +399,58 @@ func lastBytes(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
+}
+
+// TestReadmeIMAPCapabilities: the README's list of IMAP capabilities is
+// what a running server advertises after LOGIN (RFC 9051 §6.1.1), in
+// the same order, so that the list cannot drift from the code.
+func TestReadmeIMAPCapabilities(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	var documented []string
+	for _, b := range readmeBlocks(t) {
+		if _, reason := b.kind(); strings.Contains(reason, "TestReadmeIMAPCapabilities") {
+			documented = strings.Fields(b.text)
+		}
+	}
+	if len(documented) == 0 {
+		t.Fatal("README.md has no block noted for TestReadmeIMAPCapabilities")
+	}
+	data := t.TempDir()
+	srv := startServer(t, data)
+	cli(t, "secret\n", "user", "add", "alice@localhost", "--data", data, "--password-stdin")
+	// A raw line, not imapclient, which keeps capabilities in a set:
+	// the order is compared too.
+	raw, err := net.Dial("tcp", srv.addr("imap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if err := raw.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(raw)
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(raw, "a LOGIN alice@localhost secret\r\nb CAPABILITY\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	var advertised []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading CAPABILITY: %v", err)
+		}
+		if rest, ok := strings.CutPrefix(line, "* CAPABILITY "); ok {
+			advertised = strings.Fields(rest)
+		}
+		if strings.HasPrefix(line, "b ") {
+			break
+		}
+	}
+	if !slices.Equal(advertised, documented) {
+		t.Errorf("after LOGIN the server advertises\n  %s\nREADME.md documents\n  %s", strings.Join(advertised, " "), strings.Join(documented, " "))
+	}
 }
