@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // rssBytes is the resident set size of process pid, from
@@ -189,4 +192,100 @@ func TestSilentAppendClaimsServe(t *testing.T) {
 	if peak-base >= maxGrow {
 		t.Errorf("server RSS grew by %d MB, want < %d MB", (peak-base)>>20, maxGrow>>20)
 	}
+}
+
+// TestSilentFloodServe is issue 13's connection exhaustion against the
+// real binary, with the server's memory recorded: 4,000 connections that
+// say nothing, 16 from each of 250 loopback addresses, on the SMTP
+// listener and as many on IMAP. Each listener keeps at most max-conns
+// (1,000 by default) and closes the oldest unauthenticated connection for
+// a newcomer, so a fresh client still delivers and logs in, and the
+// server's memory stays bounded by the slots, not by the flood.
+func TestSilentFloodServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	const (
+		addrs   = 250
+		perAddr = 16
+		// Two listeners' 1,000 slots at some 36 KB each, with room for
+		// noise; the 8,000 connections unbounded would take 290 MB.
+		maxGrow = 150 << 20
+	)
+	data := t.TempDir()
+	srv := startServer(t, data)
+	cli(t, "secret\n", "user", "add", "alice@localhost", "--data", data, "--password-stdin")
+	pid := srv.cmd.Process.Pid
+	base := rssBytes(t, pid)
+
+	var (
+		mu     sync.Mutex
+		silent []net.Conn
+	)
+	t.Cleanup(func() {
+		for _, nc := range silent {
+			nc.Close()
+		}
+	})
+	flood := func(addr string) error {
+		var wg sync.WaitGroup
+		errc := make(chan error, addrs)
+		for a := range addrs {
+			local := &net.TCPAddr{IP: net.IPv4(127, 0, 2, byte(a+1))}
+			wg.Go(func() {
+				d := net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}
+				for range perAddr {
+					nc, err := d.Dial("tcp", addr)
+					if err != nil {
+						errc <- fmt.Errorf("dial from %s: %w", local.IP, err)
+						return
+					}
+					mu.Lock()
+					silent = append(silent, nc)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		close(errc)
+		return <-errc
+	}
+	for _, proto := range []string{"smtp", "imap"} {
+		if err := flood(srv.addr(proto)); err != nil {
+			t.Skipf("cannot open the silent connections: %v", err)
+		}
+	}
+	// Let the server accept and settle what it keeps.
+	time.Sleep(time.Second)
+	held := rssBytes(t, pid)
+
+	// A fresh client on each listener is served.
+	c := dialLine(t, srv.addr("smtp"))
+	c.expect("220 ")
+	c.send("EHLO client.test\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<alice@localhost>\r\nDATA\r\n")
+	c.expect("354")
+	c.send("Subject: after the flood\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+	c.expect("250 2.0.0")
+	ic := dialLine(t, srv.addr("imap"))
+	ic.expect("* OK")
+	ic.send("a LOGIN alice@localhost secret\r\nb STATUS INBOX (MESSAGES)\r\n")
+	ic.expect("a OK")
+	if l := ic.expect("* STATUS"); !strings.Contains(l, "(MESSAGES 1)") {
+		t.Errorf("STATUS after the flood = %q, want the fresh delivery", l)
+	}
+
+	t.Logf("server RSS: %d MB before, %d MB with %d silent connections sent to SMTP and IMAP (+%d MB); load average %s",
+		base>>20, held>>20, len(silent), (held-base)>>20, loadAverage())
+	if held-base >= maxGrow {
+		t.Errorf("server RSS grew by %d MB under the flood, want < %d MB", (held-base)>>20, maxGrow>>20)
+	}
+}
+
+// loadAverage is /proc/loadavg's first three fields, for logged figures.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
