@@ -590,9 +590,11 @@ func TestSearchResTranscript(t *testing.T) {
 	c := env.raw(t)
 	c.ok("SELECT INBOX")
 	c.ok(`STORE 2,4 +FLAGS.SILENT (\Seen)`)
-	// RFC 5182: SAVE alone answers no ESEARCH data worth checking; $ then
-	// stands for the result.
-	c.ok("SEARCH RETURN (SAVE) SEEN")
+	// RFC 5182 §2.4: SAVE alone answers no ESEARCH at all; $ then stands
+	// for the result.
+	if untagged := c.ok("SEARCH RETURN (SAVE) SEEN"); len(untagged) != 0 {
+		t.Errorf("SEARCH RETURN (SAVE) = %q, want no untagged response", untagged)
+	}
 	untagged := c.ok("FETCH $ (UID)")
 	if !slices.Equal(untagged, []string{"* 2 FETCH (UID 2)", "* 4 FETCH (UID 4)"}) {
 		t.Errorf("FETCH $ = %q", untagged)

@@ -67,8 +67,13 @@ func (s *session) Search(byUID bool, a *wire.Search) error {
 		w.CRLF()
 		return w.Err()
 	}
-	// RFC 4731 §3.1: RETURN () means ALL; SAVE alone returns nothing.
-	all := ret.All || !(ret.Min || ret.Max || ret.Count || ret.Save)
+	if ret.Save && !(ret.All || ret.Min || ret.Max || ret.Count) {
+		// RFC 5182 §2.4: with SAVE the only result option, the result
+		// is kept for "$" and no ESEARCH response is sent.
+		return nil
+	}
+	// RFC 4731 §3.1: RETURN () means ALL.
+	all := ret.All || !(ret.Min || ret.Max || ret.Count)
 	w.Raw(`* ESEARCH (TAG `).String(s.tag).Raw(")")
 	if byUID {
 		w.Raw(" UID")
