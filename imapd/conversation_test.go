@@ -359,9 +359,24 @@ var classes = map[string]string{
 // atom.
 const varClass = `[^ ()\[\]{}"]+`
 
+// flagListRe finds a parenthesized list of backslash-atoms: flags and
+// mailbox attributes, whose order RFC 9051 leaves free.
+var flagListRe = regexp.MustCompile(`\((\\[A-Za-z]+(?: \\[A-Za-z*]+)*)\)`)
+
+// sortFlagLists sorts the items of every such list, in a line or in a
+// pattern, so that they match in any order.
+func sortFlagLists(s string) string {
+	return flagListRe.ReplaceAllStringFunc(s, func(l string) string {
+		items := strings.Fields(l[1 : len(l)-1])
+		slices.Sort(items)
+		return "(" + strings.Join(items, " ") + ")"
+	})
+}
+
 // compilePattern turns an S line into a regexp, given the variables bound
 // so far.
 func compilePattern(s string, vars map[string]string) (*pattern, error) {
+	s = sortFlagLists(s)
 	p := &pattern{}
 	var re strings.Builder
 	re.WriteString("^")
@@ -398,7 +413,7 @@ func compilePattern(s string, vars map[string]string) (*pattern, error) {
 
 // match matches a line and returns the variables it binds.
 func (p *pattern) match(line string) (map[string]string, bool) {
-	m := p.re.FindStringSubmatch(line)
+	m := p.re.FindStringSubmatch(sortFlagLists(line))
 	if m == nil {
 		return nil, false
 	}
@@ -803,6 +818,9 @@ func TestConversationPatterns(t *testing.T) {
 		{"twice in one line agree", `<a> <a>`, nil, `1 1`, true, map[string]string{"a": "1"}},
 		{"escaped", `\<abc>`, nil, `<abc>`, true, nil},
 		{"message id is literal", `"<1@example.org>"`, nil, `"<1@example.org>"`, true, nil},
+		{"flags in any order", `* 1 FETCH (FLAGS (\Seen \Deleted))`, nil, `* 1 FETCH (FLAGS (\Deleted \Seen))`, true, nil},
+		{"attributes in any order", `* LIST (\Subscribed \NonExistent) "/" x`, nil, `* LIST (\NonExistent \Subscribed) "/" x`, true, nil},
+		{"other lists in order", `* STATUS x (MESSAGES 2 UIDNEXT 3)`, nil, `* STATUS x (MESSAGES 3 UIDNEXT 2)`, false, nil},
 		{"partial origin is literal", `BODY[]<0> {5}`, nil, `BODY[]<0> {5}`, true, nil},
 	}
 	for _, tt := range tests {
