@@ -75,7 +75,7 @@ const (
 	stepClosed                    // "closed N": the server has closed
 	stepHangUp                    // "hangup N": the client closes
 	stepLogin                     // "login N"
-	stepSelect                    // "select N mailbox"
+	stepSelect                    // "select N mailbox", "examine N mailbox"
 	stepDeliver                   // "deliver name"
 	stepCheck                     // "check …": the store's state
 )
@@ -88,7 +88,7 @@ type step struct {
 	conn   int
 	pieces []string // stepSend: the writes, in order
 	want   []string // stepExpect, stepUnordered: patterns
-	arg    string   // stepSelect: mailbox; stepDeliver: message; stepCheck: what
+	arg    string   // stepSelect: the command; stepDeliver: message; stepCheck: what
 	values []string // stepCheck: the expected items
 }
 
@@ -202,15 +202,16 @@ func parseScript(file, text string) (*script, error) {
 			kind := map[string]stepKind{"login": stepLogin, "closed": stepClosed, "hangup": stepHangUp}[fields[0]]
 			sc.steps = append(sc.steps, step{line: n, text: line, kind: kind, conn: conn})
 			continue
-		case "select":
+		case "select", "examine":
 			if len(fields) != 3 {
-				return nil, errf("select N mailbox")
+				return nil, errf("%s N mailbox", fields[0])
 			}
 			conn, err := strconv.Atoi(fields[1])
 			if err != nil {
-				return nil, errf("select N mailbox")
+				return nil, errf("%s N mailbox", fields[0])
 			}
-			sc.steps = append(sc.steps, step{line: n, text: line, kind: stepSelect, conn: conn, arg: fields[2]})
+			sc.steps = append(sc.steps, step{line: n, text: line, kind: stepSelect, conn: conn,
+				arg: strings.ToUpper(fields[0]) + " " + fields[2]})
 			continue
 		case "deliver":
 			if len(fields) != 2 {
@@ -641,7 +642,7 @@ func (r *scriptRun) step(st *step) {
 		}
 		r.shortcut(st.conn, "login", "LOGIN "+testUser+" "+testPassword)
 	case stepSelect:
-		r.shortcut(st.conn, "select", "SELECT "+st.arg)
+		r.shortcut(st.conn, "select", st.arg)
 	case stepDeliver:
 		uids, err := r.env.store.Deliver(context.Background(), r.sc.messages[st.arg], []mailstore.Recipient{r.env.inbox})
 		if err != nil {
