@@ -67,8 +67,14 @@ func (s *session) Search(byUID bool, a *wire.Search) error {
 		w.CRLF()
 		return w.Err()
 	}
-	// RFC 4731 §3.1: RETURN () means ALL; SAVE alone returns nothing.
-	all := ret.All || !(ret.Min || ret.Max || ret.Count || ret.Save)
+	// RFC 4731 §3.1: RETURN () means ALL. SAVE alone returns nothing,
+	// not even an empty ESEARCH (RFC 5182 §2.2 and RFC 9051 §6.4.4
+	// examples: "A282 SEARCH RETURN (SAVE) …" is answered by the tagged
+	// OK alone).
+	if ret.Save && !(ret.Min || ret.Max || ret.Count || ret.All) {
+		return nil
+	}
+	all := ret.All || !(ret.Min || ret.Max || ret.Count)
 	w.Raw(`* ESEARCH (TAG `).String(s.tag).Raw(")")
 	if byUID {
 		w.Raw(" UID")
