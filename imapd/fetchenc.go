@@ -32,9 +32,14 @@ const envelopeDate = "Mon, 02 Jan 2006 15:04:05 -0700"
 // w.UTF8 still decides, as for every string, quoted or literal.
 func writeEnvelope(w *wire.Writer, e *message.Envelope, utf8 bool) {
 	w.Raw("(")
-	if e.Date.IsZero() {
+	switch {
+	case e.DateText != "":
+		// RFC 9051 §7.5.2: the Date field as the message has it.
+		w.String(nulFree(e.DateText))
+	case e.Date.IsZero():
 		w.Raw("NIL")
-	} else {
+	default:
+		// An envelope stored before DateText: its parsed date.
 		w.String(e.Date.Format(envelopeDate))
 	}
 	w.SP()

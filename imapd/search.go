@@ -68,8 +68,9 @@ func (s *session) Search(byUID bool, a *wire.Search) error {
 		return w.Err()
 	}
 	if ret.Save && !(ret.All || ret.Min || ret.Max || ret.Count) {
-		// RFC 5182 §2.4: with SAVE the only result option, the result
-		// is kept for "$" and no ESEARCH response is sent.
+		// RFC 5182 §2.2 and RFC 9051 §6.4.4 (their examples): with SAVE
+		// the only result option, the result is kept for "$" and no
+		// ESEARCH response is sent.
 		return nil
 	}
 	// RFC 4731 §3.1: RETURN () means ALL.

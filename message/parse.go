@@ -91,7 +91,12 @@ func (a Address) Text() string {
 // Sender and ReplyTo are never empty when From is not: RFC 9051 §7.5.2 says
 // the server sets them to From when the header fields are absent or empty.
 type Envelope struct {
-	Date      time.Time `json:"date,omitzero"`     // zero if missing or unparsable
+	Date time.Time `json:"date,omitzero"` // zero if missing or unparsable
+	// DateText is the Date field as written, unfolded and trimmed: what
+	// ENVELOPE shows (RFC 9051 §7.5.2 takes the envelope's fields from
+	// the header; its example keeps a "(PDT)" comment). Empty if the
+	// field is missing, and in envelopes stored before it existed.
+	DateText  string    `json:"date_text,omitempty"`
 	Subject   string    `json:"subject,omitempty"` // RFC 2047-decoded to UTF-8
 	From      []Address `json:"from,omitempty"`
 	Sender    []Address `json:"sender,omitempty"`
@@ -626,6 +631,7 @@ func (p *parser) fillEnvelope(env *Envelope, h *header) {
 	raw := p.raw
 	if v, _ := h.get(raw, fDate); v != "" && len(v) <= maxDateLen {
 		env.Date = parseDate(v)
+		env.DateText = strings.TrimSpace(v)
 	}
 	if v, _ := h.get(raw, fSubject); v != "" {
 		env.Subject = decodeWords(v)

@@ -197,9 +197,10 @@ func TestParseMessages(t *testing.T) {
 		name: "simple text/plain",
 		file: "simple.eml",
 		env: Envelope{
-			Date:    date("2024-05-14T11:12:30+02:00"),
-			Subject: "Lunch on Thursday?",
-			From:    alice, Sender: alice, ReplyTo: alice,
+			Date:     date("2024-05-14T11:12:30+02:00"),
+			DateText: "Tue, 14 May 2024 11:12:30 +0200",
+			Subject:  "Lunch on Thursday?",
+			From:     alice, Sender: alice, ReplyTo: alice,
 			To:        []Address{{Name: "Bob", Mailbox: "bob", Host: "example.net"}},
 			MessageID: "20240514091230.GA1234@example.org",
 		},
@@ -215,9 +216,10 @@ func TestParseMessages(t *testing.T) {
 		name: "nested multipart/mixed with alternative and attachment",
 		file: "multipart.eml",
 		env: Envelope{
-			Date:    date("2024-07-03T16:45:00-04:00"),
-			Subject: "Q2 report",
-			From:    carol, Sender: carol, ReplyTo: carol,
+			Date:     date("2024-07-03T16:45:00-04:00"),
+			DateText: "Wed, 3 Jul 2024 16:45:00 -0400",
+			Subject:  "Q2 report",
+			From:     carol, Sender: carol, ReplyTo: carol,
 			To: []Address{
 				{Mailbox: "dave", Host: "example.net"},
 				{Name: "Eve, the Auditor", Mailbox: "eve", Host: "example.net"},
@@ -281,9 +283,10 @@ func TestParseMessages(t *testing.T) {
 		name: "message/rfc822 attachment",
 		file: "rfc822-attachment.eml",
 		env: Envelope{
-			Date:    date("2024-09-06T08:00:00Z"),
-			Subject: "Fwd: Meeting notes",
-			From:    grace, Sender: grace, ReplyTo: grace,
+			Date:     date("2024-09-06T08:00:00Z"),
+			DateText: "Fri, 6 Sep 2024 08:00:00 +0000",
+			Subject:  "Fwd: Meeting notes",
+			From:     grace, Sender: grace, ReplyTo: grace,
 			To:        []Address{{Name: "Oscar", Mailbox: "oscar", Host: "example.com"}},
 			MessageID: "fwd-42@example.com",
 		},
@@ -338,12 +341,13 @@ func TestParseMessages(t *testing.T) {
 		name: "RFC 2047 subject and names, undisclosed recipients",
 		file: "rfc2047.eml",
 		env: Envelope{
-			Date:    date("2024-01-01T00:00:00+01:00"),
-			Subject: "Échantillon de données — résumé",
-			From:    []Address{{Name: "André Pirard", Mailbox: "pirard", Host: "example.be"}},
-			Sender:  []Address{{Name: "山田太郎", Mailbox: "taro", Host: "example.jp"}},
-			ReplyTo: []Address{{Name: "Support ✓", Mailbox: "support", Host: "example.com"}},
-			To:      []Address{{Name: "undisclosed-recipients", Group: true}, {GroupEnd: true}},
+			Date:     date("2024-01-01T00:00:00+01:00"),
+			DateText: "Mon, 1 Jan 2024 00:00:00 +0100",
+			Subject:  "Échantillon de données — résumé",
+			From:     []Address{{Name: "André Pirard", Mailbox: "pirard", Host: "example.be"}},
+			Sender:   []Address{{Name: "山田太郎", Mailbox: "taro", Host: "example.jp"}},
+			ReplyTo:  []Address{{Name: "Support ✓", Mailbox: "support", Host: "example.com"}},
+			To:       []Address{{Name: "undisclosed-recipients", Group: true}, {GroupEnd: true}},
 
 			MessageID: "rfc2047-test@example.be",
 		},
@@ -390,9 +394,10 @@ func TestParseRFC822Envelope(t *testing.T) {
 	p := parse(raw)
 	heidi := []Address{{Name: "Heidi", Mailbox: "heidi", Host: "example.org"}}
 	want := &Envelope{
-		Date:    date("2024-09-05T17:30:00+02:00"),
-		Subject: "Meeting notes",
-		From:    heidi, Sender: heidi, ReplyTo: heidi,
+		Date:     date("2024-09-05T17:30:00+02:00"),
+		DateText: "Thu, 5 Sep 2024 17:30:00 +0200",
+		Subject:  "Meeting notes",
+		From:     heidi, Sender: heidi, ReplyTo: heidi,
 		To: []Address{
 			{Name: "Ivan", Mailbox: "ivan", Host: "example.org"},
 			{Name: "team", Group: true},
@@ -439,11 +444,12 @@ func TestParseEnvelope(t *testing.T) {
 	}, {
 		name:   "unparsable date",
 		header: "Date: the day after tomorrow\nSubject: hi\n",
-		want:   Envelope{Subject: "hi"},
+		// ENVELOPE shows the field as written; Date stays zero.
+		want: Envelope{DateText: "the day after tomorrow", Subject: "hi"},
 	}, {
 		name:   "obsolete date with comment",
 		header: "Date: Fri, 21 Nov 1997 09:55:06 -0600 (MDT)\n",
-		want:   Envelope{Date: date("1997-11-21T09:55:06-06:00")},
+		want:   Envelope{Date: date("1997-11-21T09:55:06-06:00"), DateText: "Fri, 21 Nov 1997 09:55:06 -0600 (MDT)"},
 	}, {
 		name: "explicit sender and reply-to, empty reply-to defaults",
 		header: "From: Bob <bob@example.com>\nSender: list@example.org\nReply-To:\n" +
