@@ -19,8 +19,9 @@ import (
 
 // mutt runs Mutt against a server non-interactively: the keys to press
 // are pushed from the muttrc ("push", muttrc(5)), and util-linux's
-// script(1) gives it the terminal it insists on. Over plain IMAP, Mutt
-// talks to the server through a proxy that records what it sends.
+// script(1) (Debian's bsdutils) gives it the terminal it insists on.
+// Over plain IMAP, Mutt talks to the server through a proxy that records
+// what it sends.
 type mutt struct {
 	bin, script string
 	dir         string
@@ -61,7 +62,7 @@ func newMuttIMAPS(t *testing.T, env *tlsEnv) *mutt {
 func (m *mutt) lookTools(t *testing.T) {
 	t.Helper()
 	m.bin = lookTool(t, "mutt", "mutt")
-	m.script = lookTool(t, "script", "util-linux")
+	m.script = lookTool(t, "script", "bsdutils")
 }
 
 // run opens INBOX over IMAP with the given settings, presses keys and
