@@ -221,18 +221,27 @@ func TestPythonImaplibCloseKeepsMessages(t *testing.T) {
 }
 
 // TestMbsync syncs the account with a local Maildir using isync's mbsync,
-// both ways with Expunge Both, and after every run checks both sides:
-// the server's store and the Maildir must hold the same messages, and
-// none may be lost. Before 0b308a1 the first run emptied the server's
-// INBOX (mbsync expunges with nothing \Deleted) and the next one then
-// emptied the Maildir, while every run exited 0.
+// both ways with Expunge Both, over plain TCP and over implicit TLS (the
+// certificate verified against a test CA), and after every run checks
+// both sides: the server's store and the Maildir must hold the same
+// messages, byte for byte, with the same flags, and none may be lost.
+// Each way it carries new messages, flag changes and deletions. Before
+// 0b308a1 the first run emptied the server's INBOX (mbsync expunges with
+// nothing \Deleted) and the next one then emptied the Maildir, while
+// every run exited 0.
 func TestMbsync(t *testing.T) {
 	t.Parallel()
-	mbsync, err := exec.LookPath("mbsync")
-	if err != nil {
-		t.Skip("mbsync (isync) not installed")
+	mbsync := lookTool(t, "mbsync", "isync")
+	for _, mode := range []string{"plain", "imaps"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testMbsync(t, mbsync, mode)
+		})
 	}
-	env := newTestEnv(t, envOptions{})
+}
+
+func testMbsync(t *testing.T, mbsync, mode string) {
+	env := newTLSEnv(t)
 	want := env.deliverN(t, 3)
 	koeln := []byte("From: a@example.org\r\nSubject: =?UTF-8?Q?K=C3=B6ln?=\r\nMessage-ID: <koeln@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nKöln\r\n")
 	want[imap.UID(env.deliver(t, koeln))] = koeln
@@ -241,11 +250,20 @@ func TestMbsync(t *testing.T) {
 		t.Fatal(err)
 	}
 	// mbsync talks to the server through a proxy that records its
-	// commands, to show which expunges a run issued.
-	proxy := newTraceProxy(t, env.addr)
+	// commands, to show which expunges a run issued (over TLS it records
+	// ciphertext, and the check is skipped).
+	target, tlsSettings := env.addr, "SSLType None"
+	if mode == "imaps" {
+		target = env.tlsAddr
+		tlsSettings = "SSLType IMAPS\nCertificateFile " + env.pki.caFile
+	}
+	proxy := newTraceProxy(t, target)
 
 	dir := t.TempDir()
 	host, port, _ := net.SplitHostPort(proxy.addr)
+	if mode == "imaps" {
+		host = "localhost" // isync matches the certificate's DNS names only
+	}
 	maildir := filepath.Join(dir, "mail")
 	if err := os.Mkdir(maildir, 0o700); err != nil {
 		t.Fatal(err)
@@ -259,7 +277,7 @@ Host %s
 Port %s
 User %s
 Pass %s
-SSLType None
+%s
 AuthMechs LOGIN
 
 IMAPStore remote
@@ -278,7 +296,7 @@ Create Both
 Sync All
 Expunge Both
 SyncState *
-`, host, port, testUser, testPassword, maildir, maildir)
+`, host, port, testUser, testPassword, tlsSettings, maildir, maildir)
 	if err := os.WriteFile(rc, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +360,7 @@ SyncState *
 	}
 	// mbsync 1.4 closes every mailbox with CLOSE (an expunge) though
 	// nothing is \Deleted: the path that lost the mail.
-	if !slices.Contains(cmds, "CLOSE") && !slices.Contains(cmds, "EXPUNGE") && !slices.Contains(cmds, "UID EXPUNGE") {
+	if mode == "plain" && !slices.Contains(cmds, "CLOSE") && !slices.Contains(cmds, "EXPUNGE") && !slices.Contains(cmds, "UID EXPUNGE") {
 		t.Errorf("first sync sent %v, no expunge: the test no longer covers an expunge with nothing \\Deleted", cmds)
 	}
 
@@ -399,9 +417,69 @@ SyncState *
 	check("local deletions", "INBOX", want)
 	check("local deletions", "Work/Project", map[imap.UID][]byte{1: project})
 
-	// 6. And once more with nothing to do.
+	// 6. Flags changed on the server come down: \Flagged and \Seen on
+	// message 1 become F and S in its Maildir file name.
+	ctx := context.Background()
+	inbox := env.mailbox(t, "INBOX")
+	if _, err := env.store.StoreFlags(ctx, inbox.ID, mailstore.UIDSetOf(1), mailstore.FlagsAdd, []string{`\Flagged`, `\Seen`}, 0); err != nil {
+		t.Fatal(err)
+	}
+	run("server flags")
+	check("server flags", "INBOX", want)
+	if got := maildirFlags(t, filepath.Join(maildir, "INBOX"), "<1@example.org>"); got != "FS" {
+		t.Errorf("server flags: message 1's Maildir flags are %q, want FS", got)
+	}
+	env.checkFlags(t, "INBOX", map[imap.UID][]string{1: {`\Flagged`, `\Seen`}, 4: nil})
+
+	// 7. Flags changed locally go up: R and S on Köln become \Answered
+	// and \Seen on UID 4; F removed from message 1 clears \Flagged.
+	setMaildirFlags(t, filepath.Join(maildir, "INBOX"), "<koeln@example.org>", "RS")
+	setMaildirFlags(t, filepath.Join(maildir, "INBOX"), "<1@example.org>", "S")
+	run("local flags")
+	check("local flags", "INBOX", want)
+	env.checkFlags(t, "INBOX", map[imap.UID][]string{1: {`\Seen`}, 4: {`\Answered`, `\Seen`}})
+
+	// 8. Deletions on the server go down: UID 6 expunged by another
+	// client, UID 5 only marked \Deleted (Expunge Both then expunges it
+	// on both sides).
+	if _, err := env.store.StoreFlags(ctx, inbox.ID, mailstore.UIDSetOf(5, 6), mailstore.FlagsAdd, []string{`\Deleted`}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.store.Expunge(ctx, inbox.ID, mailstore.UIDSetOf(6), 0); err != nil {
+		t.Fatal(err)
+	}
+	run("server deletions")
+	delete(want, 5)
+	delete(want, 6)
+	check("server deletions", "INBOX", want)
+	check("server deletions", "Work/Project", map[imap.UID][]byte{1: project})
+	env.checkFlags(t, "INBOX", map[imap.UID][]string{1: {`\Seen`}, 4: {`\Answered`, `\Seen`}})
+
+	// 9. And once more with nothing to do.
 	run("last sync")
 	check("last sync", "INBOX", want)
+	if got := maildirFlags(t, filepath.Join(maildir, "INBOX"), "<koeln@example.org>"); got != "RS" {
+		t.Errorf("last sync: Köln's Maildir flags are %q, want RS", got)
+	}
+}
+
+// maildirFlags returns the flags in the file name of the message with
+// Message-ID id ("" when it has none).
+func maildirFlags(t *testing.T, folder, id string) string {
+	t.Helper()
+	_, flags, _ := strings.Cut(filepath.Base(maildirFind(t, folder, id)), ":2,")
+	return flags
+}
+
+// setMaildirFlags gives a message exactly the Maildir flags given (in
+// ASCII order), moving it to cur as a mail reader does.
+func setMaildirFlags(t *testing.T, folder, id, flags string) {
+	t.Helper()
+	path := maildirFind(t, folder, id)
+	name, _, _ := strings.Cut(filepath.Base(path), ":2,")
+	if err := os.Rename(path, filepath.Join(folder, "cur", name+":2,"+flags)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // mbsyncNormal is a message as both sides of an mbsync channel hold it:

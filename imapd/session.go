@@ -83,7 +83,12 @@ func (s *session) Close() error {
 		s.wmu.Lock()
 		s.byed = true
 		s.wmu.Unlock()
-		if err := s.raw.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		// nc, not raw: after STARTTLS, closing the TLS layer sends
+		// close_notify first (RFC 8446 §6.1: each party MUST send it
+		// before closing its write side), as implicit TLS, where raw is
+		// the TLS connection, always did. Its write is bounded (5 s, in
+		// crypto/tls). nc is only changed on this goroutine (startTLS).
+		if err := s.nc.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.log.Debug("close", "err", err)
 		}
 		if sel := s.sel; sel != nil {
