@@ -305,6 +305,13 @@ func TestNoRecentInIMAP4rev2(t *testing.T) {
 
 	r := env.raw(t)
 	checkLines(t, "IMAP4rev1 SELECT after", r.ok("SELECT INBOX"), " RECENT", "* 3 RECENT")
+
+	// ENABLE IMAP4rev2 with the mailbox selected: \Recent ends there.
+	r.ok("ENABLE IMAP4rev2")
+	checkLines(t, "FETCH after ENABLE", r.ok("FETCH 1 (FLAGS)"), "FETCH", `* 1 FETCH (FLAGS ())`)
+	env.deliver(t, testMessage(4))
+	checkLines(t, "NOOP after ENABLE", r.ok("NOOP"), "", "* 4 EXISTS")
+	storeRecent(t, env, "after ENABLE in the selected state", 3, 1)
 }
 
 // TestRecentCannotBeStored: RFC 3501 §2.3.2, \Recent "can not be
