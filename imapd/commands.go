@@ -344,6 +344,11 @@ func (s *session) enable(a *wire.Enable) error {
 			if !s.rev2 {
 				s.rev2 = true
 				enabled = append(enabled, "IMAP4rev2")
+				if s.sel != nil {
+					// RFC 9051 has no \Recent: from now on the
+					// session shows none and claims none.
+					s.sel.recent = recentState{}
+				}
 			}
 		case "UTF8=ACCEPT":
 			if !s.utf8 {
@@ -515,22 +520,16 @@ func (u updates) WriteNumMessages(n uint32) error {
 	return u.s.w.Err()
 }
 
-func (u updates) WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag) error {
-	w := u.s.w
-	w.Raw("* ").Number(uint64(seq)).Raw(" FETCH (UID ").Number(uint64(uid)).Raw(" FLAGS ")
-	writeFlags(w, flags)
-	w.Raw(")").CRLF()
-	return w.Err()
+func (u updates) WriteRecent(n uint32) error {
+	u.s.w.Raw("* ").Number(uint64(n)).Raw(" RECENT").CRLF()
+	return u.s.w.Err()
 }
 
-// writeFlags writes a flag list.
-func writeFlags(w *wire.Writer, flags []imap.Flag) {
-	w.Raw("(")
-	for i, f := range flags {
-		if i > 0 {
-			w.SP()
-		}
-		w.Raw(string(f))
-	}
-	w.Raw(")")
+func (u updates) WriteMessageFlags(seq uint32, uid mailstore.UID, flags []string) error {
+	u.s.announceKeywords(flags)
+	w := u.s.w
+	w.Raw("* ").Number(uint64(seq)).Raw(" FETCH (UID ").Number(uint64(uid)).Raw(" FLAGS ")
+	u.s.writeMessageFlags(uid, flags)
+	w.Raw(")").CRLF()
+	return w.Err()
 }

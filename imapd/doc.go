@@ -28,6 +28,17 @@
 //     .SILENT tells the client only its own change: another session's
 //     older change, not sent yet, then goes out as the flags that STORE
 //     left.
+//   - \Recent (RFC 3501 §2.3.2) is session state, never stored: a
+//     read-write IMAP4rev1 session claims the messages it is the first
+//     to hear of (mailstore.ClaimRecent), at SELECT up to the last UID it
+//     announces and after each EXISTS up to the new last one, never a UID
+//     it has not announced; EXAMINE shows the unclaimed ones without
+//     claiming. After ENABLE IMAP4rev2 a session has none, says none and
+//     claims none (RFC 9051 removed it).
+//   - No FETCH shows a keyword the session has not listed in a FLAGS
+//     response (and PERMANENTFLAGS, read-write) since SELECT (RFC 3501
+//     §7.2.6, RFC 9051 §7.3.5): every FETCH with FLAGS goes through
+//     announceKeywords first (flags.go).
 //   - IDLE sleeps on one select (subscription, DONE, session context):
 //     nothing polls the database.
 //   - Every session's context derives from the Server's; Shutdown cancels

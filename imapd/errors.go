@@ -55,6 +55,14 @@ var (
 		Code: imap.ResponseCodeNonExistent,
 		Text: "Selected mailbox was deleted",
 	}
+	// errRecentInRev2 answers STATUS RECENT and SEARCH RECENT, NEW or
+	// OLD after ENABLE IMAP4rev2: RFC 9051 removed them from its grammar
+	// (§9 status-att, search-key; Appendix E), so they are syntax errors.
+	errRecentInRev2 = &imap.Error{
+		Type: imap.StatusResponseTypeBad,
+		Code: imap.ResponseCodeClientBug,
+		Text: "RECENT, NEW and OLD are not part of IMAP4rev2 (RFC 9051)",
+	}
 	errServerBug = &imap.Error{
 		Type: imap.StatusResponseTypeNo,
 		Code: imap.ResponseCodeServerBug,

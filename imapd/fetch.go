@@ -155,6 +155,9 @@ func (s *session) writeFetch(seq uint32, m *mailstore.Message, attrs []wire.Fetc
 		binaries = append(binaries, b)
 	}
 
+	if seenNow || slices.ContainsFunc(attrs, func(at wire.FetchAttr) bool { return at.Kind == wire.FetchFlags }) {
+		s.announceKeywords(m.Flags)
+	}
 	w := s.w
 	w.Raw("* ").Number(uint64(seq)).Raw(" FETCH (")
 	first := true
@@ -178,7 +181,7 @@ func (s *session) writeFetch(seq uint32, m *mailstore.Message, attrs []wire.Fetc
 			}
 			flagsDone = true
 			item("FLAGS ")
-			writeFlags(w, imapFlags(m.Flags))
+			s.writeMessageFlags(m.UID, m.Flags)
 			s.sel.noteReported(m.UID, m.ModSeq)
 		case wire.FetchInternalDate:
 			item("INTERNALDATE ")
@@ -247,7 +250,7 @@ func (s *session) writeFetch(seq uint32, m *mailstore.Message, attrs []wire.Fetc
 	if seenNow && !flagsDone {
 		// RFC 9051 §6.4.5: a FETCH that sets \Seen reports the new flags.
 		item("FLAGS ")
-		writeFlags(w, imapFlags(m.Flags))
+		s.writeMessageFlags(m.UID, m.Flags)
 		s.sel.noteReported(m.UID, m.ModSeq)
 	}
 	w.Raw(")").CRLF()

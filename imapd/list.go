@@ -51,6 +51,10 @@ func (s *session) List(lc listCommand) error {
 	if err := s.checkAccount(); err != nil {
 		return err
 	}
+	// RFC 5819 §2: RETURN (STATUS (…)) takes STATUS's items.
+	if err := s.checkStatusItems(lc.status); err != nil {
+		return err
+	}
 	mbs, err := s.srv.store.Mailboxes(s.ctx, s.user.ID)
 	if err != nil {
 		return s.reply(err, roleMailbox)

@@ -102,11 +102,24 @@ func (s *session) Status(a *wire.Status) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkStatusItems(a.Items); err != nil {
+		return err
+	}
 	mb, err := s.srv.store.Mailbox(s.ctx, s.user.ID, name)
 	if err != nil {
 		return s.reply(err, roleMailbox)
 	}
 	return s.writeStatus(mb, a.Items)
+}
+
+// checkStatusItems refuses STATUS RECENT from an IMAP4rev2 session:
+// RFC 9051's status-att (§9) has no RECENT, and the session keeps no
+// \Recent to count by.
+func (s *session) checkStatusItems(items []wire.StatusItem) error {
+	if s.rev2 && slices.Contains(items, wire.StatusRecent) {
+		return errRecentInRev2
+	}
+	return nil
 }
 
 // writeStatus writes "* STATUS name (items)" with the counters asked for,
@@ -133,8 +146,9 @@ func (s *session) writeStatus(mb mailstore.Mailbox, items []wire.StatusItem) err
 		case wire.StatusMessages:
 			w.Number(uint64(st.Messages))
 		case wire.StatusRecent:
-			// Nothing is \Recent here yet (see search.go).
-			w.Number(0)
+			// RFC 3501 §6.3.10: the messages no session has claimed
+			// (mailstore.ClaimRecent).
+			w.Number(uint64(st.Recent))
 		case wire.StatusUIDNext:
 			w.Number(uint64(st.UIDNext))
 		case wire.StatusUIDValidity:

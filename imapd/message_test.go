@@ -169,8 +169,8 @@ func TestFetchItems(t *testing.T) {
 	if m.SeqNum != 2 || m.UID != imap.UID(uid) {
 		t.Errorf("FETCH seq %d UID %d, want 2 %d", m.SeqNum, m.UID, uid)
 	}
-	if len(m.Flags) != 0 {
-		t.Errorf("FLAGS = %v, want none (PEEK)", m.Flags)
+	if !slices.Equal(m.Flags, []imap.Flag{imap.Flag(flagRecent)}) {
+		t.Errorf("FLAGS = %v, want \\Recent alone (PEEK)", m.Flags)
 	}
 	if m.RFC822Size != int64(len(mimeMessage)) {
 		t.Errorf("RFC822.SIZE = %d, want %d", m.RFC822Size, len(mimeMessage))
@@ -333,6 +333,8 @@ func TestStoreFlags(t *testing.T) {
 			}
 		}
 		for seq, want := range s.want {
+			// The only session: every message is \Recent to it.
+			want = append(slices.Clone(want), imap.Flag(flagRecent))
 			if got := sortedFlags(fetchFlags(t, c, seq)); !slices.Equal(got, sortedFlags(want)) {
 				t.Errorf("%s: message %d flags = %v, want %v", s.name, seq, got, want)
 			}
@@ -378,7 +380,8 @@ func TestAppend(t *testing.T) {
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("FETCH = %v", err)
 	}
-	if got := sortedFlags(msgs[0].Flags); !slices.Equal(got, []imap.Flag{"$Label", imap.FlagDraft}) {
+	// The SELECT after the APPEND was the first to hear of it: \Recent.
+	if got := sortedFlags(msgs[0].Flags); !slices.Equal(got, []imap.Flag{"$Label", imap.FlagDraft, imap.Flag(flagRecent)}) {
 		t.Errorf("appended flags = %v", got)
 	}
 	if !msgs[0].InternalDate.Equal(date) {
@@ -547,7 +550,7 @@ func TestSelectTranscript(t *testing.T) {
 	untagged, tagged := c.cmd("SELECT INBOX")
 	for _, want := range []string{
 		"* 3 EXISTS",
-		"* 0 RECENT",
+		"* 3 RECENT", // the first session to select them (RFC 3501 §2.3.2)
 		"* OK [UNSEEN 2] First unseen message",
 		fmt.Sprintf("* OK [UIDVALIDITY %d] UIDs valid", inbox.UIDValidity),
 		"* OK [UIDNEXT 4] Predicted next UID",
@@ -606,7 +609,7 @@ func TestSearchResTranscript(t *testing.T) {
 	// SAVE with MIN keeps only the minimum (RFC 5182 §2.4).
 	c.ok("SEARCH RETURN (SAVE MIN) SEEN")
 	untagged = c.ok("UID FETCH $ (FLAGS)")
-	if !slices.Equal(untagged, []string{`* 2 FETCH (UID 2 FLAGS (\Seen))`}) {
+	if !slices.Equal(untagged, []string{`* 2 FETCH (UID 2 FLAGS (\Seen \Recent))`}) {
 		t.Errorf("UID FETCH $ after SAVE MIN = %q", untagged)
 	}
 	untagged = c.ok("SEARCH 2:*")

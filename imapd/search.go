@@ -33,7 +33,10 @@ func (s *session) Search(byUID bool, a *wire.Search) error {
 		}
 		return mailstore.UIDSetOf(uids...)
 	}
-	c, err := storeCriteriaSaved(searchCriteria(&a.Key), seqToUID, mailstore.UIDSetOf(sel.saved...))
+	if s.rev2 && usesRecent(&a.Key) {
+		return errRecentInRev2
+	}
+	c, err := storeCriteriaSaved(searchCriteria(&a.Key, sel.recent.uidSet()), seqToUID, mailstore.UIDSetOf(sel.saved...))
 	if err != nil {
 		return s.reply(err, roleMailbox)
 	}
@@ -170,9 +173,26 @@ func uidSetOfWire(set wire.NumSet) imap.UIDSet {
 	return out
 }
 
+// usesRecent reports whether a search key has RECENT, NEW or OLD in it,
+// which RFC 9051's search-key (§9) no longer has.
+func usesRecent(k *wire.SearchKey) bool {
+	switch k.Op {
+	case wire.SearchRecent, wire.SearchNew, wire.SearchOld:
+		return true
+	}
+	for i := range k.Keys {
+		if usesRecent(&k.Keys[i]) {
+			return true
+		}
+	}
+	return false
+}
+
 // searchCriteria converts a parsed search key to go-imap's criteria, which
 // storeCriteria turns into the store's (see its comment for the rules).
-func searchCriteria(k *wire.SearchKey) *imap.SearchCriteria {
+// recent holds the messages recent to the session, for RECENT, NEW and
+// OLD.
+func searchCriteria(k *wire.SearchKey, recent imap.UIDSet) *imap.SearchCriteria {
 	c := &imap.SearchCriteria{}
 	flag := func(f imap.Flag, not bool) {
 		if not {
@@ -188,12 +208,12 @@ func searchCriteria(k *wire.SearchKey) *imap.SearchCriteria {
 	switch k.Op {
 	case wire.SearchAnd:
 		for i := range k.Keys {
-			c.And(searchCriteria(&k.Keys[i]))
+			c.And(searchCriteria(&k.Keys[i], recent))
 		}
 	case wire.SearchNot:
-		c.Not = append(c.Not, *searchCriteria(&k.Keys[0]))
+		c.Not = append(c.Not, *searchCriteria(&k.Keys[0], recent))
 	case wire.SearchOr:
-		c.Or = append(c.Or, [2]imap.SearchCriteria{*searchCriteria(&k.Keys[0]), *searchCriteria(&k.Keys[1])})
+		c.Or = append(c.Or, [2]imap.SearchCriteria{*searchCriteria(&k.Keys[0], recent), *searchCriteria(&k.Keys[1], recent)})
 	case wire.SearchSeq:
 		if k.Set.Saved {
 			c.UID = append(c.UID, imap.SearchRes())
@@ -215,12 +235,17 @@ func searchCriteria(k *wire.SearchKey) *imap.SearchCriteria {
 		flag(imap.FlagSeen, k.Op == wire.SearchUnseen)
 	case wire.SearchKeyword, wire.SearchUnkeyword:
 		flag(imap.Flag(k.Str), k.Op == wire.SearchUnkeyword)
-	case wire.SearchRecent, wire.SearchNew:
-		// RFC 3501 §6.4.4: no message is \Recent here (see
-		// storeCriteria), so RECENT and NEW (RECENT UNSEEN) find none.
-		c.UID = append(c.UID, imap.UIDSet{})
+	case wire.SearchRecent:
+		// RFC 3501 §6.4.4: \Recent is the session's, not the store's:
+		// the UIDs recent to it (an empty set matches none).
+		c.UID = append(c.UID, recent)
+	case wire.SearchNew:
+		// RFC 3501 §6.4.4: "equivalent to (RECENT UNSEEN)".
+		c.UID = append(c.UID, recent)
+		flag(imap.FlagSeen, true)
 	case wire.SearchOld:
-		// NOT RECENT: every message.
+		// RFC 3501 §6.4.4: "equivalent to (NOT RECENT)".
+		c.Not = append(c.Not, imap.SearchCriteria{UID: []imap.UIDSet{recent}})
 	case wire.SearchBcc:
 		header("Bcc")
 	case wire.SearchCc:

@@ -31,8 +31,8 @@ import (
 //   - SENTSINCE, SENTBEFORE and SENTON compare the calendar date of the
 //     Date: header in the header's own zone (see mailstore.SearchCriteria).
 //   - FROM, TO, CC, BCC and SUBJECT arrive from go-imap as Header entries.
-//   - \Recent (RECENT, NEW, OLD) is a flag no message carries here: the
-//     store never sets it, so RECENT and NEW match nothing, OLD everything.
+//   - \Recent (RECENT, NEW, OLD) is session state, not a stored flag:
+//     searchCriteria turns it into the session's recent UIDs.
 //   - MODSEQ's entry name and type are ignored: the store keeps one modseq
 //     per message, which RFC 7162 §3.1.5 says to use in that case.
 //

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"strconv"
+	"strings"
 
 	"pushmail/imapd/wire"
 	"pushmail/mailstore"
@@ -48,6 +49,13 @@ func (s *session) Select(name string, readOnly bool) error {
 		sub.Close()
 		return s.reply(err, roleMailbox)
 	}
+	// RFC 9051 §7.3.5: FLAGS lists the keywords in use; one that comes
+	// later is announced before a FETCH shows it (flags.go).
+	keywords, err := store.Keywords(s.ctx, mb.ID)
+	if err != nil {
+		sub.Close()
+		return s.reply(err, roleMailbox)
+	}
 	sel := &selected{
 		mb:       mb,
 		readOnly: readOnly,
@@ -61,6 +69,25 @@ func (s *session) Select(name string, readOnly bool) error {
 	if len(uids) > 0 {
 		sel.known = uids[len(uids)-1]
 	}
+	sel.keywords = make(map[string]string, len(keywords))
+	for _, k := range keywords {
+		sel.keywords[strings.ToLower(k)] = k
+	}
+	switch {
+	case s.rev2:
+		// RFC 9051 has no \Recent (recentOff).
+	case readOnly:
+		sel.recent.mode = recentPeek
+	default:
+		sel.recent.mode = recentClaim
+	}
+	// RFC 3501 §6.3.1: the messages of the view are recent to this
+	// session if it is the first to hear of them; SELECT claims them, up
+	// to the last UID it announces (EXAMINE only looks, §6.3.2).
+	if err := sel.settleRecent(s.ctx, store); err != nil {
+		sub.Close()
+		return s.reply(err, roleMailbox)
+	}
 	s.sel = sel
 	s.log.Debug("selected", "mailbox", mb.Name, "read_only", sel.readOnly, "messages", len(sel.uids))
 
@@ -68,7 +95,7 @@ func (s *session) Select(name string, readOnly bool) error {
 	w := s.w
 	w.Raw("* ").Number(uint64(len(sel.uids))).Raw(" EXISTS").CRLF()
 	if !s.rev2 {
-		w.Raw("* 0 RECENT").CRLF()
+		w.Raw("* ").Number(uint64(sel.recent.count(sel.uids))).Raw(" RECENT").CRLF()
 		if seq, ok := sel.seqOf(firstUnseen); ok {
 			w.Untagged(wire.OK, wire.Code{Name: "UNSEEN", Args: strconv.FormatUint(uint64(seq), 10)}, "First unseen message")
 		}
@@ -76,13 +103,7 @@ func (s *session) Select(name string, readOnly bool) error {
 	w.Untagged(wire.OK, wire.Code{Name: "UIDVALIDITY", Args: strconv.FormatUint(uint64(mb.UIDValidity), 10)}, "UIDs valid")
 	uidNext := max(st.UIDNext, sel.known+1)
 	w.Untagged(wire.OK, wire.Code{Name: "UIDNEXT", Args: strconv.FormatUint(uint64(uidNext), 10)}, "Predicted next UID")
-	w.Raw("* FLAGS ").Raw(systemFlagList).CRLF()
-	if sel.readOnly {
-		w.Untagged(wire.OK, wire.Code{Name: "PERMANENTFLAGS", Args: "()"}, "Permanent flags")
-	} else {
-		// Keywords are kept too (RFC 9051 §7.1: "\*").
-		w.Untagged(wire.OK, wire.Code{Name: "PERMANENTFLAGS", Args: systemFlagList[:len(systemFlagList)-1] + ` \*)`}, "Permanent flags")
-	}
+	s.writeMailboxFlags(true)
 	if s.rev2 {
 		// RFC 9051 §6.3.2: SELECT returns the mailbox's LIST reply.
 		s.writeList(&listData{name: mb.Name, attrs: specialUseAttrs(mb)}, false)
@@ -94,9 +115,6 @@ func (s *session) Select(name string, readOnly bool) error {
 	}
 	return w.Err()
 }
-
-// systemFlagList lists the flags every mailbox supports (RFC 9051 §2.3.2).
-const systemFlagList = `(\Answered \Flagged \Deleted \Seen \Draft)`
 
 // unselect closes the selected mailbox without expunging (RFC 3691,
 // RFC 9051 §6.4.2).

@@ -46,6 +46,7 @@ func (s *session) Store(byUID bool, a *wire.Store) error {
 			continue
 		}
 		sel.noteReported(u.UID, u.ModSeq)
+		s.announceKeywords(u.Flags)
 		w := s.w
 		w.Raw("* ").Number(uint64(seq)).Raw(" FETCH (")
 		if byUID {
@@ -53,7 +54,7 @@ func (s *session) Store(byUID bool, a *wire.Store) error {
 			w.Raw("UID ").Number(uint64(u.UID)).SP()
 		}
 		w.Raw("FLAGS ")
-		writeFlags(w, imapFlags(u.Flags))
+		s.writeMessageFlags(u.UID, u.Flags)
 		w.Raw(")").CRLF()
 	}
 	return s.w.Err()

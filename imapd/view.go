@@ -6,8 +6,6 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/emersion/go-imap/v2"
-
 	"pushmail/imapd/wire"
 	"pushmail/mailstore"
 	"pushmail/notify"
@@ -45,6 +43,11 @@ type selected struct {
 	partial map[mailstore.UID]partialFlags
 	// saved is the result of the last SEARCH RETURN (SAVE) (RFC 5182).
 	saved []mailstore.UID
+	// recent is the session's \Recent messages (recent.go).
+	recent recentState
+	// keywords are the keywords the session has announced in FLAGS,
+	// by their lower-case form (flags.go announceKeywords).
+	keywords map[string]string
 	// deleted is set once the mailbox no longer exists.
 	deleted bool
 	// metrics, if set, observes push latency.
@@ -69,7 +72,13 @@ type msgRef struct {
 type updater interface {
 	WriteExpunge(seqNum uint32) error
 	WriteNumMessages(n uint32) error
-	WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag) error
+	// WriteRecent writes "* n RECENT" (RFC 3501 §7.3.2); only sessions
+	// that keep \Recent call it (recent.go arrived).
+	WriteRecent(n uint32) error
+	// WriteMessageFlags writes an unsolicited FETCH with the stored
+	// flags of a message, and whatever else the session says of them
+	// (\Recent, a new keyword's FLAGS first: flags.go).
+	WriteMessageFlags(seqNum uint32, uid mailstore.UID, flags []string) error
 }
 
 // errMailboxGone reports that the selected mailbox was deleted.
@@ -98,6 +107,10 @@ func (sel *selected) update(ctx context.Context, store *mailstore.Store, w updat
 	}
 	if sel.deleted {
 		return errMailboxGone
+	}
+	if err := sel.recent.err; err != nil {
+		sel.recent.err = nil
+		return err
 	}
 	if allowExpunge {
 		if err := sel.flushExpunged(w); err != nil {
@@ -135,6 +148,11 @@ func (sel *selected) apply(ctx context.Context, store *mailstore.Store, ev *noti
 				return err
 			}
 			sel.metrics.pushed("exists", ev.Committed)
+			// Claimed here, before any FETCH of the batch's later
+			// events shows the new messages' flags.
+			if err := sel.arrived(ctx, store, w); err != nil {
+				return err
+			}
 		}
 	case notify.Expunged:
 		for _, u := range ev.UIDs {
@@ -168,7 +186,7 @@ func (sel *selected) apply(ctx context.Context, store *mailstore.Store, ev *noti
 				delete(sel.partial, uid)
 				flags = p.flags
 			}
-			if err := w.WriteMessageFlags(seq, imap.UID(uid), imapFlags(flags)); err != nil {
+			if err := w.WriteMessageFlags(seq, uid, flags); err != nil {
 				return err
 			}
 			sel.metrics.pushed("flags", ev.Committed)
@@ -269,6 +287,9 @@ func (sel *selected) resync(ctx context.Context, store *mailstore.Store, w updat
 		if err := w.WriteNumMessages(uint32(len(sel.uids))); err != nil {
 			return err
 		}
+		if err := sel.arrived(ctx, store, w); err != nil {
+			return err
+		}
 	}
 	for _, c := range changed {
 		seq, ok := sel.seqOf(c.uid)
@@ -277,7 +298,7 @@ func (sel *selected) resync(ctx context.Context, store *mailstore.Store, w updat
 			// their flags.
 			continue
 		}
-		if err := w.WriteMessageFlags(seq, imap.UID(c.uid), imapFlags(c.flags)); err != nil {
+		if err := w.WriteMessageFlags(seq, c.uid, c.flags); err != nil {
 			return err
 		}
 		sel.reported[c.uid] = c.modseq
@@ -435,22 +456,4 @@ func uidSetOf(refs []msgRef) mailstore.UIDSet {
 		uids[i] = r.uid
 	}
 	return mailstore.UIDSetOf(uids...)
-}
-
-// imapFlags converts stored flag names to go-imap's type.
-func imapFlags(flags []string) []imap.Flag {
-	out := make([]imap.Flag, len(flags))
-	for i, f := range flags {
-		out[i] = imap.Flag(f)
-	}
-	return out
-}
-
-// storeFlags converts go-imap flags to stored flag names.
-func storeFlags(flags []imap.Flag) []string {
-	out := make([]string, len(flags))
-	for i, f := range flags {
-		out[i] = string(f)
-	}
-	return out
 }

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/emersion/go-imap/v2"
-
 	"pushmail/imapd/wire"
 	"pushmail/mailstore"
 	"pushmail/notify"
@@ -26,7 +24,12 @@ func (r *recorder) WriteNumMessages(n uint32) error {
 	return nil
 }
 
-func (r *recorder) WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag) error {
+func (r *recorder) WriteRecent(n uint32) error {
+	r.out = append(r.out, fmt.Sprintf("* %d RECENT", n))
+	return nil
+}
+
+func (r *recorder) WriteMessageFlags(seq uint32, uid mailstore.UID, flags []string) error {
 	r.out = append(r.out, fmt.Sprintf("* %d FETCH (UID %d FLAGS %v)", seq, uid, flags))
 	return nil
 }

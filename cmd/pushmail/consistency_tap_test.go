@@ -60,6 +60,9 @@ type ccView struct {
 	readOnly bool
 	uids     []uint32   // by sequence number - 1; 0 while unknown
 	flags    [][]string // normalised; nil while unknown
+	// keywords are those the last FLAGS response listed, lower-cased: a
+	// FETCH may show no other (RFC 3501 §7.2.6, RFC 9051 §7.3.5).
+	keywords map[string]bool
 }
 
 func newCCTap(conn net.Conn, w *ccWorld, client int) *ccTap {
@@ -227,6 +230,23 @@ func (t *ccTap) handle(resp string, lits [][]byte) {
 				}
 				t.v = ccView{state: ccSelecting, mailbox: t.v.mailbox, readOnly: t.v.readOnly}
 			}
+		case "FLAGS":
+			if t.v.state == ccNone {
+				t.fail("%q with no mailbox selected", ccAbbrev(resp))
+				return
+			}
+			p.sp()
+			list, ok := p.value().([]any)
+			if !ok {
+				t.fail("malformed FLAGS response %q", ccAbbrev(resp))
+				return
+			}
+			t.v.keywords = map[string]bool{}
+			for _, f := range list {
+				if s, _ := f.(string); !strings.HasPrefix(s, `\`) {
+					t.v.keywords[strings.ToLower(s)] = true
+				}
+			}
 		case "SEARCH":
 			t.checkSearch(p)
 		case "ESEARCH":
@@ -317,6 +337,7 @@ func (t *ccTap) fetch(seq uint32, p *ccParser, resp string) {
 	}
 	i := int(seq - 1)
 	var body []byte
+	recent := false
 	for j := 0; j < len(items); j += 2 {
 		name, _ := items[j].(string)
 		switch name = strings.ToUpper(name); {
@@ -360,6 +381,11 @@ func (t *ccTap) fetch(seq uint32, p *ccParser, resp string) {
 			for _, f := range list {
 				s, _ := f.(string)
 				flags = append(flags, s)
+				if strings.EqualFold(s, `\Recent`) {
+					recent = true
+				} else if !strings.HasPrefix(s, `\`) && !v.keywords[strings.ToLower(s)] {
+					t.fail("%s: FETCH %d shows keyword %s before a FLAGS response listed it", v.mailbox, seq, s)
+				}
 			}
 			v.flags[i] = ccNormFlags(flags)
 		case strings.HasPrefix(name, "BODY["):
@@ -370,6 +396,9 @@ func (t *ccTap) fetch(seq uint32, p *ccParser, resp string) {
 				body = []byte(b)
 			}
 		}
+	}
+	if recent && !v.readOnly && v.uids[i] != 0 {
+		t.w.noteRecent(ccKey{t.w.mbs[v.mailbox], v.uids[i]}, t.client)
 	}
 	if body != nil {
 		if id := ccTestID(body); id != "" && v.uids[i] != 0 {

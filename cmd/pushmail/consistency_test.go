@@ -175,6 +175,9 @@ type ccWorld struct {
 	acked []ccAck
 	// expunged: EXPUNGE responses whose UID the client knew.
 	expunged []ccExpunged
+	// recent: the read-write client each message was \Recent to; RFC
+	// 3501 §2.3.2 allows one at most.
+	recent map[ccKey]int
 	// delivered and appended count the acknowledgements.
 	delivered, appended int
 	// stats counts what the run exercised, for the log.
@@ -227,7 +230,7 @@ func newCCWorld(t *testing.T, seed uint64) *ccWorld {
 		t.Fatalf("AddUser: %v", err)
 	}
 	w := &ccWorld{seed: seed, store: store, user: u.ID, mbs: map[string]mailstore.MailboxID{},
-		ids: map[ccKey]string{}, stats: map[string]int{}, deadline: time.Now().Add(ccRunDeadline)}
+		ids: map[ccKey]string{}, recent: map[ccKey]int{}, stats: map[string]int{}, deadline: time.Now().Add(ccRunDeadline)}
 	for _, name := range ccMailboxes {
 		mb, err := store.Mailbox(ctx, u.ID, name)
 		if err != nil {
@@ -289,6 +292,21 @@ func (w *ccWorld) mbName(id mailstore.MailboxID) string {
 		}
 	}
 	return fmt.Sprintf("mailbox#%d", id)
+}
+
+// noteRecent records that a read-write client was shown k as \Recent:
+// RFC 3501 §2.3.2, "this session is the first session to have been
+// notified about this message", so no other read-write client may be.
+func (w *ccWorld) noteRecent(k ccKey, client int) {
+	w.mu.Lock()
+	other, ok := w.recent[k]
+	if !ok {
+		w.recent[k] = client
+	}
+	w.mu.Unlock()
+	if ok && other != client {
+		w.fail("client %d: %s UID %d is \\Recent, but it was to client %d already", client, w.mbName(k.mb), k.uid, other)
+	}
 }
 
 func (w *ccWorld) noteDeletable(r ccRange) {
