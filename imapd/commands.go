@@ -520,6 +520,8 @@ func (u updates) WriteNumMessages(n uint32) error {
 	return u.s.w.Err()
 }
 
+func (u updates) Flush() error { return u.s.flush() }
+
 func (u updates) WriteRecent(n uint32) error {
 	u.s.w.Raw("* ").Number(uint64(n)).Raw(" RECENT").CRLF()
 	return u.s.w.Err()

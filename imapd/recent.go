@@ -121,6 +121,13 @@ func (sel *selected) arrived(ctx context.Context, store *mailstore.Store, w upda
 	if sel.recent.mode == recentOff {
 		return nil
 	}
+	if sel.recent.mode == recentClaim && !store.RecentClaimed(sel.mb.ID, sel.known) {
+		// The claim reads the store: the client hears of the new mail
+		// first, and of its \Recent a moment later.
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
 	if err := sel.settleRecent(ctx, store); err != nil {
 		if errors.Is(err, mailstore.ErrNoSuchMailbox) {
 			sel.deleted = true // update says so

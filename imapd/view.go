@@ -79,6 +79,9 @@ type updater interface {
 	// flags of a message, and whatever else the session says of them
 	// (\Recent, a new keyword's FLAGS first: flags.go).
 	WriteMessageFlags(seqNum uint32, uid mailstore.UID, flags []string) error
+	// Flush sends what has been written so far: the EXISTS of new mail
+	// goes out before a \Recent claim reads the store.
+	Flush() error
 }
 
 // errMailboxGone reports that the selected mailbox was deleted.

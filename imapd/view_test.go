@@ -24,6 +24,8 @@ func (r *recorder) WriteNumMessages(n uint32) error {
 	return nil
 }
 
+func (r *recorder) Flush() error { return nil }
+
 func (r *recorder) WriteRecent(n uint32) error {
 	r.out = append(r.out, fmt.Sprintf("* %d RECENT", n))
 	return nil

@@ -47,6 +47,12 @@ func (s *Store) MailboxStatuses(ctx context.Context, user UserID) ([]MailboxStat
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("mailbox statuses: %w", err)
 	}
+	rows.Close()
+	for i := range list {
+		if err := s.freshenRecent(ctx, &list[i]); err != nil {
+			return nil, fmt.Errorf("mailbox statuses: %w", err)
+		}
+	}
 	return list, nil
 }
 

@@ -21,10 +21,12 @@
 //     grows, a deleted and re-created mailbox gets a new UIDVALIDITY, and
 //     so does every mailbox of a restored backup (Restore).
 //   - User and mailbox ids are never handed out twice (schema version 3).
-//   - A message is \Recent (RFC 3501 §2.3.2) in at most one session: a
-//     per-mailbox high-water mark (schema version 6) that only grows,
-//     raised by ClaimRecent through the writer. Claims are session state:
-//     they publish no event and bump no modseq.
+//   - A message is \Recent (RFC 3501 §2.3.2) in at most one session of a
+//     running server: a per-mailbox high-water mark (schema version 6)
+//     that only grows, raised in memory by ClaimRecent and written with the
+//     writer's next transaction, or at Close; a crash loses only claims not
+//     yet written. Claims are session state: they publish no event and
+//     bump no modseq.
 //   - Messages are parsed once, at delivery (message.Parse), and the result
 //     is stored beside the body; FETCH-style reads use the stored
 //     envelope, structure and offsets and never re-parse.

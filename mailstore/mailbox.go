@@ -145,6 +145,9 @@ func (s *Store) Status(ctx context.Context, id MailboxID) (MailboxStatus, error)
 	if err != nil {
 		return MailboxStatus{}, fmt.Errorf("mailbox status: %w", err)
 	}
+	if err := s.freshenRecent(ctx, &st); err != nil {
+		return MailboxStatus{}, fmt.Errorf("mailbox status: %w", err)
+	}
 	return st, nil
 }
 
@@ -238,8 +241,8 @@ func (s *Store) DeleteMailbox(ctx context.Context, user UserID, name string) err
 	if name == "INBOX" {
 		return fmt.Errorf("delete mailbox INBOX: %w", ErrProtected)
 	}
+	var id int64
 	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
-		var id int64
 		err := tx.QueryRow("DELETE FROM mailboxes WHERE user_id = ? AND name = ? RETURNING id", user, name).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNoSuchMailbox
@@ -252,6 +255,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, user UserID, name string) err
 	if err != nil {
 		return fmt.Errorf("delete mailbox %s: %w", name, err)
 	}
+	s.forgetRecentMark(MailboxID(id))
 	return nil
 }
 

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-
-	"pushmail/notify"
 )
 
 // ClaimRecent hands the calling session the \Recent flag of the messages
@@ -23,11 +21,14 @@ import (
 // got there first, or upTo is 0), and from is the current mark.
 // ClaimRecent(ctx, mb, 0) therefore reads the mark without changing it.
 //
-// Concurrent claims on one mailbox are serialised by the writer, so no two
-// callers are ever handed the same UID. A claim is committed before
-// ClaimRecent returns: after a crash, a message that was reported recent
-// to one session is never reported recent again (at most once, never
-// twice).
+// Concurrent claims on one mailbox are serialised in memory, so no two
+// callers are ever handed the same UID. A claim does not wait for a
+// commit of its own: it is written with the writer's next transaction
+// (every delivery, flag change or expunge is one) and at Close. A claim
+// on a push path therefore costs no fsync. After a crash, a claim not yet
+// written is lost, and its messages may be \Recent once more, to one
+// session of the restarted server: RFC 3501 §2.3.2's "first session to
+// have been notified" then holds within each run of the server.
 //
 // upTo must be a UID the mailbox has handed out (below its UIDNEXT): a
 // session claims what it has been told of (SELECT's view, the UIDs of an
@@ -42,43 +43,129 @@ import (
 // claim changes for others is STATUS RECENT (MailboxStatus.Recent), which
 // STATUS reads when asked; nothing pushes it.
 //
-// Safe for concurrent use. It blocks until the claim is committed, unless
-// there is nothing to claim: the mark only grows, so a mark already at or
-// above upTo, as a read sees it, is answered without a write.
+// Safe for concurrent use. The first claim on a mailbox reads its mark
+// and UIDNEXT; later ones that find the mark at or above upTo answer from
+// memory.
 func (s *Store) ClaimRecent(ctx context.Context, mb MailboxID, upTo UID) (from UID, err error) {
-	var mark UID
-	err = s.queryRow(ctx, "SELECT recent_uid FROM mailboxes WHERE id = ?", mb).Scan(&mark)
+	if mark, ok := s.cachedRecentMark(mb); ok && mark >= upTo {
+		// Every session of a mailbox asks after each arrival; all but
+		// the first find it claimed, here, without a query.
+		return mark, nil
+	}
+	var mark, next UID
+	err = s.queryRow(ctx, "SELECT recent_uid, uidnext FROM mailboxes WHERE id = ?", mb).Scan(&mark, &next)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("claim recent: %w", ErrNoSuchMailbox)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("claim recent: %w", err)
 	}
-	if mark >= upTo {
-		return mark, nil
+	if upTo >= next {
+		return 0, fmt.Errorf("claim recent: UID %d not handed out yet (UIDNEXT %d)", upTo, next)
 	}
-	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
-		var next UID
-		if err := tx.QueryRow("SELECT recent_uid, uidnext FROM mailboxes WHERE id = ?", mb).Scan(&from, &next); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil, ErrNoSuchMailbox // deleted meanwhile
-			}
-			return nil, err
-		}
-		if upTo >= next {
-			return nil, fmt.Errorf("UID %d not handed out yet (UIDNEXT %d)", upTo, next)
-		}
-		if from >= upTo {
-			return nil, nil // claimed by another session since the read
-		}
-		if _, err := tx.Exec("UPDATE mailboxes SET recent_uid = ? WHERE id = ?", upTo, mb); err != nil {
-			return nil, err
-		}
-		// No event: see the doc comment.
-		return nil, nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("claim recent: %w", err)
+	s.recentMu.Lock()
+	defer s.recentMu.Unlock()
+	if s.recentMarks == nil {
+		s.recentMarks = make(map[MailboxID]UID)
+		s.recentDirty = make(map[MailboxID]bool)
 	}
+	// The mark only grows: a cached one newer than the read wins.
+	from = max(mark, s.recentMarks[mb])
+	if from >= upTo {
+		s.recentMarks[mb] = from
+		return from, nil
+	}
+	s.recentMarks[mb] = upTo
+	s.recentDirty[mb] = true
 	return from, nil
+}
+
+// RecentClaimed reports whether mailbox mb's \Recent mark is known, in
+// this process, to be at or above upTo: then ClaimRecent(ctx, mb, upTo)
+// answers at once, without a query or a write. A session uses it to send
+// what it has (EXISTS) before a claim that must wait for a commit.
+func (s *Store) RecentClaimed(mb MailboxID, upTo UID) bool {
+	mark, ok := s.cachedRecentMark(mb)
+	return ok && mark >= upTo
+}
+
+// forgetRecentMark drops a deleted mailbox's mark: ClaimRecent then
+// reads the store, and finds the mailbox gone. (Mailboxes of a deleted
+// user keep theirs: their sessions end, and ids are never reused.)
+func (s *Store) forgetRecentMark(mb MailboxID) {
+	s.recentMu.Lock()
+	defer s.recentMu.Unlock()
+	delete(s.recentMarks, mb)
+	delete(s.recentDirty, mb)
+}
+
+func (s *Store) cachedRecentMark(mb MailboxID) (UID, bool) {
+	s.recentMu.Lock()
+	defer s.recentMu.Unlock()
+	mark, ok := s.recentMarks[mb]
+	return mark, ok
+}
+
+// writeRecentMarks writes the claims not yet in the database, within
+// the writer's transaction tx; a failed commit gives them back
+// (restoreRecentMarks). Run by the writer goroutine only.
+func (s *Store) writeRecentMarks(tx *sql.Tx) (map[MailboxID]UID, error) {
+	s.recentMu.Lock()
+	dirty := make(map[MailboxID]UID, len(s.recentDirty))
+	for mb := range s.recentDirty {
+		dirty[mb] = s.recentMarks[mb]
+	}
+	clear(s.recentDirty)
+	s.recentMu.Unlock()
+	for mb, mark := range dirty {
+		// MAX: the mark never goes down, whatever order claims land in.
+		if _, err := tx.Exec("UPDATE mailboxes SET recent_uid = MAX(recent_uid, ?) WHERE id = ?", mark, mb); err != nil {
+			s.restoreRecentMarks(dirty)
+			return nil, fmt.Errorf("write recent marks: %w", err)
+		}
+	}
+	return dirty, nil
+}
+
+// restoreRecentMarks marks claims unwritten again after a failed commit.
+func (s *Store) restoreRecentMarks(marks map[MailboxID]UID) {
+	s.recentMu.Lock()
+	defer s.recentMu.Unlock()
+	for mb := range marks {
+		s.recentDirty[mb] = true
+	}
+}
+
+// flushRecentMarks writes the claims not yet in the database on their
+// own, at Close, once the writer has stopped.
+func (s *Store) flushRecentMarks() error {
+	s.recentMu.Lock()
+	n := len(s.recentDirty)
+	s.recentMu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	tx, err := s.wdb.Begin()
+	if err != nil {
+		return fmt.Errorf("write recent marks: %w", err)
+	}
+	if _, err := s.writeRecentMarks(tx); err != nil {
+		rollback(tx)
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("write recent marks: %w", err)
+	}
+	return nil
+}
+
+// freshenRecent corrects a status read from the database for claims not
+// yet written there.
+func (s *Store) freshenRecent(ctx context.Context, st *MailboxStatus) error {
+	mark, ok := s.cachedRecentMark(st.ID)
+	if !ok || mark <= st.RecentUID {
+		return nil
+	}
+	st.RecentUID = mark
+	return s.queryRow(ctx, "SELECT COUNT(*) FROM messages WHERE mailbox_id = ? AND uid > ?", st.ID, mark).Scan(&st.Recent)
 }

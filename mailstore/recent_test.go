@@ -380,3 +380,52 @@ func TestRecentCountUsesPrimaryKey(t *testing.T) {
 		t.Errorf("status query plan = %q, want a primary key range search of messages", plan)
 	}
 }
+
+// TestRecentClaimRidesNextCommit: a claim costs no commit of its own
+// (it is on IMAP's push path); it is written with the writer's next
+// transaction, and Status reflects it at once.
+func TestRecentClaimRidesNextCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "recent.db")
+	s := openStoreAt(t, path, Options{})
+	r := addUser(t, s, "u@localhost")
+	deliverN(t, s, r, 3)
+	onDisk := func() UID {
+		t.Helper()
+		db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var mark UID
+		if err := db.QueryRow("SELECT recent_uid FROM mailboxes WHERE id = ?", r.Mailbox).Scan(&mark); err != nil {
+			t.Fatal(err)
+		}
+		return mark
+	}
+	if from, err := s.ClaimRecent(ctx, r.Mailbox, 2); err != nil || from != 0 {
+		t.Fatalf("ClaimRecent(2) = %d, %v; want 0, nil", from, err)
+	}
+	if got := onDisk(); got != 0 {
+		t.Errorf("mark on disk right after the claim = %d, want 0 (no commit of its own)", got)
+	}
+	checkRecent(t, s, r.Mailbox, "after the claim", 2, 1)
+	// A second claim of the same range gets nothing.
+	if from, err := s.ClaimRecent(ctx, r.Mailbox, 2); err != nil || from != 2 {
+		t.Errorf("ClaimRecent(2) again = %d, %v; want 2, nil", from, err)
+	}
+	deliverN(t, s, r, 1) // the next commit
+	if got := onDisk(); got != 2 {
+		t.Errorf("mark on disk after the next commit = %d, want 2", got)
+	}
+	if _, err := s.ClaimRecent(ctx, r.Mailbox, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := onDisk(); got != 4 {
+		t.Errorf("mark on disk after Close = %d, want 4", got)
+	}
+}

@@ -93,6 +93,14 @@ type Store struct {
 	dummyOnce sync.Once
 	dummy     []byte
 
+	// recentMarks caches each mailbox's \Recent high-water mark as this
+	// process last read or raised it (recent.go): only this process
+	// writes the store, and the mark only grows, so a cached mark at or
+	// above a claim answers it without a query.
+	recentMu    sync.Mutex
+	recentMarks map[MailboxID]UID
+	recentDirty map[MailboxID]bool // claims not yet written
+
 	// dir is the database's directory, whose file system holds the
 	// reserve; pageSize is the database's, for its free page count.
 	dir      string
@@ -203,8 +211,13 @@ func (s *Store) Close() error {
 	close(s.closing)
 	s.closeMu.Unlock()
 	s.wg.Wait()
+	// The writer has stopped: the last claims go in on their own.
+	ferr := s.flushRecentMarks()
 	rerr := s.rdb.Close()
 	werr := s.wdb.Close()
+	if ferr != nil {
+		return fmt.Errorf("close mailstore: %w", ferr)
+	}
 	if werr != nil {
 		return fmt.Errorf("close mailstore: %w", werr)
 	}

@@ -304,7 +304,15 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 		rollback(tx)
 		return nil, false
 	}
+	// \Recent claims made since the last commit ride along (recent.go).
+	claims, err := s.writeRecentMarks(tx)
+	if err != nil {
+		rollback(tx)
+		failAll(classify(err))
+		return nil, false
+	}
 	if err := tx.Commit(); err != nil {
+		s.restoreRecentMarks(claims)
 		failAll(classify(fmt.Errorf("commit: %w", err)))
 		return nil, false
 	}
