@@ -57,13 +57,14 @@ func TestOpenSSLStartTLS(t *testing.T) {
 	}()
 
 	s.expect("a1 LOGIN "+testUser+" "+testPassword, `^a1 OK`)
-	s.expect("a2 SELECT INBOX", `^\* 3 EXISTS$`, `^\* OK \[UIDVALIDITY \d+\]`, `^\* OK \[UIDNEXT 4\]`, `^a2 OK \[READ-WRITE\]`)
-	s.expect("a3 FETCH 1:3 (UID FLAGS)", `^\* 1 FETCH \(UID 1 FLAGS \(\)\)$`, `^\* 3 FETCH \(UID 3 FLAGS \(\)\)$`, `^a3 OK`)
+	// The first session to see them: RFC 3501 §2.3.2 \Recent.
+	s.expect("a2 SELECT INBOX", `^\* 3 EXISTS$`, `^\* 3 RECENT$`, `^\* OK \[UIDVALIDITY \d+\]`, `^\* OK \[UIDNEXT 4\]`, `^a2 OK \[READ-WRITE\]`)
+	s.expect("a3 FETCH 1:3 (UID FLAGS)", `^\* 1 FETCH \(UID 1 FLAGS \(\\Recent\)\)$`, `^\* 3 FETCH \(UID 3 FLAGS \(\\Recent\)\)$`, `^a3 OK`)
 	resp := s.expect("a4 UID FETCH 2 (BODY.PEEK[])", `^\* 2 FETCH \(UID 2 BODY\[\] \{\d+\}\)$`, `^a4 OK`)
 	if !slices.ContainsFunc(resp.literals, func(l string) bool { return l == string(want[2]) }) {
 		t.Errorf("UID FETCH 2 BODY.PEEK[]: literals %q, the store holds %q", resp.literals, want[2])
 	}
-	s.expect(`a5 STORE 2 +FLAGS (\Deleted)`, `^\* 2 FETCH \(FLAGS \(\\Deleted\)\)$`, `^a5 OK`)
+	s.expect(`a5 STORE 2 +FLAGS (\Deleted)`, `^\* 2 FETCH \(FLAGS \(\\Deleted \\Recent\)\)$`, `^a5 OK`)
 	env.checkFlags(t, "INBOX", map[imap.UID][]string{1: nil, 2: {`\Deleted`}, 3: nil})
 	resp = s.expect("a6 EXPUNGE", `^\* 2 EXPUNGE$`, `^a6 OK`)
 	if n := len(expungeLines(resp.lines)); n != 1 {
