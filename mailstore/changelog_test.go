@@ -578,6 +578,9 @@ func TestChangeLogQueryPlans(t *testing.T) {
 			"SEARCH vanished USING PRIMARY KEY (mailbox_id=?)"},
 		{"DELETE FROM vanished WHERE mailbox_id = 1 AND modseq <= 5",
 			"SEARCH vanished USING PRIMARY KEY (mailbox_id=? AND modseq<?)"},
+		// SEARCH MODSEQ (RFC 7162 §3.1.5), as Search spells it.
+		{"SELECT m.uid FROM messages m WHERE m.mailbox_id = 1 AND m.modseq >= 5 ORDER BY m.uid",
+			"SEARCH m USING COVERING INDEX messages_modseq (mailbox_id=? AND modseq>?)"},
 	} {
 		plan := queryPlan(t, s, tc.query)
 		if !slices.Contains(plan, tc.want) || slices.ContainsFunc(plan, func(d string) bool { return strings.HasPrefix(d, "SCAN") }) {

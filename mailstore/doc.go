@@ -40,9 +40,10 @@
 //     to (RFC 7162 §3.2.5). Subscriptions and \Recent claims are not
 //     message state.
 //   - Tombstones are bounded per mailbox (Options.MaxVanished): the
-//     expunge that passes the bound drops the oldest quarter and raises
-//     the mailbox's horizon, the lowest modseq "vanished since" still
-//     answers for (pruneVanishedTx). Nothing else moves it: no timer.
+//     expunge that passes the bound drops the oldest, down to three
+//     quarters of it, and raises the mailbox's horizon, the lowest
+//     modseq "vanished since" still answers for (pruneVanishedTx).
+//     Nothing else moves it: no timer.
 //   - Messages are parsed once, at delivery (message.Parse), and the result
 //     is stored beside the body; FETCH-style reads use the stored
 //     envelope, structure and offsets and never re-parse.

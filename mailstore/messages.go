@@ -411,18 +411,14 @@ func deleteMessagesTx(tx *wtx, mailbox MailboxID, uids []UID, origin uint64) ([]
 		return nil, nil
 	}
 	ev := notify.Event{Mailbox: int64(mailbox), Kind: notify.Expunged, Origin: origin, UIDs: make([]uint32, 0, len(uids))}
-	if err := tx.QueryRow("UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING highest_modseq", mailbox).
-		Scan(&ev.ModSeq); err != nil {
-		return nil, err
-	}
 	gone := make([]UID, 0, len(uids))
 	for _, u := range uids {
 		res, err := tx.Exec("DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", mailbox, u)
 		if err != nil {
 			return nil, err
 		}
-		// Callers pass UIDs they just read in this transaction; a UID
-		// that was not there gets no tombstone and no mention.
+		// Callers pass UIDs they just read in this transaction; one that
+		// was not there gets no tombstone and no mention.
 		if n, err := res.RowsAffected(); err != nil {
 			return nil, err
 		} else if n == 1 {
@@ -430,10 +426,14 @@ func deleteMessagesTx(tx *wtx, mailbox MailboxID, uids []UID, origin uint64) ([]
 			ev.UIDs = append(ev.UIDs, uint32(u))
 		}
 	}
-	if err := recordVanishedTx(tx, mailbox, ev.ModSeq, gone); err != nil {
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	if err := tx.QueryRow("UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING message_count, highest_modseq", mailbox).
+		Scan(&ev.Messages, &ev.ModSeq); err != nil {
 		return nil, err
 	}
-	if err := tx.QueryRow("SELECT message_count FROM mailboxes WHERE id = ?", mailbox).Scan(&ev.Messages); err != nil {
+	if err := recordVanishedTx(tx, mailbox, ev.ModSeq, gone); err != nil {
 		return nil, err
 	}
 	return []notify.Event{ev}, nil

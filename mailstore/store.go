@@ -61,9 +61,9 @@ type Options struct {
 	MinFreeBytes int64
 	// MaxVanished bounds the tombstones (expunged UIDs with their
 	// modseq) each mailbox keeps for "vanished since" (RFC 7162 QRESYNC;
-	// changelog.go); default 10,000. Past it, the writer drops the oldest
-	// quarter and raises the mailbox's horizon: a client whose modseq is
-	// older resynchronises in full.
+	// changelog.go); default 10,000. Past it, the writer drops the oldest,
+	// down to three quarters of it, and raises the mailbox's horizon: a
+	// client whose modseq is older resynchronises in full.
 	MaxVanished int
 	// OnCommit, if set, is called by the writer after each committed
 	// batch with the number of writes, their message bytes, and how long
