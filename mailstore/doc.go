@@ -27,6 +27,25 @@
 //     writer's next transaction, or at Close; a crash loses only claims not
 //     yet written. Claims are session state: they publish no event and
 //     bump no modseq.
+//   - Every write that changes a mailbox's messages takes the mailbox's
+//     next modseq (RFC 7162 §3.1) in its own transaction: a delivery,
+//     append, copy or move in, one per message; a flag or keyword
+//     change, one for all the messages it changed (none if it changed
+//     none); an expunge (EXPUNGE, MOVE out, RENAME of INBOX), one for all
+//     it removed, and a tombstone (UID, modseq) for each (schema version
+//     7, changelog.go). So "what changed since modseq M" is ChangesSince,
+//     an indexed read. Mailbox-level changes take none: creating a
+//     mailbox starts its log (HIGHESTMODSEQ 1, nothing vanished), RENAME
+//     keeps the mailbox and its log (same id, same UIDVALIDITY), DELETE
+//     drops the log with the mailbox, and a mailbox created again under
+//     the name has a new UIDVALIDITY, which every client modseq is tied
+//     to (RFC 7162 §3.2.5). Subscriptions and \Recent claims are not
+//     message state.
+//   - Tombstones are bounded per mailbox (Options.MaxVanished): the
+//     expunge that passes the bound drops the oldest, down to three
+//     quarters of it, and raises the mailbox's horizon, the lowest
+//     modseq "vanished since" still answers for (pruneVanishedTx).
+//     Nothing else moves it: no timer.
 //   - Messages are parsed once, at delivery (message.Parse), and the result
 //     is stored beside the body; FETCH-style reads use the stored
 //     envelope, structure and offsets and never re-parse.

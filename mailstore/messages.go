@@ -33,6 +33,12 @@ type FetchOptions struct {
 	// before Parsed.Root.BodyStart): enough for BODY[HEADER] and
 	// HEADER.FIELDS, without reading the body. Body takes precedence.
 	Header bool
+	// ChangedSince limits Messages to the messages whose modseq is above
+	// it (RFC 7162 §3.1.4.1, FETCH CHANGEDSINCE): those added or
+	// reflagged after it. Every modseq is at least 1, so the zero value
+	// leaves out no message. The messages are found through the modseq
+	// index, not by reading the whole set.
+	ChangedSince uint64
 }
 
 // body is a message ready to store: its raw bytes, header and parse result.
@@ -241,7 +247,8 @@ func fillCount(tx *wtx, ev *notify.Event) error {
 		Scan(&ev.Messages, &ev.ModSeq)
 }
 
-// FlagUpdate is one message's flags after StoreFlags.
+// FlagUpdate is one message's flags and their modseq: after StoreFlags,
+// or as ChangesSince found them.
 type FlagUpdate struct {
 	UID    UID
 	Flags  []string
@@ -253,13 +260,30 @@ type FlagUpdate struct {
 // ascending by UID. Changed messages get a new modseq and are published in
 // one FlagsChanged event carrying origin.
 func (s *Store) StoreFlags(ctx context.Context, mailbox MailboxID, set UIDSet, op FlagOp, flags []string, origin uint64) ([]FlagUpdate, error) {
-	arg, err := parseFlags(flags)
+	updates, _, err := s.storeFlags(ctx, mailbox, set, op, flags, storeCondition{}, origin)
 	if err != nil {
 		return nil, fmt.Errorf("store flags: %w", err)
 	}
-	var updates []FlagUpdate
+	return updates, nil
+}
+
+// storeCondition is the test a message must pass for storeFlags to
+// change it: none (StoreFlags), or RFC 7162 §3.1.3's UNCHANGEDSINCE
+// (StoreFlagsUnchangedSince).
+type storeCondition struct {
+	unchanged      bool   // test the modseq: change only messages at or below unchangedSince
+	unchangedSince uint64 // with unchanged; 0 is a real bound, which every message fails
+}
+
+// storeFlags is StoreFlags under cond: a message of set that fails cond is
+// left as it is, missing from updates, and listed in failed (ascending).
+func (s *Store) storeFlags(ctx context.Context, mailbox MailboxID, set UIDSet, op FlagOp, flags []string, cond storeCondition, origin uint64) (updates []FlagUpdate, failed []UID, err error) {
+	arg, err := parseFlags(flags)
+	if err != nil {
+		return nil, nil, err
+	}
 	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
-		updates = updates[:0]
+		updates, failed = updates[:0], failed[:0] // this run's alone (writeFunc)
 		lo, hi := set.bounds()
 		inSet := set.matcher()
 		rows, err := tx.Query("SELECT uid, flags, keywords, modseq FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid",
@@ -281,6 +305,13 @@ func (s *Store) StoreFlags(ctx context.Context, mailbox MailboxID, set UIDSet, o
 				return nil, err
 			}
 			if !inSet(u.UID) {
+				continue
+			}
+			// The test and the change happen in this one write, so no
+			// other change can fall between them: the writer runs one
+			// write at a time.
+			if cond.unchanged && u.ModSeq > cond.unchangedSince {
+				failed = append(failed, u.UID)
 				continue
 			}
 			old.keywords, _ = splitKeywords(kw)
@@ -314,9 +345,9 @@ func (s *Store) StoreFlags(ctx context.Context, mailbox MailboxID, set UIDSet, o
 		return []notify.Event{ev}, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store flags: %w", err)
+		return nil, nil, err
 	}
-	return updates, nil
+	return updates, failed, nil
 }
 
 // splitKeywords parses a stored keywords column.
@@ -372,20 +403,37 @@ func collectUIDs(rows *sql.Rows, set UIDSet) ([]UID, error) {
 }
 
 // deleteMessagesTx deletes exactly the given messages, none if uids is
-// empty, and returns the Expunged event.
+// empty, and returns the Expunged event. The expunge takes one new modseq
+// for all of them, and leaves a tombstone of each at it (RFC 7162 §3.2;
+// recordVanishedTx).
 func deleteMessagesTx(tx *wtx, mailbox MailboxID, uids []UID, origin uint64) ([]notify.Event, error) {
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	ev := notify.Event{Mailbox: int64(mailbox), Kind: notify.Expunged, Origin: origin, UIDs: make([]uint32, len(uids))}
-	for i, u := range uids {
-		if _, err := tx.Exec("DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", mailbox, u); err != nil {
+	ev := notify.Event{Mailbox: int64(mailbox), Kind: notify.Expunged, Origin: origin, UIDs: make([]uint32, 0, len(uids))}
+	gone := make([]UID, 0, len(uids))
+	for _, u := range uids {
+		res, err := tx.Exec("DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", mailbox, u)
+		if err != nil {
 			return nil, err
 		}
-		ev.UIDs[i] = uint32(u)
+		// Callers pass UIDs they just read in this transaction; one that
+		// was not there gets no tombstone and no mention.
+		if n, err := res.RowsAffected(); err != nil {
+			return nil, err
+		} else if n == 1 {
+			gone = append(gone, u)
+			ev.UIDs = append(ev.UIDs, uint32(u))
+		}
+	}
+	if len(gone) == 0 {
+		return nil, nil
 	}
 	if err := tx.QueryRow("UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ? RETURNING message_count, highest_modseq", mailbox).
 		Scan(&ev.Messages, &ev.ModSeq); err != nil {
+		return nil, err
+	}
+	if err := recordVanishedTx(tx, mailbox, ev.ModSeq, gone); err != nil {
 		return nil, err
 	}
 	return []notify.Event{ev}, nil
@@ -567,6 +615,16 @@ func (s *Store) FirstUnseen(ctx context.Context, mailbox MailboxID) (UID, error)
 func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opts FetchOptions, fn func(m *Message) error) error {
 	cols := "m.uid, m.flags, m.keywords, m.internal_date, m.size, m.modseq"
 	from := "messages m"
+	where := "m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
+	lo, hi := set.bounds()
+	args := []any{mailbox, lo, hi}
+	if opts.ChangedSince > 0 {
+		// INDEXED BY: SQLite would otherwise often take the primary key
+		// for the UID range, and read every message of it.
+		from = "messages m INDEXED BY messages_modseq"
+		where += " AND m.modseq > ?"
+		args = append(args, opts.ChangedSince)
+	}
 	joined := opts.Parsed || opts.Body || opts.Header
 	if joined {
 		from += " JOIN bodies b ON b.id = m.body_id"
@@ -587,9 +645,8 @@ func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opt
 	if len(set) == 0 {
 		return nil
 	}
-	lo, hi := set.bounds()
 	inSet := set.matcher()
-	rows, err := s.query(ctx, "SELECT "+cols+" FROM "+from+" WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid", mailbox, lo, hi)
+	rows, err := s.query(ctx, "SELECT "+cols+" FROM "+from+" WHERE "+where+" ORDER BY m.uid", args...)
 	if err != nil {
 		return fmt.Errorf("fetch messages: %w", err)
 	}

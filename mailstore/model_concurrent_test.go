@@ -69,7 +69,7 @@ type concOp struct {
 var concNames = []string{"INBOX", "Trash", "a"}
 
 func genConcurrentOps(r *rand.Rand, g, n int) []op {
-	kinds := []opKind{opDeliver, opDeliver, opAppend, opStoreFlags, opStoreFlags, opStoreFlags, opCopy, opMove, opExpunge, opExpunge}
+	kinds := []opKind{opDeliver, opDeliver, opAppend, opStoreFlags, opStoreFlags, opStoreFlags, opStoreIf, opStoreIf, opCopy, opMove, opExpunge, opExpunge}
 	var ops []op
 	for i := range n {
 		o := op{
@@ -80,6 +80,8 @@ func genConcurrentOps(r *rand.Rand, g, n int) []op {
 			flagOp:  FlagOp(r.IntN(3)),
 			flags:   decodeFlagList(byte(r.Uint32()), byte(2+r.IntN(2)*0x10)), // valid flags only
 			origin:  uint64(1000*(g+1) + i),
+			// StoreFlagsUnchangedSince: liveUnchangedSince's choice.
+			sinceSel: byte(r.Uint32()),
 		}
 		if r.IntN(5) == 0 {
 			o.user, o.dstUser, o.mailbox, o.dst = 1, 1, "INBOX", "INBOX"
@@ -145,6 +147,14 @@ func runConcurrentRound(ctx context.Context, s *Store, seed uint64, prefix strin
 		wg.Go(func() {
 			for _, c := range perG[g] {
 				call := r.m.clone().apply(c.o).call
+				if c.o.kind == opStoreIf {
+					since, err := liveUnchangedSince(ctx, s, call.mailbox, c.o.sinceSel, start)
+					if err != nil {
+						errs[g] = err
+						return
+					}
+					c.o.sinceFixed, c.o.unchangedSince, call.unchangedSince = true, since, since
+				}
 				c.inv = clock.Add(1)
 				got, err := r.exec(c.o, &call)
 				c.resp = clock.Add(1)
@@ -217,6 +227,25 @@ func runConcurrentRound(ctx context.Context, s *Store, seed uint64, prefix strin
 	return nil
 }
 
+// liveUnchangedSince is the UNCHANGEDSINCE of a concurrent conditional
+// store: a modseq the mailbox had as a whole, as a client that last
+// synchronised then would send. Mostly its highest right now, so that
+// the writes of the other goroutines race with the store; sometimes its
+// highest after the setup, or 0. Each is the ModSeq of some event (or
+// the setup's end), which the linearization search can compare exactly
+// with a message's last event (linSearch.settle).
+func liveUnchangedSince(ctx context.Context, s *Store, mb MailboxID, sel byte, start map[MailboxID]uint64) (uint64, error) {
+	switch sel % 4 {
+	case 0:
+		return 0, nil
+	case 1:
+		return start[mb], nil
+	default:
+		st, err := s.Status(ctx, mb)
+		return st.HighestModSeq, err
+	}
+}
+
 // linSearch looks for an order of ops that the model explains.
 type linSearch struct {
 	ops     [][]*concOp
@@ -247,7 +276,7 @@ func (ls *linSearch) search(m *model, next []int, cursor map[MailboxID]int, done
 		ls.final = m
 		return true
 	}
-	key := fmt.Sprint(next) + m.fingerprint()
+	key := fmt.Sprint(next) + m.fingerprint() + m.modseqPrint()
 	if ls.visited[key] || ls.nodes >= maxSearchNodes {
 		return false
 	}
@@ -284,6 +313,7 @@ func (ls *linSearch) search(m *model, next []int, cursor map[MailboxID]int, done
 			ls.note(done, fmt.Sprintf("%v (goroutine %d) as op %d: %v", c.o, g, done, err))
 			continue
 		}
+		ls.settle(mc, cursor, nc)
 		next[g]++
 		if ls.search(mc, next, nc, done+1) {
 			return true
@@ -291,6 +321,39 @@ func (ls *linSearch) search(m *model, next []int, cursor map[MailboxID]int, done
 		next[g]--
 	}
 	return false
+}
+
+// settle gives the messages and tombstones an op left without a modseq
+// the ModSeq of the event it published on their mailbox (the events
+// between cursor and nc; one per mailbox and op). A message's modseq is
+// then a bound, not its own: above the mailbox's previous event, at most
+// this one. That is exact enough for liveUnchangedSince's modseqs, which
+// are all the ModSeq of some event: a message passes UNCHANGEDSINCE u
+// exactly when its event's ModSeq is at most u. A tombstone's is exact:
+// an expunge takes one modseq.
+func (ls *linSearch) settle(m *model, cursor, nc map[MailboxID]int) {
+	for id, n := range nc {
+		if n == cursor[id] {
+			continue
+		}
+		ev := ls.events[id][n-1]
+		for _, u := range m.users {
+			if u == nil {
+				continue
+			}
+			for _, mb := range u.mailboxes {
+				if mb.id != id {
+					continue
+				}
+				for _, msg := range mb.msgs {
+					if msg.modseq == 0 {
+						msg.modseq = ev.ModSeq
+					}
+				}
+				mb.settle(ev.ModSeq, m.maxVanished)
+			}
+		}
+	}
 }
 
 func (ls *linSearch) note(done int, why string) {
@@ -315,13 +378,13 @@ func (ls *linSearch) explain(c *concOp, e *expectation, cursor map[MailboxID]int
 		if g.appended != w.appended {
 			return nil, fmt.Errorf("returned %+v, the model %+v", g.appended, w.appended)
 		}
-	case opStoreFlags:
-		ok := len(g.updates) == len(w.updates)
+	case opStoreFlags, opStoreIf:
+		ok := len(g.updates) == len(w.updates) && slices.Equal(g.modified, w.modified)
 		for i := 0; ok && i < len(w.updates); i++ {
 			ok = g.updates[i].UID == w.updates[i].UID && slices.Equal(sorted(g.updates[i].Flags), sorted(w.updates[i].Flags))
 		}
 		if !ok {
-			return nil, fmt.Errorf("returned %+v, the model %+v", g.updates, w.updates)
+			return nil, fmt.Errorf("returned %+v modified %v, the model %+v modified %v", g.updates, g.modified, w.updates, w.modified)
 		}
 	case opExpunge:
 		if !slices.Equal(g.expunged, w.expunged) {
@@ -382,6 +445,7 @@ func (m *model) clone() *model {
 		nu := &modelUser{id: u.id, mailboxes: map[string]*modelMailbox{}, subs: maps.Clone(u.subs)}
 		for name, mb := range u.mailboxes {
 			nmb := *mb
+			nmb.tombs = slices.Clone(mb.tombs)
 			nmb.msgs = make([]*modelMessage, len(mb.msgs))
 			for j, msg := range mb.msgs {
 				nm := *msg
@@ -417,6 +481,31 @@ func (m *model) fingerprint() string {
 	return b.String()
 }
 
+// modseqPrint is what fingerprint leaves out and settle fills in: the
+// modseqs of messages and tombstones, and the horizons. Two orders of the
+// same operations may leave the same messages with different modseqs,
+// which later conditional stores tell apart.
+func (m *model) modseqPrint() string {
+	var b strings.Builder
+	for i, u := range m.users {
+		if u == nil {
+			continue
+		}
+		names := slices.Sorted(maps.Keys(u.mailboxes))
+		for _, name := range names {
+			mb := u.mailboxes[name]
+			fmt.Fprintf(&b, "|%d/%s h%d:", i, name, mb.horizon)
+			for _, msg := range mb.msgs {
+				fmt.Fprintf(&b, " %d", msg.modseq)
+			}
+			for _, t := range mb.tombs {
+				fmt.Fprintf(&b, " t%d@%d", t.uid, t.modseq)
+			}
+		}
+	}
+	return b.String()
+}
+
 func fmtConcOps(perG [][]*concOp, events map[MailboxID][]notify.Event) string {
 	var b strings.Builder
 	for g, ops := range perG {
@@ -445,6 +534,8 @@ func fmtOutcome(o op, g outcome) string {
 		return fmt.Sprint(g.appended.UID)
 	case opStoreFlags:
 		return fmt.Sprintf("%+v", g.updates)
+	case opStoreIf:
+		return fmt.Sprintf("%+v modified %v", g.updates, g.modified)
 	case opExpunge:
 		return fmt.Sprint(g.expunged)
 	case opCopy, opMove:

@@ -27,12 +27,14 @@ const (
 	opSubscribe
 	opDeleteUser
 	opAddUser
+	opStoreIf // StoreFlagsUnchangedSince
 )
 
 var opKindNames = [...]string{
 	opDeliver: "Deliver", opAppend: "Append", opStoreFlags: "StoreFlags", opCopy: "Copy", opMove: "Move",
 	opExpunge: "Expunge", opCreate: "CreateMailbox", opRename: "RenameMailbox", opDelete: "DeleteMailbox",
 	opSubscribe: "SetSubscribed", opDeleteUser: "DeleteUser", opAddUser: "AddUser",
+	opStoreIf: "StoreFlagsUnchangedSince",
 }
 
 func (k opKind) String() string { return opKindNames[k] }
@@ -44,6 +46,7 @@ var opTable = []opKind{
 	opDeliver, opDeliver, opDeliver, opDeliver,
 	opAppend, opAppend, opAppend,
 	opStoreFlags, opStoreFlags, opStoreFlags, opStoreFlags, opStoreFlags, opStoreFlags,
+	opStoreIf, opStoreIf, opStoreIf,
 	opCopy, opCopy, opMove, opMove,
 	opExpunge, opExpunge, opExpunge, opExpunge, opExpunge,
 	opCreate, opCreate, opRename, opRename, opDelete, opDelete,
@@ -87,6 +90,12 @@ type op struct {
 	headers   []bool   // Deliver: give rcpts[i] a header of its own
 	subscribe bool     // SetSubscribed
 	origin    uint64   // Append, StoreFlags, Copy, Move, Expunge: the event Origin
+	// StoreFlagsUnchangedSince: the UNCHANGEDSINCE modseq is chosen by
+	// sinceSel from what the model observed (pickUnchangedSince), or,
+	// with sinceFixed, is unchangedSince (chosen as the op ran).
+	sinceSel       byte
+	sinceFixed     bool
+	unchangedSince uint64
 }
 
 // opsFromBytes decodes ops from b, opBytes bytes each (a short last op is
@@ -97,6 +106,7 @@ type op struct {
 //	b[4] UID set shape         b[5], b[6] UID set numbers
 //	b[7] flag op (%3), bit 4 subscribe, bits 0-2 Deliver's per-recipient headers
 //	b[8] flag mask (modelFlagPool)  b[9] flag spellings and invalid flags
+//	b[3] StoreFlagsUnchangedSince: the UNCHANGEDSINCE selector (pickUnchangedSince)
 //
 // Deliver takes 1 + (b[1]>>5)%3 recipients, user slots from bit pairs of b[2].
 func opsFromBytes(b []byte) []op {
@@ -114,6 +124,7 @@ func opsFromBytes(b []byte) []op {
 			subscribe: c[7]&0x10 != 0,
 			flags:     decodeFlagList(c[8], c[9]),
 			origin:    uint64(len(ops) + 1),
+			sinceSel:  c[3],
 		}
 		o.dstUser = o.user
 		if c[1]&0x80 != 0 {
@@ -230,6 +241,12 @@ func (o op) String() string {
 		return fmt.Sprintf("Append(#%d, %s %q, %q)", o.origin, u, o.mailbox, o.flags)
 	case opStoreFlags:
 		return fmt.Sprintf("StoreFlags(%s %q, %s, %s, %q)", u, o.mailbox, fmtSet(o.set), [...]string{"FLAGS", "+FLAGS", "-FLAGS"}[o.flagOp], o.flags)
+	case opStoreIf:
+		since := fmt.Sprintf("sel %d", o.sinceSel)
+		if o.sinceFixed {
+			since = fmt.Sprint(o.unchangedSince)
+		}
+		return fmt.Sprintf("StoreFlagsUnchangedSince(%s %q, %s, %s, %q, %s)", u, o.mailbox, fmtSet(o.set), [...]string{"FLAGS", "+FLAGS", "-FLAGS"}[o.flagOp], o.flags, since)
 	case opCopy, opMove:
 		return fmt.Sprintf("%s(%s %q, %s, u%d %q)", o.kind, u, o.mailbox, fmtSet(o.set), o.dstUser, o.dst)
 	case opExpunge:

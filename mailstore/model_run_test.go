@@ -152,6 +152,25 @@ func FuzzStoreModel(f *testing.F) {
 		encodeOp(opAddUser, 1),
 		encodeOp(opDeliver, 1<<5, 0b01_00),
 	))
+	const highest, msgModSeq, below = 1, 2, 3 // pickUnchangedSince selectors
+
+	f.Add(slices.Concat( // STORE UNCHANGEDSINCE; expunges past modelMaxVanished move the horizon
+		deliver, deliver, encodeOp(opDeliver, 2<<5), // 5 messages
+		encodeOp(opStoreFlags, 0, inbox, 0, one, 2, 0, byte(FlagsAdd), seen, fine),
+		encodeOp(opStoreIf, 0, inbox, 0<<3|msgModSeq, all, 0, 0, byte(FlagsAdd), deleted, fine),
+		encodeOp(opStoreIf, 0, inbox, below, all, 0, 0, byte(FlagsAdd), deleted, fine),
+		encodeOp(opStoreIf, 0, inbox, highest, all, 0, 0, byte(FlagsAdd), deleted, fine),
+		encodeOp(opStoreIf, 0, inbox, 0, all, 0, 0, byte(FlagsRemove), deleted, fine),
+		encodeOp(opExpunge, 0, inbox, 0, one, 1),
+		encodeOp(opExpunge, 0, inbox, 0, one, 2),
+		encodeOp(opMove, 0, inbox, a, one, 3),
+		deliver, deliver, deliver, deliver,
+		encodeOp(opStoreFlags, 0, inbox, 0, all, 0, 0, byte(FlagsAdd), deleted, fine),
+		encodeOp(opExpunge, 0, inbox, 0, rng, 4, 6),
+		encodeOp(opExpunge, 0, inbox, 0, all),
+		deliver,
+		encodeOp(opRename, 0, inbox, b),
+	))
 	s := openTestStore(f, modelOptions())
 	var n atomic.Uint64
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -191,6 +210,9 @@ func runModelSequence(ctx context.Context, s *Store, prefix string, ops []op) (i
 		}
 	}
 	if _, err := r.check(nil, true); err != nil {
+		return len(ops) - 1, fmt.Errorf("at the end: %w", err)
+	}
+	if err := checkVanishedCounts(ctx, s); err != nil {
 		return len(ops) - 1, fmt.Errorf("at the end: %w", err)
 	}
 	return 0, nil
@@ -272,6 +294,8 @@ func (r *modelRun) exec(o op, c *call) (outcome, error) {
 		g.appended, g.err = s.Append(ctx, c.mailbox, c.raw, o.flags, c.date, o.origin)
 	case opStoreFlags:
 		g.updates, g.err = s.StoreFlags(ctx, c.mailbox, o.set, o.flagOp, o.flags, o.origin)
+	case opStoreIf:
+		g.updates, g.modified, g.err = s.StoreFlagsUnchangedSince(ctx, c.mailbox, o.set, o.flagOp, o.flags, c.unchangedSince, o.origin)
 	case opExpunge:
 		g.expunged, g.err = s.Expunge(ctx, c.mailbox, o.set, o.origin)
 	case opCopy:
@@ -353,7 +377,11 @@ func (r *modelRun) check(o *op, full bool) (map[MailboxID]modseqs, error) {
 		}
 		for _, st := range sts {
 			mb := u.mailboxes[st.Name]
-			mm, err := r.checkMailbox(slot, u, mb, st, full)
+			set := AllUIDs()
+			if o != nil {
+				set = o.set
+			}
+			mm, err := r.checkMailbox(slot, u, mb, st, set, full)
 			if err != nil {
 				return nil, fmt.Errorf("u%d %q: %w", slot, mb.name, err)
 			}
@@ -363,7 +391,7 @@ func (r *modelRun) check(o *op, full bool) (map[MailboxID]modseqs, error) {
 	return mods, nil
 }
 
-func (r *modelRun) checkMailbox(slot int, u *modelUser, mb *modelMailbox, st MailboxStatus, full bool) (modseqs, error) {
+func (r *modelRun) checkMailbox(slot int, u *modelUser, mb *modelMailbox, st MailboxStatus, set UIDSet, full bool) (modseqs, error) {
 	m := r.m
 	if mb.id == 0 {
 		if m.seenMailbox[st.ID] {
@@ -418,10 +446,63 @@ func (r *modelRun) checkMailbox(slot int, u *modelUser, mb *modelMailbox, st Mai
 	list := full || mb.touched || mb.changed || mb.modseq == 0
 	bodies := full || mb.touched
 	mb.modseq, mb.changed, mb.touched = st.HighestModSeq, false, false
+	// A step expunges from a mailbox at most once, and nothing after it:
+	// the expunge's modseq is the mailbox's new highest.
+	mb.settle(st.HighestModSeq, r.m.maxVanished)
 	if !list {
 		return mm, nil
 	}
-	return mm, r.checkMessages(mb, mm, bodies)
+	if err := r.checkMessages(mb, mm, bodies); err != nil {
+		return mm, err
+	}
+	return mm, r.checkChanges(mb, st.HighestModSeq, set, full)
+}
+
+// checkChanges compares ChangesSince with the model's prediction for a
+// few modseqs: 0, the horizon and one below, the modseqs of a message and
+// of a tombstone and one below each, the highest, and a random one; all
+// of them with full, else three, and one more within set (the op's).
+// The model must know every modseq: call it after checkMessages.
+func (r *modelRun) checkChanges(mb *modelMailbox, highest uint64, set UIDSet, full bool) error {
+	rnd := rand.New(rand.NewPCG(uint64(mb.id), highest))
+	sinces := []uint64{0, mb.horizon, highest, rnd.Uint64N(highest + 2)}
+	if mb.horizon > 0 {
+		sinces = append(sinces, mb.horizon-1)
+	}
+	if len(mb.msgs) > 0 {
+		m := mb.msgs[rnd.IntN(len(mb.msgs))].modseq
+		sinces = append(sinces, m, m-1)
+	}
+	if len(mb.tombs) > 0 {
+		t := mb.tombs[rnd.IntN(len(mb.tombs))].modseq
+		sinces = append(sinces, t, t-1)
+	}
+	if !full {
+		rnd.Shuffle(len(sinces), func(i, j int) { sinces[i], sinces[j] = sinces[j], sinces[i] })
+		sinces = sinces[:3]
+	}
+	sets := make([]UIDSet, len(sinces), len(sinces)+1)
+	for i := range sinces {
+		sets[i] = AllUIDs()
+	}
+	sinces, sets = append(sinces, sinces[0]), append(sets, set)
+	for i, since := range sinces {
+		got, err := r.s.ChangesSince(r.ctx, mb.id, sets[i], since)
+		if err != nil {
+			return fmt.Errorf("ChangesSince(%s, %d) = %v", fmtSet(sets[i]), since, err)
+		}
+		want := mb.changesSince(sets[i], since, highest)
+		for j := range got.Changed {
+			got.Changed[j].Flags = sorted(got.Changed[j].Flags)
+		}
+		for j := range want.Changed {
+			want.Changed[j].Flags = sorted(want.Changed[j].Flags)
+		}
+		if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+			return fmt.Errorf("ChangesSince(%s, %d) =\n%+v\nwant\n%+v", fmtSet(sets[i]), since, got, want)
+		}
+	}
+	return nil
 }
 
 // checkMessages compares a mailbox's UIDs and messages with the model.
@@ -493,7 +574,10 @@ func (r *modelRun) compareOutcome(o op, e *expectation, got outcome, mods map[Ma
 		if got.appended != want.appended {
 			return fmt.Errorf("%v = %+v, want %+v", o, got.appended, want.appended)
 		}
-	case opStoreFlags:
+	case opStoreFlags, opStoreIf:
+		if !slices.Equal(got.modified, want.modified) {
+			return fmt.Errorf("%v: modified %v, want %v", o, got.modified, want.modified)
+		}
 		ok := len(got.updates) == len(want.updates)
 		for i := 0; ok && i < len(want.updates); i++ {
 			g, w := got.updates[i], want.updates[i]
@@ -596,5 +680,8 @@ func (r *modelRun) checkEvents(o op, e *expectation, mods map[MailboxID]modseqs)
 
 // modelOptions are the options of a model test's store: model.test is
 // served whether or not a user of it exists, so that Resolve of a
-// deleted user says ErrNoSuchUser in every sequence.
-func modelOptions() Options { return Options{Domains: []string{"model.test"}} }
+// deleted user says ErrNoSuchUser in every sequence; few tombstones are
+// kept, so that sequences move horizons.
+func modelOptions() Options {
+	return Options{Domains: []string{"model.test"}, MaxVanished: modelMaxVanished}
+}

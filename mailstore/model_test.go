@@ -18,7 +18,10 @@ import (
 // so that it is obviously right; where the store chooses a value the model
 // cannot know (ids, UIDVALIDITY, modseqs), the model observes it once and
 // from then on checks the store's promises about it: ids and UIDVALIDITY
-// never change, modseqs only grow.
+// never change, modseqs only grow. The change log (changelog.go) is
+// modelled whole: each expunge leaves tombstones at its modseq, the
+// oldest are pruned past modelMaxVanished, and the horizon follows, so
+// that the model predicts every ChangesSince answer.
 
 type modelFlags struct {
 	system   map[string]bool // canonical system flag names
@@ -125,6 +128,16 @@ type modelMessage struct {
 	date   time.Time // zero: not checked (Deliver's "now")
 }
 
+// modelTomb is an expunged message the change log must report.
+type modelTomb struct {
+	uid    UID
+	modseq uint64 // the expunge's; 0: expunged by this step, not yet observed
+}
+
+// modelMaxVanished is the model stores' Options.MaxVanished: small, so
+// that sequences prune tombstones and move horizons.
+const modelMaxVanished = 6
+
 type modelMailbox struct {
 	id          MailboxID // 0 until observed
 	name        string
@@ -135,6 +148,8 @@ type modelMailbox struct {
 	changed     bool   // messages added, removed or reflagged by this step
 	touched     bool   // this step's op named it: list its messages
 	msgs        []*modelMessage
+	tombs       []modelTomb // oldest first
+	horizon     uint64      // the lowest modseq "vanished since" answers for
 }
 
 func (mb *modelMailbox) unseen() uint32 {
@@ -172,11 +187,56 @@ func (mb *modelMailbox) add(flags modelFlags, body []byte, date time.Time) UID {
 	return uid
 }
 
+// remove expunges the messages of uids, leaving their tombstones.
 func (mb *modelMailbox) remove(uids []UID) {
 	mb.msgs = slices.DeleteFunc(mb.msgs, func(m *modelMessage) bool { return slices.Contains(uids, m.uid) })
+	for _, u := range uids {
+		mb.tombs = append(mb.tombs, modelTomb{uid: u})
+	}
 	if len(uids) > 0 {
 		mb.changed = true
 	}
+}
+
+// settle gives the tombstones of an expunge not yet observed its modseq,
+// then prunes as Options.MaxVanished says: past maxVanished, the oldest
+// go, whole modseqs at a time, until at most three quarters of it are
+// left, and the horizon rises to the newest modseq dropped.
+func (mb *modelMailbox) settle(modseq uint64, maxVanished int) {
+	n := 0
+	for i := range mb.tombs {
+		if mb.tombs[i].modseq == 0 {
+			mb.tombs[i].modseq = modseq
+			n++
+		}
+	}
+	if n == 0 || len(mb.tombs) <= maxVanished {
+		return
+	}
+	keep := maxVanished - maxVanished/4
+	cutoff := mb.tombs[len(mb.tombs)-keep-1].modseq
+	mb.tombs = slices.DeleteFunc(mb.tombs, func(t modelTomb) bool { return t.modseq <= cutoff })
+	mb.horizon = max(mb.horizon, cutoff)
+}
+
+// changesSince is what ChangesSince must answer, from messages and
+// tombstones whose modseqs are all observed.
+func (mb *modelMailbox) changesSince(set UIDSet, since, highest uint64) Changes {
+	c := Changes{HighestModSeq: highest, Horizon: mb.horizon, VanishedKnown: since >= mb.horizon}
+	for _, m := range mb.msgs {
+		if m.modseq > since && modelContains(set, m.uid) {
+			c.Changed = append(c.Changed, FlagUpdate{UID: m.uid, Flags: m.flags.list(), ModSeq: m.modseq})
+		}
+	}
+	if c.VanishedKnown {
+		for _, t := range mb.tombs {
+			if t.modseq > since && modelContains(set, t.uid) {
+				c.Vanished = append(c.Vanished, t.uid)
+			}
+		}
+		slices.Sort(c.Vanished)
+	}
+	return c
 }
 
 type modelUser struct {
@@ -193,6 +253,7 @@ type model struct {
 	users [modelUsers]*modelUser // nil: no such user
 	// What deleted users and mailboxes left: ops aimed at them use their
 	// old ids, as a session that outlived them would.
+	maxVanished  int // the store's Options.MaxVanished
 	staleUser    [modelUsers]UserID
 	staleMailbox map[string]MailboxID // slot/name
 	validity     map[string]uint32    // slot/name: the last UIDVALIDITY seen
@@ -207,7 +268,7 @@ const (
 )
 
 func newModel(prefix string) *model {
-	m := &model{staleMailbox: map[string]MailboxID{}, validity: map[string]uint32{},
+	m := &model{maxVanished: modelMaxVanished, staleMailbox: map[string]MailboxID{}, validity: map[string]uint32{},
 		seenMailbox: map[MailboxID]bool{}, seenUser: map[UserID]bool{}}
 	for i := range m.addrs {
 		m.addrs[i] = fmt.Sprintf("%s.u%d@model.test", prefix, i)
@@ -277,6 +338,8 @@ type call struct {
 	resolve      []*Recipient // per op.rcpts: what Resolve must return; nil: ErrNoSuchUser
 	raw          []byte
 	date         time.Time
+	// unchangedSince is StoreFlagsUnchangedSince's modseq.
+	unchangedSince uint64
 }
 
 // outcome is an op's result: the model's prediction or the store's answer.
@@ -285,6 +348,7 @@ type outcome struct {
 	uids     []UID        // Deliver
 	appended AppendResult // Append
 	updates  []FlagUpdate // StoreFlags; a ModSeq of 0 stands for the mailbox's new highest modseq
+	modified []UID        // StoreFlagsUnchangedSince: the UIDs that failed the test
 	expunged []UID        // Expunge
 	copied   CopyResult   // Copy, Move
 	user     User         // AddUser
@@ -392,10 +456,16 @@ func (m *model) apply(o op) *expectation {
 		e.want.appended = AppendResult{UIDValidity: src.uidValidity, UID: uid}
 		e.event(src, notify.Event{Kind: notify.Appended, UIDs: []uint32{uint32(uid)}, Messages: uint32(len(src.msgs)), Origin: o.origin})
 
-	case opStoreFlags:
+	case opStoreFlags, opStoreIf:
 		arg, err := modelParseFlags(o.flags)
 		if err != nil {
 			return fail(err)
+		}
+		if o.kind == opStoreIf {
+			c.unchangedSince = o.unchangedSince
+			if !o.sinceFixed {
+				c.unchangedSince = pickUnchangedSince(src, o.sinceSel)
+			}
 		}
 		if src == nil {
 			return fail(errNoneOrNoMailbox)
@@ -403,6 +473,11 @@ func (m *model) apply(o op) *expectation {
 		var changed []notify.FlagUpdate
 		for _, msg := range src.msgs {
 			if !modelContains(o.set, msg.uid) {
+				continue
+			}
+			// RFC 7162 §3.1.3: changed since the client's modseq, left alone.
+			if o.kind == opStoreIf && msg.modseq > c.unchangedSince {
+				e.want.modified = append(e.want.modified, msg.uid)
 				continue
 			}
 			nf := msg.flags.apply(o.flagOp, arg)
@@ -591,6 +666,35 @@ func (m *model) apply(o op) *expectation {
 		e.want.user = User{Address: m.addrs[o.user]}
 	}
 	return e
+}
+
+// pickUnchangedSince turns an op's selector into the UNCHANGEDSINCE a
+// client might send, from the modseqs the model has observed: 0 (every
+// message fails), the mailbox's highest (every one passes), a message's
+// modseq (it and older ones pass), one less (it fails), or a little below
+// the highest.
+func pickUnchangedSince(mb *modelMailbox, sel byte) uint64 {
+	if mb == nil {
+		return uint64(sel)
+	}
+	pick := int(sel >> 3)
+	switch sel % 5 {
+	case 0:
+		return 0
+	case 1:
+		return mb.modseq
+	case 2, 3:
+		if len(mb.msgs) == 0 {
+			return mb.modseq
+		}
+		ms := mb.msgs[pick%len(mb.msgs)].modseq
+		if sel%5 == 3 {
+			ms--
+		}
+		return ms
+	default:
+		return mb.modseq - min(mb.modseq, uint64(1+pick%4))
+	}
 }
 
 // createParents creates the missing parents of name, as CREATE does

@@ -149,6 +149,35 @@ ALTER TABLE mailboxes DROP COLUMN subscribed;
 ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
 UPDATE mailboxes SET recent_uid = uidnext - 1;
 `,
+	// Version 7: the change log (RFC 7162; changelog.go). Every change to
+	// a mailbox's messages already took the next highest_modseq; an
+	// expunge now also leaves a tombstone, (UID, the expunge's modseq),
+	// so that "what vanished since modseq M" is a range of this table's
+	// primary key (RFC 7162 §3.2: the server "MUST associate the
+	// incremented mod-sequence with the UIDs of the expunged messages").
+	// A tombstone goes with its mailbox (DELETE, DeleteUser), whose
+	// successor gets a new UIDVALIDITY anyway.
+	//
+	// vanished_horizon is the lowest modseq M for which the tombstones
+	// answer "vanished since M" in full; vanished_count is the number
+	// of tombstones, which the writer bounds (pruneVanishedTx) by
+	// dropping the oldest and raising the horizon. Expunges made before
+	// this version left no tombstone, so a mailbox that lost any message
+	// (it holds fewer messages than the UIDs it handed out: UIDs are
+	// never reused) starts with its horizon at its highest modseq. One
+	// that never lost one starts at 0, as a new mailbox does: nothing
+	// vanished from it, ever.
+	`
+CREATE TABLE vanished (
+	mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+	modseq     INTEGER NOT NULL,  -- the expunge's: the highest_modseq it raised the mailbox to
+	uid        INTEGER NOT NULL,
+	PRIMARY KEY (mailbox_id, modseq, uid)
+) WITHOUT ROWID;
+ALTER TABLE mailboxes ADD COLUMN vanished_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE mailboxes ADD COLUMN vanished_horizon INTEGER NOT NULL DEFAULT 0;
+UPDATE mailboxes SET vanished_horizon = highest_modseq WHERE message_count != uidnext - 1;
+`,
 }
 
 // migrationSteps[v] runs after migrations[v-1], in the same transaction:

@@ -59,6 +59,12 @@ type Options struct {
 	// first append to the write-ahead log, still find room. 0: no reserve.
 	// See SpaceCheck.
 	MinFreeBytes int64
+	// MaxVanished bounds the tombstones (expunged UIDs with their
+	// modseq) each mailbox keeps for "vanished since" (RFC 7162 QRESYNC;
+	// changelog.go); default 10,000. Past it, the writer drops the oldest,
+	// down to three quarters of it, and raises the mailbox's horizon: a
+	// client whose modseq is older resynchronises in full.
+	MaxVanished int
 	// OnCommit, if set, is called by the writer after each committed
 	// batch with the number of writes, their message bytes, and how long
 	// the transaction took from BEGIN to durable COMMIT. It must be quick:
@@ -119,6 +125,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	if opts.MaxReaders <= 0 {
 		opts.MaxReaders = 8
+	}
+	if opts.MaxVanished <= 0 {
+		opts.MaxVanished = defaultMaxVanished
 	}
 	s := &Store{
 		path:    path,

@@ -25,6 +25,8 @@ type wtx struct {
 	ctx context.Context
 	tx  *sql.Tx
 	w   *stmtCache
+	// maxVanished is Options.MaxVanished, for pruneVanishedTx.
+	maxVanished int
 }
 
 // stmtCache holds the writer's prepared statements. Only the writer
@@ -282,7 +284,7 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 			continue
 		}
 		var broken error
-		op.events, op.err, broken = s.runOp(&wtx{ctx: ctx, tx: tx, w: &s.stmts}, op.fn, savepoints)
+		op.events, op.err, broken = s.runOp(&wtx{ctx: ctx, tx: tx, w: &s.stmts, maxVanished: s.opts.MaxVanished}, op.fn, savepoints)
 		if broken != nil {
 			// The transaction is gone, and with it the ops before this
 			// one: what follows would run outside any transaction.
