@@ -80,7 +80,7 @@ func testImaplibFamilies(t *testing.T, env *tlsEnv, python, script, mode, addr s
 
 	hooks := map[string]func(){
 		"authenticate": func() {
-			// AUTHENTICATE PLAIN and ENABLE UTF8=ACCEPT; CREATE "Grüße".
+			// AUTHENTICATE PLAIN and ENABLE UTF8=ACCEPT; CREATE Grüße, unquoted.
 			env.checkMailboxes(t, append(defaults, "Grüße")...)
 			env.checkStored(t, "INBOX", map[imap.UID][]byte{1: fx["m1"], 2: fx["mp"], 3: fx["u8"]})
 			var err error

@@ -165,6 +165,21 @@ func TestUTF8Accept(t *testing.T) {
 	if e := s.readErr(t); e.Code != ErrMailboxName {
 		t.Errorf("invalid UTF-8 name = %+v, want ErrMailboxName", e)
 	}
+	// Unquoted UTF-8 is taken under UTF8=ACCEPT (Python's imaplib sends
+	// names so); invalid UTF-8 is still refused, and without UTF8=ACCEPT
+	// an 8-bit atom is a syntax error.
+	s = newSession(t, "a CREATE Gr\xc3\xbc\xc3\x9fe\r\nb CREATE x\xff\r\n", Limits{})
+	s.p.SetUTF8(true)
+	if got := s.read(t).Args.(*Create).Mailbox; got != "Grüße" {
+		t.Errorf("unquoted UTF-8 name = %q, want Grüße", got)
+	}
+	if e := s.readErr(t); e.Code != ErrMailboxName {
+		t.Errorf("unquoted invalid UTF-8 = %+v, want ErrMailboxName", e)
+	}
+	s = newSession(t, "a CREATE Gr\xc3\xbc\xc3\x9fe\r\n", Limits{})
+	if e := s.readErr(t); e.Code != ErrSyntax {
+		t.Errorf("unquoted UTF-8 without UTF8=ACCEPT = %+v, want a syntax error", e)
+	}
 }
 
 func TestReadLine(t *testing.T) {

@@ -443,6 +443,8 @@ func isAtomChar(b byte) bool {
 
 func isAStringChar(b byte) bool { return isAtomChar(b) || b == ']' }
 
+func isAStringCharUTF8(b byte) bool { return b >= 0x80 || isAStringChar(b) }
+
 func isListChar(b byte) bool { return isAtomChar(b) || b == '%' || b == '*' || b == ']' }
 
 // run reads 1*c bytes for which class is true into scratch.
@@ -700,8 +702,22 @@ func (p *Parser) astring() (string, error) {
 	if err := p.arg(); err != nil {
 		return "", err
 	}
-	s, err := p.run(isAStringChar, "an astring")
-	return string(s), err
+	class := isAStringChar
+	if p.utf8 {
+		// RFC 9051 §4.3 keeps atoms 7-bit, but clients that send UTF-8
+		// mailbox names unquoted after ENABLE UTF8=ACCEPT exist
+		// (Python's imaplib): their bytes are taken, and names are
+		// checked as UTF-8 afterwards (decodeName).
+		class = isAStringCharUTF8
+	}
+	s, err := p.run(class, "an astring")
+	if err != nil {
+		return "", err
+	}
+	if b, err := p.peek(); err == nil && b >= 0x80 {
+		return "", p.syntax("8-bit characters in an atom: send a quoted string or a literal (RFC 9051 §4.3)")
+	}
+	return string(s), nil
 }
 
 // nstring reads a string or NIL; ok is false for NIL.
