@@ -3,6 +3,7 @@ package mailstore
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,4 +63,33 @@ func TestKeywords(t *testing.T) {
 	check("appended to another mailbox", other.ID, []string{"Appended"})
 	check("INBOX does not list Other's", r.Mailbox, nil)
 	check("unknown mailbox", MailboxID(1<<40), nil)
+}
+
+// undoSchema8 turns a file written at schema 8 back into one of schema 7,
+// for the tests of older files.
+const undoSchema8 = `DROP INDEX messages_keywords;
+`
+
+// Keywords reads the index of messages that carry any, not every message
+// of the mailbox (schema 8).
+func TestKeywordsQueryPlan(t *testing.T) {
+	t.Parallel()
+	s := openTestStore(t, Options{})
+	var plan []string
+	rows, err := s.rdb.Query("EXPLAIN QUERY PLAN SELECT DISTINCT keywords FROM messages WHERE mailbox_id = ? AND keywords != ''", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if got := strings.Join(plan, "; "); !strings.Contains(got, "USING COVERING INDEX messages_keywords") {
+		t.Errorf("Keywords plan = %q, want the covering index messages_keywords", got)
+	}
 }
