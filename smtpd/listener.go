@@ -273,6 +273,12 @@ func (c *conn) Write(p []byte) (int, error) {
 		// go-smtp starts the TLS handshake next (RFC 3207 §4).
 		c.tls.Store(true)
 	}
+	if bytes.HasPrefix(p, bdatTooBig) {
+		// go-smtp refuses a BDAT chunk declared over MaxMessageBytes,
+		// then reads and drops the chunk, up to 4 GB. RFC 1870 §6.3
+		// (as for DATA, see readMessage): answer and close instead.
+		c.closeAfterReply()
+	}
 	c.wmu.Lock()
 	if c.werr != nil {
 		err := c.werr
@@ -296,11 +302,12 @@ func (c *conn) Write(p []byte) (int, error) {
 
 // The first line of go-smtp's reply to EHLO and LHLO, and its reply to
 // HELO. go-smtp has no setting for this text. startTLSReady is its reply
-// to STARTTLS.
+// to STARTTLS, bdatTooBig to a BDAT chunk declared over MaxMessageBytes.
 var (
 	ehloHello     = []byte("250-Hello ")
 	heloHello     = []byte("250 2.0.0 Hello ")
 	startTLSReady = []byte("220 2.0.0 Ready to start TLS")
+	bdatTooBig    = []byte("552 5.3.4 Max message size exceeded")
 )
 
 // greets rewrites go-smtp's reply to EHLO, LHLO and HELO, "250-Hello

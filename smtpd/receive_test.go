@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -314,6 +315,33 @@ func TestOversizeClosesEarly(t *testing.T) {
 		t.Fatalf("client wrote all %d bytes and the end of data, want the connection closed early", total)
 	}
 	t.Logf("client wrote %d of %d bytes before the write failed: %v", sent, total, err)
+	if msgs := e.inbox("alice@example.org"); len(msgs) != 0 {
+		t.Errorf("INBOX has %d messages, want 0", len(msgs))
+	}
+}
+
+// TestOversizeBDATClosesEarly: a BDAT chunk declared over the limit is
+// refused from its size, 552, and the connection closed (RFC 1870 §6.3):
+// go-smtp alone would read and drop the whole chunk, up to 4 GB, first.
+func TestOversizeBDATClosesEarly(t *testing.T) {
+	t.Parallel()
+	const limit = 1 << 20
+	e := newEnv(t, envConfig{opts: Options{MaxMessageBytes: limit}})
+	r := dialRaw(t, e.addr[roleMX])
+	r.expect(220, "")
+	r.send("EHLO client.test\r\nMAIL FROM:<sender@remote.example>\r\nRCPT TO:<alice@example.org>\r\nBDAT 4000000000 LAST\r\n")
+	r.expect(250, "")
+	r.expect(250, "")
+	r.expect(250, "")
+	// Not one byte of the chunk is sent: the server must not wait for it
+	// (its read timeout is 5 minutes: a timeout here means it waited).
+	r.expect(552, "5.3.4")
+	if err := r.nc.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := r.r.ReadLine(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("after 552: read %q, %v; want the connection closed by the server", line, err)
+	}
 	if msgs := e.inbox("alice@example.org"); len(msgs) != 0 {
 		t.Errorf("INBOX has %d messages, want 0", len(msgs))
 	}
