@@ -273,10 +273,12 @@ func (c *conn) Write(p []byte) (int, error) {
 		// go-smtp starts the TLS handshake next (RFC 3207 §4).
 		c.tls.Store(true)
 	}
-	if bytes.HasPrefix(p, bdatTooBig) {
+	if bytes.HasPrefix(p, bdatTooBig) && c.inTransaction() {
 		// go-smtp refuses a BDAT chunk declared over MaxMessageBytes,
 		// then reads and drops the chunk, up to 4 GB. RFC 1870 §6.3
 		// (as for DATA, see readMessage): answer and close instead.
+		// The same text refuses MAIL's SIZE=, before any transaction:
+		// that connection goes on.
 		c.closeAfterReply()
 	}
 	c.wmu.Lock()
@@ -559,6 +561,14 @@ func (c *conn) beginData() {
 			c.l.srv.log.Debug("restore read deadline", "cid", c.cid, "err", err)
 		}
 	}
+}
+
+// inTransaction reports whether a MAIL was accepted and its transaction
+// has not ended.
+func (c *conn) inTransaction() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inTxn
 }
 
 // end marks the end of a transaction, if any.
