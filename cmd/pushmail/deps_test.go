@@ -11,7 +11,7 @@ import (
 )
 
 // TestImportGraph keeps the packages honest (STYLE.md §2.1): imports go
-// one way, cmd/pushmail -> smtpd, imapd -> mailstore -> notify, and
+// one way, cmd/pushmail -> smtpd, imapd, pop3d -> mailstore -> notify, and
 // everyone -> message; only mailstore speaks SQL; mailstore and notify
 // know nothing of the mail protocols; message, notify and the internal
 // packages import nothing of ours.
@@ -43,14 +43,17 @@ func TestImportGraph(t *testing.T) {
 		{"pushmail/internal/proxylisten", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/internal/netkey", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/mailstore", []string{"pushmail/message", "pushmail/notify"}, []string{"github.com/emersion/go-imap", "github.com/emersion/go-smtp"}, true},
-		{"pushmail/smtpd", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey"}, []string{"pushmail/imapd", "github.com/emersion/go-imap"}, false},
+		{"pushmail/smtpd", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey"}, []string{"pushmail/imapd", "pushmail/pop3d", "github.com/emersion/go-imap"}, false},
 		// The harness measures through sockets and prepares data through
 		// mailstore: it needs no protocol package.
 		{"pushmail/internal/bench", []string{"pushmail/mailstore"}, []string{"pushmail/smtpd", "pushmail/imapd", "pushmail/cmd/"}, false},
 		// imapd's wire layer: bytes to commands and back, nothing of
 		// ours, and not go-imap's server (issue 14 replaces it).
 		{"pushmail/imapd/wire", nil, []string{"pushmail/", "github.com/emersion/go-imap/v2/imapserver", "github.com/emersion/go-smtp"}, false},
-		{"pushmail/imapd", []string{"pushmail/imapd/wire", "pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp", "github.com/emersion/go-imap/v2/imapserver"}, false},
+		// pop3d: a protocol front end beside smtpd and imapd, on the
+		// same internal packages, never one of its peers.
+		{"pushmail/pop3d", []string{"pushmail/mailstore", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/netkey"}, []string{"pushmail/smtpd", "pushmail/imapd", "github.com/emersion/go-smtp", "github.com/emersion/go-imap"}, false},
+		{"pushmail/imapd", []string{"pushmail/imapd/wire", "pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey"}, []string{"pushmail/smtpd", "pushmail/pop3d", "github.com/emersion/go-smtp", "github.com/emersion/go-imap/v2/imapserver"}, false},
 	}
 	for _, r := range rules {
 		p, ok := pkgs[r.pkg]
