@@ -19,6 +19,7 @@ import (
 	"pushmail/imapd"
 	"pushmail/internal/authlimit"
 	"pushmail/mailstore"
+	"pushmail/pop3d"
 	"pushmail/smtpd"
 )
 
@@ -48,9 +49,11 @@ type ListenConfig struct {
 	Submission string `toml:"submission"`
 	IMAP       string `toml:"imap"`
 	IMAPS      string `toml:"imaps"`
+	POP3       string `toml:"pop3"`
+	POP3S      string `toml:"pop3s"`
 	HTTP       string `toml:"http"`
 	// ProxyProtocol names the listeners (smtp, lmtp, submission, imap,
-	// imaps; TCP only) that sit behind a proxy opening every connection
+	// imaps, pop3, pop3s; TCP only) that sit behind a proxy opening every connection
 	// with a PROXY protocol v1 or v2 header, as HAProxy's send-proxy
 	// does. On them, only peers in ProxyTrusted may connect, and each
 	// must send the header (internal/proxylisten): limits, lockouts, the
@@ -62,7 +65,7 @@ type ListenConfig struct {
 
 // proxyListeners are the listeners that may be marked for the PROXY
 // protocol; the HTTP listener may not.
-var proxyListeners = []string{"smtp", "lmtp", "submission", "imap", "imaps"}
+var proxyListeners = []string{"smtp", "lmtp", "submission", "imap", "imaps", "pop3", "pop3s"}
 
 // proxyTrusted parses ProxyTrusted: a bare IP is a prefix of its full
 // length.
@@ -100,7 +103,8 @@ type TLSConfig struct {
 	// directory when Cert and Key are not set: for local testing only.
 	Dev bool `toml:"dev"`
 	// SMTP overrides the certificate of the SMTP, LMTP and submission
-	// listeners; IMAP that of the IMAP and IMAPS listeners.
+	// listeners; IMAP that of the IMAP, IMAPS, POP3 and POP3S listeners
+	// (the mail-access protocols, usually one host name).
 	SMTP CertFiles `toml:"smtp"`
 	IMAP CertFiles `toml:"imap"`
 }
@@ -156,7 +160,8 @@ type LimitsConfig struct {
 	MaxConnsPerIP int           `toml:"max_conns_per_ip"`
 	SMTPTimeout   time.Duration `toml:"smtp_timeout"`
 	// MaxConns bounds the connections of each SMTP, LMTP and submission
-	// listener, and of IMAP (imap and imaps together).
+	// listener, of IMAP (imap and imaps together) and of POP3 (pop3 and
+	// pop3s together).
 	MaxConns          int `toml:"max_conns"`
 	SMTPMaxLineLength int `toml:"smtp_max_line_length"`
 	// SMTPMaxPreAuthConns bounds the unauthenticated connections of each
@@ -170,11 +175,14 @@ type LimitsConfig struct {
 	IMAPCommandTimeout  time.Duration `toml:"imap_command_timeout"`
 	IMAPIdleTimeout     time.Duration `toml:"imap_idle_timeout"`
 	IMAPLoginTimeout    time.Duration `toml:"imap_login_timeout"`
+	// POP3IdleTimeout is how long a logged-in POP3 client may be
+	// silent; at least 10 minutes (RFC 1939 §3).
+	POP3IdleTimeout time.Duration `toml:"pop3_idle_timeout"`
 	// IMAPMaxPreAuthConns bounds the IMAP connections not logged in (imap
 	// and imaps together); 0 (the default), or more than MaxConns, means
 	// MaxConns. When full, the oldest of them is closed for a newcomer.
 	IMAPMaxPreAuthConns int `toml:"imap_max_preauth_conns"`
-	// Failed logins, over SMTP AUTH and IMAP together (authlimit).
+	// Failed logins, over SMTP AUTH, IMAP and POP3 together (authlimit).
 	AuthMaxFailuresPerIP      int           `toml:"auth_max_failures_per_ip"`
 	AuthMaxFailuresPerAccount int           `toml:"auth_max_failures_per_account"`
 	AuthWindow                time.Duration `toml:"auth_window"`
@@ -205,6 +213,8 @@ func defaultConfig() Config {
 			Submission: "127.0.0.1:5587",
 			IMAP:       "127.0.0.1:1143",
 			IMAPS:      "127.0.0.1:1993",
+			POP3:       "127.0.0.1:1110",
+			POP3S:      "127.0.0.1:1995",
 			HTTP:       "127.0.0.1:8025",
 		},
 		Log: LogConfig{Level: "info", Format: "text"},
@@ -222,6 +232,7 @@ func defaultConfig() Config {
 			IMAPCommandTimeout:        imapd.DefaultCommandTimeout,
 			IMAPIdleTimeout:           imapd.DefaultIdleTimeout,
 			IMAPLoginTimeout:          imapd.DefaultLoginTimeout,
+			POP3IdleTimeout:           pop3d.DefaultIdleTimeout,
 			AuthMaxFailuresPerIP:      authlimit.DefaultPerIP,
 			AuthMaxFailuresPerAccount: authlimit.DefaultPerAccount,
 			AuthWindow:                authlimit.DefaultWindow,
@@ -249,14 +260,16 @@ var settings = []setting{
 	{flag: "submission", key: "listen.submission", usage: "submission address (AUTH required); empty: off", field: func(c *Config) any { return &c.Listen.Submission }},
 	{flag: "imap", key: "listen.imap", usage: "IMAP address (STARTTLS when a certificate is set); empty: off", field: func(c *Config) any { return &c.Listen.IMAP }},
 	{flag: "imaps", key: "listen.imaps", usage: "IMAP over implicit TLS address (needs a certificate); empty: off", field: func(c *Config) any { return &c.Listen.IMAPS }},
+	{flag: "pop3", key: "listen.pop3", usage: "POP3 address (STLS when a certificate is set); empty: off", field: func(c *Config) any { return &c.Listen.POP3 }},
+	{flag: "pop3s", key: "listen.pop3s", usage: "POP3 over implicit TLS address (needs a certificate); empty: off", field: func(c *Config) any { return &c.Listen.POP3S }},
 	{flag: "http", key: "listen.http", usage: "HTTP address for /healthz and /metrics; empty: off", field: func(c *Config) any { return &c.Listen.HTTP }},
-	{flag: "proxy-protocol", key: "listen.proxy_protocol", usage: "listeners behind a proxy that sends a PROXY protocol v1/v2 header (smtp, lmtp, submission, imap, imaps), repeatable (env: comma-separated); on them only --proxy-trusted peers may connect, and each must send the header", field: func(c *Config) any { return &c.Listen.ProxyProtocol }},
+	{flag: "proxy-protocol", key: "listen.proxy_protocol", usage: "listeners behind a proxy that sends a PROXY protocol v1/v2 header (smtp, lmtp, submission, imap, imaps, pop3, pop3s), repeatable (env: comma-separated); on them only --proxy-trusted peers may connect, and each must send the header", field: func(c *Config) any { return &c.Listen.ProxyProtocol }},
 	{flag: "proxy-trusted", key: "listen.proxy_trusted", usage: "the proxies' networks for --proxy-protocol, as CIDR prefixes or IPs, repeatable (env: comma-separated)", field: func(c *Config) any { return &c.Listen.ProxyTrusted }},
 	{flag: "tls-cert", key: "tls.cert", usage: "PEM certificate file for STARTTLS and implicit TLS (reloaded on SIGHUP)", field: func(c *Config) any { return &c.TLS.Cert }},
 	{flag: "tls-key", key: "tls.key", usage: "PEM private key file for --tls-cert", field: func(c *Config) any { return &c.TLS.Key }},
 	{flag: "smtp-tls-cert", key: "tls.smtp.cert", usage: "certificate for SMTP, LMTP and submission only (default: --tls-cert)", field: func(c *Config) any { return &c.TLS.SMTP.Cert }},
 	{flag: "smtp-tls-key", key: "tls.smtp.key", usage: "key for --smtp-tls-cert", field: func(c *Config) any { return &c.TLS.SMTP.Key }},
-	{flag: "imap-tls-cert", key: "tls.imap.cert", usage: "certificate for IMAP and IMAPS only (default: --tls-cert)", field: func(c *Config) any { return &c.TLS.IMAP.Cert }},
+	{flag: "imap-tls-cert", key: "tls.imap.cert", usage: "certificate for IMAP, IMAPS, POP3 and POP3S only (default: --tls-cert)", field: func(c *Config) any { return &c.TLS.IMAP.Cert }},
 	{flag: "imap-tls-key", key: "tls.imap.key", usage: "key for --imap-tls-cert", field: func(c *Config) any { return &c.TLS.IMAP.Key }},
 	{flag: "dev-tls", key: "tls.dev", usage: "without --tls-cert, use a self-signed certificate for localhost kept in the data directory (testing only)", field: func(c *Config) any { return &c.TLS.Dev }},
 	{flag: "allow-insecure-auth", key: "auth.allow_insecure", usage: "allow passwords without TLS from non-loopback addresses", field: func(c *Config) any { return &c.Auth.AllowInsecure }},
@@ -271,15 +284,16 @@ var settings = []setting{
 	{flag: "max-recipients", key: "limits.max_recipients", usage: "most recipients per SMTP transaction", field: func(c *Config) any { return &c.Limits.MaxRecipients }},
 	{flag: "max-conns-per-ip", key: "limits.max_conns_per_ip", usage: "most simultaneous connections from one IPv4 address or IPv6 /64, per listener", field: func(c *Config) any { return &c.Limits.MaxConnsPerIP }},
 	{flag: "smtp-timeout", key: "limits.smtp_timeout", usage: "SMTP command read/write timeout (e.g. 5m)", field: func(c *Config) any { return &c.Limits.SMTPTimeout }},
-	{flag: "max-conns", key: "limits.max_conns", usage: "most simultaneous connections on each SMTP, LMTP and submission listener, and on IMAP (imap and imaps together)", field: func(c *Config) any { return &c.Limits.MaxConns }},
+	{flag: "max-conns", key: "limits.max_conns", usage: "most simultaneous connections on each SMTP, LMTP and submission listener, and on IMAP (imap and imaps together) and POP3 (pop3 and pop3s together)", field: func(c *Config) any { return &c.Limits.MaxConns }},
 	{flag: "smtp-max-preauth-conns", key: "limits.smtp_max_preauth_conns", usage: "most simultaneous unauthenticated connections on each SMTP, LMTP and submission listener (0: max-conns); when full, the quietest is closed (421 4.3.2) for a new one", field: func(c *Config) any { return &c.Limits.SMTPMaxPreAuthConns }},
 	{flag: "smtp-max-idle-commands", key: "limits.smtp_max_idle_commands", usage: "most SMTP commands outside a transaction since the last MAIL (NOOP, RSET, VRFY, HELP, EHLO...); past it, 421 4.7.0 and the connection is closed", field: func(c *Config) any { return &c.Limits.SMTPMaxIdleCommands }},
 	{flag: "smtp-max-line-length", key: "limits.smtp_max_line_length", usage: "longest SMTP command or DATA line, in bytes with CRLF (at least 1000)", field: func(c *Config) any { return &c.Limits.SMTPMaxLineLength }},
 	{flag: "imap-command-timeout", key: "limits.imap_command_timeout", usage: "IMAP: time for a command line, and for the first command before login", field: func(c *Config) any { return &c.Limits.IMAPCommandTimeout }},
 	{flag: "imap-idle-timeout", key: "limits.imap_idle_timeout", usage: "IMAP: how long a logged-in client may be silent, in IDLE or between commands (at least 30m, RFC 9051)", field: func(c *Config) any { return &c.Limits.IMAPIdleTimeout }},
 	{flag: "imap-login-timeout", key: "limits.imap_login_timeout", usage: "IMAP: time from connecting to logging in", field: func(c *Config) any { return &c.Limits.IMAPLoginTimeout }},
+	{flag: "pop3-idle-timeout", key: "limits.pop3_idle_timeout", usage: "POP3: how long a logged-in client may be silent (at least 10m, RFC 1939)", field: func(c *Config) any { return &c.Limits.POP3IdleTimeout }},
 	{flag: "imap-max-preauth-conns", key: "limits.imap_max_preauth_conns", usage: "IMAP: most simultaneous connections not logged in, imap and imaps together (0: max-conns); when they or max-conns are reached, the oldest is closed (* BYE [UNAVAILABLE]) for a new one", field: func(c *Config) any { return &c.Limits.IMAPMaxPreAuthConns }},
-	{flag: "auth-max-failures-per-ip", key: "limits.auth_max_failures_per_ip", usage: "failed logins (SMTP AUTH and IMAP together) from one IP before it is refused for auth-window", field: func(c *Config) any { return &c.Limits.AuthMaxFailuresPerIP }},
+	{flag: "auth-max-failures-per-ip", key: "limits.auth_max_failures_per_ip", usage: "failed logins (SMTP AUTH, IMAP and POP3 together) from one IP before it is refused for auth-window", field: func(c *Config) any { return &c.Limits.AuthMaxFailuresPerIP }},
 	{flag: "auth-max-failures-per-account", key: "limits.auth_max_failures_per_account", usage: "failed logins for one account before it is refused, for auth-window, from addresses it has not logged in from", field: func(c *Config) any { return &c.Limits.AuthMaxFailuresPerAccount }},
 	{flag: "auth-window", key: "limits.auth_window", usage: "how long failed logins are remembered, and a refusal lasts, after the last failure", field: func(c *Config) any { return &c.Limits.AuthWindow }},
 	{flag: "auth-delay", key: "limits.auth_delay", usage: "pause before answering a failed login; doubles per failure, up to 32 times", field: func(c *Config) any { return &c.Limits.AuthDelay }},
@@ -520,6 +534,11 @@ func (c *Config) validate() error {
 		// RFC 5321 §4.5.3.1.6: a text line may be 1000 octets with CRLF.
 		errs = append(errs, errors.New("limits.smtp_max_line_length: must be at least 1000 (RFC 5321)"))
 	}
+	if c.Limits.POP3IdleTimeout < pop3d.MinIdleTimeout {
+		// RFC 1939 §3: an autologout timer "MUST be of at least 10
+		// minutes' duration".
+		errs = append(errs, errors.New("limits.pop3_idle_timeout: must be at least 10m (RFC 1939 §3)"))
+	}
 	if c.Limits.IMAPIdleTimeout < 30*time.Minute {
 		// RFC 9051 §5.4: an inactivity autologout timer of at least 30
 		// minutes; clients re-issue IDLE every 29 (RFC 2177 §3).
@@ -531,7 +550,7 @@ func (c *Config) validate() error {
 // validateProxy checks the PROXY protocol settings.
 func (l ListenConfig) validateProxy() []error {
 	var errs []error
-	addrs := map[string]string{"smtp": l.SMTP, "lmtp": l.LMTP, "submission": l.Submission, "imap": l.IMAP, "imaps": l.IMAPS}
+	addrs := map[string]string{"smtp": l.SMTP, "lmtp": l.LMTP, "submission": l.Submission, "imap": l.IMAP, "imaps": l.IMAPS, "pop3": l.POP3, "pop3s": l.POP3S}
 	for _, name := range l.ProxyProtocol {
 		addr, ok := addrs[name]
 		switch {

@@ -74,7 +74,8 @@ var listeningRE = regexp.MustCompile(`msg=listening proto=(\w+) addr=(\S+)`)
 func startServer(t *testing.T, data string, extra ...string) *server {
 	t.Helper()
 	args := append([]string{"serve", "--data", data, "--smtp", "127.0.0.1:0", "--lmtp", "127.0.0.1:0",
-		"--submission", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--imaps", "", "--http", "127.0.0.1:0"}, extra...)
+		"--submission", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--imaps", "", "--pop3", "127.0.0.1:0", "--pop3s", "",
+		"--http", "127.0.0.1:0"}, extra...)
 	s := &server{cmd: exec.Command(pushmailBinary(t), args...), data: data, addrs: map[string]string{},
 		done: make(chan error, 1), logChanged: make(chan struct{})}
 	s.cmd.Env = append(os.Environ(), "PUSHMAIL_CONFIG=")

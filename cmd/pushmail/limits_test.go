@@ -28,6 +28,7 @@ smtp_max_preauth_conns = 40
 smtp_max_idle_commands = 12
 imap_command_timeout = "10s"
 imap_idle_timeout = "31m"
+pop3_idle_timeout = "12m"
 auth_max_failures_per_ip = 7
 auth_window = "5m"
 `), 0o600); err != nil {
@@ -58,6 +59,7 @@ auth_window = "5m"
 		{"limits.imap_command_timeout from the file", l.IMAPCommandTimeout, 10 * time.Second},
 		{"limits.imap_idle_timeout: flag over file", l.IMAPIdleTimeout, 40 * time.Minute},
 		{"limits.imap_login_timeout from the environment", l.IMAPLoginTimeout, 45 * time.Second},
+		{"limits.pop3_idle_timeout from the file", l.POP3IdleTimeout, 12 * time.Minute},
 		{"limits.auth_max_failures_per_ip from the file", l.AuthMaxFailuresPerIP, 7},
 		{"limits.auth_max_failures_per_account from the environment", l.AuthMaxFailuresPerAccount, 4},
 		{"limits.auth_window from the file", l.AuthWindow, 5 * time.Minute},
@@ -73,6 +75,7 @@ auth_window = "5m"
 
 	for _, tc := range []struct{ toml, want string }{
 		{`imap_idle_timeout = "29m"`, "limits.imap_idle_timeout: must be at least 30m"},
+		{`pop3_idle_timeout = "9m"`, "limits.pop3_idle_timeout: must be at least 10m (RFC 1939 §3)"},
 		{`smtp_max_line_length = 999`, "limits.smtp_max_line_length: must be at least 1000"},
 		{`max_conns = 0`, "limits.max_conns: must be positive"},
 		{`smtp_max_preauth_conns = -1`, "limits.smtp_max_preauth_conns: must not be negative"},
@@ -296,10 +299,12 @@ func TestTLSVersionsServe(t *testing.T) {
 		t.Skip("openssl not on PATH")
 	}
 	data := t.TempDir()
-	srv := startServer(t, data, "--imaps", "127.0.0.1:0", "--dev-tls")
+	srv := startServer(t, data, "--imaps", "127.0.0.1:0", "--pop3s", "127.0.0.1:0", "--dev-tls")
 	for _, l := range []struct{ proto, starttls string }{
 		{"imaps", ""},
 		{"imap", "imap"},
+		{"pop3s", ""},
+		{"pop3", "pop3"},
 		{"smtp", "smtp"},
 		{"submission", "smtp"},
 	} {

@@ -89,7 +89,7 @@ func devPorts(t *testing.T) map[string]string {
 	l := defaultConfig().Listen
 	ports := map[string]string{}
 	for proto, addr := range map[string]string{"smtp": l.SMTP, "lmtp": l.LMTP, "submission": l.Submission,
-		"imap": l.IMAP, "imaps": l.IMAPS, "http": l.HTTP} {
+		"imap": l.IMAP, "imaps": l.IMAPS, "pop3": l.POP3, "pop3s": l.POP3S, "http": l.HTTP} {
 		_, port, err := net.SplitHostPort(addr)
 		if err != nil {
 			t.Fatalf("default %s address %q: %v", proto, addr, err)
@@ -312,7 +312,8 @@ func TestReadmeSnippets(t *testing.T) {
 	// serve's default data directory is ./pushmail-data.
 	srv := startServer(t, filepath.Join(work, "pushmail-data"), append(flags,
 		"--smtp", "127.0.0.1:0", "--lmtp", "127.0.0.1:0", "--submission", "127.0.0.1:0",
-		"--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0", "--http", "127.0.0.1:0")...)
+		"--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0", "--pop3", "127.0.0.1:0", "--pop3s", "127.0.0.1:0",
+		"--http", "127.0.0.1:0")...)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()

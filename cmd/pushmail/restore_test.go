@@ -123,7 +123,7 @@ func TestServeLocksTheDataDir(t *testing.T) {
 	holder := fmt.Sprintf("%s is locked by another pushmail (pid %d, pushmail serve)", data, srv.cmd.Process.Pid)
 
 	code, out := runBinary(t, "serve", "--data", data, "--smtp", "127.0.0.1:0", "--lmtp", "", "--submission", "",
-		"--imap", "127.0.0.1:0", "--imaps", "", "--http", "")
+		"--imap", "127.0.0.1:0", "--imaps", "", "--pop3", "", "--pop3s", "", "--http", "")
 	if code != 1 || !strings.Contains(out, holder) {
 		t.Errorf("second serve on one data directory: exit %d, output %q; want exit 1 and %q", code, out, holder)
 	}

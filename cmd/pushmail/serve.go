@@ -25,6 +25,7 @@ import (
 	"pushmail/internal/proxylisten"
 	"pushmail/mailstore"
 	"pushmail/notify"
+	"pushmail/pop3d"
 	"pushmail/smtpd"
 )
 
@@ -194,6 +195,18 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		Metrics:           imapd.NewMetrics(reg),
 		Budget:            inflight,
 	})
+	// POP3 shares the IMAP certificate, the connection limits and the
+	// failed-login limiter.
+	pop3Server := pop3d.New(store, pop3d.Options{
+		TLSConfig:         imapTLS,
+		AllowInsecureAuth: cfg.Auth.AllowInsecure,
+		Logger:            logger,
+		MaxConnsPerIP:     cfg.Limits.MaxConnsPerIP,
+		MaxConns:          cfg.Limits.MaxConns,
+		IdleTimeout:       cfg.Limits.POP3IdleTimeout,
+		AuthLimiter:       authLimiter,
+		Metrics:           pop3d.NewMetrics(reg),
+	})
 	httpServer := &http.Server{
 		Handler:           adminHandler(store, reg, cfg.HTTP.Token),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -204,6 +217,10 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		logger.Info("implicit-TLS IMAP is off: no certificate (set --tls-cert or --dev-tls)", "addr", listen.IMAPS)
 		listen.IMAPS = ""
 	}
+	if listen.POP3S != "" && imapTLS == nil {
+		logger.Info("implicit-TLS POP3 is off: no certificate (set --tls-cert or --dev-tls)", "addr", listen.POP3S)
+		listen.POP3S = ""
+	}
 	services := []struct {
 		name, addr string
 		serve      func(net.Listener) error
@@ -213,6 +230,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		{"submission", listen.Submission, smtpServer.ServeSubmission},
 		{"imap", listen.IMAP, imapServer.Serve},
 		{"imaps", listen.IMAPS, func(ln net.Listener) error { return imapServer.ServeTLS(ln, imapTLS) }},
+		{"pop3", listen.POP3, pop3Server.Serve},
+		{"pop3s", listen.POP3S, func(ln net.Listener) error { return pop3Server.ServeTLS(ln, imapTLS) }},
 		{"http", listen.HTTP, func(ln net.Listener) error {
 			if err := httpServer.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
@@ -288,10 +307,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	// All at once: every listener stops accepting now, and in-flight SMTP
-	// transactions drain while IMAP says BYE.
+	// transactions drain while IMAP says BYE and POP3 -ERR [SYS/TEMP]
+	// (a POP3 QUIT under way finishes its store write first).
 	var wg sync.WaitGroup
 	for name, shutdown := range map[string]func(context.Context) error{
-		"http": httpServer.Shutdown, "smtp": smtpServer.Shutdown, "imap": imapServer.Shutdown,
+		"http": httpServer.Shutdown, "smtp": smtpServer.Shutdown, "imap": imapServer.Shutdown, "pop3": pop3Server.Shutdown,
 	} {
 		wg.Add(1)
 		go func() {
