@@ -244,6 +244,8 @@ var readmeChecks = []readmeCheck{
 	{block: " IDLE", want: []string{`(?m)\A\+ idling`, `(?m)^\* 1 EXISTS$`, `(?m)^\* BYE `}},
 	{block: "swaks --server", want: []string{`(?m)^<-  250 2\.0\.0 Delivered \(id \S+\)$`}},
 	{block: "config check pushmail.sample.toml", want: []string{`(?m)^\[listen\]$`}},
+	// POP3 lists and retrieves swaks's message, and leaves it there.
+	{block: "pop3://", want: []string{`(?m)^1 \d+\r?$`, `(?m)^Subject: hello\r?$`}},
 	{block: "openssl s_client -connect", want: []string{`Verify return code: 0 \(ok\)`}},
 	{block: "/healthz", want: []string{`(?m)^ok$`, `(?m)^pushmail_smtp_messages_total\{proto="smtp",reply="250"\} 1$`}},
 }
