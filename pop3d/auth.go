@@ -2,6 +2,7 @@ package pop3d
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"net"
@@ -73,7 +74,15 @@ func (s *session) auth(arg string) error {
 		if err := s.bw.Flush(); err != nil {
 			return err
 		}
+		// The session's end (Shutdown, an eviction, the login timer)
+		// ends the wait: the reader holds wmu, which they need.
+		stop := context.AfterFunc(s.ctx, func() {
+			if err := s.raw.SetReadDeadline(time.Now()); err != nil {
+				s.log.Debug("cut AUTH read", "err", err)
+			}
+		})
 		line, err := s.readLine()
+		stop()
 		if err != nil {
 			// Where the response ends is lost (too long), or the
 			// connection failed: either way the session ends.

@@ -157,7 +157,7 @@ func (s *session) stls(arg string) error {
 	if s.srv.opts.TLSConfig == nil {
 		return errNoTLS
 	}
-	if s.pendingCommand() || s.br.Buffered() > 0 {
+	if s.br.Buffered() > 0 {
 		// Bytes sent after STLS before the handshake would be read as
 		// if they came over TLS (CVE-2011-0411, RFC 2595 §4's
 		// "before the TLS negotiation"): refuse and end the session.

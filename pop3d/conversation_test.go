@@ -355,6 +355,22 @@ func TestNoQuitDeletesNothing(t *testing.T) {
 	})
 }
 
+// Shutdown does not wait for a client that was asked for an AUTH
+// response and sends none (the read holds the session's lock).
+func TestShutdownDuringAuthResponse(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, envOptions{server: Options{CommandTimeout: time.Minute}})
+	c := e.dial(t)
+	c.cmd("AUTH PLAIN", `^\+ $`)
+	start := time.Now()
+	e.shutdown(t)
+	if d := time.Since(start); d > waitTimeout/2 {
+		t.Errorf("Shutdown took %v with a client silent after AUTH's \"+ \"", d)
+	}
+	c.expect(`^-ERR `)
+	c.expectClosed()
+}
+
 // Two sessions of one user: each removes what it marked; a message both
 // marked is removed once, and the second QUIT still succeeds.
 func TestConcurrentSessions(t *testing.T) {

@@ -21,6 +21,7 @@ type maildrop struct {
 	deleted   []bool // marked by DELE
 	retrieved []bool // sent by RETR: \Seen at QUIT
 	ndeleted  int
+	total     int64 // sizes of all messages
 	delSize   int64 // sizes of the marked messages
 }
 
@@ -34,20 +35,18 @@ func (s *session) openMaildrop(u mailstore.User) (*maildrop, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &maildrop{mb: mb, msgs: msgs, deleted: make([]bool, len(msgs)), retrieved: make([]bool, len(msgs))}, nil
+	d := &maildrop{mb: mb, msgs: msgs, deleted: make([]bool, len(msgs)), retrieved: make([]bool, len(msgs))}
+	for _, m := range msgs {
+		d.total += m.Size
+	}
+	return d, nil
 }
 
 // count is the number of messages not marked deleted.
 func (d *maildrop) count() int { return len(d.msgs) - d.ndeleted }
 
 // size is the total size of the messages not marked deleted.
-func (d *maildrop) size() int64 {
-	var n int64
-	for _, m := range d.msgs {
-		n += m.Size
-	}
-	return n - d.delSize
-}
+func (d *maildrop) size() int64 { return d.total - d.delSize }
 
 // uidl is a message's unique-id listing (RFC 1939 §7: 1 to 70
 // characters in 0x21..0x7E): UID and UIDVALIDITY as Dovecot's default

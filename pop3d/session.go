@@ -164,11 +164,15 @@ func (s *session) byeLocked(code, text string) {
 }
 
 // bye is byeLocked with SYS/TEMP for other goroutines (Shutdown, an
-// eviction): it gives a write under way to a client that does not read
-// byeWriteTimeout to finish, then waits for the session's command to end.
+// eviction): it cancels the session's context (which ends a failed
+// login's delay and the wait for an AUTH response), gives a write under
+// way to a client that does not read byeWriteTimeout to finish, then
+// waits for the session's command to end. A QUIT's store write is not
+// cancelled (see quit).
 func (s *session) bye(text string) { s.byeCode(codeSysTemp, text) }
 
 func (s *session) byeCode(code, text string) {
+	s.cancel()
 	s.raw.cut(byeWriteTimeout)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
