@@ -20,10 +20,12 @@
 //     expunge like any other, so IMAP IDLE sessions see "* n EXPUNGE". A
 //     connection that ends any other way (dropped, timed out, shut down)
 //     changes nothing.
-//   - \Seen: RETR marks a message \Seen at QUIT, as Dovecot does by
-//     default (pop3_no_flag_updates = no); TOP never does (it reads
-//     headers, typically to decide whether to fetch). A session that
-//     never reaches QUIT sets no flag.
+//   - \Seen: RETR marks a message \Seen, as Dovecot does by default
+//     (pop3_no_flag_updates = no), applied at QUIT in the same write as
+//     the deletions; TOP never does (it reads headers, typically to
+//     decide whether to fetch). A session that never reaches QUIT sets
+//     no flag: RFC 1939 has no state but UPDATE that changes the
+//     maildrop.
 //   - Login reads every INBOX body once, inside SQLite, to count bare
 //     LFs (mailstore.Maildrop): the sizes must be exact before the first
 //     LIST (RFC 1939 §11). A large INBOX makes login slower, not memory

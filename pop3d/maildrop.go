@@ -210,6 +210,7 @@ func (s *session) sendMessage(i, bodyLines int) error {
 // ".". With bodyLines >= 0 it stops after the header, the blank line that
 // ends it, and that many lines of the body (TOP).
 func writeMessage(w *bufio.Writer, raw []byte, bodyLines int) error {
+	// bufio.Writer's error is sticky: the last write reports any.
 	inBody, sent := false, 0
 	for len(raw) > 0 {
 		var line []byte
