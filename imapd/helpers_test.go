@@ -323,14 +323,23 @@ type rawConn struct {
 // raw connects, reads the greeting and logs in.
 func (e *testEnv) raw(t testing.TB) *rawConn {
 	t.Helper()
+	c := e.dialNoLogin(t)
+	c.ok("LOGIN %s %s", testUser, testPassword)
+	return c
+}
+
+// dialNoLogin connects and reads the greeting, without logging in.
+func (e *testEnv) dialNoLogin(t testing.TB) *rawConn {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", e.addr, waitTimeout)
 	if err != nil {
 		t.Fatalf("Dial(%s) = %v", e.addr, err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	c := &rawConn{t: t, conn: conn, r: bufio.NewReader(conn)}
-	c.readLine()
-	c.ok("LOGIN %s %s", testUser, testPassword)
+	if g := c.readLine(); !strings.HasPrefix(g, "* OK ") {
+		t.Fatalf("greeting %q", g)
+	}
 	return c
 }
 
