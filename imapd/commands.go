@@ -430,6 +430,9 @@ func (s *session) idle(tag string) error {
 		return err
 	}
 	s.w.Continue("idling")
+	// This update covers what Ready may hold from before: a session that
+	// hibernates would otherwise wake at once for it.
+	s.drainReady()
 	if err := s.update(updates{s}, true); err != nil {
 		return err
 	}

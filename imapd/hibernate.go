@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 
+	"pushmail/imapd/wire"
 	"pushmail/internal/hibernate"
 )
 
@@ -44,7 +45,7 @@ var errParked = errors.New("imapd: session hibernated")
 // with everything flushed; on true it must return without touching the
 // session again once wmu is released.
 func (s *session) hibernate() bool {
-	if s.srv.hib == nil || s.byed || s.ctx.Err() != nil || s.br.Buffered() > 0 || s.bw.Buffered() > 0 {
+	if s.srv.hib == nil || s.byed || s.ctx.Err() != nil || s.br != nil && s.br.Buffered() > 0 || s.bw.Buffered() > 0 {
 		return false
 	}
 	sock := s.socket()
@@ -119,17 +120,22 @@ func (s *session) resumeIdle(why hibernate.Reason) step {
 		return stepParked
 	}
 	s.srv.opts.Metrics.idleEnded()
+	s.takeReader() // for the next command
 	return s.finish("IDLE", false, err)
 }
 
-// idleAwake is what idle does after it woke for why. The caller holds
-// wmu.
+// idleAwake is what idle does after it woke for why: only what it writes
+// needs a buffer, unless it stays awake. The caller holds wmu.
 func (s *session) idleAwake(why hibernate.Reason) error {
 	if s.byed {
 		return nil // bye or Close: the session ends
 	}
 	if why == hibernate.Signaled && s.ctx.Err() == nil {
-		// idleWait's ready case, then back to sleep.
+		// idleWait's ready case, then back to sleep. The wake-up that
+		// Hook(nil) left in Ready goes first, before Take: Hook would
+		// pass it on, and the session would wake again for nothing, and
+		// again; an event after Take leaves a new one, as it should.
+		s.drainReady()
 		err := s.update(updates{s}, true)
 		if err == nil {
 			err = s.flush()
@@ -144,12 +150,27 @@ func (s *session) idleAwake(why hibernate.Reason) error {
 			return errParked
 		}
 	}
+	s.takeReader()
 	return s.idleWait()
 }
 
+// drainReady empties the subscription's Ready, before a Take that
+// covers whatever it stood for.
+func (s *session) drainReady() {
+	if s.sel == nil {
+		return
+	}
+	select {
+	case <-s.sel.sub.Ready():
+	default:
+	}
+}
+
 // unparkLocked takes a hibernating session out of the loop (woken for
-// why, if it had not woken yet) and gives it buffers again; nothing if it
-// is not parked. The caller holds wmu.
+// why, if it had not woken yet) and gives it a writer again; nothing if
+// it is not parked. It gets a reader only if it stays awake: when ten
+// thousand sessions wake for one delivery, they need 4 KiB each, not 8.
+// The caller holds wmu.
 func (s *session) unparkLocked(why hibernate.Reason) {
 	pc := s.parked
 	if pc == nil {
@@ -162,27 +183,50 @@ func (s *session) unparkLocked(why hibernate.Reason) {
 	if s.sel != nil {
 		s.sel.sub.Hook(nil)
 	}
-	s.takeBuffers()
+	s.takeWriter()
 }
 
-// takeBuffers gives the session a reader and a writer from the pools.
-func (s *session) takeBuffers() {
+// takeReader gives the session a reader from the pool, and a parser on
+// it, unless it has them.
+func (s *session) takeReader() {
+	if s.br != nil {
+		return
+	}
 	s.br = s.srv.readers.Get().(*bufio.Reader)
 	s.br.Reset(s.nc)
+	if s.p == nil {
+		s.p = wire.NewParser(s.br, wire.Options{
+			Limits:    s.limits(),
+			OnLiteral: s.onLiteral,
+			Grow:      s.growMessage,
+			UTF8:      s.rev2 || s.utf8,
+		})
+		return
+	}
 	s.p.SetReader(s.br)
+}
+
+// takeWriter gives the session a writer from the pool, unless it has one.
+func (s *session) takeWriter() {
+	if s.bw != nil {
+		return
+	}
 	s.bw = s.srv.writers.Get().(*bufio.Writer)
 	s.bw.Reset(s.nc)
 	s.w.SetWriter(s.bw)
 }
 
 // releaseBuffers gives the session's reader and writer back to the
-// pools; they must hold nothing. The caller holds wmu.
+// pools, and drops its parser; they must hold nothing. The caller holds
+// wmu.
 func (s *session) releaseBuffers() {
 	if s.br != nil {
 		s.br.Reset(nil)
 		s.srv.readers.Put(s.br)
 		s.br = nil
-		s.p.SetReader(nil)
+		// Between commands the parser holds nothing but its settings,
+		// which takeReader knows: a new one costs less than keeping it.
+		s.p = nil
 	}
 	if s.bw != nil {
 		s.bw.Reset(nil)

@@ -137,12 +137,8 @@ func (s *Server) newSession(nc net.Conn) *session {
 		counter:  connCounter(nc),
 	}
 	sess.w = wire.NewWriter(nil)
-	sess.p = wire.NewParser(nil, wire.Options{
-		Limits:    sess.limits(),
-		OnLiteral: sess.onLiteral,
-		Grow:      sess.growMessage,
-	})
-	sess.takeBuffers()
+	sess.takeReader()
+	sess.takeWriter()
 	return sess
 }
 

@@ -33,6 +33,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -96,6 +97,8 @@ type Loop struct {
 	parked map[uint64]*Conn
 	nextID uint64 // 0 is the poller's own wake-up
 	done   chan struct{}
+
+	wakes atomic.Uint64
 }
 
 // New returns a Loop that logs its own failures to log (nil:
@@ -180,11 +183,15 @@ func (l *Loop) wakeID(id uint64, r Reason) {
 	if !ok {
 		return
 	}
+	l.wakes.Add(1)
 	if c.timer != nil {
 		c.timer.Stop()
 	}
 	c.wake(r)
 }
+
+// Wakes returns how many parked connections have woken, for metrics.
+func (l *Loop) Wakes() uint64 { return l.wakes.Load() }
 
 // Len returns the number of parked connections.
 func (l *Loop) Len() int {
