@@ -71,51 +71,68 @@ func (s *session) checkState(name string) error {
 	return nil
 }
 
-// execute runs one command and writes its responses; false ends the
-// session (LOGOUT, a BYE, a failed write).
-func (s *session) execute(cmd *wire.Command) bool {
+// step is what the connection's goroutine does after a command.
+type step int
+
+const (
+	stepNext   step = iota // read the next command
+	stepEnd                // end the session (LOGOUT, a BYE, a failed write)
+	stepParked             // IDLE hibernated: leave the session (hibernate.go)
+)
+
+// execute runs one command and writes its responses.
+func (s *session) execute(cmd *wire.Command) step {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	defer s.releaseMessage()
 	if s.byed {
-		return false
+		return stepEnd
 	}
 	s.tag, s.okCode, s.noTagged, s.loggingOut = cmd.Tag, wire.Code{}, false, false
 	s.bad = 0
-	name := cmd.Name
-	if cmd.UID {
-		name = "UID " + name
-	}
 	err := s.checkState(cmd.Name)
 	if err == nil {
 		err = s.dispatch(cmd)
 	}
+	if err == errParked {
+		return stepParked
+	}
+	return s.finish(cmd.Name, cmd.UID, err)
+}
+
+// finish completes the command name whose work is done with err: the
+// pending updates, the tagged reply. An IDLE woken from hibernation
+// finishes here too. The caller holds wmu.
+func (s *session) finish(name string, uid bool, err error) step {
 	// The message is stored or refused by now: give its budget back
 	// before the client hears the answer and sends the next.
 	s.releaseMessage()
 	if s.byed {
-		return false
+		return stepEnd
 	}
 	// SELECT and EXAMINE have just read the mailbox: changes since then
 	// wait for the next command, so that the client hears nothing of the
 	// new mailbox before the tagged OK tells it the mailbox is selected.
-	fresh := cmd.Name == "SELECT" || cmd.Name == "EXAMINE"
+	fresh := name == "SELECT" || name == "EXAMINE"
 	if err == nil && s.state() != stateNotAuth && !s.loggingOut && !fresh {
 		// RFC 9051 §7.5.1: no EXPUNGE while answering FETCH, STORE or
 		// SEARCH by sequence number, which it would renumber.
-		allowExpunge := cmd.UID || (cmd.Name != "FETCH" && cmd.Name != "STORE" && cmd.Name != "SEARCH")
+		allowExpunge := uid || (name != "FETCH" && name != "STORE" && name != "SEARCH")
 		err = s.poll(allowExpunge)
 		if s.byed {
-			return false
+			return stepEnd
 		}
 	}
 	if !s.noTagged {
-		s.answer(cmd.Tag, name, err)
+		if uid {
+			name = "UID " + name
+		}
+		s.answer(s.tag, name, err)
 	}
-	if s.flush() != nil || s.loggingOut {
-		return false
+	if s.flush() != nil || s.loggingOut || s.byed {
+		return stepEnd
 	}
-	return !s.byed
+	return stepNext
 }
 
 // answer writes the tagged reply of a command: OK with the code the
@@ -410,24 +427,41 @@ func (s *session) authenticate(a *wire.Authenticate) error {
 }
 
 // idle pushes changes until the client sends DONE (RFC 2177, RFC 9051
-// §6.3.13). It sleeps on one select: the subscription's wake-up, the
-// line that ends IDLE and the session's context (Shutdown); it never
-// polls the store. The caller holds wmu; idle lets go of it while it
-// waits, so that Shutdown's BYE can be written.
+// §6.3.13). With Options.Hibernate it may return errParked: the session
+// sleeps without a goroutine until something happens (hibernate.go).
+// Otherwise it waits in idleWait. The caller holds wmu.
 func (s *session) idle(tag string) error {
 	if err := s.checkAccount(); err != nil {
 		return err
 	}
 	s.w.Continue("idling")
+	// This update covers what Ready may hold from before: a session that
+	// hibernates would otherwise wake at once for it.
+	s.drainReady()
 	if err := s.update(updates{s}, true); err != nil {
 		return err
 	}
 	if err := s.flush(); err != nil {
 		return err
 	}
-	if err := s.nc.SetReadDeadline(time.Now().Add(s.srv.opts.IdleTimeout)); err != nil {
+	s.idleUntil = time.Now().Add(s.srv.opts.IdleTimeout)
+	if err := s.nc.SetReadDeadline(s.idleUntil); err != nil {
 		return err
 	}
+	s.srv.opts.Metrics.idleStarted()
+	if s.hibernate() {
+		return errParked
+	}
+	defer s.srv.opts.Metrics.idleEnded()
+	return s.idleWait()
+}
+
+// idleWait waits in IDLE until DONE. It sleeps on one select: the
+// subscription's wake-up, the line that ends IDLE and the session's
+// context (Shutdown); it never polls the store. The caller holds wmu;
+// idleWait lets go of it while it waits, so that Shutdown's BYE can be
+// written.
+func (s *session) idleWait() error {
 	// The line is read on a goroutine of its own, which ends when it has
 	// one or the connection fails (idle waits for it before returning).
 	done := make(chan error, 1)
@@ -437,8 +471,6 @@ func (s *session) idle(tag string) error {
 	if s.sel != nil {
 		ready = s.sel.sub.Ready()
 	}
-	s.srv.opts.Metrics.idleStarted()
-	defer s.srv.opts.Metrics.idleEnded()
 	s.wmu.Unlock()
 	defer s.wmu.Lock()
 	for {

@@ -40,7 +40,13 @@
 //     §7.2.6, RFC 9051 §7.3.5): every FETCH with FLAGS goes through
 //     announceKeywords first (flags.go).
 //   - IDLE sleeps on one select (subscription, DONE, session context):
-//     nothing polls the database.
+//     nothing polls the database. With Options.Hibernate a plaintext
+//     session in IDLE with nothing to send sleeps without a goroutine,
+//     buffers or parser instead, in the Server's readiness loop
+//     (hibernate.go, internal/hibernate), and wakes into the same IDLE on
+//     input, an event for its mailbox, IdleTimeout, a BYE or Shutdown;
+//     it sends exactly what an awake session sends. Its socket is never
+//     closed while it is parked.
 //   - Every session's context derives from the Server's; Shutdown cancels
 //     it, says BYE to every client and waits for the sessions to end.
 //   - Store errors become IMAP replies in one place (errors.go).

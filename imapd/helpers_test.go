@@ -133,6 +133,11 @@ func newTestEnv(t testing.TB, eo envOptions) *testEnv {
 	}
 	opts := eo.server
 	opts.Logger = logger
+	if os.Getenv("PUSHMAIL_TEST_HIBERNATE") != "" {
+		// The whole suite with hibernating IDLE sessions: they must
+		// behave as the others do.
+		opts.Hibernate = true
+	}
 	if opts.AuthLimiter == nil {
 		// Failed logins wait milliseconds, not seconds, in tests.
 		opts.AuthLimiter = authlimit.New(authlimit.Config{Delay: time.Millisecond / 8})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"pushmail/imapd/wire"
+	"pushmail/internal/hibernate"
 	"pushmail/mailstore"
 )
 
@@ -37,6 +38,12 @@ type session struct {
 	// wmu is held while a command runs and writes, and by bye.
 	wmu  sync.Mutex
 	byed bool // a BYE was sent or the connection closed; wmu
+
+	// parked is set while the session hibernates in IDLE, without a
+	// goroutine, br or bw (hibernate.go); wmu.
+	parked *hibernate.Conn
+	// idleUntil is when the running IDLE times out (IdleTimeout).
+	idleUntil time.Time
 
 	// Per command, reset by execute.
 	tag        string    // the command's tag
@@ -82,6 +89,7 @@ func (s *session) Close() error {
 		s.stopLoginTimer()
 		s.wmu.Lock()
 		s.byed = true
+		s.releaseBuffers() // nothing writes after byed
 		s.wmu.Unlock()
 		// nc, not raw: after STARTTLS, closing the TLS layer sends
 		// close_notify first (RFC 8446 §6.1: each party MUST send it

@@ -42,6 +42,8 @@ func TestImportGraph(t *testing.T) {
 		{"pushmail/internal/membudget", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/internal/proxylisten", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/internal/netkey", nil, []string{"github.com/emersion/"}, false},
+		// The readiness loop knows no protocol: HTTP streams will use it too.
+		{"pushmail/internal/hibernate", nil, []string{"pushmail/", "github.com/emersion/"}, false},
 		{"pushmail/mailstore", []string{"pushmail/message", "pushmail/notify"}, []string{"github.com/emersion/go-imap", "github.com/emersion/go-smtp"}, true},
 		{"pushmail/smtpd", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey"}, []string{"pushmail/imapd", "github.com/emersion/go-imap"}, false},
 		// The harness measures through sockets and prepares data through
@@ -50,7 +52,7 @@ func TestImportGraph(t *testing.T) {
 		// imapd's wire layer: bytes to commands and back, nothing of
 		// ours, and not go-imap's server (issue 14 replaces it).
 		{"pushmail/imapd/wire", nil, []string{"pushmail/", "github.com/emersion/go-imap/v2/imapserver", "github.com/emersion/go-smtp"}, false},
-		{"pushmail/imapd", []string{"pushmail/imapd/wire", "pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp", "github.com/emersion/go-imap/v2/imapserver"}, false},
+		{"pushmail/imapd", []string{"pushmail/imapd/wire", "pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey", "pushmail/internal/hibernate"}, []string{"pushmail/smtpd", "github.com/emersion/go-smtp", "github.com/emersion/go-imap/v2/imapserver"}, false},
 	}
 	for _, r := range rules {
 		p, ok := pkgs[r.pkg]

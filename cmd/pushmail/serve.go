@@ -193,6 +193,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		AuthLimiter:       authLimiter,
 		Metrics:           imapd.NewMetrics(reg),
 		Budget:            inflight,
+		Hibernate:         cfg.Limits.IMAPHibernate,
 	})
 	httpServer := &http.Server{
 		Handler:           adminHandler(store, reg, cfg.HTTP.Token),
