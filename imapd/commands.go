@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -71,17 +72,17 @@ func (s *session) checkState(name string) error {
 	return nil
 }
 
-// step is what the connection's goroutine does after a command.
-type step int
+// nextStep is what the connection's goroutine does after a command.
+type nextStep int
 
 const (
-	stepNext   step = iota // read the next command
-	stepEnd                // end the session (LOGOUT, a BYE, a failed write)
-	stepParked             // IDLE hibernated: leave the session (hibernate.go)
+	stepNext   nextStep = iota // read the next command
+	stepEnd                    // end the session (LOGOUT, a BYE, a failed write)
+	stepParked                 // IDLE hibernated: leave the session (hibernate.go)
 )
 
 // execute runs one command and writes its responses.
-func (s *session) execute(cmd *wire.Command) step {
+func (s *session) execute(cmd *wire.Command) nextStep {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	defer s.releaseMessage()
@@ -103,7 +104,7 @@ func (s *session) execute(cmd *wire.Command) step {
 // finish completes the command name whose work is done with err: the
 // pending updates, the tagged reply. An IDLE woken from hibernation
 // finishes here too. The caller holds wmu.
-func (s *session) finish(name string, uid bool, err error) step {
+func (s *session) finish(name string, uid bool, err error) nextStep {
 	// The message is stored or refused by now: give its budget back
 	// before the client hears the answer and sends the next.
 	s.releaseMessage()
@@ -506,7 +507,12 @@ func (s *session) idleWait() error {
 					return nil
 				}
 				s.wmu.Lock()
-				s.byed = true // the connection failed: nothing to say
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					// RFC 9051 §5.4: the autologout timer ran out.
+					s.byeLocked("Autologout; idle for too long")
+				} else {
+					s.byed = true // the connection failed: nothing to say
+				}
 				s.wmu.Unlock()
 				return nil
 			}

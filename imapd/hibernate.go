@@ -111,7 +111,7 @@ func (s *session) resume(why hibernate.Reason) {
 }
 
 // resumeIdle carries on with the IDLE the session slept in.
-func (s *session) resumeIdle(why hibernate.Reason) step {
+func (s *session) resumeIdle(why hibernate.Reason) nextStep {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.unparkLocked(why)
