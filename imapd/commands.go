@@ -89,7 +89,7 @@ func (s *session) execute(cmd *wire.Command) nextStep {
 	if s.byed {
 		return stepEnd
 	}
-	s.tag, s.okCode, s.noTagged, s.loggingOut = cmd.Tag, wire.Code{}, false, false
+	s.tag, s.okCode, s.noTagged, s.loggingOut, s.okModSeq = cmd.Tag, wire.Code{}, false, false, false
 	s.bad = 0
 	err := s.checkState(cmd.Name)
 	if err == nil {
@@ -122,6 +122,9 @@ func (s *session) finish(name string, uid bool, err error) nextStep {
 		err = s.poll(allowExpunge)
 		if s.byed {
 			return stepEnd
+		}
+		if err == nil && s.okModSeq && s.sel != nil {
+			s.okCode = highestModSeqCode(s.sel.reportModSeq())
 		}
 	}
 	if !s.noTagged {
@@ -192,7 +195,7 @@ func (s *session) dispatch(cmd *wire.Command) error {
 		s.w.Raw(`* NAMESPACE (("" "/")) NIL NIL`).CRLF()
 		return nil
 	case "SELECT", "EXAMINE":
-		return s.Select(cmd.Args.(*wire.Select).Mailbox, cmd.Name == "EXAMINE")
+		return s.Select(cmd.Args.(*wire.Select), cmd.Name == "EXAMINE")
 	case "CREATE":
 		return s.Create(cmd.Args.(*wire.Create))
 	case "DELETE":
@@ -275,6 +278,8 @@ func (s *session) capabilities() []string {
 		"SPECIAL-USE",        // RFC 6154
 		"CREATE-SPECIAL-USE", // RFC 6154 §3
 		"UTF8=ACCEPT",        // RFC 6855
+		"CONDSTORE",          // RFC 7162 §3.1
+		"QRESYNC",            // RFC 7162 §3.2
 		"APPENDLIMIT="+strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10), // RFC 7889
 	)
 }
@@ -352,12 +357,23 @@ func (s *session) answerID(a *wire.ID) error {
 }
 
 // enable answers ENABLE (RFC 5161): IMAP4rev2 (RFC 9051 §6.3.1) and
-// UTF8=ACCEPT (RFC 6855 §3) are the extensions it can turn on; both make
-// mailbox names UTF-8. ENABLED lists those this command turned on.
+// UTF8=ACCEPT (RFC 6855 §3), which make mailbox names UTF-8, CONDSTORE
+// and QRESYNC (RFC 7162 §3.1, §3.2.3) are the extensions it can turn on.
+// ENABLED lists those this command turned on.
 func (s *session) enable(a *wire.Enable) error {
 	var enabled []string
 	for _, c := range a.Caps {
 		switch c {
+		case "CONDSTORE":
+			if !s.condstore {
+				enabled = append(enabled, "CONDSTORE")
+			}
+			s.enableCondStore()
+		case "QRESYNC":
+			if !s.qresync {
+				enabled = append(enabled, "QRESYNC")
+				s.enableQResync()
+			}
 		case "IMAP4REV2":
 			if !s.rev2 {
 				s.rev2 = true
@@ -565,11 +581,12 @@ func (u updates) WriteRecent(n uint32) error {
 	return u.s.w.Err()
 }
 
-func (u updates) WriteMessageFlags(seq uint32, uid mailstore.UID, flags []string) error {
+func (u updates) WriteMessageFlags(seq uint32, uid mailstore.UID, flags []string, modseq uint64) error {
 	u.s.announceKeywords(flags)
 	w := u.s.w
 	w.Raw("* ").Number(uint64(seq)).Raw(" FETCH (UID ").Number(uint64(uid)).Raw(" FLAGS ")
 	u.s.writeMessageFlags(uid, flags)
+	u.s.writeModSeq(modseq)
 	w.Raw(")").CRLF()
 	return w.Err()
 }

@@ -12,7 +12,8 @@
 //     mailbox owns a notify.Subscription to it and its own view: the
 //     ascending UIDs that its sequence numbers index. Every change to the
 //     view is announced to the client as it is made (EXISTS when UIDs are
-//     added, EXPUNGE when they are removed), so the client's sequence
+//     added, EXPUNGE when they are removed, or VANISHED after ENABLE
+//     QRESYNC, RFC 7162 §3.2.10), so the client's sequence
 //     numbers always equal the view's, whatever other sessions see
 //     (RFC 9051 §7.5.1 allows them to differ).
 //   - Views change only from events (and the resynchronisation that
@@ -28,6 +29,15 @@
 //     .SILENT tells the client only its own change: another session's
 //     older change, not sent yet, then goes out as the flags that STORE
 //     left.
+//   - A HIGHESTMODSEQ the session reports (SELECT, the first CONDSTORE
+//     enabling command, EXPUNGE and MOVE's tagged OK) covers only what
+//     the client has been told: the view's modseq, or just below an
+//     expunge not announced yet. QRESYNC's SELECT reports the changes up
+//     to the view's modseq and leaves later ones to the events, so each
+//     change reaches the client once (qresync.go). Once CONDSTORE is on,
+//     every FETCH about changed flags carries UID and MODSEQ (RFC 7162
+//     §3.1), and STORE UNCHANGEDSINCE tests and stores in one store
+//     write.
 //   - \Recent (RFC 3501 §2.3.2) is session state, never stored: a
 //     read-write IMAP4rev1 session claims the messages it is the first
 //     to hear of (mailstore.ClaimRecent), at SELECT up to the last UID it

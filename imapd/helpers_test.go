@@ -44,6 +44,7 @@ type envOptions struct {
 	hubQueue      int // notify queue length; 0: default
 	server        Options
 	storeMaxBytes int64 // mailstore.Options.MaxDatabaseBytes
+	maxVanished   int   // mailstore.Options.MaxVanished; 0: default
 	// logs, if set, receives the log records from level Info up as text,
 	// as "pushmail serve" writes them (it must be safe for concurrent
 	// writes).
@@ -115,6 +116,7 @@ func newTestEnv(t testing.TB, eo envOptions) *testEnv {
 		Hub:              notify.New(eo.hubQueue),
 		Logger:           logger,
 		MaxDatabaseBytes: eo.storeMaxBytes,
+		MaxVanished:      eo.maxVanished,
 	})
 	if err != nil {
 		t.Fatalf("mailstore.Open() = %v", err)

@@ -56,6 +56,15 @@ type session struct {
 
 	rev2 bool // ENABLE IMAP4rev2 (RFC 9051 §6.3.1)
 	utf8 bool // ENABLE UTF8=ACCEPT (RFC 6855)
+	// condstore: a CONDSTORE enabling command has run (RFC 7162 §3.1),
+	// so FETCH responses about flag changes carry UID and MODSEQ.
+	condstore bool
+	// qresync: ENABLE QRESYNC (RFC 7162 §3.2.3), which implies condstore:
+	// expunges are announced as VANISHED.
+	qresync bool
+	// okModSeq (per command): the tagged OK carries HIGHESTMODSEQ, taken
+	// after the command's updates went out (EXPUNGE, MOVE; condstore.go).
+	okModSeq bool
 
 	limitKey string // for the connection limits (see limitKey)
 	released bool   // its slot is free (evicted or closed); Server.mu
