@@ -1,10 +1,8 @@
 package imapd
 
 import (
-	"bufio"
 	"bytes"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,21 +12,6 @@ import (
 // Tests of issue 14's behaviour fixes that go-imap's imapserver got
 // wrong: client mistakes answered as such and logged quietly, commands
 // unknown before login, ID, and content with NUL bytes.
-
-// dialNoLogin connects and reads the greeting, without logging in.
-func (e *testEnv) dialNoLogin(t *testing.T) *rawConn {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", e.addr, waitTimeout)
-	if err != nil {
-		t.Fatalf("Dial(%s) = %v", e.addr, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	c := &rawConn{t: t, conn: conn, r: bufio.NewReader(conn)}
-	if g := c.readLine(); !strings.HasPrefix(g, "* OK ") {
-		t.Fatalf("greeting %q", g)
-	}
-	return c
-}
 
 // readToClose reads what the server sends until it closes the connection.
 func (c *rawConn) readToClose() string {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -71,51 +72,71 @@ func (s *session) checkState(name string) error {
 	return nil
 }
 
-// execute runs one command and writes its responses; false ends the
-// session (LOGOUT, a BYE, a failed write).
-func (s *session) execute(cmd *wire.Command) bool {
+// nextStep is what the connection's goroutine does after a command.
+type nextStep int
+
+const (
+	stepNext   nextStep = iota // read the next command
+	stepEnd                    // end the session (LOGOUT, a BYE, a failed write)
+	stepParked                 // IDLE hibernated: leave the session (hibernate.go)
+)
+
+// execute runs one command and writes its responses.
+func (s *session) execute(cmd *wire.Command) nextStep {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	defer s.releaseMessage()
 	if s.byed {
-		return false
+		return stepEnd
 	}
-	s.tag, s.okCode, s.noTagged, s.loggingOut = cmd.Tag, wire.Code{}, false, false
+	s.tag, s.okCode, s.noTagged, s.loggingOut, s.okModSeq = cmd.Tag, wire.Code{}, false, false, false
 	s.bad = 0
-	name := cmd.Name
-	if cmd.UID {
-		name = "UID " + name
-	}
 	err := s.checkState(cmd.Name)
 	if err == nil {
 		err = s.dispatch(cmd)
 	}
+	if err == errParked {
+		return stepParked
+	}
+	return s.finish(cmd.Name, cmd.UID, err)
+}
+
+// finish completes the command name whose work is done with err: the
+// pending updates, the tagged reply. An IDLE woken from hibernation
+// finishes here too. The caller holds wmu.
+func (s *session) finish(name string, uid bool, err error) nextStep {
 	// The message is stored or refused by now: give its budget back
 	// before the client hears the answer and sends the next.
 	s.releaseMessage()
 	if s.byed {
-		return false
+		return stepEnd
 	}
 	// SELECT and EXAMINE have just read the mailbox: changes since then
 	// wait for the next command, so that the client hears nothing of the
 	// new mailbox before the tagged OK tells it the mailbox is selected.
-	fresh := cmd.Name == "SELECT" || cmd.Name == "EXAMINE"
+	fresh := name == "SELECT" || name == "EXAMINE"
 	if err == nil && s.state() != stateNotAuth && !s.loggingOut && !fresh {
 		// RFC 9051 §7.5.1: no EXPUNGE while answering FETCH, STORE or
 		// SEARCH by sequence number, which it would renumber.
-		allowExpunge := cmd.UID || (cmd.Name != "FETCH" && cmd.Name != "STORE" && cmd.Name != "SEARCH")
+		allowExpunge := uid || (name != "FETCH" && name != "STORE" && name != "SEARCH")
 		err = s.poll(allowExpunge)
 		if s.byed {
-			return false
+			return stepEnd
+		}
+		if err == nil && s.okModSeq && s.sel != nil {
+			s.okCode = highestModSeqCode(s.sel.reportModSeq())
 		}
 	}
 	if !s.noTagged {
-		s.answer(cmd.Tag, name, err)
+		if uid {
+			name = "UID " + name
+		}
+		s.answer(s.tag, name, err)
 	}
-	if s.flush() != nil || s.loggingOut {
-		return false
+	if s.flush() != nil || s.loggingOut || s.byed {
+		return stepEnd
 	}
-	return !s.byed
+	return stepNext
 }
 
 // answer writes the tagged reply of a command: OK with the code the
@@ -174,7 +195,7 @@ func (s *session) dispatch(cmd *wire.Command) error {
 		s.w.Raw(`* NAMESPACE (("" "/")) NIL NIL`).CRLF()
 		return nil
 	case "SELECT", "EXAMINE":
-		return s.Select(cmd.Args.(*wire.Select).Mailbox, cmd.Name == "EXAMINE")
+		return s.Select(cmd.Args.(*wire.Select), cmd.Name == "EXAMINE")
 	case "CREATE":
 		return s.Create(cmd.Args.(*wire.Create))
 	case "DELETE":
@@ -257,6 +278,8 @@ func (s *session) capabilities() []string {
 		"SPECIAL-USE",        // RFC 6154
 		"CREATE-SPECIAL-USE", // RFC 6154 §3
 		"UTF8=ACCEPT",        // RFC 6855
+		"CONDSTORE",          // RFC 7162 §3.1
+		"QRESYNC",            // RFC 7162 §3.2
 		"APPENDLIMIT="+strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10), // RFC 7889
 	)
 }
@@ -334,12 +357,23 @@ func (s *session) answerID(a *wire.ID) error {
 }
 
 // enable answers ENABLE (RFC 5161): IMAP4rev2 (RFC 9051 §6.3.1) and
-// UTF8=ACCEPT (RFC 6855 §3) are the extensions it can turn on; both make
-// mailbox names UTF-8. ENABLED lists those this command turned on.
+// UTF8=ACCEPT (RFC 6855 §3), which make mailbox names UTF-8, CONDSTORE
+// and QRESYNC (RFC 7162 §3.1, §3.2.3) are the extensions it can turn on.
+// ENABLED lists those this command turned on.
 func (s *session) enable(a *wire.Enable) error {
 	var enabled []string
 	for _, c := range a.Caps {
 		switch c {
+		case "CONDSTORE":
+			if !s.condstore {
+				enabled = append(enabled, "CONDSTORE")
+			}
+			s.enableCondStore()
+		case "QRESYNC":
+			if !s.qresync {
+				enabled = append(enabled, "QRESYNC")
+				s.enableQResync()
+			}
 		case "IMAP4REV2":
 			if !s.rev2 {
 				s.rev2 = true
@@ -410,24 +444,41 @@ func (s *session) authenticate(a *wire.Authenticate) error {
 }
 
 // idle pushes changes until the client sends DONE (RFC 2177, RFC 9051
-// §6.3.13). It sleeps on one select: the subscription's wake-up, the
-// line that ends IDLE and the session's context (Shutdown); it never
-// polls the store. The caller holds wmu; idle lets go of it while it
-// waits, so that Shutdown's BYE can be written.
+// §6.3.13). With Options.Hibernate it may return errParked: the session
+// sleeps without a goroutine until something happens (hibernate.go).
+// Otherwise it waits in idleWait. The caller holds wmu.
 func (s *session) idle(tag string) error {
 	if err := s.checkAccount(); err != nil {
 		return err
 	}
 	s.w.Continue("idling")
+	// This update covers what Ready may hold from before: a session that
+	// hibernates would otherwise wake at once for it.
+	s.drainReady()
 	if err := s.update(updates{s}, true); err != nil {
 		return err
 	}
 	if err := s.flush(); err != nil {
 		return err
 	}
-	if err := s.nc.SetReadDeadline(time.Now().Add(s.srv.opts.IdleTimeout)); err != nil {
+	s.idleUntil = time.Now().Add(s.srv.opts.IdleTimeout)
+	if err := s.nc.SetReadDeadline(s.idleUntil); err != nil {
 		return err
 	}
+	s.srv.opts.Metrics.idleStarted()
+	if s.hibernate() {
+		return errParked
+	}
+	defer s.srv.opts.Metrics.idleEnded()
+	return s.idleWait()
+}
+
+// idleWait waits in IDLE until DONE. It sleeps on one select: the
+// subscription's wake-up, the line that ends IDLE and the session's
+// context (Shutdown); it never polls the store. The caller holds wmu;
+// idleWait lets go of it while it waits, so that Shutdown's BYE can be
+// written.
+func (s *session) idleWait() error {
 	// The line is read on a goroutine of its own, which ends when it has
 	// one or the connection fails (idle waits for it before returning).
 	done := make(chan error, 1)
@@ -437,8 +488,6 @@ func (s *session) idle(tag string) error {
 	if s.sel != nil {
 		ready = s.sel.sub.Ready()
 	}
-	s.srv.opts.Metrics.idleStarted()
-	defer s.srv.opts.Metrics.idleEnded()
 	s.wmu.Unlock()
 	defer s.wmu.Lock()
 	for {
@@ -474,7 +523,12 @@ func (s *session) idle(tag string) error {
 					return nil
 				}
 				s.wmu.Lock()
-				s.byed = true // the connection failed: nothing to say
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					// RFC 9051 §5.4: the autologout timer ran out.
+					s.byeLocked("Autologout; idle for too long")
+				} else {
+					s.byed = true // the connection failed: nothing to say
+				}
 				s.wmu.Unlock()
 				return nil
 			}
@@ -527,11 +581,12 @@ func (u updates) WriteRecent(n uint32) error {
 	return u.s.w.Err()
 }
 
-func (u updates) WriteMessageFlags(seq uint32, uid mailstore.UID, flags []string) error {
+func (u updates) WriteMessageFlags(seq uint32, uid mailstore.UID, flags []string, modseq uint64) error {
 	u.s.announceKeywords(flags)
 	w := u.s.w
 	w.Raw("* ").Number(uint64(seq)).Raw(" FETCH (UID ").Number(uint64(uid)).Raw(" FLAGS ")
 	u.s.writeMessageFlags(uid, flags)
+	u.s.writeModSeq(modseq)
 	w.Raw(")").CRLF()
 	return w.Err()
 }

@@ -50,6 +50,7 @@ func (s *session) Move(byUID bool, set wire.NumSet, dest string) error {
 	if err := sel.flushExpunged(updates{s}); err != nil {
 		return err
 	}
+	s.okModSeq = s.condstore && len(res.Source) > 0 // as EXPUNGE's (expunge.go)
 	return s.reply(moveErr, roleTarget)
 }
 

@@ -12,7 +12,8 @@
 //     mailbox owns a notify.Subscription to it and its own view: the
 //     ascending UIDs that its sequence numbers index. Every change to the
 //     view is announced to the client as it is made (EXISTS when UIDs are
-//     added, EXPUNGE when they are removed), so the client's sequence
+//     added, EXPUNGE when they are removed, or VANISHED after ENABLE
+//     QRESYNC, RFC 7162 §3.2.10), so the client's sequence
 //     numbers always equal the view's, whatever other sessions see
 //     (RFC 9051 §7.5.1 allows them to differ).
 //   - Views change only from events (and the resynchronisation that
@@ -28,6 +29,15 @@
 //     .SILENT tells the client only its own change: another session's
 //     older change, not sent yet, then goes out as the flags that STORE
 //     left.
+//   - A HIGHESTMODSEQ the session reports (SELECT, the first CONDSTORE
+//     enabling command, EXPUNGE and MOVE's tagged OK) covers only what
+//     the client has been told: the view's modseq, or just below an
+//     expunge not announced yet. QRESYNC's SELECT reports the changes up
+//     to the view's modseq and leaves later ones to the events, so each
+//     change reaches the client once (qresync.go). Once CONDSTORE is on,
+//     every FETCH about changed flags carries UID and MODSEQ (RFC 7162
+//     §3.1), and STORE UNCHANGEDSINCE tests and stores in one store
+//     write.
 //   - \Recent (RFC 3501 §2.3.2) is session state, never stored: a
 //     read-write IMAP4rev1 session claims the messages it is the first
 //     to hear of (mailstore.ClaimRecent), at SELECT up to the last UID it
@@ -40,7 +50,13 @@
 //     §7.2.6, RFC 9051 §7.3.5): every FETCH with FLAGS goes through
 //     announceKeywords first (flags.go).
 //   - IDLE sleeps on one select (subscription, DONE, session context):
-//     nothing polls the database.
+//     nothing polls the database. With Options.Hibernate a plaintext
+//     session in IDLE with nothing to send sleeps without a goroutine,
+//     buffers or parser instead, in the Server's readiness loop
+//     (hibernate.go, internal/hibernate), and wakes into the same IDLE on
+//     input, an event for its mailbox, IdleTimeout, a BYE or Shutdown;
+//     it sends exactly what an awake session sends. Its socket is never
+//     closed while it is parked.
 //   - Every session's context derives from the Server's; Shutdown cancels
 //     it, says BYE to every client and waits for the sessions to end.
 //   - Store errors become IMAP replies in one place (errors.go).

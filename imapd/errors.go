@@ -63,6 +63,18 @@ var (
 		Code: imap.ResponseCodeClientBug,
 		Text: "RECENT, NEW and OLD are not part of IMAP4rev2 (RFC 9051)",
 	}
+	errQResyncNotEnabled = &imap.Error{
+		Type: imap.StatusResponseTypeBad,
+		Code: imap.ResponseCodeClientBug,
+		Text: "QRESYNC needs ENABLE QRESYNC first (RFC 7162)",
+	}
+	// RFC 7162 §3.2.6: VANISHED only in UID FETCH, with CHANGEDSINCE,
+	// after ENABLE QRESYNC.
+	errVanishedMisused = &imap.Error{
+		Type: imap.StatusResponseTypeBad,
+		Code: imap.ResponseCodeClientBug,
+		Text: "VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC (RFC 7162)",
+	}
 	errServerBug = &imap.Error{
 		Type: imap.StatusResponseTypeNo,
 		Code: imap.ResponseCodeServerBug,

@@ -32,6 +32,10 @@ func (s *session) Expunge(set *wire.NumSet) error {
 	if _, err := s.expunge(uids); err != nil {
 		return err
 	}
+	// RFC 7162 §3.2.7 (with RFC 9051 §7.1): an expunge raises the
+	// mailbox's modseq, which the client sees in no FETCH; the tagged
+	// OK tells it, once the command's updates have gone out.
+	s.okModSeq = s.condstore
 	return sel.flushExpunged(updates{s})
 }
 

@@ -23,18 +23,54 @@ const fetchChunk = 128
 // raw message at the stored offsets. Bodies are read only when a section
 // is asked for. One FETCH response is written per message, as it is read;
 // the writer's buffer sends them in large writes.
+//
+// CONDSTORE (RFC 7162 §3.1.4): MODSEQ is an item, CHANGEDSINCE limits
+// the messages to those changed after it, and with QRESYNC's VANISHED
+// (§3.2.6) a UID FETCH first reports the UIDs of its set expunged since.
 func (s *session) Fetch(byUID bool, a *wire.Fetch) error {
 	sel := s.sel
 	if err := s.checkSelected(sel); err != nil {
 		return err
 	}
+	if a.Vanished && !(byUID && a.HasChangedSince && s.qresync) {
+		return errVanishedMisused
+	}
+	hasModSeq := slices.ContainsFunc(a.Attrs, func(at wire.FetchAttr) bool { return at.Kind == wire.FetchModSeq })
+	if hasModSeq || a.HasChangedSince {
+		s.enableCondStore() // RFC 7162 §3.1: a CONDSTORE enabling command
+	}
+	if a.Vanished {
+		if err := s.fetchVanished(a); err != nil {
+			return err
+		}
+	}
 	refs, err := sel.resolve(a.Set, byUID)
 	if err != nil || len(refs) == 0 {
 		return err
 	}
+	if a.HasChangedSince {
+		// RFC 7162 §3.1.4.1: only the messages changed since; found
+		// through the store's modseq index, before anything (\Seen)
+		// changes them.
+		if refs, err = s.changedSince(refs, a.ChangedSince); err != nil || len(refs) == 0 {
+			return err
+		}
+	}
 	attrs := a.Attrs
-	if byUID && !slices.ContainsFunc(attrs, func(at wire.FetchAttr) bool { return at.Kind == wire.FetchUID }) {
-		// RFC 9051 §6.4.9: UID FETCH responses carry the UID.
+	// RFC 7162 §3.1.4.1: with CHANGEDSINCE the server includes MODSEQ
+	// "as if" asked; §3.2.4: after ENABLE QRESYNC every UID FETCH
+	// response has it; §3.1: once CONDSTORE is on, a FETCH that sets
+	// \Seen reports the change with UID and MODSEQ, as every other
+	// response about changed flags.
+	wantModSeq := hasModSeq || a.HasChangedSince || s.qresync && byUID ||
+		s.condstore && !sel.readOnly && setsSeen(attrs)
+	if wantModSeq && !hasModSeq {
+		attrs = append(slices.Clip(attrs), wire.FetchAttr{Kind: wire.FetchModSeq})
+	}
+	if (byUID || wantModSeq && s.condstore) && !slices.ContainsFunc(attrs, func(at wire.FetchAttr) bool { return at.Kind == wire.FetchUID }) {
+		// RFC 9051 §6.4.9: UID FETCH responses carry the UID; RFC 7162
+		// §3.1: so does every response with MODSEQ ("both UID and
+		// mod-sequence data").
 		attrs = append([]wire.FetchAttr{{Kind: wire.FetchUID}}, attrs...)
 	}
 	var sections, parsed, headerOnly = false, false, true
@@ -59,6 +95,10 @@ func (s *session) Fetch(byUID bool, a *wire.Fetch) error {
 		Parsed: sections || parsed,
 		Body:   sections && !headerOnly,
 		Header: sections && headerOnly,
+	}
+	if a.HasChangedSince {
+		// Through the modseq index: refs may be few and far apart.
+		fo.ChangedSince = a.ChangedSince
 	}
 	// RFC 9051 §6.4.5: BODY[…], BINARY[…], RFC822 and RFC822.TEXT without
 	// .PEEK set \Seen, except in a read-only mailbox (§6.3.3).
@@ -88,6 +128,52 @@ func (s *session) Fetch(byUID bool, a *wire.Fetch) error {
 		}
 	}
 	return nil
+}
+
+// changedSince returns the messages of refs whose modseq is above since
+// (RFC 7162 §3.1.4.1), in one indexed read.
+func (s *session) changedSince(refs []msgRef, since uint64) ([]msgRef, error) {
+	sel := s.sel
+	var out []msgRef
+	err := s.srv.store.Messages(s.ctx, sel.mb.ID, uidSetOf(refs), mailstore.FetchOptions{ChangedSince: since}, func(m *mailstore.Message) error {
+		if seq, ok := sel.seqOf(m.UID); ok {
+			out = append(out, msgRef{seq: seq, uid: m.UID})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.reply(err, roleMailbox)
+	}
+	return out, nil
+}
+
+// fetchVanished writes UID FETCH's "* VANISHED (EARLIER)" (RFC 7162
+// §3.2.6): the UIDs of its set expunged after CHANGEDSINCE that the view
+// does not hold (one it holds goes out as VANISHED when the view drops
+// it). Below the store's horizon, where no tombstone answers, every UID
+// of the set up to the highest given out that the mailbox no longer has
+// is reported, which §3.2.6 allows.
+func (s *session) fetchVanished(a *wire.Fetch) error {
+	sel := s.sel
+	var set mailstore.UIDSet
+	if a.Set.Saved {
+		set = mailstore.UIDSetOf(sel.saved...)
+	} else {
+		set = storeUIDSet(a.Set, max(sel.known, sel.uidNext-1))
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	ch, err := s.srv.store.ChangesSince(s.ctx, sel.mb.ID, set, a.ChangedSince)
+	if err != nil {
+		return s.reply(err, roleMailbox)
+	}
+	if ch.VanishedKnown {
+		s.writeVanished(true, mailstore.UIDSetOf(sel.notInView(ch.Vanished)...))
+	} else {
+		s.writeVanished(true, sel.missing(set, 0))
+	}
+	return s.w.Err()
 }
 
 // setsSeen reports whether attrs fetch message content without .PEEK.
@@ -240,6 +326,10 @@ func (s *session) writeFetch(seq uint32, m *mailstore.Message, attrs []wire.Fetc
 			bi++
 			// RFC 3516 §4.2: literal8 when the data holds NUL.
 			w.SP().Literal8(b)
+		case wire.FetchModSeq:
+			// RFC 7162 §3.1.4.2: "MODSEQ (n)".
+			item("MODSEQ (")
+			w.Number(m.ModSeq).Raw(")")
 		case wire.FetchBinarySize:
 			item("BINARY.SIZE[")
 			writeParts(w, at.Section.Part)

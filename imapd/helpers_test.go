@@ -44,6 +44,7 @@ type envOptions struct {
 	hubQueue      int // notify queue length; 0: default
 	server        Options
 	storeMaxBytes int64 // mailstore.Options.MaxDatabaseBytes
+	maxVanished   int   // mailstore.Options.MaxVanished; 0: default
 	// logs, if set, receives the log records from level Info up as text,
 	// as "pushmail serve" writes them (it must be safe for concurrent
 	// writes).
@@ -115,6 +116,7 @@ func newTestEnv(t testing.TB, eo envOptions) *testEnv {
 		Hub:              notify.New(eo.hubQueue),
 		Logger:           logger,
 		MaxDatabaseBytes: eo.storeMaxBytes,
+		MaxVanished:      eo.maxVanished,
 	})
 	if err != nil {
 		t.Fatalf("mailstore.Open() = %v", err)
@@ -133,6 +135,11 @@ func newTestEnv(t testing.TB, eo envOptions) *testEnv {
 	}
 	opts := eo.server
 	opts.Logger = logger
+	if os.Getenv("PUSHMAIL_TEST_HIBERNATE") != "" {
+		// The whole suite with hibernating IDLE sessions: they must
+		// behave as the others do.
+		opts.Hibernate = true
+	}
 	if opts.AuthLimiter == nil {
 		// Failed logins wait milliseconds, not seconds, in tests.
 		opts.AuthLimiter = authlimit.New(authlimit.Config{Delay: time.Millisecond / 8})
@@ -323,14 +330,23 @@ type rawConn struct {
 // raw connects, reads the greeting and logs in.
 func (e *testEnv) raw(t testing.TB) *rawConn {
 	t.Helper()
+	c := e.dialNoLogin(t)
+	c.ok("LOGIN %s %s", testUser, testPassword)
+	return c
+}
+
+// dialNoLogin connects and reads the greeting, without logging in.
+func (e *testEnv) dialNoLogin(t testing.TB) *rawConn {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", e.addr, waitTimeout)
 	if err != nil {
 		t.Fatalf("Dial(%s) = %v", e.addr, err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	c := &rawConn{t: t, conn: conn, r: bufio.NewReader(conn)}
-	c.readLine()
-	c.ok("LOGIN %s %s", testUser, testPassword)
+	if g := c.readLine(); !strings.HasPrefix(g, "* OK ") {
+		t.Fatalf("greeting %q", g)
+	}
 	return c
 }
 

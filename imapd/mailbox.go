@@ -93,7 +93,7 @@ func (s *session) setSubscribed(name string, on bool) error {
 }
 
 // Status answers STATUS (RFC 9051 §6.3.11; SIZE: RFC 8438; APPENDLIMIT:
-// RFC 7889; RECENT: RFC 3501 §6.3.10).
+// RFC 7889; RECENT: RFC 3501 §6.3.10; HIGHESTMODSEQ: RFC 7162 §3.1.6).
 func (s *session) Status(a *wire.Status) error {
 	if err := s.checkAccount(); err != nil {
 		return err
@@ -104,6 +104,9 @@ func (s *session) Status(a *wire.Status) error {
 	}
 	if err := s.checkStatusItems(a.Items); err != nil {
 		return err
+	}
+	if slices.Contains(a.Items, wire.StatusHighestModSeq) {
+		s.enableCondStore() // RFC 7162 §3.1: a CONDSTORE enabling command
 	}
 	mb, err := s.srv.store.Mailbox(s.ctx, s.user.ID, name)
 	if err != nil {
@@ -161,6 +164,9 @@ func (s *session) writeStatus(mb mailstore.Mailbox, items []wire.StatusItem) err
 			w.Number(uint64(st.Size))
 		case wire.StatusAppendLimit:
 			w.Number(uint64(s.srv.opts.AppendLimit))
+		case wire.StatusHighestModSeq:
+			// RFC 7162 §3.1.6.
+			w.Number(st.HighestModSeq)
 		}
 	}
 	w.Raw(")").CRLF()

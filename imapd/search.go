@@ -36,6 +36,10 @@ func (s *session) Search(byUID bool, a *wire.Search) error {
 	if s.rev2 && usesRecent(&a.Key) {
 		return errRecentInRev2
 	}
+	modseqKey := usesModSeq(&a.Key)
+	if modseqKey {
+		s.enableCondStore() // RFC 7162 §3.1: a CONDSTORE enabling command
+	}
 	c, err := storeCriteriaSaved(searchCriteria(&a.Key, sel.recent.uidSet()), seqToUID, mailstore.UIDSetOf(sel.saved...))
 	if err != nil {
 		return s.reply(err, roleMailbox)
@@ -60,12 +64,27 @@ func (s *session) Search(byUID bool, a *wire.Search) error {
 		}
 		return uint64(r.seq)
 	}
+	// RFC 7162 §3.1.5: a search with MODSEQ reports the highest modseq
+	// of the messages it returns (none when it returns none).
+	var highest uint64
+	if modseqKey && len(hits) > 0 {
+		returned := hits
+		if ret != nil && !ret.All && !ret.Count && (ret.Min || ret.Max) {
+			returned = []msgRef{hits[0], hits[len(hits)-1]}
+		}
+		if highest, err = s.highestModSeq(returned); err != nil {
+			return err
+		}
+	}
 	w := s.w
 	if ret == nil {
 		// RFC 3501 §7.2.5 SEARCH response.
 		w.Raw("* SEARCH")
 		for _, h := range hits {
 			w.SP().Number(num(h))
+		}
+		if highest > 0 {
+			w.Raw(" (MODSEQ ").Number(highest).Raw(")") // RFC 7162 §3.1.5
 		}
 		w.CRLF()
 		return w.Err()
@@ -101,8 +120,37 @@ func (s *session) Search(byUID bool, a *wire.Search) error {
 	if ret.Count {
 		w.Raw(" COUNT ").Number(uint64(len(hits)))
 	}
+	if highest > 0 {
+		w.Raw(" MODSEQ ").Number(highest) // RFC 7162 §3.1.5, §7 search-return-data
+	}
 	w.CRLF()
 	return w.Err()
+}
+
+// usesModSeq reports whether a search key has MODSEQ in it.
+func usesModSeq(k *wire.SearchKey) bool {
+	if k.Op == wire.SearchModSeq {
+		return true
+	}
+	for i := range k.Keys {
+		if usesModSeq(&k.Keys[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// highestModSeq returns the highest modseq of the messages of refs.
+func (s *session) highestModSeq(refs []msgRef) (uint64, error) {
+	var highest uint64
+	err := s.srv.store.Messages(s.ctx, s.sel.mb.ID, uidSetOf(refs), mailstore.FetchOptions{}, func(m *mailstore.Message) error {
+		highest = max(highest, m.ModSeq)
+		return nil
+	})
+	if err != nil {
+		return 0, s.reply(err, roleMailbox)
+	}
+	return highest, nil
 }
 
 // compactSet writes ascending numbers as a sequence-set with ranges.
@@ -208,7 +256,12 @@ func searchCriteria(k *wire.SearchKey, recent imap.UIDSet) *imap.SearchCriteria 
 	switch k.Op {
 	case wire.SearchAnd:
 		for i := range k.Keys {
-			c.And(searchCriteria(&k.Keys[i], recent))
+			sub := searchCriteria(&k.Keys[i], recent)
+			c.And(sub)
+			// And leaves ModSeq out; both bounds hold when the higher does.
+			if sub.ModSeq != nil && (c.ModSeq == nil || sub.ModSeq.ModSeq > c.ModSeq.ModSeq) {
+				c.ModSeq = sub.ModSeq
+			}
 		}
 	case wire.SearchNot:
 		c.Not = append(c.Not, *searchCriteria(&k.Keys[0], recent))
@@ -278,6 +331,11 @@ func searchCriteria(k *wire.SearchKey, recent imap.UIDSet) *imap.SearchCriteria 
 		c.Larger = int64(min(k.Num, 1<<62))
 	case wire.SearchSmaller:
 		c.Smaller = int64(min(k.Num, 1<<62))
+	case wire.SearchModSeq:
+		// RFC 7162 §3.1.5: messages whose modseq is at least Num; the
+		// store keeps one modseq per message, so the entry does not
+		// matter (storeCriteria).
+		c.ModSeq = &imap.SearchCriteriaModSeq{ModSeq: k.Num, MetadataName: k.Str, MetadataType: imap.SearchCriteriaMetadataType(k.Value)}
 	}
 	return c
 }

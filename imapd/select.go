@@ -9,8 +9,18 @@ import (
 )
 
 // Select opens a mailbox, read-write (SELECT) or read-only (EXAMINE), and
-// starts the session's view of it (RFC 9051 §6.3.2, §6.3.3).
-func (s *session) Select(name string, readOnly bool) error {
+// starts the session's view of it (RFC 9051 §6.3.2, §6.3.3), with
+// CONDSTORE's HIGHESTMODSEQ (RFC 7162 §3.1.2.1) once enabled and
+// QRESYNC's changes since the client's modseq (§3.2.5, qresync.go).
+func (s *session) Select(a *wire.Select, readOnly bool) error {
+	name := a.Mailbox
+	if a.QResync != nil && !s.qresync {
+		// RFC 7162 §3.2.5: "A server MUST respond with a tagged BAD
+		// response if the Quick Resynchronization parameter to
+		// SELECT/EXAMINE command is specified and the client hasn't
+		// issued ENABLE QRESYNC".
+		return errQResyncNotEnabled
+	}
 	if s.sel != nil {
 		// RFC 7162 §3.2.11 (and IMAP4rev2): the old mailbox closes first.
 		s.unselect()
@@ -18,6 +28,9 @@ func (s *session) Select(name string, readOnly bool) error {
 	}
 	if err := s.checkAccount(); err != nil {
 		return err
+	}
+	if a.CondStore {
+		s.enableCondStore() // nothing is selected: SELECT says HIGHESTMODSEQ
 	}
 	name, err := mailstore.ValidateMailboxName(name)
 	if err != nil {
@@ -65,6 +78,8 @@ func (s *session) Select(name string, readOnly bool) error {
 		modseq:   st.HighestModSeq,
 		reported: make(map[mailstore.UID]uint64),
 		metrics:  s.srv.opts.Metrics,
+		vanished: s.qresync,
+		uidNext:  st.UIDNext,
 	}
 	if len(uids) > 0 {
 		sel.known = uids[len(uids)-1]
@@ -104,6 +119,18 @@ func (s *session) Select(name string, readOnly bool) error {
 	uidNext := max(st.UIDNext, sel.known+1)
 	w.Untagged(wire.OK, wire.Code{Name: "UIDNEXT", Args: strconv.FormatUint(uint64(uidNext), 10)}, "Predicted next UID")
 	s.writeMailboxFlags(true)
+	if s.condstore {
+		// RFC 7162 §3.1.2.1; the view starts from this modseq, so every
+		// later change reaches the client as an update.
+		w.Untagged(wire.OK, highestModSeqCode(sel.modseq), "Highest")
+	}
+	if q := a.QResync; q != nil && q.UIDValidity == mb.UIDValidity {
+		// RFC 7162 §3.2.5.1: with another UIDVALIDITY the client's
+		// modseq means nothing here; it gets a plain SELECT.
+		if err := s.qresyncSelect(q); err != nil {
+			return err
+		}
+	}
 	if s.rev2 {
 		// RFC 9051 §6.3.2: SELECT returns the mailbox's LIST reply.
 		s.writeList(&listData{name: mb.Name, attrs: specialUseAttrs(mb)}, false)

@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"pushmail/imapd/wire"
+	"pushmail/internal/hibernate"
 	"pushmail/internal/tlspolicy"
 )
 
@@ -136,14 +136,9 @@ func (s *Server) newSession(nc net.Conn) *session {
 		start:    time.Now(),
 		counter:  connCounter(nc),
 	}
-	sess.br = bufio.NewReaderSize(nc, readBufSize)
-	sess.bw = bufio.NewWriterSize(nc, writeBufSize)
-	sess.w = wire.NewWriter(sess.bw)
-	sess.p = wire.NewParser(sess.br, wire.Options{
-		Limits:    sess.limits(),
-		OnLiteral: sess.onLiteral,
-		Grow:      sess.growMessage,
-	})
+	sess.w = wire.NewWriter(nil)
+	sess.takeReader()
+	sess.takeWriter()
 	return sess
 }
 
@@ -167,7 +162,14 @@ func (s *Server) serveConn(nc net.Conn) {
 	if victim != nil {
 		s.evict(victim)
 	}
-	defer sess.Close()
+	// A session that hibernates lives on without this goroutine: whoever
+	// wakes it closes it (see hibernate.go).
+	hibernated := false
+	defer func() {
+		if !hibernated {
+			sess.Close()
+		}
+	}()
 	sess.startLoginTimer()
 	sess.log.Debug("connected")
 	if tc, ok := nc.(*tls.Conn); ok {
@@ -185,31 +187,36 @@ func (s *Server) serveConn(nc net.Conn) {
 	if err != nil {
 		return
 	}
-	sess.run()
+	hibernated = sess.run()
 }
 
-// run reads and executes commands until the session ends.
-func (s *session) run() {
+// run reads and executes commands until the session ends (false) or
+// hibernates (true): the goroutine must then leave the session alone,
+// for it may already be awake on another.
+func (s *session) run() (hibernated bool) {
 	for {
 		if err := s.awaitCommand(); err != nil {
 			s.readFailed(err)
-			return
+			return false
 		}
 		cmd, err := s.p.ReadCommand()
 		if err != nil {
 			var pe *wire.Error
 			if !errors.As(err, &pe) {
 				s.readFailed(err)
-				return
+				return false
 			}
 			if !s.parseError(pe) {
-				return
+				return false
 			}
 			continue
 		}
 		s.commands.Add(1)
-		if !s.execute(cmd) {
-			return
+		switch s.execute(cmd) {
+		case stepEnd:
+			return false
+		case stepParked:
+			return true
 		}
 	}
 }
@@ -431,6 +438,9 @@ func (s *session) byeCode(code wire.Code, text string) {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	// A hibernating session is taken out of the loop before its socket
+	// closes, and a goroutine woken to end it.
+	s.unparkLocked(hibernate.Stopped)
 	s.byeCodeLocked(code, text)
 }
 

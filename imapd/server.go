@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"pushmail/internal/authlimit"
+	"pushmail/internal/hibernate"
 	"pushmail/internal/membudget"
 	"pushmail/internal/netkey"
 	"pushmail/internal/tlspolicy"
@@ -99,6 +101,13 @@ type Options struct {
 	Budget *membudget.Budget
 	// Metrics, if set, receives session counts and push latencies.
 	Metrics *Metrics
+	// Hibernate lets a session in IDLE with nothing to send sleep
+	// without a goroutine or buffers, in a readiness loop of the
+	// Server's (internal/hibernate), until the client sends something,
+	// its mailbox changes, IdleTimeout passes or the Server shuts down;
+	// it then wakes and carries on as if it had never slept. Plaintext
+	// connections on Linux only: TLS sessions stay awake.
+	Hibernate bool
 }
 
 // Server is an IMAP server over a mailstore. Create it with New, run it
@@ -113,6 +122,12 @@ type Server struct {
 	baseCtx context.Context // parent of every session's context
 	cancel  context.CancelFunc
 	nextID  atomic.Uint64
+
+	// hib holds the hibernating sessions (Options.Hibernate); nil if off.
+	hib *hibernate.Loop
+	// Connection buffers, shared between sessions: a hibernating or
+	// closed session gives its own back.
+	readers, writers sync.Pool
 
 	mu        sync.Mutex
 	closed    bool
@@ -172,6 +187,11 @@ func New(store *mailstore.Store, opts Options) *Server {
 		preAuth:   make(map[*session]struct{}),
 		perIP:     make(map[string]int),
 	}
+	s.readers.New = func() any { return bufio.NewReaderSize(nil, readBufSize) }
+	s.writers.New = func() any { return bufio.NewWriterSize(nil, writeBufSize) }
+	if opts.Hibernate {
+		s.hib = hibernate.New(s.log)
+	}
 	return s
 }
 
@@ -198,6 +218,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 
 	s.cancel()
+	if s.hib != nil {
+		// Wakes every hibernating session, which then finds its context
+		// done, and stops the loop; no session hibernates after this.
+		if err := s.hib.Close(); err != nil {
+			s.log.Error("hibernate: close", "err", err)
+		}
+	}
 	var byes sync.WaitGroup
 	for _, sess := range sessions {
 		// bye waits for a command's responses being written, then closes.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"pushmail/imapd/wire"
+	"pushmail/internal/hibernate"
 	"pushmail/mailstore"
 )
 
@@ -38,6 +39,12 @@ type session struct {
 	wmu  sync.Mutex
 	byed bool // a BYE was sent or the connection closed; wmu
 
+	// parked is set while the session hibernates in IDLE, without a
+	// goroutine, br or bw (hibernate.go); wmu.
+	parked *hibernate.Conn
+	// idleUntil is when the running IDLE times out (IdleTimeout).
+	idleUntil time.Time
+
 	// Per command, reset by execute.
 	tag        string    // the command's tag
 	okCode     wire.Code // the tagged OK's response code
@@ -49,6 +56,15 @@ type session struct {
 
 	rev2 bool // ENABLE IMAP4rev2 (RFC 9051 §6.3.1)
 	utf8 bool // ENABLE UTF8=ACCEPT (RFC 6855)
+	// condstore: a CONDSTORE enabling command has run (RFC 7162 §3.1),
+	// so FETCH responses about flag changes carry UID and MODSEQ.
+	condstore bool
+	// qresync: ENABLE QRESYNC (RFC 7162 §3.2.3), which implies condstore:
+	// expunges are announced as VANISHED.
+	qresync bool
+	// okModSeq (per command): the tagged OK carries HIGHESTMODSEQ, taken
+	// after the command's updates went out (EXPUNGE, MOVE; condstore.go).
+	okModSeq bool
 
 	limitKey string // for the connection limits (see limitKey)
 	released bool   // its slot is free (evicted or closed); Server.mu
@@ -82,6 +98,7 @@ func (s *session) Close() error {
 		s.stopLoginTimer()
 		s.wmu.Lock()
 		s.byed = true
+		s.releaseBuffers() // nothing writes after byed
 		s.wmu.Unlock()
 		// nc, not raw: after STARTTLS, closing the TLS layer sends
 		// close_notify first (RFC 8446 §6.1: each party MUST send it

@@ -50,6 +50,17 @@ type selected struct {
 	keywords map[string]string
 	// deleted is set once the mailbox no longer exists.
 	deleted bool
+	// vanished: the session has enabled QRESYNC, so expunges are
+	// announced as VANISHED, by UID, not as EXPUNGE (RFC 7162 §3.2.10).
+	vanished bool
+	// pendingSince is, while expunges by others are marked gone but not
+	// announced, the modseq of the oldest of them: the client has been
+	// told of every change below it (reportModSeq).
+	pendingSince uint64
+	// uidNext is the mailbox's UIDNEXT at SELECT: every UID below it had
+	// been given out then, so a client may know it (QRESYNC's VANISHED
+	// without tombstones, qresync.go).
+	uidNext mailstore.UID
 	// metrics, if set, observes push latency.
 	metrics *Metrics
 }
@@ -75,10 +86,14 @@ type updater interface {
 	// WriteRecent writes "* n RECENT" (RFC 3501 §7.3.2); only sessions
 	// that keep \Recent call it (recent.go arrived).
 	WriteRecent(n uint32) error
+	// WriteVanished writes "* VANISHED uids" (RFC 7162 §3.2.10) for
+	// expunged messages of the view, ascending, once QRESYNC is enabled.
+	WriteVanished(uids []mailstore.UID) error
 	// WriteMessageFlags writes an unsolicited FETCH with the stored
-	// flags of a message, and whatever else the session says of them
-	// (\Recent, a new keyword's FLAGS first: flags.go).
-	WriteMessageFlags(seqNum uint32, uid mailstore.UID, flags []string) error
+	// flags of a message, as of modseq, and whatever else the session
+	// says of them (\Recent, a new keyword's FLAGS first: flags.go;
+	// MODSEQ once CONDSTORE is enabled, RFC 7162 §3.1.4.1).
+	WriteMessageFlags(seqNum uint32, uid mailstore.UID, flags []string, modseq uint64) error
 	// Flush sends what has been written so far: the EXISTS of new mail
 	// goes out before a \Recent claim reads the store.
 	Flush() error
@@ -159,8 +174,11 @@ func (sel *selected) apply(ctx context.Context, store *mailstore.Store, ev *noti
 		}
 	case notify.Expunged:
 		for _, u := range ev.UIDs {
-			if _, ok := sel.seqOf(mailstore.UID(u)); ok {
+			if _, ok := sel.seqOf(mailstore.UID(u)); ok && !sel.gone[mailstore.UID(u)] {
 				sel.gone[mailstore.UID(u)] = true
+				if sel.pendingSince == 0 {
+					sel.pendingSince = ev.ModSeq
+				}
 			}
 		}
 	case notify.FlagsChanged:
@@ -176,7 +194,7 @@ func (sel *selected) apply(ctx context.Context, store *mailstore.Store, ev *noti
 			if !ok || sel.gone[uid] {
 				continue
 			}
-			flags := f.Flags
+			flags, modseq := f.Flags, ev.ModSeq
 			if sel.reported[uid] >= ev.ModSeq {
 				// The client knows newer flags, or only its own .SILENT
 				// change of them: then this older change is news, sent as
@@ -187,9 +205,9 @@ func (sel *selected) apply(ctx context.Context, store *mailstore.Store, ev *noti
 					continue
 				}
 				delete(sel.partial, uid)
-				flags = p.flags
+				flags, modseq = p.flags, p.modseq
 			}
-			if err := w.WriteMessageFlags(seq, uid, flags); err != nil {
+			if err := w.WriteMessageFlags(seq, uid, flags, modseq); err != nil {
 				return err
 			}
 			sel.metrics.pushed("flags", ev.Committed)
@@ -220,12 +238,15 @@ func (sel *selected) refreshMailbox(ctx context.Context, store *mailstore.Store)
 
 // flushExpunged sends the pending EXPUNGE responses and drops their UIDs
 // from the view. Each EXPUNGE's number accounts for those sent before it
-// (RFC 9051 §7.5.1).
-func (sel *selected) flushExpunged(w interface{ WriteExpunge(uint32) error }) error {
+// (RFC 9051 §7.5.1). After ENABLE QRESYNC they go as one VANISHED, by UID
+// (RFC 7162 §3.2.10), in the same places.
+func (sel *selected) flushExpunged(w updater) error {
+	sel.pendingSince = 0
 	if len(sel.gone) == 0 {
 		return nil
 	}
 	var werr error
+	var vanished []mailstore.UID
 	kept := sel.uids[:0]
 	for _, uid := range sel.uids {
 		if !sel.gone[uid] {
@@ -234,14 +255,30 @@ func (sel *selected) flushExpunged(w interface{ WriteExpunge(uint32) error }) er
 		}
 		delete(sel.reported, uid)
 		delete(sel.partial, uid)
-		if werr == nil {
+		if sel.vanished {
+			vanished = append(vanished, uid)
+		} else if werr == nil {
 			werr = w.WriteExpunge(uint32(len(kept) + 1))
 		}
 	}
 	clear(sel.uids[len(kept):])
 	sel.uids = kept
 	clear(sel.gone)
+	if werr == nil && len(vanished) > 0 {
+		werr = w.WriteVanished(vanished)
+	}
 	return werr
+}
+
+// reportModSeq is the highest modseq the session can tell a client it
+// is up to date with (HIGHESTMODSEQ, RFC 7162 §3.1.2.1): that of the
+// last event applied, or just below the first expunge it has not
+// announced yet.
+func (sel *selected) reportModSeq() uint64 {
+	if sel.pendingSince > 0 {
+		return sel.pendingSince - 1
+	}
+	return sel.modseq
 }
 
 // resync rebuilds the view from the store after the subscription lost
@@ -275,8 +312,13 @@ func (sel *selected) resync(ctx context.Context, store *mailstore.Store, w updat
 		for j < len(fresh) && fresh[j] < uid {
 			j++
 		}
-		if j == len(fresh) || fresh[j] != uid {
+		if (j == len(fresh) || fresh[j] != uid) && !sel.gone[uid] {
 			sel.gone[uid] = true
+			if sel.pendingSince == 0 {
+				// When exactly is not known: below every change since
+				// the last event applied.
+				sel.pendingSince = sel.modseq + 1
+			}
 		}
 	}
 	n, known := len(sel.uids), sel.known
@@ -301,7 +343,7 @@ func (sel *selected) resync(ctx context.Context, store *mailstore.Store, w updat
 			// their flags.
 			continue
 		}
-		if err := w.WriteMessageFlags(seq, c.uid, c.flags); err != nil {
+		if err := w.WriteMessageFlags(seq, c.uid, c.flags, c.modseq); err != nil {
 			return err
 		}
 		sel.reported[c.uid] = c.modseq

@@ -31,7 +31,12 @@ func (r *recorder) WriteRecent(n uint32) error {
 	return nil
 }
 
-func (r *recorder) WriteMessageFlags(seq uint32, uid mailstore.UID, flags []string) error {
+func (r *recorder) WriteVanished(uids []mailstore.UID) error {
+	r.out = append(r.out, fmt.Sprintf("* VANISHED %s", uidList(uids)))
+	return nil
+}
+
+func (r *recorder) WriteMessageFlags(seq uint32, uid mailstore.UID, flags []string, _ uint64) error {
 	r.out = append(r.out, fmt.Sprintf("* %d FETCH (UID %d FLAGS %v)", seq, uid, flags))
 	return nil
 }

@@ -90,10 +90,7 @@ func (w *Wakeups) Len() int { return len(w.subs) }
 // Wake wakes the reader of every subscription in w, then empties w.
 func (w *Wakeups) Wake() {
 	for i, s := range w.subs {
-		s.mu.Lock()
-		s.listed = false
-		s.mu.Unlock()
-		s.wake()
+		s.wake(true)
 		w.subs[i] = nil
 	}
 	w.subs = w.subs[:0]
@@ -139,7 +136,8 @@ type Subscription struct {
 	queue  []Event
 	resync bool
 	closed bool
-	listed bool // in a Wakeups, to be woken; Enqueue need not list it again
+	listed bool   // in a Wakeups, to be woken; Enqueue need not list it again
+	hook   func() // see Hook; nil: wake-ups go to ready
 }
 
 // ID identifies the subscription; writers pass it as Event.Origin.
@@ -165,6 +163,35 @@ func (s *Subscription) Take() (events []Event, resync bool) {
 	return events, resync
 }
 
+// Hook makes s call f instead of signalling Ready, until Hook(nil): a
+// watcher that has no goroutine to receive from Ready (a connection put
+// to sleep in a readiness loop) learns of events without one. f runs on
+// the publisher's goroutine, at most once per wake-up and never under
+// the Hub's locks: it must not block, and should hand the work to
+// another goroutine. A wake-up pending in Ready when Hook(f) is called
+// is passed to f at once, before Hook returns.
+//
+// Hook(nil) returns to Ready, and leaves a value in it: f may have been
+// called for events the watcher has not taken, and must not lose them.
+func (s *Subscription) Hook(f func()) {
+	s.mu.Lock()
+	s.hook = f
+	pending := false
+	if f != nil {
+		select {
+		case <-s.ready:
+			pending = true
+		default:
+		}
+	} else {
+		s.signalLocked()
+	}
+	s.mu.Unlock()
+	if pending {
+		f()
+	}
+}
+
 // Close stops delivery to s. It is safe to call more than once.
 func (s *Subscription) Close() {
 	s.mu.Lock()
@@ -174,6 +201,7 @@ func (s *Subscription) Close() {
 	}
 	s.closed = true
 	s.queue = nil
+	s.hook = nil
 	s.mu.Unlock()
 	s.hub.unsubscribe(s)
 }
@@ -203,9 +231,29 @@ func (s *Subscription) enqueue(ev Event) (mustList bool) {
 	return false
 }
 
-// wake signals the reader without blocking; a pending wake-up already
-// covers it.
-func (s *Subscription) wake() {
+// wake signals the reader without blocking, through its hook if it has
+// one; a pending wake-up already covers it. listed: s was in a Wakeups,
+// and may be listed again.
+func (s *Subscription) wake(listed bool) {
+	s.mu.Lock()
+	if listed {
+		s.listed = false
+	}
+	f := s.hook
+	if f == nil {
+		// Under mu, so that Hook sees either this value in ready or
+		// nothing sent: a wake-up is never left in ready for a watcher
+		// that now waits on its hook.
+		s.signalLocked()
+	}
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// signalLocked leaves a value in ready, unless one is there already.
+func (s *Subscription) signalLocked() {
 	select {
 	case s.ready <- struct{}{}:
 	default:

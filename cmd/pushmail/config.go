@@ -182,6 +182,9 @@ type LimitsConfig struct {
 	// and imaps together); 0 (the default), or more than MaxConns, means
 	// MaxConns. When full, the oldest of them is closed for a newcomer.
 	IMAPMaxPreAuthConns int `toml:"imap_max_preauth_conns"`
+	// IMAPHibernate lets plaintext IMAP sessions in IDLE sleep without a
+	// goroutine or buffers until something happens (imapd.Options.Hibernate).
+	IMAPHibernate bool `toml:"imap_hibernate"`
 	// Failed logins, over SMTP AUTH, IMAP and POP3 together (authlimit).
 	AuthMaxFailuresPerIP      int           `toml:"auth_max_failures_per_ip"`
 	AuthMaxFailuresPerAccount int           `toml:"auth_max_failures_per_account"`
@@ -232,6 +235,7 @@ func defaultConfig() Config {
 			IMAPCommandTimeout:        imapd.DefaultCommandTimeout,
 			IMAPIdleTimeout:           imapd.DefaultIdleTimeout,
 			IMAPLoginTimeout:          imapd.DefaultLoginTimeout,
+			IMAPHibernate:             true,
 			POP3IdleTimeout:           pop3d.DefaultIdleTimeout,
 			AuthMaxFailuresPerIP:      authlimit.DefaultPerIP,
 			AuthMaxFailuresPerAccount: authlimit.DefaultPerAccount,
@@ -291,6 +295,7 @@ var settings = []setting{
 	{flag: "imap-command-timeout", key: "limits.imap_command_timeout", usage: "IMAP: time for a command line, and for the first command before login", field: func(c *Config) any { return &c.Limits.IMAPCommandTimeout }},
 	{flag: "imap-idle-timeout", key: "limits.imap_idle_timeout", usage: "IMAP: how long a logged-in client may be silent, in IDLE or between commands (at least 30m, RFC 9051)", field: func(c *Config) any { return &c.Limits.IMAPIdleTimeout }},
 	{flag: "imap-login-timeout", key: "limits.imap_login_timeout", usage: "IMAP: time from connecting to logging in", field: func(c *Config) any { return &c.Limits.IMAPLoginTimeout }},
+	{flag: "imap-hibernate", key: "limits.imap_hibernate", usage: "IMAP: plaintext sessions in IDLE sleep without a goroutine or buffers until the client writes, their mailbox changes or they time out (Linux)", field: func(c *Config) any { return &c.Limits.IMAPHibernate }},
 	{flag: "pop3-idle-timeout", key: "limits.pop3_idle_timeout", usage: "POP3: how long a logged-in client may be silent (at least 10m, RFC 1939)", field: func(c *Config) any { return &c.Limits.POP3IdleTimeout }},
 	{flag: "imap-max-preauth-conns", key: "limits.imap_max_preauth_conns", usage: "IMAP: most simultaneous connections not logged in, imap and imaps together (0: max-conns); when they or max-conns are reached, the oldest is closed (* BYE [UNAVAILABLE]) for a new one", field: func(c *Config) any { return &c.Limits.IMAPMaxPreAuthConns }},
 	{flag: "auth-max-failures-per-ip", key: "limits.auth_max_failures_per_ip", usage: "failed logins (SMTP AUTH, IMAP and POP3 together) from one IP before it is refused for auth-window", field: func(c *Config) any { return &c.Limits.AuthMaxFailuresPerIP }},

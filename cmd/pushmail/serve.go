@@ -194,6 +194,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		AuthLimiter:       authLimiter,
 		Metrics:           imapd.NewMetrics(reg),
 		Budget:            inflight,
+		Hibernate:         cfg.Limits.IMAPHibernate,
 	})
 	// POP3 shares the IMAP certificate, the connection limits and the
 	// failed-login limiter.

@@ -28,8 +28,25 @@ type Enable struct{ Caps []string }
 // Select is SELECT or EXAMINE (RFC 9051 §6.3.2, §6.3.3).
 type Select struct {
 	Mailbox   string
-	CondStore bool // the CONDSTORE select-param (RFC 7162 §3.1.8)
+	CondStore bool     // the CONDSTORE select-param (RFC 7162 §3.1.8)
+	QResync   *QResync // the QRESYNC select-param (RFC 7162 §3.2.5), nil without
 }
+
+// QResync is SELECT's QRESYNC parameter (RFC 7162 §3.2.5): the client's
+// last known UIDVALIDITY and modseq, and optionally the UIDs it knows
+// (KnownUIDs.Ranges nil when absent) and pairs of sequence numbers and
+// UIDs it knows them by (SeqMatch nil when absent; its two sets name the
+// same number of messages, ascending, which the parser does not check).
+// None of the sets holds "*" or "$".
+type QResync struct {
+	UIDValidity uint32
+	ModSeq      uint64
+	KnownUIDs   NumSet
+	SeqMatch    *SeqMatch
+}
+
+// SeqMatch is QRESYNC's seq-match-data (RFC 7162 §3.2.5.2).
+type SeqMatch struct{ Seqs, UIDs NumSet }
 
 // Create is CREATE (RFC 9051 §6.3.4), with CREATE-SPECIAL-USE's USE
 // (RFC 6154 §3): attributes as sent, backslash included.
@@ -80,6 +97,8 @@ const (
 	StatusDeleted     StatusItem = "DELETED"
 	StatusSize        StatusItem = "SIZE"
 	StatusAppendLimit StatusItem = "APPENDLIMIT"
+	// StatusHighestModSeq is CONDSTORE's (RFC 7162 §3.1.6).
+	StatusHighestModSeq StatusItem = "HIGHESTMODSEQ"
 )
 
 // Status is STATUS (RFC 9051 §6.3.11).
@@ -129,12 +148,17 @@ const (
 	StoreRemove
 )
 
-// Store is STORE (RFC 9051 §6.4.6).
+// Store is STORE (RFC 9051 §6.4.6), with CONDSTORE's UNCHANGEDSINCE
+// modifier (RFC 7162 §3.1.3).
 type Store struct {
 	Set    NumSet
 	Op     StoreOp
 	Silent bool
 	Flags  []string
+	// HasUnchangedSince: the UNCHANGEDSINCE modifier was given, with
+	// UnchangedSince (0 is a valid value, which every message fails).
+	HasUnchangedSince bool
+	UnchangedSince    uint64
 }
 
 // ID is ID (RFC 2971 §3.1): Nil for "ID NIL", else the pairs in order.

@@ -305,7 +305,7 @@ func decodeSASL(raw []byte) ([]byte, error) {
 }
 
 // selectArgs reads SP mailbox [SP "(" select-param *(SP select-param) ")"]
-// (RFC 4466 §2.1); the one parameter known is CONDSTORE (RFC 7162 §3.1.8).
+// (RFC 4466 §2.1): CONDSTORE (RFC 7162 §3.1.8) and QRESYNC (§3.2.5).
 func (p *Parser) selectArgs() (*Select, error) {
 	s := &Select{}
 	if err := p.spMailbox(&s.Mailbox); err != nil {
@@ -322,12 +322,122 @@ func (p *Parser) selectArgs() (*Select, error) {
 		if err != nil {
 			return err
 		}
-		if toUpper(a) != "CONDSTORE" {
+		switch toUpper(a) {
+		case "CONDSTORE":
+			s.CondStore = true
+		case "QRESYNC":
+			if s.QResync != nil {
+				return p.syntax("QRESYNC given twice")
+			}
+			if err := p.sp(); err != nil {
+				return err
+			}
+			s.QResync, err = p.qresyncParam()
+			return err
+		default:
 			return p.syntax("unknown select parameter " + a)
 		}
-		s.CondStore = true
 		return nil
 	})
+}
+
+// qresyncParam reads "(" uidvalidity SP mod-sequence-value [SP known-uids]
+// [SP seq-match-data] ")" (RFC 7162 §7), where seq-match-data is
+// "(" known-sequence-set SP known-uid-set ")".
+func (p *Parser) qresyncParam() (*QResync, error) {
+	q := &QResync{}
+	if err := p.expect('(', `"("`); err != nil {
+		return nil, err
+	}
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
+	defer p.leave()
+	if err := p.arg(); err != nil {
+		return nil, err
+	}
+	v, err := p.number(1<<32 - 1)
+	if err != nil {
+		return nil, err
+	}
+	if v == 0 {
+		return nil, p.syntax("UIDVALIDITY 0")
+	}
+	q.UIDValidity = uint32(v)
+	if err := p.sp(); err != nil {
+		return nil, err
+	}
+	if q.ModSeq, err = p.modSeq(); err != nil {
+		return nil, err
+	}
+	if ok, err := p.maybe(')'); err != nil || ok {
+		return q, err
+	}
+	if err := p.sp(); err != nil {
+		return nil, err
+	}
+	b, err := p.peek()
+	if err != nil {
+		return nil, err
+	}
+	if b != '(' {
+		if q.KnownUIDs, err = p.knownSet(); err != nil {
+			return nil, err
+		}
+		if ok, err := p.maybe(')'); err != nil || ok {
+			return q, err
+		}
+		if err := p.sp(); err != nil {
+			return nil, err
+		}
+	}
+	m := &SeqMatch{}
+	if err := p.expect('(', `"("`); err != nil {
+		return nil, err
+	}
+	if m.Seqs, err = p.knownSet(); err != nil {
+		return nil, err
+	}
+	if err := p.sp(); err != nil {
+		return nil, err
+	}
+	if m.UIDs, err = p.knownSet(); err != nil {
+		return nil, err
+	}
+	if err := p.expect(')', `")"`); err != nil {
+		return nil, err
+	}
+	q.SeqMatch = m
+	return q, p.expect(')', `")"`)
+}
+
+// knownSet reads a sequence-set of QRESYNC's, where "*" and "$" are not
+// allowed (RFC 7162 §7: known-uids, known-sequence-set, known-uid-set).
+func (p *Parser) knownSet() (NumSet, error) {
+	set, err := p.numSet()
+	if err != nil {
+		return NumSet{}, err
+	}
+	if set.Saved {
+		return NumSet{}, p.syntax(`"$" in QRESYNC`)
+	}
+	for _, r := range set.Ranges {
+		if r.Start == 0 || r.Stop == 0 {
+			return NumSet{}, p.syntax(`"*" in QRESYNC`)
+		}
+	}
+	return set, nil
+}
+
+// modSeq reads a mod-sequence-value or mod-sequence-valzer (RFC 7162 §7),
+// at most 2^63-1. mod-sequence-value excludes 0; a client's 0 is taken
+// all the same (it asks about every change, as if it had seen none), as
+// some clients send it where they have no modseq yet.
+func (p *Parser) modSeq() (uint64, error) {
+	if err := p.arg(); err != nil {
+		return 0, err
+	}
+	return p.number(1<<63 - 1)
 }
 
 // createArgs reads SP mailbox [SP "(" "USE" SP "(" [use-attr …] ")" ")"]
@@ -399,6 +509,7 @@ var statusItems = map[string]StatusItem{
 	"MESSAGES": StatusMessages, "RECENT": StatusRecent, "UIDNEXT": StatusUIDNext,
 	"UIDVALIDITY": StatusUIDValidity, "UNSEEN": StatusUnseen,
 	"DELETED": StatusDeleted, "SIZE": StatusSize, "APPENDLIMIT": StatusAppendLimit,
+	"HIGHESTMODSEQ": StatusHighestModSeq,
 }
 
 // statusItems reads "(" status-att *(SP status-att) ")".
@@ -598,8 +709,9 @@ func (p *Parser) appendArgs() (*Append, error) {
 	return a, err
 }
 
-// storeArgs reads SP sequence-set SP (["+" / "-"] "FLAGS" [".SILENT"])
-// SP (flag-list / (flag *(SP flag))) (RFC 9051 §6.4.6).
+// storeArgs reads SP sequence-set [store-modifiers] SP (["+" / "-"]
+// "FLAGS" [".SILENT"]) SP (flag-list / (flag *(SP flag))) (RFC 9051
+// §6.4.6; store-modifiers RFC 4466 §2.5, UNCHANGEDSINCE RFC 7162 §3.1.3).
 func (p *Parser) storeArgs() (*Store, error) {
 	s := &Store{}
 	var err error
@@ -608,6 +720,30 @@ func (p *Parser) storeArgs() (*Store, error) {
 	}
 	if err := p.sp(); err != nil {
 		return nil, err
+	}
+	if b, err := p.peek(); err != nil {
+		return nil, err
+	} else if b == '(' {
+		if err := p.list(false, func() error {
+			a, err := p.atom()
+			if err != nil {
+				return err
+			}
+			if toUpper(a) != "UNCHANGEDSINCE" || s.HasUnchangedSince {
+				return p.syntax("unknown or repeated store modifier " + a)
+			}
+			if err := p.sp(); err != nil {
+				return err
+			}
+			s.HasUnchangedSince = true
+			s.UnchangedSince, err = p.modSeq()
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		if err := p.sp(); err != nil {
+			return nil, err
+		}
 	}
 	if ok, err := p.maybe('+'); err != nil {
 		return nil, err

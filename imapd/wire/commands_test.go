@@ -118,7 +118,7 @@ func TestCommandErrors(t *testing.T) {
 		{"unterminated shift", "a SELECT &Jjo", "a", ErrMailboxName},
 		{"unknown STATUS item", "a STATUS INBOX (MESSAGES BOGUS)", "a", ErrSyntax},
 		{"empty STATUS list", "a STATUS INBOX ()", "a", ErrSyntax},
-		{"unknown select param", "a SELECT INBOX (QRESYNC)", "a", ErrSyntax},
+		{"unknown select param", "a SELECT INBOX (FOO)", "a", ErrSyntax},
 		{"RECURSIVEMATCH alone RFC 5258 §3", `a LIST (RECURSIVEMATCH) "" %`, "a", ErrSyntax},
 		{"unknown LIST return option", `a LIST "" % RETURN (BOGUS)`, "a", ErrSyntax},
 		{"APPEND without literal", "a APPEND INBOX hello", "a", ErrSyntax},

@@ -35,18 +35,18 @@
 //
 // Grammar covered: every command imapd serves today (CAPABILITY, NOOP,
 // LOGOUT, STARTTLS, AUTHENTICATE with SASL-IR, LOGIN, ENABLE,
-// SELECT/EXAMINE with CONDSTORE, CREATE with USE, DELETE, RENAME,
+// SELECT/EXAMINE with CONDSTORE and QRESYNC, CREATE with USE, DELETE, RENAME,
 // SUBSCRIBE, UNSUBSCRIBE, LIST with LIST-EXTENDED selection and return
 // options and LIST-STATUS, LSUB, NAMESPACE, STATUS with SIZE and
-// DELETED, APPEND with literal8 and UTF8, IDLE and DONE, CHECK, CLOSE,
-// UNSELECT, EXPUNGE, UID EXPUNGE, SEARCH with RETURN and CHARSET and the
-// RFC 9051 §6.4.4 keys plus NEW/OLD/RECENT, FETCH with macros and
-// BODY/BINARY sections and partials, STORE, COPY, MOVE, their UID forms)
-// and ID (RFC 2971).
+// DELETED and HIGHESTMODSEQ, APPEND with literal8 and UTF8, IDLE and
+// DONE, CHECK, CLOSE, UNSELECT, EXPUNGE, UID EXPUNGE, SEARCH with RETURN
+// and CHARSET and the RFC 9051 §6.4.4 keys plus NEW/OLD/RECENT and MODSEQ
+// (RFC 7162 §3.1.5), FETCH with macros, BODY/BINARY sections and
+// partials, MODSEQ and the CHANGEDSINCE and VANISHED modifiers (RFC 7162
+// §3.1.4, §3.2.6), STORE with UNCHANGEDSINCE (§3.1.3), COPY, MOVE, their
+// UID forms) and ID (RFC 2971).
 //
-// Not yet here (issue 14 and after): CONDSTORE/QRESYNC fetch and store
-// modifiers (CHANGEDSINCE, UNCHANGEDSINCE, MODSEQ search key, VANISHED),
-// MULTIAPPEND, extensions' commands (NOTIFY, COMPRESS, SORT/THREAD,
+// Not yet here (issue 14 and after): MULTIAPPEND, extensions' commands (NOTIFY, COMPRESS, SORT/THREAD,
 // QUOTA, METADATA), SEARCH in charsets other than US-ASCII and UTF-8
 // (the parser passes CHARSET on; the session answers BADCHARSET), and
 // the response side's composite data (FETCH items, ENVELOPE,

@@ -18,14 +18,21 @@ const (
 	FetchBodySection   // BODY[section]<partial>, BODY.PEEK[…]
 	FetchBinary        // BINARY[part]<partial>, BINARY.PEEK[…] (RFC 3516)
 	FetchBinarySize    // BINARY.SIZE[part]
+	FetchModSeq        // MODSEQ (RFC 7162 §3.1.4.2)
 )
 
 // Fetch is FETCH (RFC 9051 §6.4.5). Macro is "ALL", "FAST" or "FULL" when
-// the client used one; Attrs then holds its expansion.
+// the client used one; Attrs then holds its expansion. ChangedSince and
+// Vanished are the fetch modifiers of RFC 7162 §3.1.4.1 and §3.2.6;
+// whether VANISHED is allowed where it stands (UID FETCH, after ENABLE
+// QRESYNC, with CHANGEDSINCE) is the session's to check.
 type Fetch struct {
-	Set   NumSet
-	Macro string
-	Attrs []FetchAttr
+	Set             NumSet
+	Macro           string
+	Attrs           []FetchAttr
+	HasChangedSince bool
+	ChangedSince    uint64
+	Vanished        bool
 }
 
 // FetchAttr is one fetch-att.
@@ -67,14 +74,64 @@ var fetchSimple = map[string]FetchKind{
 	"RFC822":        FetchRFC822,
 	"RFC822.HEADER": FetchRFC822Header,
 	"RFC822.TEXT":   FetchRFC822Text,
+	"MODSEQ":        FetchModSeq,
 }
 
 func isFetchNameChar(b byte) bool {
 	return 'A' <= b && b <= 'Z' || 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '.'
 }
 
-// fetchArgs reads what follows "FETCH SP sequence-set SP".
+// fetchArgs reads what follows "FETCH SP sequence-set SP": the items,
+// then the fetch modifiers, if any.
 func (p *Parser) fetchArgs(f *Fetch) error {
+	if err := p.fetchItems(f); err != nil {
+		return err
+	}
+	if end, err := p.atEnd(); err != nil || end {
+		return err
+	}
+	if err := p.sp(); err != nil {
+		return err
+	}
+	return p.fetchModifiers(f)
+}
+
+// fetchModifiers reads "(" fetch-modifier *(SP fetch-modifier) ")"
+// (RFC 4466 §2.4): CHANGEDSINCE mod-sequence-value (RFC 7162 §3.1.4.1)
+// and VANISHED (§3.2.6), each at most once.
+func (p *Parser) fetchModifiers(f *Fetch) error {
+	return p.list(false, func() error {
+		a, err := p.atom()
+		if err != nil {
+			return err
+		}
+		switch toUpper(a) {
+		case "CHANGEDSINCE":
+			if f.HasChangedSince {
+				return p.syntax("CHANGEDSINCE given twice")
+			}
+			if err := p.sp(); err != nil {
+				return err
+			}
+			f.HasChangedSince = true
+			f.ChangedSince, err = p.modSeq()
+			if err != nil {
+				return err
+			}
+		case "VANISHED":
+			if f.Vanished {
+				return p.syntax("VANISHED given twice")
+			}
+			f.Vanished = true
+		default:
+			return p.syntax("unknown fetch modifier " + a)
+		}
+		return nil
+	})
+}
+
+// fetchItems reads the fetch items: a macro, one fetch-att or a list.
+func (p *Parser) fetchItems(f *Fetch) error {
 	b, err := p.peek()
 	if err != nil {
 		return err

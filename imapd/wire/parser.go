@@ -80,6 +80,17 @@ func NewParser(br *bufio.Reader, opts Options) *Parser {
 	return &Parser{br: br, lim: opts.Limits.withDefaults(), onLiteral: opts.OnLiteral, grow: opts.Grow, utf8: opts.UTF8}
 }
 
+// SetReader makes the parser read from br from now on: a connection that
+// gives its reader back to a pool between commands takes another one.
+// Between commands the parser holds no bytes of br's; nil leaves it
+// with no reader (and drops its scratch space) until the next SetReader.
+func (p *Parser) SetReader(br *bufio.Reader) {
+	p.br = br
+	if br == nil {
+		p.scratch = nil
+	}
+}
+
 // SetUTF8 switches mailbox names to UTF-8 once the client has enabled
 // UTF8=ACCEPT or IMAP4rev2 (RFC 6855 §3, RFC 9051 §6.3.1).
 func (p *Parser) SetUTF8(on bool) { p.utf8 = on }

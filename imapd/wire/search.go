@@ -54,6 +54,10 @@ const (
 	// Size keys take Num.
 	SearchLarger  SearchOp = "LARGER"
 	SearchSmaller SearchOp = "SMALLER"
+
+	// SearchModSeq takes Num, and the entry name and type in Str and
+	// Value when given (lower case), RFC 7162 §3.1.5.
+	SearchModSeq SearchOp = "MODSEQ"
 )
 
 // SearchKey is one node of a search (RFC 9051 §6.4.4); which fields
@@ -80,6 +84,7 @@ const (
 	argSet
 	argNot
 	argOr
+	argModSeq
 )
 
 var searchKeys = map[SearchOp]searchArg{
@@ -96,6 +101,7 @@ var searchKeys = map[SearchOp]searchArg{
 	SearchSentBefore: argDate, SearchSentOn: argDate, SearchSentSince: argDate,
 	SearchLarger: argNumber, SearchSmaller: argNumber,
 	SearchUID: argSet, SearchNot: argNot, SearchOr: argOr,
+	SearchModSeq: argModSeq,
 }
 
 // searchArgs reads what follows "SEARCH": [SP "RETURN" SP "(" … ")"]
@@ -262,6 +268,8 @@ func (p *Parser) searchKeyNamed(word string) (SearchKey, error) {
 		var sub SearchKey
 		sub, err = p.searchKey()
 		k.Keys = []SearchKey{sub}
+	case argModSeq:
+		err = p.searchModSeq(&k)
 	case argOr:
 		var a, b SearchKey
 		if a, err = p.searchKey(); err == nil {
@@ -272,4 +280,57 @@ func (p *Parser) searchKeyNamed(word string) (SearchKey, error) {
 		k.Keys = []SearchKey{a, b}
 	}
 	return k, err
+}
+
+// searchModSeq reads the rest of search-modsequence (RFC 7162 §7):
+// [entry-name SP entry-type-req SP] mod-sequence-valzer, where entry-name
+// is DQUOTE "/flags/" attr-flag DQUOTE and entry-type-req is "priv",
+// "shared" or "all".
+func (p *Parser) searchModSeq(k *SearchKey) error {
+	b, err := p.peek()
+	if err != nil {
+		return err
+	}
+	if b == '"' {
+		if err := p.arg(); err != nil {
+			return err
+		}
+		q, err := p.quoted()
+		if err != nil {
+			return err
+		}
+		name := string(q)
+		if len(name) <= len("/flags/") || !equalFold(name[:len("/flags/")], "/flags/") {
+			return p.syntax("MODSEQ entry name must be /flags/<flag>")
+		}
+		k.Str = "/flags/" + name[len("/flags/"):]
+		if err := p.sp(); err != nil {
+			return err
+		}
+		t, err := p.atom()
+		if err != nil {
+			return err
+		}
+		switch t = toLower(t); t {
+		case "priv", "shared", "all":
+			k.Value = t
+		default:
+			return p.syntax("MODSEQ entry type must be priv, shared or all")
+		}
+		if err := p.sp(); err != nil {
+			return err
+		}
+	}
+	k.Num, err = p.modSeq()
+	return err
+}
+
+func toLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

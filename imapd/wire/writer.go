@@ -25,6 +25,12 @@ type Writer struct {
 // NewWriter returns a Writer on bw, which the caller owns.
 func NewWriter(bw *bufio.Writer) *Writer { return &Writer{bw: bw} }
 
+// SetWriter makes w write into bw from now on: a connection that gives
+// its writer back to a pool while it sleeps takes another one. The
+// caller flushes the old one first; nil leaves w with no writer until
+// the next SetWriter.
+func (w *Writer) SetWriter(bw *bufio.Writer) { w.bw = bw }
+
 // ErrNUL is the Writer's error for a string with NUL that is not written
 // as a literal8: RFC 9051 §4.3's CHAR8 excludes NUL, so only BINARY's
 // literal8 may carry one (RFC 3516 §4.2).
