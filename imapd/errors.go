@@ -3,7 +3,6 @@ package imapd
 import (
 	"context"
 	"errors"
-	"strconv"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -162,7 +161,7 @@ func (s *session) reply(err error, role errRole) error {
 		return no(imap.ResponseCodeOverQuota, "Over quota: delete mail to make room")
 	case errors.Is(err, mailstore.ErrMetadataTooBig):
 		// RFC 5464 §4.3: the largest value the server takes.
-		return no(imap.ResponseCode("METADATA MAXSIZE "+strconv.Itoa(mailstore.MaxMetadataValue)), "Metadata value too big")
+		return no(imap.ResponseCode(metadataMaxSize.Name+" "+metadataMaxSize.Args), "Metadata value too big")
 	case errors.Is(err, mailstore.ErrMetadataTooMany):
 		return no("METADATA TOOMANY", "Too many metadata entries")
 	case errors.Is(err, mailstore.ErrInvalidEntry):

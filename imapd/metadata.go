@@ -18,6 +18,11 @@ import (
 // n], §4.3) and mailstore.MaxMetadataEntries entries per user ([METADATA
 // TOOMANY]). No unsolicited METADATA is sent (§4.4: a server MAY).
 
+// metadataMaxSize is the code of a value over the limit (RFC 5464 §4.3).
+// A value is as large as one literal may be: the parser refuses a larger
+// literal before its data, and serve.go gives that refusal this code.
+var metadataMaxSize = wire.Code{Name: "METADATA", Args: "MAXSIZE " + strconv.Itoa(min(mailstore.MaxMetadataValue, maxLiteral))}
+
 var errInvalidEntry = &imap.Error{
 	Type: imap.StatusResponseTypeBad,
 	Code: imap.ResponseCodeClientBug,

@@ -25,9 +25,11 @@ import (
 
 // Limits on annotations (RFC 5464 §4.3): a value of at most
 // MaxMetadataValue bytes, and at most MaxMetadataEntries entries per
-// user, server and mailbox entries together.
+// user, server and mailbox entries together. 4 KiB is also what IMAP
+// takes in one literal (imapd's maxLiteral), and holds any push token
+// or comment a client stores.
 const (
-	MaxMetadataValue   = 8 << 10
+	MaxMetadataValue   = 4 << 10
 	MaxMetadataEntries = 256
 	maxEntryName       = 1024
 )
