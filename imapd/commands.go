@@ -47,6 +47,8 @@ var commandStates = map[string]connState{
 	"SUBSCRIBE": stateAuth, "UNSUBSCRIBE": stateAuth, "LIST": stateAuth,
 	"LSUB": stateAuth, "NAMESPACE": stateAuth, "STATUS": stateAuth,
 	"APPEND": stateAuth, "IDLE": stateAuth,
+	"GETQUOTA": stateAuth, "GETQUOTAROOT": stateAuth, "SETQUOTA": stateAuth,
+	"GETMETADATA": stateAuth, "SETMETADATA": stateAuth,
 
 	"CHECK": stateSelected, "CLOSE": stateSelected, "UNSELECT": stateSelected,
 	"EXPUNGE": stateSelected, "SEARCH": stateSelected, "FETCH": stateSelected,
@@ -242,6 +244,16 @@ func (s *session) dispatch(cmd *wire.Command) error {
 	case "MOVE":
 		a := cmd.Args.(*wire.Copy)
 		return s.Move(cmd.UID, a.Set, a.Mailbox)
+	case "GETQUOTA":
+		return s.getQuota(cmd.Args.(*wire.GetQuota))
+	case "GETQUOTAROOT":
+		return s.getQuotaRoot(cmd.Args.(*wire.GetQuotaRoot))
+	case "SETQUOTA":
+		return errSetQuota
+	case "GETMETADATA":
+		return s.getMetadata(cmd.Args.(*wire.GetMetadata))
+	case "SETMETADATA":
+		return s.setMetadata(cmd.Args.(*wire.SetMetadata))
 	}
 	// The parser knows no command this switch does not.
 	return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown command"}
@@ -280,6 +292,11 @@ func (s *session) capabilities() []string {
 		"UTF8=ACCEPT",        // RFC 6855
 		"CONDSTORE",          // RFC 7162 §3.1
 		"QRESYNC",            // RFC 7162 §3.2
+		"QUOTA",              // RFC 9208
+		"QUOTA=RES-STORAGE",  // RFC 9208 §5.1
+		"QUOTA=RES-MESSAGE",  // RFC 9208 §5.2
+		"METADATA",           // RFC 5464
+		"METADATA-SERVER",    // RFC 5464 §1
 		"APPENDLIMIT="+strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10), // RFC 7889
 	)
 }

@@ -80,6 +80,7 @@ const (
 	stepSelect                    // "select N mailbox", "examine N mailbox"
 	stepDeliver                   // "deliver name"
 	stepCheck                     // "check …": the store's state
+	stepQuota                     // "quota BYTES MESSAGES": alice's limits
 )
 
 // step is one action of a script.
@@ -220,6 +221,17 @@ func parseScript(file, text string) (*script, error) {
 				return nil, errf("deliver NAME")
 			}
 			sc.steps = append(sc.steps, step{line: n, text: line, kind: stepDeliver, arg: fields[1]})
+			continue
+		case "quota":
+			if len(fields) != 3 {
+				return nil, errf("quota BYTES MESSAGES")
+			}
+			for _, f := range fields[1:] {
+				if _, err := strconv.ParseInt(f, 10, 64); err != nil {
+					return nil, errf("quota BYTES MESSAGES")
+				}
+			}
+			sc.steps = append(sc.steps, step{line: n, text: line, kind: stepQuota, values: fields[1:]})
 			continue
 		case "check":
 			what, rest, ok := strings.Cut(strings.TrimPrefix(trimmed, "check "), ":")
@@ -653,6 +665,13 @@ func (r *scriptRun) step(st *step) {
 		r.record("-- delivered %s to INBOX as UID %d", st.arg, uids[0])
 	case stepCheck:
 		r.check(st)
+	case stepQuota:
+		storage, _ := strconv.ParseInt(st.values[0], 10, 64)
+		messages, _ := strconv.ParseInt(st.values[1], 10, 64)
+		if err := r.env.store.SetQuota(context.Background(), testUser, storage, messages); err != nil {
+			r.fail("SetQuota = %v", err)
+		}
+		r.record("-- %s", st.text)
 	}
 }
 

@@ -81,6 +81,10 @@
 //     session's user, and a name is never interpreted as a path into
 //     someone else's (no shared namespaces; names starting with "#" are
 //     not created).
+//   - QUOTA (RFC 9208) reports the store's exact usage for the user's
+//     one quota root ""; SETQUOTA is refused. METADATA (RFC 5464)
+//     entries are the user's own, /shared ones included (quota.go,
+//     metadata.go).
 //   - TLS is 1.2 or later whatever the configuration says (RFC 8996);
 //     passwords need TLS except from loopback or with AllowInsecureAuth.
 package imapd

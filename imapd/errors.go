@@ -156,6 +156,16 @@ func (s *session) reply(err error, role errRole) error {
 		// should not retry until space is freed.
 		s.log.Error("mail storage full", "err", err)
 		return no(imap.ResponseCodeOverQuota, "Mail storage is full")
+	case errors.Is(err, mailstore.ErrOverQuota):
+		// RFC 9208 §4.3: APPEND, COPY (and MOVE) past the user's limit.
+		return no(imap.ResponseCodeOverQuota, "Over quota: delete mail to make room")
+	case errors.Is(err, mailstore.ErrMetadataTooBig):
+		// RFC 5464 §4.3: the largest value the server takes.
+		return no(imap.ResponseCode(metadataMaxSize.Name+" "+metadataMaxSize.Args), "Metadata value too big")
+	case errors.Is(err, mailstore.ErrMetadataTooMany):
+		return no("METADATA TOOMANY", "Too many metadata entries")
+	case errors.Is(err, mailstore.ErrInvalidEntry):
+		return errInvalidEntry
 	case errors.Is(err, errBudgetSpent):
 		// RFC 5530 §3: LIMIT, "the operation ran up against an
 		// implementation limit of some kind"; a later retry may pass.

@@ -311,6 +311,11 @@ func parseErrorReply(pe *wire.Error) (wire.StatusType, wire.Code, string) {
 		status, code, text = wire.NO, wire.Code{Name: string(imap.ResponseCodeTooBig)}, "Message too big"
 	case wire.ErrLiteralTooBig, wire.ErrTooComplex:
 		code = wire.Code{Name: string(imap.ResponseCodeLimit)}
+		if pe.Code == wire.ErrLiteralTooBig && pe.Command == "SETMETADATA" {
+			// RFC 5464 §4.3: a value over the limit is NO [METADATA
+			// MAXSIZE n] (metadata.go).
+			status, code, text = wire.NO, metadataMaxSize, "Metadata value too big"
+		}
 	case wire.ErrLiteralRefused:
 		status, code, text = wire.NO, wire.Code{Name: string(imap.ResponseCodeLimit)}, "Literal refused"
 		var ie *imap.Error

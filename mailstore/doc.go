@@ -56,6 +56,16 @@
 //     ErrStorageFull before they run, so the writes that free space
 //     (flags, Expunge, DeleteMailbox, DeleteUser) keep the reserve's room
 //     for the write-ahead log they need (space.go).
+//   - A user's quota usage (RFC 9208: bytes and messages over all their
+//     mailboxes) is kept by triggers in the transaction of every write
+//     that adds or removes a message (schema version 9), never
+//     recounted. Deliver (per recipient), Append and Copy fail with
+//     ErrOverQuota, storing nothing, when they would take the user past
+//     a limit; Move, flag changes, expunges and deletes always run
+//     (quota.go).
+//   - Annotations (RFC 5464) belong to one user, on the server or on one
+//     of their mailboxes; a mailbox's keep through RENAME and go with
+//     DELETE, a user's with the user (metadata.go).
 //   - The package knows nothing of SMTP or IMAP: it speaks of users,
 //     mailboxes, UIDs and flags (the RFC 9051 flag names, such as \Seen,
 //     are used as plain strings).

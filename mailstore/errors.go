@@ -27,4 +27,13 @@ var (
 	// (Options.MaxDatabaseBytes). It is temporary from a sender's point
 	// of view: space may be freed.
 	ErrStorageFull = errors.New("mail storage full")
+	// ErrOverQuota: the write would take the user past their storage or
+	// message limit (RFC 9208; quota.go). Nothing was stored. Deleting
+	// mail, or a higher limit, makes room.
+	ErrOverQuota = errors.New("over quota")
+	// Annotations (RFC 5464; metadata.go): a malformed entry name, a
+	// value over MaxMetadataValue, more than MaxMetadataEntries entries.
+	ErrInvalidEntry    = errors.New("invalid metadata entry name")
+	ErrMetadataTooBig  = errors.New("metadata value too big")
+	ErrMetadataTooMany = errors.New("too many metadata entries")
 )

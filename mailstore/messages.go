@@ -135,6 +135,18 @@ func (s *Store) Deliver(ctx context.Context, raw []byte, rcpts []Recipient) ([]U
 			ev.UIDs = append(ev.UIDs, uint32(uid))
 			ev.ModSeq = modseq
 		}
+		// RFC 9208 §4.3: each recipient's quota, with what this
+		// delivery added to it; one over it fails the delivery.
+		checked := map[UserID]bool{}
+		for _, r := range rcpts {
+			if checked[r.User] {
+				continue
+			}
+			checked[r.User] = true
+			if err := checkQuotaTx(tx, r.User); err != nil {
+				return nil, fmt.Errorf("deliver to %s: %w", r.Address, err)
+			}
+		}
 		events := make([]notify.Event, 0, len(order))
 		for _, mb := range order {
 			ev := byMailbox[mb]
@@ -189,6 +201,9 @@ func (s *Store) Append(ctx context.Context, mailbox MailboxID, raw []byte, flags
 		}
 		uid, modseq, err := insertMessageTx(tx, mailbox, bodyID, fs, date, len(raw))
 		if err != nil {
+			return nil, err
+		}
+		if err := checkMailboxQuotaTx(tx, mailbox); err != nil {
 			return nil, err
 		}
 		res.UID = uid
@@ -455,6 +470,9 @@ func (s *Store) Copy(ctx context.Context, src MailboxID, set UIDSet, dst Mailbox
 		var events []notify.Event
 		var err error
 		res, events, err = copyMessagesTx(tx, src, set, dst, origin)
+		if err == nil && len(res.Dest) > 0 {
+			err = checkMailboxQuotaTx(tx, dst)
+		}
 		return events, err
 	})
 	if err != nil {
@@ -464,7 +482,8 @@ func (s *Store) Copy(ctx context.Context, src MailboxID, set UIDSet, dst Mailbox
 }
 
 // Move moves the messages of set from src to dst (RFC 6851): a copy and
-// an expunge of the source messages in one transaction.
+// an expunge of the source messages in one transaction. It adds nothing
+// to the user's quota usage, so no quota refuses it.
 func (s *Store) Move(ctx context.Context, src MailboxID, set UIDSet, dst MailboxID, origin uint64) (CopyResult, error) {
 	var res CopyResult
 	err := s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {

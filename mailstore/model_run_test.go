@@ -387,6 +387,20 @@ func (r *modelRun) check(o *op, full bool) (map[MailboxID]modseqs, error) {
 			}
 			mods[mb.id] = mm
 		}
+		// RFC 9208 usage, kept by triggers (quota.go): always the sum
+		// of the user's mailboxes, whatever the step was.
+		q, err := s.Quota(ctx, u.id)
+		if err != nil {
+			return nil, err
+		}
+		var bytes, msgs int64
+		for _, mb := range u.mailboxes {
+			bytes += mb.size()
+			msgs += int64(len(mb.msgs))
+		}
+		if q.StorageUsed != bytes || q.MessagesUsed != msgs {
+			return nil, fmt.Errorf("Quota(u%d) usage = %d bytes, %d messages; want %d, %d", slot, q.StorageUsed, q.MessagesUsed, bytes, msgs)
+		}
 	}
 	return mods, nil
 }

@@ -185,6 +185,49 @@ UPDATE mailboxes SET vanished_horizon = highest_modseq WHERE message_count != ui
 	`
 CREATE INDEX messages_keywords ON messages(mailbox_id, keywords) WHERE keywords != '';
 `,
+	// Version 9: quotas (RFC 9208; quota.go) and annotations (RFC 5464;
+	// metadata.go). A user's usage is two counters on the user row, kept
+	// by triggers from the mailboxes' counters (themselves kept by the
+	// messages triggers), so it changes in the transaction that
+	// delivers, appends, copies or expunges, and is never recounted. A
+	// mailbox deleted with its messages takes its counts off in one
+	// step: its row is gone before the cascade deletes the messages,
+	// whose triggers then update no mailbox. quota_storage and
+	// quota_messages are the limits, 0 for none. Files written before
+	// get their usage summed once, here.
+	//
+	// metadata holds both server entries (mailbox_id 0) and mailbox
+	// entries; a mailbox's go with it (the trigger; ids are never
+	// reused, version 3), a user's with the user (the cascade).
+	`
+ALTER TABLE users ADD COLUMN quota_storage INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN quota_messages INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN used_storage INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN used_messages INTEGER NOT NULL DEFAULT 0;
+UPDATE users SET
+	used_storage = (SELECT COALESCE(sum(total_size), 0) FROM mailboxes WHERE user_id = users.id),
+	used_messages = (SELECT COALESCE(sum(message_count), 0) FROM mailboxes WHERE user_id = users.id);
+CREATE TABLE metadata (
+	user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	mailbox_id INTEGER NOT NULL,  -- 0: a server entry (RFC 5464 §3.2)
+	name       TEXT NOT NULL,     -- lower case, as NormalizeEntryName returns it
+	value      BLOB NOT NULL,
+	PRIMARY KEY (user_id, mailbox_id, name)
+) WITHOUT ROWID;
+CREATE TRIGGER mailboxes_usage AFTER UPDATE OF message_count, total_size ON mailboxes BEGIN
+	UPDATE users SET
+		used_storage = used_storage + NEW.total_size - OLD.total_size,
+		used_messages = used_messages + NEW.message_count - OLD.message_count
+	WHERE id = NEW.user_id;
+END;
+CREATE TRIGGER mailboxes_delete_usage AFTER DELETE ON mailboxes BEGIN
+	UPDATE users SET
+		used_storage = used_storage - OLD.total_size,
+		used_messages = used_messages - OLD.message_count
+	WHERE id = OLD.user_id;
+	DELETE FROM metadata WHERE user_id = OLD.user_id AND mailbox_id = OLD.id;
+END;
+`,
 }
 
 // migrationSteps[v] runs after migrations[v-1], in the same transaction:

@@ -16,6 +16,11 @@
 //     call: one SQLite transaction, all copies or none. Recipients that
 //     reach the same mailbox (an alias and its user, "user+tag" and
 //     "user") get one copy, addressed to the first of them.
+//   - A recipient over quota (mailstore.ErrOverQuota) is 452 4.2.2:
+//     at RCPT when the user has no room for a message of the announced
+//     SIZE, so the others still get the mail; at the end of DATA for the
+//     whole transaction when the message itself passes a limit; and, for
+//     LMTP, for that recipient alone while the others are delivered.
 //   - Each copy starts with Return-Path and Delivered-To (per recipient,
 //     Recipient.Header) and one Received field (shared by the copies); the
 //     message itself is stored byte for byte as the client sent it, after

@@ -65,6 +65,13 @@ var (
 	replyBadIDN = reply(553, 5, 1, 3, "Recipient domain is not a valid internationalized domain name (IDNA, RFC 5891)")
 	// RFC 6531 §3.4: a non-ASCII address needs MAIL FROM ... SMTPUTF8.
 	replyNeedSMTPUTF8 = reply(553, 5, 6, 7, "Non-ASCII address requires the SMTPUTF8 parameter on MAIL FROM")
+	// The recipient is at or over their quota (mailstore.ErrOverQuota),
+	// at RCPT, at the end of DATA, or per recipient for LMTP. RFC 5321
+	// §4.2.2 "452 Requested action not taken: insufficient system
+	// storage"; RFC 3463 X.2.2 "mailbox full". Temporary, as RFC 3463
+	// §3.3 advises for a full mailbox: the user may make room, and the
+	// sender retries (and bounces after its queue lifetime if not).
+	replyOverQuota = reply(452, 4, 2, 2, "Mailbox full (over quota), try again later")
 )
 
 // Replies to DATA and BDAT.
@@ -189,11 +196,17 @@ func (ss *session) replyFor(st stage, err error, id string) *smtp.SMTPError {
 			return replyRelayDenied
 		case errors.Is(err, mailstore.ErrNoSuchUser):
 			return replyNoSuchUser
+		case errors.Is(err, mailstore.ErrOverQuota):
+			ss.log.Info("recipient over quota", "id", id, "err", err)
+			return replyOverQuota
 		}
 	case stageData:
 		switch {
 		case errors.Is(err, mailstore.ErrTooBig):
 			return replyTooBig
+		case errors.Is(err, mailstore.ErrOverQuota):
+			ss.log.Info("delivery over quota", "id", id, "err", err)
+			return replyOverQuota
 		case errors.Is(err, mailstore.ErrStorageFull):
 			ss.log.Error("mail storage full", "id", id, "err", err)
 			return replyStorageFull

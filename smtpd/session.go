@@ -193,6 +193,14 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return replyBadRcpt
 	}
 	r, err := ss.srv.store.Resolve(ss.ctx, to)
+	if err == nil {
+		// RFC 9208 quota: refused here, per recipient, when the user
+		// has no room for a message of the announced SIZE (or any, at
+		// their message limit or past their storage limit), so that
+		// the other recipients still get the mail. Deliver checks
+		// again with the real size.
+		err = ss.srv.store.CheckQuota(ss.ctx, r.User, t.size)
+	}
 	if err != nil {
 		rep := ss.replyFor(stageRcpt, err, t.id)
 		ss.log.Debug("recipient refused", "id", t.id, "rcpt", to, "reply", rep.Code, "err", err)
@@ -245,8 +253,9 @@ func (ss *session) Data(r io.Reader) error {
 
 // LMTPData is Data for LMTP: one reply per accepted recipient (RFC 2033
 // §4.2). All recipients are delivered in one store transaction, so they
-// share one outcome, except recipients whose user went away since RCPT:
-// those are found, answered on their own, and the rest delivered again.
+// share one outcome, except recipients whose user went away since RCPT
+// or who are over quota: those are found, answered on their own, and the
+// rest delivered again.
 func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -267,11 +276,15 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	}
 	replies := make([]*smtp.SMTPError, len(t.targets))
 	_, err = ss.srv.store.Deliver(ss.ctx, msg, t.targets)
-	if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+	if errors.Is(err, mailstore.ErrNoSuchMailbox) || errors.Is(err, mailstore.ErrOverQuota) {
 		var keep []mailstore.Recipient
 		var kept []int
 		for i, tg := range t.targets {
 			r, rerr := ss.srv.store.Resolve(ss.ctx, t.firstAddr(i))
+			if rerr == nil {
+				// Over quota: this recipient alone gets 452 4.2.2.
+				rerr = ss.srv.store.CheckQuota(ss.ctx, r.User, int64(len(tg.Header)+len(msg)))
+			}
 			if rerr != nil {
 				replies[i] = ss.replyFor(stageRcpt, rerr, t.id)
 				continue

@@ -1,7 +1,7 @@
 // Command pushmail is the pushmail server and its administration tool.
 //
 //	pushmail serve            run the server
-//	pushmail user add|passwd|del|list
+//	pushmail user add|passwd|del|list|quota
 //	pushmail alias add|del|list
 //	pushmail backup FILE, pushmail restore FILE
 //	pushmail bench MODE       measure a server (package internal/bench)
@@ -49,7 +49,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the mail server (SMTP, LMTP, submission, IMAP)", runServe},
-		{"user", "manage users: add, passwd, del, list", runUser},
+		{"user", "manage users: add, passwd, del, list, quota", runUser},
 		{"alias", "manage aliases: add, del, list", runAlias},
 		{"config", "check a configuration file and print the effective configuration", runConfig},
 		{"mailbox", "list a user's mailboxes", runMailbox},

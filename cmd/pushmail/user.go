@@ -34,16 +34,20 @@ func subcommand(args []string, usage func()) (string, error) {
 
 func runUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	usage := func() {
-		fmt.Fprintln(stderr, "Usage: pushmail user add|passwd|del|list [flags] [ADDRESS]")
+		fmt.Fprintln(stderr, "Usage: pushmail user add|passwd|del|list|quota [flags] [ADDRESS]")
 		fmt.Fprintln(stderr, "\n  add ADDRESS      create a user (password from a prompt or --password-stdin)")
 		fmt.Fprintln(stderr, "  passwd ADDRESS   change a user's password")
 		fmt.Fprintln(stderr, "  del ADDRESS      delete a user and all their mail")
 		fmt.Fprintln(stderr, "  list             list users")
+		fmt.Fprintln(stderr, "  quota ADDRESS    show a user's quota and usage; set it with --storage BYTES, --messages N (0 or none: no limit)")
 		fmt.Fprintln(stderr, "\nEach takes --data DIR (default $PUSHMAIL_DATA or ./pushmail-data).")
 	}
 	sub, err := subcommand(args, usage)
 	if err != nil {
 		return err
+	}
+	if sub == "quota" {
+		return runUserQuota(args[1:], stdout, stderr)
 	}
 	fs := newFlagSet("user "+sub, "ADDRESS", stderr)
 	data := fs.String("data", envDefault("PUSHMAIL_DATA", "./pushmail-data"), "data directory (env PUSHMAIL_DATA)")

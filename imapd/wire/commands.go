@@ -170,6 +170,12 @@ func (p *Parser) commandArgs(c *Command) (any, error) {
 		return &cp, p.spMailbox(&cp.Mailbox)
 	case "ID":
 		return p.idArgs()
+	case "GETQUOTA", "GETQUOTAROOT", "SETQUOTA":
+		return p.quotaArgs(c.Name)
+	case "GETMETADATA":
+		return p.getMetadataArgs()
+	case "SETMETADATA":
+		return p.setMetadataArgs()
 	}
 	return nil, p.fail(ErrUnknownCommand, "unknown command "+c.Name)
 }
