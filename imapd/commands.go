@@ -51,6 +51,7 @@ var commandStates = map[string]connState{
 	"CHECK": stateSelected, "CLOSE": stateSelected, "UNSELECT": stateSelected,
 	"EXPUNGE": stateSelected, "SEARCH": stateSelected, "FETCH": stateSelected,
 	"STORE": stateSelected, "COPY": stateSelected, "MOVE": stateSelected,
+	"SORT": stateSelected, "THREAD": stateSelected,
 }
 
 // checkState answers a command given in the wrong state: BAD, as a
@@ -118,7 +119,9 @@ func (s *session) finish(name string, uid bool, err error) nextStep {
 	if err == nil && s.state() != stateNotAuth && !s.loggingOut && !fresh {
 		// RFC 9051 §7.5.1: no EXPUNGE while answering FETCH, STORE or
 		// SEARCH by sequence number, which it would renumber.
-		allowExpunge := uid || (name != "FETCH" && name != "STORE" && name != "SEARCH")
+		// SORT and THREAD (RFC 5256) answer with sequence numbers too.
+		allowExpunge := uid || (name != "FETCH" && name != "STORE" && name != "SEARCH" &&
+			name != "SORT" && name != "THREAD")
 		err = s.poll(allowExpunge)
 		if s.byed {
 			return stepEnd
@@ -232,6 +235,10 @@ func (s *session) dispatch(cmd *wire.Command) error {
 		return s.Expunge(set)
 	case "SEARCH":
 		return s.Search(cmd.UID, cmd.Args.(*wire.Search))
+	case "SORT":
+		return s.Sort(cmd.UID, cmd.Args.(*wire.Sort))
+	case "THREAD":
+		return s.Thread(cmd.UID, cmd.Args.(*wire.Thread))
 	case "FETCH":
 		return s.Fetch(cmd.UID, cmd.Args.(*wire.Fetch))
 	case "STORE":
@@ -280,6 +287,8 @@ func (s *session) capabilities() []string {
 		"UTF8=ACCEPT",        // RFC 6855
 		"CONDSTORE",          // RFC 7162 §3.1
 		"QRESYNC",            // RFC 7162 §3.2
+		// RFC 5256 §3, §2.2; RFC 5957; RFC 5267 §3.2:
+		"SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT",
 		"APPENDLIMIT="+strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10), // RFC 7889
 	)
 }
