@@ -3,8 +3,11 @@ package mailstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"pushmail/message"
@@ -76,9 +79,17 @@ func idListSQL(field string) string {
 }
 
 // SortInfo returns what SORT and THREAD need of the messages of uids
-// (ascending) in the mailbox, in UID order; UIDs not in the mailbox are
-// left out. It reads the messages table and the stored envelope in one
-// query, in one read transaction, whatever the number of messages.
+// (ascending) in the mailbox, in UID order. uids are meant to be the
+// mailbox's (a Search result): a UID not in the mailbox is left out,
+// unless its message was read here before it was expunged. Safe for
+// concurrent use.
+//
+// What it reads it keeps (sortCache): a message's envelope, size and
+// internal date never change and a mailbox's UIDs are never reused, so
+// a kept entry never goes stale, and a second SORT of a mailbox reads
+// only the messages that arrived since. What it does not have it reads
+// from the messages table and the stored envelope in one query; that
+// touches every message's body row, the cost of a first SORT.
 //
 // Envelopes stored before Envelope.References existed have no
 // "references" key; for those, and only those, References comes from the
@@ -87,6 +98,85 @@ func (s *Store) SortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f S
 	if len(uids) == 0 {
 		return nil, nil
 	}
+	if n := s.sorts.size(mailbox); n > 1024 {
+		// Entries of expunged messages pile up: past twice the
+		// mailbox's messages, start again.
+		var count int
+		err := s.rdb.QueryRowContext(ctx, "SELECT message_count FROM mailboxes WHERE id = ?", mailbox).Scan(&count)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("sort info: %w", err)
+		}
+		if n > 2*count+1024 {
+			s.sorts.drop(mailbox)
+		}
+	}
+	out := make([]SortInfo, 0, len(uids))
+	missing, fields := s.sorts.lookup(mailbox, uids, f, &out)
+	if len(missing) == 0 {
+		return out, nil
+	}
+	read, err := s.readSortInfo(ctx, mailbox, missing, fields)
+	if err != nil {
+		return nil, err
+	}
+	s.sorts.add(mailbox, read, fields)
+	if len(missing) == len(uids) {
+		return projectSortInfo(read, f), nil
+	}
+	// Merge the two ascending lists.
+	read = projectSortInfo(read, f)
+	merged := make([]SortInfo, 0, len(out)+len(read))
+	i, j := 0, 0
+	for i < len(out) || j < len(read) {
+		if j == len(read) || i < len(out) && out[i].UID < read[j].UID {
+			merged = append(merged, out[i])
+			i++
+		} else {
+			merged = append(merged, read[j])
+			j++
+		}
+	}
+	return merged, nil
+}
+
+// projectSortInfo clears what f did not ask for, so that an answer does
+// not depend on what the cache happened to hold.
+func projectSortInfo(infos []SortInfo, f SortFields) []SortInfo {
+	for i := range infos {
+		project(&infos[i], f)
+	}
+	return infos
+}
+
+func project(m *SortInfo, f SortFields) {
+	if !f.Sent {
+		m.Sent = time.Time{}
+	}
+	if !f.Subject {
+		m.Subject = ""
+	}
+	if !f.From {
+		m.FromMailbox = ""
+	}
+	if !f.To {
+		m.ToMailbox = ""
+	}
+	if !f.Cc {
+		m.CcMailbox = ""
+	}
+	if !f.DisplayFrom {
+		m.DisplayFrom = ""
+	}
+	if !f.DisplayTo {
+		m.DisplayTo = ""
+	}
+	if !f.Threading {
+		m.MessageID, m.InReplyTo, m.References = "", nil, nil
+	}
+}
+
+// readSortInfo reads the SortInfo of uids (ascending) from the database.
+func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f SortFields) ([]SortInfo, error) {
 	cols := []string{"m.uid", "m.internal_date", "m.size"}
 	add := func(on bool, expr string) {
 		cols = append(cols, pick(on, expr, "NULL"))
@@ -108,12 +198,20 @@ func (s *Store) SortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f S
 	if f != (SortFields{}) {
 		join = " JOIN bodies b ON b.id = m.body_id"
 	}
-	// One range scan from the lowest to the highest UID asked for, merged
-	// with uids in Go: cheaper than a long IN list, and exact for the
-	// common case of every message.
+	// One range when the UIDs are contiguous in the mailbox's numbering
+	// (the common "every message" case reads as a range scan, merged
+	// with uids below), else exactly the UIDs, as a JSON array: never a
+	// body row for a message not asked for.
+	where, args := " AND m.uid BETWEEN ? AND ?", []any{mailbox, uids[0], uids[len(uids)-1]}
+	if set := UIDSetOf(uids...); len(set) > 1 {
+		list, err := json.Marshal(uids)
+		if err != nil {
+			return nil, fmt.Errorf("sort info: %w", err)
+		}
+		where, args = " AND m.uid IN (SELECT value FROM json_each(?))", []any{mailbox, string(list)}
+	}
 	rows, err := s.rdb.QueryContext(ctx, "SELECT "+strings.Join(cols, ", ")+" FROM messages m"+join+
-		" WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
-		mailbox, uids[0], uids[len(uids)-1])
+		" WHERE m.mailbox_id = ?"+where+" ORDER BY m.uid", args...)
 	if err != nil {
 		return nil, fmt.Errorf("sort info: %w", err)
 	}
@@ -169,6 +267,137 @@ func (s *Store) SortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f S
 		return nil, fmt.Errorf("sort info: %w", err)
 	}
 	return out, nil
+}
+
+// sortCacheMax bounds the SortInfo entries kept over all mailboxes: a
+// few hundred bytes each, so about 100 MB at most.
+const sortCacheMax = 500_000
+
+// sortCache keeps the SortInfo read per mailbox. An entry is valid for
+// as long as it is kept (see SortInfo); the cache only bounds memory,
+// dropping whole mailboxes, least recently used first, beyond
+// sortCacheMax entries, and a mailbox whose entries outnumber twice its
+// messages plus 1024 (expunged messages pile up, SortInfo). The
+// zero value is empty and ready; safe for concurrent use.
+type sortCache struct {
+	mu    sync.Mutex
+	boxes map[MailboxID]*sortBox
+	total int
+	clock uint64
+}
+
+type sortBox struct {
+	infos  map[UID]*SortInfo
+	fields SortFields // what every entry holds
+	used   uint64     // clock at the last use
+}
+
+// lookup appends to out, in order, the entries of uids the cache has
+// with the fields f, and returns the UIDs it lacks and the fields to read
+// them with: f and what the mailbox's entries hold already, so that they
+// all hold the same. Entries holding fewer fields than f are dropped.
+func (c *sortCache) lookup(mailbox MailboxID, uids []UID, f SortFields, out *[]SortInfo) ([]UID, SortFields) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	box := c.boxes[mailbox]
+	if box != nil && !f.within(box.fields) {
+		c.total -= len(box.infos)
+		delete(c.boxes, mailbox)
+		f, box = f.union(box.fields), nil
+	}
+	if box == nil {
+		return uids, f
+	}
+	c.clock++
+	box.used = c.clock
+	var missing []UID
+	for _, u := range uids {
+		if m := box.infos[u]; m != nil {
+			v := *m
+			project(&v, f)
+			*out = append(*out, v)
+		} else {
+			missing = append(missing, u)
+		}
+	}
+	return missing, box.fields
+}
+
+// size returns how many entries the mailbox has.
+func (c *sortCache) size(mailbox MailboxID) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if box := c.boxes[mailbox]; box != nil {
+		return len(box.infos)
+	}
+	return 0
+}
+
+// drop forgets the mailbox's entries.
+func (c *sortCache) drop(mailbox MailboxID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if box := c.boxes[mailbox]; box != nil {
+		c.total -= len(box.infos)
+		delete(c.boxes, mailbox)
+	}
+}
+
+// add keeps infos, read with fields, for the mailbox.
+func (c *sortCache) add(mailbox MailboxID, infos []SortInfo, fields SortFields) {
+	if len(infos) > sortCacheMax {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.boxes == nil {
+		c.boxes = make(map[MailboxID]*sortBox)
+	}
+	box := c.boxes[mailbox]
+	if box != nil && box.fields != fields {
+		// Another SortInfo replaced the box meanwhile: start again.
+		c.total -= len(box.infos)
+		box = nil
+	}
+	if box == nil {
+		box = &sortBox{infos: make(map[UID]*SortInfo, len(infos)), fields: fields}
+		c.boxes[mailbox] = box
+	}
+	c.clock++
+	box.used = c.clock
+	for i := range infos {
+		if _, ok := box.infos[infos[i].UID]; !ok {
+			m := infos[i]
+			box.infos[m.UID] = &m
+			c.total++
+		}
+	}
+	for c.total > sortCacheMax {
+		var oldest MailboxID
+		var old *sortBox
+		for id, b := range c.boxes {
+			if b != box && (old == nil || b.used < old.used) {
+				oldest, old = id, b
+			}
+		}
+		if old == nil {
+			break
+		}
+		c.total -= len(old.infos)
+		delete(c.boxes, oldest)
+	}
+}
+
+// within reports whether every field f asks for, g asks for too.
+func (f SortFields) within(g SortFields) bool { return f.union(g) == g }
+
+func (f SortFields) union(g SortFields) SortFields {
+	return SortFields{
+		Sent: f.Sent || g.Sent, Subject: f.Subject || g.Subject,
+		From: f.From || g.From, To: f.To || g.To, Cc: f.Cc || g.Cc,
+		DisplayFrom: f.DisplayFrom || g.DisplayFrom, DisplayTo: f.DisplayTo || g.DisplayTo,
+		Threading: f.Threading || g.Threading,
+	}
 }
 
 // idList splits idListSQL's result; nil when it is empty.

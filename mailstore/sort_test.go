@@ -3,6 +3,7 @@ package mailstore
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -83,5 +84,67 @@ func TestSortInfo(t *testing.T) {
 	}
 	if len(got) != 2 || got[0].UID != uids[1] || got[1].UID != uids[3] || got[0].Subject != "" || got[0].Size == 0 {
 		t.Errorf("SortInfo(subset) = %+v, want UIDs %d, %d without subjects", got, uids[1], uids[3])
+	}
+}
+
+// The cache answers what it has read, reads what arrived since, reads
+// again when asked for more fields, and forgets expunged messages.
+func TestSortInfoCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t, Options{})
+	rcpt := addUser(t, s, "alice@localhost")
+	var uids []UID
+	appendN := func(n int) {
+		for range n {
+			i := len(uids)
+			msg := fmt.Sprintf("Subject: s%d\r\nMessage-ID: <%d@x>\r\nDate: Mon, 3 Jan 2011 10:00:%02d +0000\r\n\r\nb\r\n", i, i, i%60)
+			res, err := s.Append(ctx, rcpt.Mailbox, []byte(msg), nil, time.Time{}, 0)
+			if err != nil {
+				t.Fatalf("Append() = %v", err)
+			}
+			uids = append(uids, res.UID)
+		}
+	}
+	check := func(what string, want []UID, f SortFields) []SortInfo {
+		t.Helper()
+		got, err := s.SortInfo(ctx, rcpt.Mailbox, want, f)
+		if err != nil {
+			t.Fatalf("%s: SortInfo() = %v", what, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: SortInfo() = %d messages, want %d", what, len(got), len(want))
+		}
+		for i, m := range got {
+			n := int(m.UID) - int(uids[0])
+			if m.UID != want[i] || f.Subject != (m.Subject == fmt.Sprintf("s%d", n)) ||
+				f.Threading != (m.MessageID == fmt.Sprintf("%d@x", n)) || f.Sent == m.Sent.IsZero() {
+				t.Fatalf("%s: SortInfo()[%d] = %+v, want UID %d with fields %+v", what, i, m, want[i], f)
+			}
+		}
+		return got
+	}
+	appendN(10)
+	check("first", uids, SortFields{Sent: true})
+	check("cached, fewer fields", uids[2:5], SortFields{})
+	appendN(5)
+	check("new messages", uids, SortFields{Sent: true})
+	check("more fields", []UID{uids[0], uids[7], uids[14]}, SortFields{Sent: true, Subject: true, Threading: true})
+	check("all of them, cached", uids, SortFields{Subject: true})
+	if n := s.sorts.size(rcpt.Mailbox); n != len(uids) {
+		t.Errorf("cached entries = %d, want %d", n, len(uids))
+	}
+
+	// A UID expunged after it was read may still be answered (the
+	// caller passes a Search result); one never read is left out.
+	if _, err := s.StoreFlags(ctx, rcpt.Mailbox, UIDSetOf(uids[3]), FlagsAdd, []string{FlagDeleted}, 0); err != nil {
+		t.Fatalf("StoreFlags() = %v", err)
+	}
+	if _, err := s.Expunge(ctx, rcpt.Mailbox, UIDSetOf(uids[3]), 0); err != nil {
+		t.Fatalf("Expunge() = %v", err)
+	}
+	got, err := s.SortInfo(ctx, rcpt.Mailbox, []UID{uids[2], uids[14] + 1}, SortFields{Sent: true})
+	if err != nil || len(got) != 1 || got[0].UID != uids[2] {
+		t.Errorf("SortInfo(a UID never delivered) = %+v, %v; want only UID %d", got, err, uids[2])
 	}
 }
