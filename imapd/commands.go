@@ -53,6 +53,7 @@ var commandStates = map[string]connState{
 	"CHECK": stateSelected, "CLOSE": stateSelected, "UNSELECT": stateSelected,
 	"EXPUNGE": stateSelected, "SEARCH": stateSelected, "FETCH": stateSelected,
 	"STORE": stateSelected, "COPY": stateSelected, "MOVE": stateSelected,
+	"SORT": stateSelected, "THREAD": stateSelected,
 }
 
 // checkState answers a command given in the wrong state: BAD, as a
@@ -120,7 +121,9 @@ func (s *session) finish(name string, uid bool, err error) nextStep {
 	if err == nil && s.state() != stateNotAuth && !s.loggingOut && !fresh {
 		// RFC 9051 §7.5.1: no EXPUNGE while answering FETCH, STORE or
 		// SEARCH by sequence number, which it would renumber.
-		allowExpunge := uid || (name != "FETCH" && name != "STORE" && name != "SEARCH")
+		// SORT and THREAD (RFC 5256) answer with sequence numbers too.
+		allowExpunge := uid || (name != "FETCH" && name != "STORE" && name != "SEARCH" &&
+			name != "SORT" && name != "THREAD")
 		err = s.poll(allowExpunge)
 		if s.byed {
 			return stepEnd
@@ -234,6 +237,10 @@ func (s *session) dispatch(cmd *wire.Command) error {
 		return s.Expunge(set)
 	case "SEARCH":
 		return s.Search(cmd.UID, cmd.Args.(*wire.Search))
+	case "SORT":
+		return s.Sort(cmd.UID, cmd.Args.(*wire.Sort))
+	case "THREAD":
+		return s.Thread(cmd.UID, cmd.Args.(*wire.Thread))
 	case "FETCH":
 		return s.Fetch(cmd.UID, cmd.Args.(*wire.Fetch))
 	case "STORE":
@@ -276,27 +283,32 @@ func (s *session) capabilities() []string {
 		return caps
 	}
 	return append(caps,
-		"NAMESPACE",          // RFC 2342
-		"UNSELECT",           // RFC 3691
-		"UIDPLUS",            // RFC 4315
-		"ESEARCH",            // RFC 4731
-		"SEARCHRES",          // RFC 5182
-		"LIST-EXTENDED",      // RFC 5258
-		"LIST-STATUS",        // RFC 5819
-		"MOVE",               // RFC 6851
-		"STATUS=SIZE",        // RFC 8438
-		"BINARY",             // RFC 3516
-		"CHILDREN",           // RFC 3348
-		"SPECIAL-USE",        // RFC 6154
-		"CREATE-SPECIAL-USE", // RFC 6154 §3
-		"UTF8=ACCEPT",        // RFC 6855
-		"CONDSTORE",          // RFC 7162 §3.1
-		"QRESYNC",            // RFC 7162 §3.2
-		"QUOTA",              // RFC 9208
-		"QUOTA=RES-STORAGE",  // RFC 9208 §5.1
-		"QUOTA=RES-MESSAGE",  // RFC 9208 §5.2
-		"METADATA",           // RFC 5464
-		"METADATA-SERVER",    // RFC 5464 §1
+		"NAMESPACE",             // RFC 2342
+		"UNSELECT",              // RFC 3691
+		"UIDPLUS",               // RFC 4315
+		"ESEARCH",               // RFC 4731
+		"SEARCHRES",             // RFC 5182
+		"LIST-EXTENDED",         // RFC 5258
+		"LIST-STATUS",           // RFC 5819
+		"MOVE",                  // RFC 6851
+		"STATUS=SIZE",           // RFC 8438
+		"BINARY",                // RFC 3516
+		"CHILDREN",              // RFC 3348
+		"SPECIAL-USE",           // RFC 6154
+		"CREATE-SPECIAL-USE",    // RFC 6154 §3
+		"UTF8=ACCEPT",           // RFC 6855
+		"CONDSTORE",             // RFC 7162 §3.1
+		"QRESYNC",               // RFC 7162 §3.2
+		"QUOTA",                 // RFC 9208
+		"QUOTA=RES-STORAGE",     // RFC 9208 §5.1
+		"QUOTA=RES-MESSAGE",     // RFC 9208 §5.2
+		"METADATA",              // RFC 5464
+		"METADATA-SERVER",       // RFC 5464 §1
+		"SORT",                  // RFC 5256 §3
+		"SORT=DISPLAY",          // RFC 5957
+		"THREAD=ORDEREDSUBJECT", // RFC 5256 §2.2
+		"THREAD=REFERENCES",     // RFC 5256 §2.2
+		"ESORT",                 // RFC 5267 §3.2
 		"APPENDLIMIT="+strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10), // RFC 7889
 	)
 }

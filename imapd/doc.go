@@ -59,6 +59,10 @@
 //     closed while it is parked.
 //   - Every session's context derives from the Server's; Shutdown cancels
 //     it, says BYE to every client and waits for the sessions to end.
+//   - SORT and THREAD (sort.go, thread.go, RFC 5256) select messages as
+//     SEARCH does and take their keys from the envelope stored at
+//     delivery (mailstore.SortInfo), never from a body; by sequence
+//     number, they hold back EXPUNGE as SEARCH does.
 //   - Store errors become IMAP replies in one place (errors.go).
 //   - Every input is bounded (limits.go): connections in total and per
 //     IPv4 address or IPv6 /64, over all listeners; a full Server evicts

@@ -25,34 +25,9 @@ func (s *session) Search(byUID bool, a *wire.Search) error {
 		// RFC 9051 §6.4.4: NO [BADCHARSET] lists the charsets supported.
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "BADCHARSET (US-ASCII UTF-8)", Text: "Unsupported charset"}
 	}
-	seqToUID := func(set imap.SeqSet) mailstore.UIDSet {
-		idx, _ := sel.seqIndexes(wireSet(set), false) // lenient: a search just finds nothing
-		uids := make([]mailstore.UID, len(idx))
-		for i, x := range idx {
-			uids[i] = sel.uids[x]
-		}
-		return mailstore.UIDSetOf(uids...)
-	}
-	if s.rev2 && usesRecent(&a.Key) {
-		return errRecentInRev2
-	}
-	modseqKey := usesModSeq(&a.Key)
-	if modseqKey {
-		s.enableCondStore() // RFC 7162 §3.1: a CONDSTORE enabling command
-	}
-	c, err := storeCriteriaSaved(searchCriteria(&a.Key, sel.recent.uidSet()), seqToUID, mailstore.UIDSetOf(sel.saved...))
+	hits, modseqKey, err := s.searchHits(&a.Key)
 	if err != nil {
-		return s.reply(err, roleMailbox)
-	}
-	found, err := s.srv.store.Search(s.ctx, sel.mb.ID, c)
-	if err != nil {
-		return s.reply(err, roleMailbox)
-	}
-	hits := make([]msgRef, 0, len(found))
-	for _, uid := range found {
-		if seq, ok := sel.seqOf(uid); ok && !sel.gone[uid] {
-			hits = append(hits, msgRef{seq: seq, uid: uid})
-		}
+		return err
 	}
 	ret := a.Return
 	if ret != nil && ret.Save {
@@ -125,6 +100,44 @@ func (s *session) Search(byUID bool, a *wire.Search) error {
 	}
 	w.CRLF()
 	return w.Err()
+}
+
+// searchHits evaluates a search key (SEARCH, and SORT and THREAD's
+// search-criteria, RFC 5256 §3) in the selected mailbox: the matching
+// messages of the session's view, ascending, and whether the key uses
+// MODSEQ. The caller has checked that a mailbox is selected.
+func (s *session) searchHits(key *wire.SearchKey) ([]msgRef, bool, error) {
+	sel := s.sel
+	seqToUID := func(set imap.SeqSet) mailstore.UIDSet {
+		idx, _ := sel.seqIndexes(wireSet(set), false) // lenient: a search just finds nothing
+		uids := make([]mailstore.UID, len(idx))
+		for i, x := range idx {
+			uids[i] = sel.uids[x]
+		}
+		return mailstore.UIDSetOf(uids...)
+	}
+	if s.rev2 && usesRecent(key) {
+		return nil, false, errRecentInRev2
+	}
+	modseqKey := usesModSeq(key)
+	if modseqKey {
+		s.enableCondStore() // RFC 7162 §3.1: a CONDSTORE enabling command
+	}
+	c, err := storeCriteriaSaved(searchCriteria(key, sel.recent.uidSet()), seqToUID, mailstore.UIDSetOf(sel.saved...))
+	if err != nil {
+		return nil, false, s.reply(err, roleMailbox)
+	}
+	found, err := s.srv.store.Search(s.ctx, sel.mb.ID, c)
+	if err != nil {
+		return nil, false, s.reply(err, roleMailbox)
+	}
+	hits := make([]msgRef, 0, len(found))
+	for _, uid := range found {
+		if seq, ok := sel.seqOf(uid); ok && !sel.gone[uid] {
+			hits = append(hits, msgRef{seq: seq, uid: uid})
+		}
+	}
+	return hits, modseqKey, nil
 }
 
 // usesModSeq reports whether a search key has MODSEQ in it.

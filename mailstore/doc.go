@@ -49,6 +49,10 @@
 //   - Messages are parsed once, at delivery (message.Parse), and the result
 //     is stored beside the body; FETCH-style reads use the stored
 //     envelope, structure and offsets and never re-parse.
+//   - SortInfo (SORT, THREAD) keeps what it read in memory per mailbox
+//     (sort.go): valid forever, since a message's envelope never changes
+//     and a mailbox's UIDs are never reused; bounded in entries, never
+//     written, lost at Close.
 //   - A message copied to another mailbox shares its body row; a body is
 //     deleted with the last message that refers to it (a trigger).
 //   - Only writes that add mail (Deliver, Append, Copy) are held to the

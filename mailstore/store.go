@@ -99,6 +99,8 @@ type Store struct {
 	dummyOnce sync.Once
 	dummy     []byte
 
+	sorts sortCache // SortInfo already read (sort.go)
+
 	// recentMarks caches each mailbox's \Recent high-water mark as this
 	// process last read or raised it (recent.go): only this process
 	// writes the store, and the mark only grows, so a cached mark at or

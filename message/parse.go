@@ -106,6 +106,14 @@ type Envelope struct {
 	Bcc       []Address `json:"bcc,omitempty"`
 	InReplyTo []string  `json:"in_reply_to,omitempty"` // msg-ids without angle brackets
 	MessageID string    `json:"message_id,omitempty"`  // without angle brackets
+	// References holds the References field's msg-ids without angle
+	// brackets (RFC 5322 §3.6.4), for THREAD=REFERENCES (RFC 5256 §2.2);
+	// ENVELOPE does not show it. It is stored as JSON null when the
+	// field is absent, never left out, so that a stored envelope
+	// written before the field existed (no "references" key) can be told
+	// from one without References: for those, HeaderReferences reads
+	// the stored header instead.
+	References []string `json:"references"`
 }
 
 // Part is one MIME entity of a message, with byte offsets into the raw
@@ -407,6 +415,7 @@ const (
 	fBcc
 	fInReplyTo
 	fMessageID
+	fReferences
 	numFields
 )
 
@@ -449,6 +458,8 @@ func fieldIndex(name []byte) int {
 			return fContentID
 		case equalFold(name, "message-id"):
 			return fMessageID
+		case equalFold(name, "references"):
+			return fReferences
 		}
 	case 11:
 		switch {
@@ -662,6 +673,23 @@ func (p *parser) fillEnvelope(env *Envelope, h *header) {
 			env.MessageID = ids[0]
 		}
 	}
+	if v, _ := h.get(raw, fReferences); v != "" {
+		env.References = msgIDs(v)
+	}
+}
+
+// HeaderReferences returns the msg-ids of the References field of a raw
+// header block, as Parse would store them in Envelope.References: for
+// envelopes stored before that field existed. It reads the header only.
+func HeaderReferences(hdr []byte) []string {
+	p := parser{raw: hdr}
+	var h header
+	p.readHeader(0, len(hdr), &h)
+	v, _ := h.get(hdr, fReferences)
+	if v == "" {
+		return nil
+	}
+	return msgIDs(v)
 }
 
 // parseDate parses an RFC 5322 §3.3 date-time, returning the zero time when

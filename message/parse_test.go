@@ -164,6 +164,7 @@ func checkInvariants(tb testing.TB, raw []byte, p *Parsed) {
 func checkEnvelopeUTF8(tb testing.TB, env *Envelope) {
 	tb.Helper()
 	strs := append([]string{env.Subject, env.MessageID}, env.InReplyTo...)
+	strs = append(strs, env.References...)
 	for _, l := range [][]Address{env.From, env.Sender, env.ReplyTo, env.To, env.Cc, env.Bcc} {
 		for _, a := range l {
 			strs = append(strs, a.Name, a.Mailbox, a.Host)
@@ -555,6 +556,10 @@ func TestParseEnvelope(t *testing.T) {
 		name:   "in-reply-to garbage",
 		header: "In-Reply-To: your message of yesterday\n",
 		want:   Envelope{},
+	}, {
+		name:   "references folded, for THREAD=REFERENCES (RFC 5256 §2.2)",
+		header: "References: <a@example.com>\n <b@example.com> (comment)\n\t<c@example.com>\nreferences: <ignored@example.com>\n",
+		want:   Envelope{References: []string{"a@example.com", "b@example.com", "c@example.com"}},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -972,5 +977,27 @@ func BenchmarkParseHostile(b *testing.B) {
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
 		parse(raw)
+	}
+}
+
+func TestHeaderReferences(t *testing.T) {
+	hdr := []byte("Subject: x\r\nREFERENCES: <a@x>\r\n  <b@x>\r\nIn-Reply-To: <c@x>\r\n\r\n")
+	if got := HeaderReferences(hdr); !slices.Equal(got, []string{"a@x", "b@x"}) {
+		t.Errorf("HeaderReferences() = %q, want [a@x b@x]", got)
+	}
+	if got := HeaderReferences([]byte("Subject: x\r\n\r\n")); got != nil {
+		t.Errorf("HeaderReferences(no field) = %q, want nil", got)
+	}
+}
+
+func TestEnvelopeJSONKeepsNullReferences(t *testing.T) {
+	// mailstore tells an envelope stored before References existed by
+	// the missing key: a message without the field must still have it.
+	b, err := json.Marshal(parse([]byte("Subject: x\r\n\r\nbody\r\n")).Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"references":null`) {
+		t.Errorf("json.Marshal(Envelope) = %s, want a \"references\":null key", b)
 	}
 }

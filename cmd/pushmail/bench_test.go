@@ -137,10 +137,11 @@ func TestBenchBigbox(t *testing.T) {
 	t.Parallel()
 	var res bench.BigboxResult
 	runBenchJSON(t, &res, "bigbox", "--messages", "200", "--repeat", "2")
-	if res.Messages != 200 || res.Loaded != 200 || len(res.Ops) != 5 {
-		t.Fatalf("bigbox: %d messages, %d loaded, %d commands; want 200, 200, 5", res.Messages, res.Loaded, len(res.Ops))
+	if res.Messages != 200 || res.Loaded != 200 || len(res.Ops) != 7 {
+		t.Fatalf("bigbox: %d messages, %d loaded, %d commands; want 200, 200, 7", res.Messages, res.Loaded, len(res.Ops))
 	}
-	want := map[string]int{"select": 200, "fetch_flags": 200, "search_unseen": 2, "search_text": 1}
+	want := map[string]int{"select": 200, "fetch_flags": 200, "search_unseen": 2, "search_text": 1,
+		"sort_date": 200, "thread_references": 20}
 	for _, op := range res.Ops {
 		if op.Error != "" {
 			t.Errorf("%s: %s", op.Command, op.Error)

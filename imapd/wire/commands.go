@@ -59,7 +59,8 @@ func (p *Parser) command() (*Command, error) {
 		c.UID, c.Name = true, toUpper(string(sub))
 		p.cmd = "UID " + c.Name
 		switch c.Name {
-		case "COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE":
+		case "COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE",
+			"SORT", "THREAD": // RFC 5256 §4
 		default:
 			return nil, p.fail(ErrUnknownCommand, "unknown command UID "+c.Name)
 		}
@@ -149,6 +150,10 @@ func (p *Parser) commandArgs(c *Command) (any, error) {
 		return p.appendArgs()
 	case "SEARCH":
 		return p.searchArgs()
+	case "SORT":
+		return p.sortArgs()
+	case "THREAD":
+		return p.threadArgs()
 	case "FETCH":
 		f := &Fetch{}
 		var err error

@@ -65,6 +65,7 @@ func FuzzParser(f *testing.F) {
 		"a APPEND INBOX (\\Seen) \"17-Jul-1996 02:44:25 -0700\" ~{5+}\r\nab\x00cd\r\n", "a APPEND x UTF8 (~{2}\r\nhi)\r\n",
 		"a UID FETCH 1:*,$ (UID FLAGS BODY.PEEK[1.2.HEADER.FIELDS (From)]<0.10> BINARY[1] BINARY.SIZE[1])\r\n",
 		"a SEARCH RETURN (MIN SAVE) CHARSET UTF-8 OR (FROM x NOT SEEN) 1:3 UID $ SINCE 1-Feb-1994 HEADER a {1+}\r\nb\r\n",
+		"a UID SORT RETURN (MIN ALL) (REVERSE DATE SUBJECT DISPLAYFROM) UTF-8 OR FROM x 1:3\r\nb THREAD REFERENCES US-ASCII ALL\r\n",
 		"a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"*\" %) RETURN (CHILDREN STATUS (MESSAGES SIZE))\r\n",
 		"a STORE 1 +FLAGS.SILENT (\\Deleted)\r\nb ID (\"name\" NIL)\r\nc SELECT &ZeVnLIqe- (CONDSTORE)\r\n",
 		"a CREATE x (USE (\\Sent))\r\na STATUS x (SIZE DELETED)\r\na AUTHENTICATE PLAIN =\r\nb FOO {3}\r\n",

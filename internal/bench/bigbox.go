@@ -53,6 +53,9 @@ var bigboxWords = []string{"apple", "banana", "cherry", "damson", "elder", "fig"
 
 const bigboxWord = "kumquat"
 
+// bigboxThread is the length of the reply chains the messages form.
+const bigboxThread = 10
+
 func bigboxFlags(fs *flag.FlagSet) func(context.Context, *bench) (Result, error) {
 	messages := fs.Int("messages", 100000, "messages in the mailbox (1 in 100 unseen, 1 in 1000 with the word \""+bigboxWord+"\")")
 	repeat := fs.Int("repeat", 5, "times each command is timed; the median is reported")
@@ -69,8 +72,19 @@ func bigboxFlags(fs *flag.FlagSet) func(context.Context, *bench) (Result, error)
 func bigboxMessage(i int) []byte {
 	rng := rand.New(rand.NewPCG(uint64(i), 7))
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "From: Sender %d <sender%d@example.org>\r\nTo: <%s>\r\nSubject: note %d about the %s\r\nDate: Mon, 04 Mar 2024 09:%02d:00 +0000\r\nMessage-ID: <big%d@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n",
+	fmt.Fprintf(&sb, "From: Sender %d <sender%d@example.org>\r\nTo: <%s>\r\nSubject: note %d about the %s\r\nDate: Mon, 04 Mar 2024 09:%02d:00 +0000\r\nMessage-ID: <big%d@example.org>\r\n",
 		i%97, i%97, benchUser, i, bigboxWords[i%len(bigboxWords)], i%60, i)
+	if i%bigboxThread != 0 {
+		// Threads of bigboxThread messages, each replying to the one
+		// before, for THREAD=REFERENCES.
+		first := i - i%bigboxThread
+		fmt.Fprintf(&sb, "In-Reply-To: <big%d@example.org>\r\nReferences: <big%d@example.org>", i-1, first)
+		for j := first + 1; j < i; j++ {
+			fmt.Fprintf(&sb, "\r\n <big%d@example.org>", j)
+		}
+		sb.WriteString("\r\n")
+	}
+	sb.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n")
 	for line := range 12 {
 		for w := range 10 {
 			if w > 0 {
@@ -223,6 +237,32 @@ func runBigbox(ctx context.Context, b *bench, messages, repeat, loaders int) (re
 		}
 		return len(bytes.Fields(rest))
 	}
+	countSort := func(line []byte) int {
+		rest, ok := bytes.CutPrefix(line, []byte("* SORT"))
+		if !ok {
+			return 0
+		}
+		return len(bytes.Fields(rest))
+	}
+	countThreads := func(line []byte) int { // top-level thread-lists
+		rest, ok := bytes.CutPrefix(line, []byte("* THREAD"))
+		if !ok {
+			return 0
+		}
+		n, depth := 0, 0
+		for _, c := range rest {
+			switch c {
+			case '(':
+				if depth == 0 {
+					n++
+				}
+				depth++
+			case ')':
+				depth--
+			}
+		}
+		return n
+	}
 	ops := []struct {
 		op     bigboxOp
 		count  func(line []byte) int // summed over the untagged lines
@@ -238,6 +278,8 @@ func runBigbox(ctx context.Context, b *bench, messages, repeat, loaders int) (re
 		{bigboxOp{Name: "fetch_flags", Command: "UID FETCH 1:* (UID FLAGS)", Expect: expect(messages)}, countFetch, false},
 		{bigboxOp{Name: "search_unseen", Command: "UID SEARCH UNSEEN", Expect: expect((messages + 99) / 100)}, countSearch, false},
 		{bigboxOp{Name: "search_text", Command: "SEARCH TEXT " + bigboxWord, Expect: expect((messages + 999) / 1000)}, countSearch, false},
+		{bigboxOp{Name: "sort_date", Command: "UID SORT (DATE) UTF-8 ALL", Expect: expect(messages)}, countSort, false},
+		{bigboxOp{Name: "thread_references", Command: "UID THREAD REFERENCES UTF-8 ALL", Expect: expect((messages + bigboxThread - 1) / bigboxThread)}, countThreads, false},
 		{bigboxOp{Name: "fetch_body", Command: fmt.Sprintf("FETCH %d (BODY.PEEK[])", mid), Expect: -1}, nil, true},
 	}
 	b.progress("timing %d commands on %d messages, %d times each", len(ops), count, repeat)

@@ -1,0 +1,409 @@
+package mailstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"pushmail/message"
+)
+
+// SortFields says which of SortInfo's fields SortInfo reads; UID,
+// InternalDate and Size are always read. Each field asked for costs a
+// JSON extraction per message, so a caller asks only for what it sorts
+// or threads by.
+type SortFields struct {
+	Sent        bool // Sent
+	Subject     bool // Subject
+	From, To    bool // FromMailbox, ToMailbox
+	Cc          bool // CcMailbox
+	DisplayFrom bool // DisplayFrom
+	DisplayTo   bool // DisplayTo
+	Threading   bool // MessageID, InReplyTo, References
+}
+
+// SortInfo is what SORT and THREAD (RFC 5256) need of one message, read
+// from the envelope stored at delivery: no body is parsed again. Fields
+// not asked for in SortFields are zero.
+type SortInfo struct {
+	UID          UID
+	InternalDate time.Time
+	Size         int64
+
+	// Sent is the Date field's instant; zero when the field is missing
+	// or unparsable.
+	Sent time.Time
+	// Subject is the Subject field, RFC 2047-decoded to UTF-8.
+	Subject string
+	// FromMailbox, ToMailbox and CcMailbox are the local part
+	// (addr-mailbox) of the field's first address that has one, "" when
+	// there is none.
+	FromMailbox, ToMailbox, CcMailbox string
+	// DisplayFrom and DisplayTo are the display name of the field's
+	// first address that has a mailbox, or its addr-spec when it has no
+	// display name; "" when there is none (RFC 5957 §2).
+	DisplayFrom, DisplayTo string
+
+	MessageID  string   // without angle brackets
+	InReplyTo  []string // msg-ids without angle brackets
+	References []string // msg-ids without angle brackets
+}
+
+// firstMailboxSQL is SQL for the local part of the first address of an
+// envelope field (a JSON path under $.env) that has one: group markers
+// have none.
+func firstMailboxSQL(field string) string {
+	return "(SELECT a.value->>'mailbox' FROM json_each(b.parsed, '$.env." + field +
+		"') a WHERE a.value->>'mailbox' IS NOT NULL LIMIT 1)"
+}
+
+// firstDisplaySQL is SQL for RFC 5957's display form of the same
+// address: its display name, or mailbox@host without one.
+func firstDisplaySQL(field string) string {
+	return "(SELECT coalesce(nullif(a.value->>'name', ''), a.value->>'mailbox' || " +
+		"CASE WHEN coalesce(a.value->>'host', '') = '' THEN '' ELSE '@' || (a.value->>'host') END) " +
+		"FROM json_each(b.parsed, '$.env." + field + "') a WHERE a.value->>'mailbox' IS NOT NULL LIMIT 1)"
+}
+
+// idListSQL is SQL for the msg-ids of an envelope list field, joined by
+// single spaces: stored msg-ids hold no white space (message.Parse
+// removes it), so strings.Fields splits them again without a JSON
+// decoder in Go.
+func idListSQL(field string) string {
+	return "(SELECT group_concat(i.value, ' ') FROM json_each(b.parsed, '$.env." + field + "') i)"
+}
+
+// SortInfo returns what SORT and THREAD need of the messages of uids
+// (ascending) in the mailbox, in UID order. uids are meant to be the
+// mailbox's (a Search result): a UID not in the mailbox is left out,
+// unless its message was read here before it was expunged. Safe for
+// concurrent use.
+//
+// What it reads it keeps (sortCache): a message's envelope, size and
+// internal date never change and a mailbox's UIDs are never reused, so
+// a kept entry never goes stale, and a second SORT of a mailbox reads
+// only the messages that arrived since. What it does not have it reads
+// from the messages table and the stored envelope in one query; that
+// touches every message's body row, the cost of a first SORT.
+//
+// Envelopes stored before Envelope.References existed have no
+// "references" key; for those, and only those, References comes from the
+// stored header (message.HeaderReferences): no migration is needed.
+func (s *Store) SortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f SortFields) ([]SortInfo, error) {
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	if n := s.sorts.size(mailbox); n > 1024 {
+		// Entries of expunged messages pile up: past twice the
+		// mailbox's messages, start again.
+		var count int
+		err := s.rdb.QueryRowContext(ctx, "SELECT message_count FROM mailboxes WHERE id = ?", mailbox).Scan(&count)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("sort info: %w", err)
+		}
+		if n > 2*count+1024 {
+			s.sorts.drop(mailbox)
+		}
+	}
+	out := make([]SortInfo, 0, len(uids))
+	missing, fields := s.sorts.lookup(mailbox, uids, f, &out)
+	if len(missing) == 0 {
+		return out, nil
+	}
+	read, err := s.readSortInfo(ctx, mailbox, missing, fields)
+	if err != nil {
+		return nil, err
+	}
+	s.sorts.add(mailbox, read, fields)
+	if len(missing) == len(uids) {
+		return projectSortInfo(read, f), nil
+	}
+	// Merge the two ascending lists.
+	read = projectSortInfo(read, f)
+	merged := make([]SortInfo, 0, len(out)+len(read))
+	i, j := 0, 0
+	for i < len(out) || j < len(read) {
+		if j == len(read) || i < len(out) && out[i].UID < read[j].UID {
+			merged = append(merged, out[i])
+			i++
+		} else {
+			merged = append(merged, read[j])
+			j++
+		}
+	}
+	return merged, nil
+}
+
+// projectSortInfo clears what f did not ask for, so that an answer does
+// not depend on what the cache happened to hold.
+func projectSortInfo(infos []SortInfo, f SortFields) []SortInfo {
+	for i := range infos {
+		project(&infos[i], f)
+	}
+	return infos
+}
+
+func project(m *SortInfo, f SortFields) {
+	if !f.Sent {
+		m.Sent = time.Time{}
+	}
+	if !f.Subject {
+		m.Subject = ""
+	}
+	if !f.From {
+		m.FromMailbox = ""
+	}
+	if !f.To {
+		m.ToMailbox = ""
+	}
+	if !f.Cc {
+		m.CcMailbox = ""
+	}
+	if !f.DisplayFrom {
+		m.DisplayFrom = ""
+	}
+	if !f.DisplayTo {
+		m.DisplayTo = ""
+	}
+	if !f.Threading {
+		m.MessageID, m.InReplyTo, m.References = "", nil, nil
+	}
+}
+
+// readSortInfo reads the SortInfo of uids (ascending) from the database.
+func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f SortFields) ([]SortInfo, error) {
+	cols := []string{"m.uid", "m.internal_date", "m.size"}
+	add := func(on bool, expr string) {
+		cols = append(cols, pick(on, expr, "NULL"))
+	}
+	add(f.Sent, "b.parsed->>'$.env.date'")
+	add(f.Subject, "b.parsed->>'$.env.subject'")
+	add(f.From, firstMailboxSQL("from"))
+	add(f.To, firstMailboxSQL("to"))
+	add(f.Cc, firstMailboxSQL("cc"))
+	add(f.DisplayFrom, firstDisplaySQL("from"))
+	add(f.DisplayTo, firstDisplaySQL("to"))
+	add(f.Threading, "b.parsed->>'$.env.message_id'")
+	add(f.Threading, idListSQL("in_reply_to"))
+	add(f.Threading, idListSQL("references"))
+	// An envelope without the key: read References from the header.
+	add(f.Threading, "CASE WHEN json_type(b.parsed, '$.env.references') IS NULL THEN b.header END")
+
+	join := ""
+	if f != (SortFields{}) {
+		join = " JOIN bodies b ON b.id = m.body_id"
+	}
+	// One range when the UIDs are contiguous in the mailbox's numbering
+	// (the common "every message" case reads as a range scan, merged
+	// with uids below), else exactly the UIDs, as a JSON array: never a
+	// body row for a message not asked for.
+	where, args := " AND m.uid BETWEEN ? AND ?", []any{mailbox, uids[0], uids[len(uids)-1]}
+	if set := UIDSetOf(uids...); len(set) > 1 {
+		list, err := json.Marshal(uids)
+		if err != nil {
+			return nil, fmt.Errorf("sort info: %w", err)
+		}
+		where, args = " AND m.uid IN (SELECT value FROM json_each(?))", []any{mailbox, string(list)}
+	}
+	rows, err := s.rdb.QueryContext(ctx, "SELECT "+strings.Join(cols, ", ")+" FROM messages m"+join+
+		" WHERE m.mailbox_id = ?"+where+" ORDER BY m.uid", args...)
+	if err != nil {
+		return nil, fmt.Errorf("sort info: %w", err)
+	}
+	defer rows.Close()
+	out := make([]SortInfo, 0, len(uids))
+	next := 0
+	var (
+		uid, date, size                      int64
+		sent, subj, from, to, cc, dfrom, dto sql.NullString
+		msgID, inReplyTo, references, header sql.NullString
+	)
+	for n := 0; rows.Next(); n++ {
+		if n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("sort info: %w", err)
+			}
+		}
+		if err := rows.Scan(&uid, &date, &size, &sent, &subj, &from, &to, &cc, &dfrom, &dto,
+			&msgID, &inReplyTo, &references, &header); err != nil {
+			return nil, fmt.Errorf("sort info: %w", err)
+		}
+		for next < len(uids) && uids[next] < UID(uid) {
+			next++
+		}
+		if next == len(uids) {
+			break
+		}
+		if uids[next] != UID(uid) {
+			continue
+		}
+		m := SortInfo{
+			UID: UID(uid), InternalDate: time.Unix(0, date), Size: size,
+			Subject: subj.String, FromMailbox: from.String, ToMailbox: to.String, CcMailbox: cc.String,
+			DisplayFrom: dfrom.String, DisplayTo: dto.String, MessageID: msgID.String,
+		}
+		if sent.Valid {
+			// As encoding/json wrote it (message.Envelope.Date).
+			if t, err := time.Parse(time.RFC3339Nano, sent.String); err == nil {
+				m.Sent = t
+			}
+		}
+		if f.Threading {
+			m.InReplyTo = idList(inReplyTo.String)
+			if header.Valid {
+				m.References = message.HeaderReferences([]byte(header.String))
+			} else {
+				m.References = idList(references.String)
+			}
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sort info: %w", err)
+	}
+	return out, nil
+}
+
+// sortCacheMax bounds the SortInfo entries kept over all mailboxes: a
+// few hundred bytes each, so about 100 MB at most.
+const sortCacheMax = 500_000
+
+// sortCache keeps the SortInfo read per mailbox. An entry is valid for
+// as long as it is kept (see SortInfo); the cache only bounds memory,
+// dropping whole mailboxes, least recently used first, beyond
+// sortCacheMax entries, and a mailbox whose entries outnumber twice its
+// messages plus 1024 (expunged messages pile up, SortInfo). The
+// zero value is empty and ready; safe for concurrent use.
+type sortCache struct {
+	mu    sync.Mutex
+	boxes map[MailboxID]*sortBox
+	total int
+	clock uint64
+}
+
+type sortBox struct {
+	infos  map[UID]*SortInfo
+	fields SortFields // what every entry holds
+	used   uint64     // clock at the last use
+}
+
+// lookup appends to out, in order, the entries of uids the cache has
+// with the fields f, and returns the UIDs it lacks and the fields to read
+// them with: f and what the mailbox's entries hold already, so that they
+// all hold the same. Entries holding fewer fields than f are dropped.
+func (c *sortCache) lookup(mailbox MailboxID, uids []UID, f SortFields, out *[]SortInfo) ([]UID, SortFields) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	box := c.boxes[mailbox]
+	if box != nil && !f.within(box.fields) {
+		c.total -= len(box.infos)
+		delete(c.boxes, mailbox)
+		f, box = f.union(box.fields), nil
+	}
+	if box == nil {
+		return uids, f
+	}
+	c.clock++
+	box.used = c.clock
+	var missing []UID
+	for _, u := range uids {
+		if m := box.infos[u]; m != nil {
+			v := *m
+			project(&v, f)
+			*out = append(*out, v)
+		} else {
+			missing = append(missing, u)
+		}
+	}
+	return missing, box.fields
+}
+
+// size returns how many entries the mailbox has.
+func (c *sortCache) size(mailbox MailboxID) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if box := c.boxes[mailbox]; box != nil {
+		return len(box.infos)
+	}
+	return 0
+}
+
+// drop forgets the mailbox's entries.
+func (c *sortCache) drop(mailbox MailboxID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if box := c.boxes[mailbox]; box != nil {
+		c.total -= len(box.infos)
+		delete(c.boxes, mailbox)
+	}
+}
+
+// add keeps infos, read with fields, for the mailbox.
+func (c *sortCache) add(mailbox MailboxID, infos []SortInfo, fields SortFields) {
+	if len(infos) > sortCacheMax {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.boxes == nil {
+		c.boxes = make(map[MailboxID]*sortBox)
+	}
+	box := c.boxes[mailbox]
+	if box != nil && box.fields != fields {
+		// Another SortInfo replaced the box meanwhile: start again.
+		c.total -= len(box.infos)
+		box = nil
+	}
+	if box == nil {
+		box = &sortBox{infos: make(map[UID]*SortInfo, len(infos)), fields: fields}
+		c.boxes[mailbox] = box
+	}
+	c.clock++
+	box.used = c.clock
+	for i := range infos {
+		if _, ok := box.infos[infos[i].UID]; !ok {
+			m := infos[i]
+			box.infos[m.UID] = &m
+			c.total++
+		}
+	}
+	for c.total > sortCacheMax {
+		var oldest MailboxID
+		var old *sortBox
+		for id, b := range c.boxes {
+			if b != box && (old == nil || b.used < old.used) {
+				oldest, old = id, b
+			}
+		}
+		if old == nil {
+			break
+		}
+		c.total -= len(old.infos)
+		delete(c.boxes, oldest)
+	}
+}
+
+// within reports whether every field f asks for, g asks for too.
+func (f SortFields) within(g SortFields) bool { return f.union(g) == g }
+
+func (f SortFields) union(g SortFields) SortFields {
+	return SortFields{
+		Sent: f.Sent || g.Sent, Subject: f.Subject || g.Subject,
+		From: f.From || g.From, To: f.To || g.To, Cc: f.Cc || g.Cc,
+		DisplayFrom: f.DisplayFrom || g.DisplayFrom, DisplayTo: f.DisplayTo || g.DisplayTo,
+		Threading: f.Threading || g.Threading,
+	}
+}
+
+// idList splits idListSQL's result; nil when it is empty.
+func idList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Fields(s)
+}
