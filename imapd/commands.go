@@ -280,6 +280,7 @@ func (s *session) capabilities() []string {
 		"UTF8=ACCEPT",        // RFC 6855
 		"CONDSTORE",          // RFC 7162 §3.1
 		"QRESYNC",            // RFC 7162 §3.2
+		"MULTIAPPEND",        // RFC 3502
 		"APPENDLIMIT="+strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10), // RFC 7889
 	)
 }
