@@ -23,6 +23,9 @@ var errBudgetSpent = errors.New("in-flight message budget spent")
 // parser before the message is read (see parseError).
 // An append to the selected mailbox reaches the view as an event.
 func (s *session) Append(a *wire.Append) error {
+	if len(a.More) > 0 {
+		return s.multiAppend(a)
+	}
 	if err := s.checkAccount(); err != nil {
 		return err
 	}

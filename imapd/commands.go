@@ -46,7 +46,7 @@ var commandStates = map[string]connState{
 	"CREATE": stateAuth, "DELETE": stateAuth, "RENAME": stateAuth,
 	"SUBSCRIBE": stateAuth, "UNSUBSCRIBE": stateAuth, "LIST": stateAuth,
 	"LSUB": stateAuth, "NAMESPACE": stateAuth, "STATUS": stateAuth,
-	"APPEND": stateAuth, "IDLE": stateAuth,
+	"APPEND": stateAuth, "IDLE": stateAuth, "COMPRESS": stateAuth,
 	"GETQUOTA": stateAuth, "GETQUOTAROOT": stateAuth, "SETQUOTA": stateAuth,
 	"GETMETADATA": stateAuth, "SETMETADATA": stateAuth,
 
@@ -188,6 +188,8 @@ func (s *session) dispatch(cmd *wire.Command) error {
 		return s.answerID(cmd.Args.(*wire.ID))
 	case "STARTTLS":
 		return s.startTLS(cmd.Tag)
+	case "COMPRESS":
+		return s.compress(cmd.Tag, cmd.Args.(*wire.Compress))
 	case "LOGIN":
 		a := cmd.Args.(*wire.Login)
 		return s.Login(a.Username, a.Password)
@@ -309,6 +311,8 @@ func (s *session) capabilities() []string {
 		"THREAD=ORDEREDSUBJECT", // RFC 5256 §2.2
 		"THREAD=REFERENCES",     // RFC 5256 §2.2
 		"ESORT",                 // RFC 5267 §3.2
+		"MULTIAPPEND",           // RFC 3502
+		"COMPRESS=DEFLATE",      // RFC 4978
 		"APPENDLIMIT="+strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10), // RFC 7889
 	)
 }
@@ -324,8 +328,11 @@ func (s *session) offerStartTLS() bool {
 // with STARTTLS.
 func (s *session) isTLS() bool { return connIsTLS(s.nc) }
 
-// connIsTLS reports whether nc is a TLS connection.
+// connIsTLS reports whether nc is a TLS connection, compressed or not.
 func connIsTLS(nc net.Conn) bool {
+	if dc, ok := nc.(*deflateConn); ok {
+		nc = dc.Conn
+	}
 	_, ok := nc.(*tls.Conn)
 	return ok
 }

@@ -57,6 +57,11 @@
 //     input, an event for its mailbox, IdleTimeout, a BYE or Shutdown;
 //     it sends exactly what an awake session sends. Its socket is never
 //     closed while it is parked.
+//   - After COMPRESS DEFLATE (RFC 4978) the session's connection is a
+//     deflateConn (compress.go): every write of its buffer is compressed
+//     and sync-flushed by a pooled flate.Writer that goes back to the pool
+//     before the socket write, so a session keeps only the decompressor
+//     of the client's stream. A compressed session never hibernates.
 //   - Every session's context derives from the Server's; Shutdown cancels
 //     it, says BYE to every client and waits for the sessions to end.
 //   - SORT and THREAD (sort.go, thread.go, RFC 5256) select messages as
@@ -72,7 +77,10 @@
 //     ends the connection; a client must log in within LoginTimeout;
 //     failed logins slow down, then are refused, per IP and per account
 //     (Options.AuthLimiter, shared with smtpd); APPEND is bounded by
-//     AppendLimit and other literals by go-imap (4096 bytes). An APPEND's
+//     AppendLimit per message and other literals by go-imap (4096 bytes).
+//     A MULTIAPPEND's messages (RFC 3502) count against the budget
+//     together, and are stored in one transaction or not at all
+//     (multiappend.go). An APPEND's
 //     memory grows with the bytes received, never from the literal's
 //     announced size, and is drawn from Options.Budget, the process-wide
 //     in-flight budget shared with smtpd (append.go).

@@ -93,6 +93,14 @@ var imapSeeds = []string{
 	"a1 APPEND INBOX (\\Seen $Label) {" + strconv.Itoa(len(fuzzMessage)) + "}\r\n" + fuzzMessage + "\r\n" +
 		"a2 APPEND Archive {5+}\r\nHello\r\na3 APPEND INBOX \"02-Jan-2006 15:04:05 +0000\" {12}\r\nSubject: x\r\n\r\n" +
 		"a4 APPEND Nowhere {3}\r\nabc\r\na5 APPEND INBOX {0}\r\n\r\na6 APPEND INBOX {99999999999}\r\n",
+	// MULTIAPPEND (RFC 3502), whole and with a refused third message.
+	"a1 APPEND INBOX {5+}\r\nHello (\\Seen) \"02-Jan-2006 15:04:05 +0000\" {2+}\r\nhi ~{3+}\r\nx\x00y\r\n" +
+		"a2 APPEND INBOX {1+}\r\na {1+}\r\nb {99999999999+}\r\nCREATE FuzzInjected\r\n",
+	// COMPRESS DEFLATE (RFC 4978), then raw DEFLATE with a sync flush:
+	// "b SELECT INBOX", a FETCH, a MULTIAPPEND, IDLE and DONE, a second
+	// COMPRESS and LOGOUT.
+	"a COMPRESS DEFLATE\r\n" +
+		"\x4a\x52\x08\x76\xf5\x71\x75\x0e\x51\xf0\xf4\x73\xf2\x8f\xe0\xe5\x4a\x56\x70\x73\x0d\x71\xf6\x50\x30\xb4\xd2\x52\xd0\x70\xf3\x71\x74\x0f\x56\x70\xf2\x77\x89\xd4\x0b\x70\x75\xf5\x8e\x8e\xd5\xe4\xe5\x4a\x51\x70\x0c\x08\x70\xf5\x73\x81\x68\x50\xa8\x36\xd5\xae\xe5\xe5\xca\x48\xcd\xc9\xc9\x57\xa8\x36\x02\xb3\x33\x79\xb9\x52\x15\x3c\x5d\x7c\x5c\x79\xb9\x5c\xfc\xfd\x80\x64\x9a\x82\xb3\xbf\x6f\x40\x90\x6b\x70\xb0\x82\x8b\x2b\xd0\xcc\x10\xa0\x58\xba\x82\x8f\xbf\xbb\x7f\x68\x08\x2f\x17\x00\x00\x00\xff\xff",
 	"a1 SELECT INBOX\r\na2 SEARCH OR (FROM bob NOT SEEN) (OR SUBJECT \"x\" LARGER 10) UID 1:*\r\n" +
 		"a3 UID SEARCH RETURN (MIN MAX COUNT ALL) NOT (OR DELETED (NOT ANSWERED)) SINCE 1-Jan-2000 BODY hello\r\n" +
 		"a4 SEARCH CHARSET UTF-8 TEXT {2+}\r\n\xc3\xbc\r\na5 SEARCH RETURN (SAVE) 1:2\r\na6 FETCH $ (UID)\r\n" +
@@ -334,6 +342,7 @@ func (fz *fuzzIMAP) otherState(t testing.TB) ([]string, []mailstore.UID) {
 
 func (fz *fuzzIMAP) run(t *testing.T, script []byte) {
 	out, readErr := converse(t, fz.addr, script)
+	out = inflateAfterCompress(t, script, out)
 	if bytes.Contains(out, fz.secret) {
 		t.Fatalf("input %s: the other user's secret is in the output at byte %d:\n%s", abbrev(script), bytes.Index(out, fz.secret), out)
 	}

@@ -70,11 +70,12 @@ func (s *session) hibernate() bool {
 }
 
 // socket returns the TCP connection under a plaintext session, or nil:
-// countingConn and timeoutConn hold no bytes of their own; TLS and other
+// countingConn and timeoutConn hold no bytes of their own; TLS, COMPRESS
+// (whose decompressor may hold input, compress.go) and other
 // wrappers (the PROXY protocol's, which may hold bytes read
 // with its header) do not hibernate.
 func (s *session) socket() *net.TCPConn {
-	if s.isTLS() {
+	if s.isTLS() || s.compressed() {
 		return nil
 	}
 	c, ok := s.raw.(*countingConn)

@@ -128,6 +128,9 @@ type Server struct {
 	// Connection buffers, shared between sessions: a hibernating or
 	// closed session gives its own back.
 	readers, writers sync.Pool
+	// COMPRESS's *flate.Writer and *bytes.Buffer, taken for one write
+	// (compress.go).
+	deflaters, deflateBufs sync.Pool
 
 	mu        sync.Mutex
 	closed    bool

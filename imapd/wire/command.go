@@ -107,8 +107,9 @@ type Status struct {
 	Items   []StatusItem
 }
 
-// Append is APPEND (RFC 9051 §6.3.12), with literal8 (RFC 3516 §4.4) and
-// UTF8 (RFC 6855 §4).
+// Append is APPEND (RFC 9051 §6.3.12), with literal8 (RFC 3516 §4.4),
+// UTF8 (RFC 6855 §4) and MULTIAPPEND (RFC 3502): the first message in
+// its own fields, the others in More (see Messages).
 type Append struct {
 	Mailbox string
 	Flags   []string  // nil without a flag list
@@ -116,6 +117,9 @@ type Append struct {
 	Message []byte
 	Binary  bool // sent as literal8
 	UTF8    bool // sent as "UTF8 (…)"
+	// More holds the messages after the first of a MULTIAPPEND, in
+	// order; nil for one message.
+	More []AppendMessage
 }
 
 // Copy is COPY or MOVE (RFC 9051 §6.4.7, §6.4.8) and their UID forms.

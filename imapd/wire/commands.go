@@ -181,6 +181,8 @@ func (p *Parser) commandArgs(c *Command) (any, error) {
 		return p.getMetadataArgs()
 	case "SETMETADATA":
 		return p.setMetadataArgs()
+	case "COMPRESS":
+		return p.compressArgs()
 	}
 	return nil, p.fail(ErrUnknownCommand, "unknown command "+c.Name)
 }
@@ -652,72 +654,14 @@ func (p *Parser) listArgs() (*List, error) {
 	})
 }
 
-// appendArgs reads SP mailbox [SP flag-list] [SP date-time] SP
-// append-data, where append-data is a literal, a literal8 (RFC 3516
-// §4.4) or "UTF8" SP "(" literal8 ")" (RFC 6855 §4; a plain literal is
-// taken there too).
+// appendArgs reads SP mailbox 1*(SP append-message) (RFC 3502 §6,
+// MULTIAPPEND); see appendMessage.
 func (p *Parser) appendArgs() (*Append, error) {
 	a := &Append{}
 	if err := p.spMailbox(&a.Mailbox); err != nil {
 		return nil, err
 	}
-	if err := p.sp(); err != nil {
-		return nil, err
-	}
-	b, err := p.peek()
-	if err != nil {
-		return nil, err
-	}
-	if b == '(' {
-		if a.Flags, err = p.flagList(); err != nil {
-			return nil, err
-		}
-		if err := p.sp(); err != nil {
-			return nil, err
-		}
-		if b, err = p.peek(); err != nil {
-			return nil, err
-		}
-	}
-	if b == '"' {
-		if a.Date, err = p.dateTime(); err != nil {
-			return nil, err
-		}
-		if err := p.sp(); err != nil {
-			return nil, err
-		}
-		if b, err = p.peek(); err != nil {
-			return nil, err
-		}
-	}
-	if b == 'U' || b == 'u' {
-		w, err := p.atom()
-		if err != nil {
-			return nil, err
-		}
-		if toUpper(w) != "UTF8" {
-			return nil, p.syntax("expected a literal or UTF8")
-		}
-		if err := p.sp(); err != nil {
-			return nil, err
-		}
-		if err := p.expect('(', `"("`); err != nil {
-			return nil, err
-		}
-		a.UTF8 = true
-		if a.Message, a.Binary, err = p.literal(litBinary); err != nil {
-			return nil, err
-		}
-		return a, p.expect(')', `")"`)
-	}
-	if b != '{' && b != '~' {
-		return nil, p.syntax("expected the message as a literal")
-	}
-	if err := p.arg(); err != nil {
-		return nil, err
-	}
-	a.Message, a.Binary, err = p.literal(litMessage)
-	return a, err
+	return a, p.appendMessages(a)
 }
 
 // storeArgs reads SP sequence-set [store-modifiers] SP (["+" / "-"]

@@ -123,7 +123,7 @@ func TestCommandErrors(t *testing.T) {
 		{"unknown LIST return option", `a LIST "" % RETURN (BOGUS)`, "a", ErrSyntax},
 		{"APPEND without literal", "a APPEND INBOX hello", "a", ErrSyntax},
 		{"APPEND bad date", "a APPEND INBOX \"31-Apr-2020 00:00:00 +0000\" {1+}\r\nx", "a", ErrSyntax},
-		{"APPEND then more (no MULTIAPPEND)", "a APPEND INBOX {1+}\r\nx {1+}\r\ny", "a", ErrSyntax},
+		{"APPEND then junk after the message", "a APPEND INBOX {1+}\r\nx y", "a", ErrSyntax},
 		{"STORE bad item", "a STORE 1 FLAGZ x", "a", ErrSyntax},
 		{"UID EXPUNGE without set", "a UID EXPUNGE", "a", ErrSyntax},
 		{"AUTHENTICATE bad base64", "a AUTHENTICATE PLAIN abc", "a", ErrSyntax},

@@ -63,6 +63,7 @@ func FuzzParser(f *testing.F) {
 	for _, s := range []string{
 		"a NOOP\r\n", "a LOGIN {5}\r\nalice {2+}\r\npw\r\n", "a LOGIN {999999999+}\r\nc CREATE injected\r\n",
 		"a APPEND INBOX (\\Seen) \"17-Jul-1996 02:44:25 -0700\" ~{5+}\r\nab\x00cd\r\n", "a APPEND x UTF8 (~{2}\r\nhi)\r\n",
+		"a APPEND INBOX {5+}\r\nhello (\\Seen) \" 7-Feb-1994 21:52:25 -0800\" {3+}\r\nbye ~{1+}\r\nz\r\n", "a COMPRESS DEFLATE\r\n",
 		"a UID FETCH 1:*,$ (UID FLAGS BODY.PEEK[1.2.HEADER.FIELDS (From)]<0.10> BINARY[1] BINARY.SIZE[1])\r\n",
 		"a SEARCH RETURN (MIN SAVE) CHARSET UTF-8 OR (FROM x NOT SEEN) 1:3 UID $ SINCE 1-Feb-1994 HEADER a {1+}\r\nb\r\n",
 		"a UID SORT RETURN (MIN ALL) (REVERSE DATE SUBJECT DISPLAYFROM) UTF-8 OR FROM x 1:3\r\nb THREAD REFERENCES US-ASCII ALL\r\n",

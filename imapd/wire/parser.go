@@ -35,8 +35,9 @@ type Options struct {
 	// names are UTF-8, not modified UTF-7. See Parser.SetUTF8.
 	UTF8 bool
 	// Grow, if set, is asked before the buffer of APPEND's message grows
-	// to total bytes (its whole capacity so far): the caller's memory
-	// budget. false refuses the message: the parser drops the rest of its
+	// to total bytes: its whole capacity so far, plus the capacity of the
+	// command's earlier messages (MULTIAPPEND, RFC 3502), so total is the
+	// memory the command holds: the caller's memory budget. false refuses the message: the parser drops the rest of its
 	// data and ReadCommand returns an Error with ErrLiteralRefused. The
 	// caller learns what it granted from its own calls, and releases it
 	// once the command is done with.
@@ -57,6 +58,7 @@ type Parser struct {
 	tag, cmd string
 	lineLen  int   // bytes of the current line
 	cmdBytes int64 // bytes of the command, APPEND's message excluded
+	msgBytes int64 // capacity of the command's APPEND messages read so far
 	args     int
 	depth    int
 	// lineDone: the last byte consumed ended a line (LF): nothing of
@@ -112,6 +114,7 @@ func (p *Parser) syntax(msg string) error { return p.fail(ErrSyntax, msg) }
 func (p *Parser) startCommand() {
 	p.tag, p.cmd = "", ""
 	p.lineLen, p.cmdBytes, p.args, p.depth = 0, 0, 0, 0
+	p.msgBytes = 0
 	p.lineDone = false
 	p.tailLen = 0
 	p.skip = 0
@@ -636,7 +639,7 @@ func (p *Parser) literal(kind literalKind) ([]byte, bool, error) {
 func (p *Parser) readData(n int64, message bool) ([]byte, error) {
 	const step = 4096
 	first := min(n, step)
-	if message && p.grow != nil && !p.grow(first) {
+	if message && p.grow != nil && !p.grow(p.msgBytes+first) {
 		p.skip = n
 		return nil, p.fail(ErrLiteralRefused, "no memory for the message now")
 	}
@@ -644,7 +647,7 @@ func (p *Parser) readData(n int64, message bool) ([]byte, error) {
 	for int64(len(buf)) < n {
 		if len(buf) == cap(buf) {
 			next := min(n, int64(2*cap(buf)))
-			if message && p.grow != nil && !p.grow(next) {
+			if message && p.grow != nil && !p.grow(p.msgBytes+next) {
 				p.skip = n - int64(len(buf))
 				return nil, p.fail(ErrLiteralRefused, "no memory for the message now")
 			}
@@ -657,6 +660,9 @@ func (p *Parser) readData(n int64, message bool) ([]byte, error) {
 		if err != nil && int64(len(buf)) < n {
 			return nil, errIO{ioErr(err)}
 		}
+	}
+	if message {
+		p.msgBytes += int64(cap(buf))
 	}
 	return buf, nil
 }
