@@ -31,7 +31,9 @@ func transcript(input []byte, oneByte bool) ([]string, error) {
 		return nil
 	}})
 	var out []string
-	for range 1000 {
+	// Every command or error consumes at least one byte: more rounds
+	// than bytes means the parser is stuck.
+	for range len(input) + 2 {
 		c, err := p.ReadCommand()
 		var pe *Error
 		switch {
