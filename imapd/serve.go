@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"pushmail/imapd/wire"
+	"pushmail/internal/acceptloop"
 	"pushmail/internal/hibernate"
 	"pushmail/internal/tlspolicy"
 )
@@ -76,39 +77,23 @@ func (s *Server) serve(ln net.Listener, tlsConfig *tls.Config) error {
 		s.mu.Unlock()
 	}()
 	wrapped := countingListener{limitListener{ln, s}}
-	var backoff time.Duration
-	for {
-		nc, err := wrapped.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// EMFILE and the like: wait for connections to close.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("imap accept", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("imap serve: %w", err)
-		}
-		backoff = 0
+	err := acceptloop.Run(wrapped, s.log, s.isClosed, func(nc net.Conn) {
 		if tlsConfig != nil {
 			nc = tls.Server(nc, tlsConfig)
 		}
 		s.conns.Go(func() { s.serveConn(nc) })
+	})
+	if err != nil {
+		return fmt.Errorf("imap serve: %w", err)
 	}
+	return nil
 }
 
-// isTemporary reports whether an Accept error may pass (too many open
-// files, a connection reset before it was accepted).
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
+// isClosed reports whether Shutdown has begun.
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // ServeTLS is Serve for implicit TLS (RFC 8314 §3.3): it accepts on ln

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"pushmail/internal/acceptloop"
 	"pushmail/internal/tlspolicy"
 )
 
@@ -65,27 +66,7 @@ func (s *Server) serve(ln net.Listener, tlsConfig *tls.Config) error {
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// EMFILE and the like: wait for connections to close.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("pop3 accept", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("pop3 serve: %w", err)
-		}
-		backoff = 0
+	err := acceptloop.Run(ln, s.log, s.isClosed, func(nc net.Conn) {
 		c := &conn{Conn: nc}
 		// The first deadline also bounds an implicit-TLS handshake: a
 		// client that connects and says nothing holds its slot no longer.
@@ -97,13 +78,18 @@ func (s *Server) serve(ln net.Listener, tlsConfig *tls.Config) error {
 			sc = tls.Server(c, tlsConfig)
 		}
 		s.conns.Go(func() { s.serveConn(c, sc) })
+	})
+	if err != nil {
+		return fmt.Errorf("pop3 serve: %w", err)
 	}
+	return nil
 }
 
-// isTemporary reports whether an Accept error may pass.
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
+// isClosed reports whether Shutdown has begun.
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // serveConn runs one connection from its greeting to its close. c is
