@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"pushmail/internal/authlimit"
+	"pushmail/internal/connslots"
 	"pushmail/internal/hibernate"
 	"pushmail/internal/membudget"
 	"pushmail/internal/netkey"
@@ -136,12 +137,10 @@ type Server struct {
 	closed    bool
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{} // every session until its Close
-	admitted  int                   // sessions holding a slot: not evicted, not closed
-	preAuth   map[*session]struct{} // those of them not logged in
-	perIP     map[string]int        // slots by limitKey
-	wg        sync.WaitGroup        // one count per open session
-	evictions sync.WaitGroup        // one per eviction's BYE being written
-	conns     sync.WaitGroup        // one per connection's goroutine
+	slots     *connslots.Table[*session]
+	wg        sync.WaitGroup // one count per open session
+	evictions sync.WaitGroup // one per eviction's BYE being written
+	conns     sync.WaitGroup // one per connection's goroutine
 }
 
 // New returns a Server for store. It does not listen: call Serve.
@@ -187,8 +186,7 @@ func New(store *mailstore.Store, opts Options) *Server {
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
-		preAuth:   make(map[*session]struct{}),
-		perIP:     make(map[string]int),
+		slots:     connslots.New[*session](connslots.Limits{MaxConns: opts.MaxConns, MaxPerKey: opts.MaxConnsPerIP, MaxPreAuth: opts.MaxPreAuthConns}),
 	}
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, readBufSize) }
 	s.writers.New = func() any { return bufio.NewWriterSize(nil, writeBufSize) }
@@ -272,41 +270,22 @@ func (s *Server) admit(sess *session) (victim *session, refusal *imap.Error) {
 	if s.closed {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Server shutting down"}
 	}
-	if s.opts.MaxConnsPerIP > 0 && s.perIP[sess.limitKey] >= s.opts.MaxConnsPerIP {
+	victim, _, refused := s.slots.Admit(sess, sess.limitKey, sess.start)
+	switch refused {
+	case connslots.TooManyFromKey:
 		s.log.Info("too many connections from one address", "remote", sess.ip, "max_conns_per_ip", s.opts.MaxConnsPerIP)
 		s.opts.Metrics.connRefused(refusedPerIP)
 		// RFC 5530 §3: LIMIT, such as the number of concurrent connections.
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeLimit, Text: "Too many connections from your address"}
+	case connslots.Full:
+		s.log.Info("too many connections", "remote", sess.ip, "max_conns", s.opts.MaxConns)
+		s.opts.Metrics.connRefused(refusedFull)
+		return nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeLimit, Text: "Too many connections, try again later"}
 	}
-	if s.opts.MaxConns > 0 && (s.admitted >= s.opts.MaxConns || len(s.preAuth) >= s.opts.MaxPreAuthConns) {
-		victim = s.oldestPreAuthLocked()
-		if victim == nil {
-			s.log.Info("too many connections", "remote", sess.ip, "max_conns", s.opts.MaxConns)
-			s.opts.Metrics.connRefused(refusedFull)
-			return nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeLimit, Text: "Too many connections, try again later"}
-		}
-		s.releaseLocked(victim)
-	}
-	s.admitted++
-	s.perIP[sess.limitKey]++
-	s.preAuth[sess] = struct{}{}
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	s.opts.Metrics.sessionOpened()
 	return victim, nil
-}
-
-// oldestPreAuthLocked returns the connection not logged in that opened
-// first, or nil. It scans them all: at most MaxPreAuthConns, once per
-// connection accepted on a full Server.
-func (s *Server) oldestPreAuthLocked() *session {
-	var oldest *session
-	for sess := range s.preAuth {
-		if oldest == nil || sess.start.Before(oldest.start) {
-			oldest = sess
-		}
-	}
-	return oldest
 }
 
 // evict tells a session whose slot admit gave away to go, and closes its
@@ -331,39 +310,22 @@ func (s *Server) evict(victim *session) {
 func (s *Server) loggedIn(sess *session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sess.released {
-		return false
-	}
-	delete(s.preAuth, sess)
-	return true
+	return s.slots.LoggedIn(sess)
 }
 
 // releaseSlot frees sess's slot as its session ends, before the last
 // response: a client that reconnects on reading it finds the slot free.
 func (s *Server) releaseSlot(sess *session) {
 	s.mu.Lock()
-	s.releaseLocked(sess)
+	s.slots.Release(sess)
 	s.mu.Unlock()
-}
-
-// releaseLocked frees sess's slot, unless an eviction already did.
-func (s *Server) releaseLocked(sess *session) {
-	if sess.released {
-		return
-	}
-	sess.released = true
-	s.admitted--
-	delete(s.preAuth, sess)
-	if s.perIP[sess.limitKey]--; s.perIP[sess.limitKey] <= 0 {
-		delete(s.perIP, sess.limitKey)
-	}
 }
 
 // endSession forgets a closed session.
 func (s *Server) endSession(sess *session) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
-	s.releaseLocked(sess)
+	s.slots.Release(sess)
 	s.mu.Unlock()
 	s.wg.Done()
 }

@@ -67,7 +67,6 @@ type session struct {
 	okModSeq bool
 
 	limitKey string // for the connection limits (see limitKey)
-	released bool   // its slot is free (evicted or closed); Server.mu
 
 	user *mailstore.User // nil until Login succeeds
 	sel  *selected       // nil unless a mailbox is selected

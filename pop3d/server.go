@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"pushmail/internal/authlimit"
+	"pushmail/internal/connslots"
 	"pushmail/internal/netkey"
 	"pushmail/internal/tlspolicy"
 	"pushmail/mailstore"
@@ -97,12 +98,10 @@ type Server struct {
 	closed    bool
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{} // every admitted session until its Close
-	admitted  int                   // sessions holding a slot: not evicted, not closed
-	preAuth   map[*session]struct{} // those of them not logged in
-	perIP     map[string]int        // slots by limitKey
-	wg        sync.WaitGroup        // one count per admitted session
-	byes      sync.WaitGroup        // one per goodbye being written by another goroutine
-	conns     sync.WaitGroup        // one per connection's goroutine
+	slots     *connslots.Table[*session]
+	wg        sync.WaitGroup // one count per admitted session
+	byes      sync.WaitGroup // one per goodbye being written by another goroutine
+	conns     sync.WaitGroup // one per connection's goroutine
 }
 
 // New returns a Server for store. It does not listen: call Serve.
@@ -142,8 +141,7 @@ func New(store *mailstore.Store, opts Options) *Server {
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
-		preAuth:   make(map[*session]struct{}),
-		perIP:     make(map[string]int),
+		slots:     connslots.New[*session](connslots.Limits{MaxConns: opts.MaxConns, MaxPerKey: opts.MaxConnsPerIP, MaxPreAuth: opts.MaxPreAuthConns}),
 	}
 }
 
@@ -209,39 +207,21 @@ func (s *Server) admit(sess *session) (victim *session, refusal string) {
 	if s.closed {
 		return nil, "Server shutting down"
 	}
-	if s.opts.MaxConnsPerIP > 0 && s.perIP[sess.limitKey] >= s.opts.MaxConnsPerIP {
+	victim, _, refused := s.slots.Admit(sess, sess.limitKey, sess.start)
+	switch refused {
+	case connslots.TooManyFromKey:
 		s.log.Info("too many connections from one address", "remote", sess.ip, "max_conns_per_ip", s.opts.MaxConnsPerIP)
 		s.opts.Metrics.connRefused(refusedPerIP)
 		return nil, "Too many connections from your address"
+	case connslots.Full:
+		s.log.Info("too many connections", "remote", sess.ip, "max_conns", s.opts.MaxConns)
+		s.opts.Metrics.connRefused(refusedFull)
+		return nil, "Too many connections, try again later"
 	}
-	if s.opts.MaxConns > 0 && (s.admitted >= s.opts.MaxConns || len(s.preAuth) >= s.opts.MaxPreAuthConns) {
-		victim = s.oldestPreAuthLocked()
-		if victim == nil {
-			s.log.Info("too many connections", "remote", sess.ip, "max_conns", s.opts.MaxConns)
-			s.opts.Metrics.connRefused(refusedFull)
-			return nil, "Too many connections, try again later"
-		}
-		s.releaseLocked(victim)
-	}
-	s.admitted++
-	s.perIP[sess.limitKey]++
-	s.preAuth[sess] = struct{}{}
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	s.opts.Metrics.sessionOpened()
 	return victim, ""
-}
-
-// oldestPreAuthLocked returns the connection not logged in that opened
-// first, or nil.
-func (s *Server) oldestPreAuthLocked() *session {
-	var oldest *session
-	for sess := range s.preAuth {
-		if oldest == nil || sess.start.Before(oldest.start) {
-			oldest = sess
-		}
-	}
-	return oldest
 }
 
 // evict tells a session whose slot admit gave away to go, on a goroutine
@@ -252,35 +232,18 @@ func (s *Server) evict(victim *session) {
 	s.byes.Go(func() { victim.bye("Server full, connection closed") })
 }
 
-// releaseLocked frees sess's slot (once); s.mu is held.
-func (s *Server) releaseLocked(sess *session) {
-	if sess.released {
-		return
-	}
-	sess.released = true
-	s.admitted--
-	delete(s.preAuth, sess)
-	if s.perIP[sess.limitKey]--; s.perIP[sess.limitKey] <= 0 {
-		delete(s.perIP, sess.limitKey)
-	}
-}
-
 // loggedIn moves sess out of the connections not logged in. It returns
 // false if sess was evicted meanwhile: the login must then fail.
 func (s *Server) loggedIn(sess *session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sess.released {
-		return false
-	}
-	delete(s.preAuth, sess)
-	return true
+	return s.slots.LoggedIn(sess)
 }
 
 // endSession frees sess's slot and forgets it; called once, from Close.
 func (s *Server) endSession(sess *session) {
 	s.mu.Lock()
-	s.releaseLocked(sess)
+	s.slots.Release(sess)
 	delete(s.sessions, sess)
 	s.mu.Unlock()
 	s.wg.Done()

@@ -59,7 +59,6 @@ type session struct {
 	quitting bool            // QUIT: end after the reply
 
 	limitKey string // for the connection limits (see limitKey)
-	released bool   // its slot is free (evicted or closed); Server.mu
 	start    time.Time
 
 	closeOnce sync.Once
