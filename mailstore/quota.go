@@ -77,19 +77,6 @@ func (s *Store) Quota(ctx context.Context, user UserID) (Quota, error) {
 	return q, nil
 }
 
-// CheckQuota returns nil if a message of size bytes (0 if not known yet)
-// would fit within the user's quota now, and otherwise an error wrapping
-// ErrOverQuota. It is advice, for refusing a recipient before the
-// message is sent (SMTP RCPT): the write that stores the message checks
-// again, in its transaction.
-func (s *Store) CheckQuota(ctx context.Context, user UserID, size int64) error {
-	q, err := s.Quota(ctx, user)
-	if err != nil {
-		return err
-	}
-	return q.Admits(size)
-}
-
 // SetQuota sets the limits of the user with the given address: storage
 // in bytes and a number of messages, 0 for no limit; negative values are
 // refused. Mail already stored stays, whatever the new limits.

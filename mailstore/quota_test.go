@@ -254,7 +254,8 @@ func TestQuotaDeleteUserAndMailbox(t *testing.T) {
 }
 
 // TestQuotaMultiRecipient: one recipient over quota fails the whole
-// delivery (Deliver is all or none); CheckQuota tells which one.
+// delivery (Deliver is all or none); the quota Resolve reads with each
+// recipient tells which one.
 func TestQuotaMultiRecipient(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -272,11 +273,18 @@ func TestQuotaMultiRecipient(t *testing.T) {
 	if q := quotaOf(t, s, a.User); q.MessagesUsed != 1 {
 		t.Fatalf("a's usage after a refused delivery = %+v, want 1 message", q)
 	}
-	if err := s.CheckQuota(ctx, a.User, 100); err != nil {
-		t.Errorf("CheckQuota(a) = %v, want nil", err)
-	}
-	if err := s.CheckQuota(ctx, b.User, 0); !errors.Is(err, ErrOverQuota) {
-		t.Errorf("CheckQuota(b) = %v, want ErrOverQuota", err)
+	for _, tc := range []struct {
+		addr string
+		size int64
+		want error
+	}{{"a@localhost", 100, nil}, {"b@localhost", 0, ErrOverQuota}} {
+		r, err := s.Resolve(ctx, tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Quota.Admits(tc.size); !errors.Is(err, tc.want) {
+			t.Errorf("Resolve(%s).Quota.Admits(%d) = %v, want %v", tc.addr, tc.size, err, tc.want)
+		}
 	}
 }
 

@@ -466,6 +466,10 @@ type Recipient struct {
 	User    UserID
 	Address string    // the user's own address
 	Mailbox MailboxID // the user's INBOX
+	// Quota is the user's limits and usage as Resolve read them, in the
+	// same query: advice for refusing a recipient early (Quota.Admits);
+	// Deliver checks again within its write.
+	Quota Quota
 	// Header is prepended to this recipient's copy only (for example a
 	// Delivered-To trace field); it must end in CRLF. Deliver fills nothing
 	// in: the caller sets it.
@@ -537,9 +541,10 @@ func (s *Store) Resolve(ctx context.Context, address string) (Recipient, error) 
 func (s *Store) lookup(ctx context.Context, addr string) (Recipient, error) {
 	var r Recipient
 	err := s.queryRow(ctx, `
-SELECT u.id, u.address, m.id FROM users u JOIN mailboxes m ON m.user_id = u.id AND m.name = 'INBOX'
+SELECT u.id, u.address, m.id, u.quota_storage, u.quota_messages, u.used_storage, u.used_messages
+FROM users u JOIN mailboxes m ON m.user_id = u.id AND m.name = 'INBOX'
 WHERE u.id = COALESCE((SELECT id FROM users WHERE address = ?), (SELECT user_id FROM aliases WHERE address = ?))`,
-		addr, addr).Scan(&r.User, &r.Address, &r.Mailbox)
+		addr, addr).Scan(&r.User, &r.Address, &r.Mailbox, &r.Quota.StorageLimit, &r.Quota.MessageLimit, &r.Quota.StorageUsed, &r.Quota.MessagesUsed)
 	return r, err
 }
 
@@ -560,8 +565,9 @@ func (s *Store) postmasterTarget(ctx context.Context) (Recipient, error) {
 	}
 	var r Recipient
 	err := s.queryRow(ctx, `
-SELECT u.id, u.address, m.id FROM users u JOIN mailboxes m ON m.user_id = u.id AND m.name = 'INBOX'
-WHERE u.id = (SELECT min(id) FROM users)`).Scan(&r.User, &r.Address, &r.Mailbox)
+SELECT u.id, u.address, m.id, u.quota_storage, u.quota_messages, u.used_storage, u.used_messages
+FROM users u JOIN mailboxes m ON m.user_id = u.id AND m.name = 'INBOX'
+WHERE u.id = (SELECT min(id) FROM users)`).Scan(&r.User, &r.Address, &r.Mailbox, &r.Quota.StorageLimit, &r.Quota.MessageLimit, &r.Quota.StorageUsed, &r.Quota.MessagesUsed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Recipient{}, fmt.Errorf("%w: postmaster: no user exists", ErrNoSuchUser)
 	}

@@ -198,8 +198,9 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		// has no room for a message of the announced SIZE (or any, at
 		// their message limit or past their storage limit), so that
 		// the other recipients still get the mail. Deliver checks
-		// again with the real size.
-		err = ss.srv.store.CheckQuota(ss.ctx, r.User, t.size)
+		// again with the real size. Resolve read the quota with the
+		// address: no second query per recipient.
+		err = r.Quota.Admits(t.size)
 	}
 	if err != nil {
 		rep := ss.replyFor(stageRcpt, err, t.id)
@@ -283,7 +284,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 			r, rerr := ss.srv.store.Resolve(ss.ctx, t.firstAddr(i))
 			if rerr == nil {
 				// Over quota: this recipient alone gets 452 4.2.2.
-				rerr = ss.srv.store.CheckQuota(ss.ctx, r.User, int64(len(tg.Header)+len(msg)))
+				rerr = r.Quota.Admits(int64(len(tg.Header) + len(msg)))
 			}
 			if rerr != nil {
 				replies[i] = ss.replyFor(stageRcpt, rerr, t.id)
