@@ -362,11 +362,9 @@ func TestShutdownDuringAuthResponse(t *testing.T) {
 	e := newTestEnv(t, envOptions{server: Options{CommandTimeout: time.Minute}})
 	c := e.dial(t)
 	c.cmd("AUTH PLAIN", `^\+ $`)
-	start := time.Now()
+	// CommandTimeout is a minute: a Shutdown that waited for the client
+	// would fail e.shutdown's own deadline first.
 	e.shutdown(t)
-	if d := time.Since(start); d > waitTimeout/2 {
-		t.Errorf("Shutdown took %v with a client silent after AUTH's \"+ \"", d)
-	}
 	c.expect(`^-ERR `)
 	c.expectClosed()
 }

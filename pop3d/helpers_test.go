@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -322,11 +323,17 @@ func (c *client) data() []byte {
 	return b
 }
 
-// expectClosed reads to EOF: the server closed the connection.
+// expectClosed reads to EOF: the server closed the connection. A read
+// that times out means it did not.
 func (c *client) expectClosed() {
 	c.t.Helper()
-	if line, err := c.r.ReadString('\n'); err == nil {
+	line, err := c.r.ReadString('\n')
+	if err == nil {
 		c.t.Fatalf("read %q, want the connection closed", line)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.t.Fatalf("connection still open after the read deadline (read %q)", line)
 	}
 }
 

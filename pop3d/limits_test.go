@@ -119,6 +119,7 @@ func TestMetrics(t *testing.T) {
 	c.cmd("DELE 2", `^\+OK`)
 	c.cmd("QUIT", `^\+OK`)
 	c.expectClosed()
+	e.holds(t) // both removed
 	e.shutdown(t)
 	for name, want := range map[string]float64{
 		"sessions_total": 1, "sessions": 0, "retrieved": 1, "removed": 2,

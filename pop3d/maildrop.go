@@ -255,7 +255,9 @@ func (s *session) dele(arg string) error {
 	return nil
 }
 
-// rset is RSET (RFC 1939 §5): every mark is removed.
+// rset is RSET (RFC 1939 §5): every deletion mark is removed. A message
+// retrieved still gets \Seen at QUIT: RSET unmarks deletions only, and
+// the client has read it.
 func (s *session) rset(arg string) error {
 	if arg != "" {
 		return errSyntax
