@@ -128,16 +128,32 @@ func TestStoreUnchangedSinceRace(t *testing.T) {
 	}
 	before := env.storeModSeqs(t, "INBOX")
 	for uid := mailstore.UID(1); uid <= n; uid++ {
+		// Both commands are written at once; the answers are read on
+		// the test goroutine (only it may FailNow).
 		var wg sync.WaitGroup
-		tagged := make([]string, 2)
+		var werr [2]error
+		var tags [2]string
 		for i, c := range []*rawConn{a, b} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, tagged[i] = c.cmd("UID STORE %d (UNCHANGEDSINCE %d) +FLAGS.SILENT (race%d)", uid, before[uid], i)
-			}()
+			c.n++
+			tags[i] = fmt.Sprintf("t%d", c.n)
+			wg.Go(func() {
+				_, werr[i] = fmt.Fprintf(c.conn, "%s UID STORE %d (UNCHANGEDSINCE %d) +FLAGS.SILENT (race%d)\r\n", tags[i], uid, before[uid], i)
+			})
 		}
 		wg.Wait()
+		tagged := make([]string, 2)
+		for i, c := range []*rawConn{a, b} {
+			if werr[i] != nil {
+				t.Fatal(werr[i])
+			}
+			for {
+				line := c.readLine()
+				if rest, ok := strings.CutPrefix(line, tags[i]+" "); ok {
+					tagged[i] = rest
+					break
+				}
+			}
+		}
 		modified := 0
 		for _, tg := range tagged {
 			switch {
