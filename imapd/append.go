@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"errors"
 	"fmt"
 
 	"pushmail/imapd/wire"
@@ -12,9 +11,6 @@ import (
 // before it is allocated (see session.growMessage); a client that
 // announces {26214400} and goes silent holds this, not 25 MB.
 const appendBufSize = 4 << 10
-
-// errBudgetSpent is what growMessage's refusal means.
-var errBudgetSpent = errors.New("in-flight message budget spent")
 
 // Append stores a message in a mailbox with the given flags and date
 // (RFC 9051 §6.3.12) and reports APPENDUID (RFC 4315 §3). A missing

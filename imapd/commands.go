@@ -155,6 +155,13 @@ func (s *session) answer(tag, name string, err error) {
 	}
 	var ie *imap.Error
 	if !errors.As(err, &ie) {
+		if connectionGone(err) || errors.Is(err, os.ErrDeadlineExceeded) {
+			// The client hung up, or stopped reading, mid-answer: no
+			// fault of the server's, and nobody to tell.
+			s.log.Debug("connection lost during a command", "command", name, "err", err)
+			s.byed = true
+			return
+		}
 		s.log.Error("command failed", "command", name, "err", err)
 		ie = errServerBug
 	}

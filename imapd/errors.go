@@ -166,10 +166,6 @@ func (s *session) reply(err error, role errRole) error {
 		return no("METADATA TOOMANY", "Too many metadata entries")
 	case errors.Is(err, mailstore.ErrInvalidEntry):
 		return errInvalidEntry
-	case errors.Is(err, errBudgetSpent):
-		// RFC 5530 §3: LIMIT, "the operation ran up against an
-		// implementation limit of some kind"; a later retry may pass.
-		return no(imap.ResponseCodeLimit, "Server busy with other messages, try again later")
 	case errors.Is(err, mailstore.ErrNoSuchMessage):
 		return no(imap.ResponseCodeNonExistent, "No such message")
 	case errors.Is(err, mailstore.ErrInvalidFlag):

@@ -81,6 +81,14 @@ func (s *Server) serve(ln net.Listener, tlsConfig *tls.Config) error {
 		if tlsConfig != nil {
 			nc = tls.Server(nc, tlsConfig)
 		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.closed {
+			// Accepted as Shutdown began, which may be waiting on
+			// conns already: no new goroutine may join it.
+			_ = nc.Close() // nothing was said on it yet
+			return
+		}
 		s.conns.Go(func() { s.serveConn(nc) })
 	})
 	if err != nil {

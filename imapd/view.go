@@ -429,7 +429,7 @@ func (sel *selected) refs(idx []int) []msgRef {
 // is an error; otherwise it is ignored.
 func (sel *selected) seqIndexes(set wire.NumSet, strict bool) ([]int, error) {
 	n := uint32(len(sel.uids))
-	var idx []int
+	var iv []indexRange
 	for _, r := range set.Ranges {
 		start, stop := normRange(r)
 		switch {
@@ -443,11 +443,11 @@ func (sel *selected) seqIndexes(set wire.NumSet, strict bool) ([]int, error) {
 			}
 			stop = n
 		}
-		for q := max(start, 1); q <= stop; q++ {
-			idx = append(idx, int(q-1))
+		if q := max(start, 1); q <= stop {
+			iv = append(iv, indexRange{int(q - 1), int(stop - 1)})
 		}
 	}
-	return sortUnique(idx), nil
+	return expandRanges(iv), nil
 }
 
 // uidIndexes returns the view indexes of a UID set, ascending and unique.
@@ -458,7 +458,7 @@ func (sel *selected) uidIndexes(set wire.NumSet) []int {
 		return nil
 	}
 	last := sel.uids[len(sel.uids)-1]
-	var idx []int
+	var iv []indexRange
 	for _, r := range set.Ranges {
 		a, b := normRange(r)
 		start, stop := mailstore.UID(a), mailstore.UID(b)
@@ -469,11 +469,31 @@ func (sel *selected) uidIndexes(set wire.NumSet) []int {
 			start, stop = min(start, last), last
 		}
 		i := sort.Search(len(sel.uids), func(i int) bool { return sel.uids[i] >= start })
-		for ; i < len(sel.uids) && sel.uids[i] <= stop; i++ {
-			idx = append(idx, i)
+		j := sort.Search(len(sel.uids), func(i int) bool { return sel.uids[i] > stop })
+		if i < j {
+			iv = append(iv, indexRange{i, j - 1})
 		}
 	}
-	return sortUnique(idx)
+	return expandRanges(iv)
+}
+
+// indexRange is the view indexes lo through hi.
+type indexRange struct{ lo, hi int }
+
+// expandRanges returns the indexes of the ranges, ascending and unique. The
+// ranges are merged first: a set of a thousand "1:*" costs one pass over
+// the view, not a thousand.
+func expandRanges(iv []indexRange) []int {
+	slices.SortFunc(iv, func(a, b indexRange) int { return a.lo - b.lo })
+	var idx []int
+	next := 0 // the first index not yet emitted
+	for _, r := range iv {
+		for x := max(r.lo, next); x <= r.hi; x++ {
+			idx = append(idx, x)
+		}
+		next = max(next, r.hi+1)
+	}
+	return idx
 }
 
 // savedIndexes returns the view indexes of the saved search result.
@@ -485,13 +505,6 @@ func (sel *selected) savedIndexes() []int {
 		}
 	}
 	return idx
-}
-
-func sortUnique(idx []int) []int {
-	if !slices.IsSorted(idx) {
-		slices.Sort(idx)
-	}
-	return slices.Compact(idx)
 }
 
 // uidSetOf returns the store set of the messages of refs.

@@ -210,3 +210,18 @@ func nums(pairs ...uint32) wire.NumSet {
 	}
 	return s
 }
+
+// Overlapping ranges are merged before they are expanded: the indexes
+// come out ascending and once, however many times a range repeats.
+func TestExpandRanges(t *testing.T) {
+	iv := []indexRange{{5, 7}, {0, 2}, {1, 6}, {9, 9}}
+	for range 1000 {
+		iv = append(iv, indexRange{0, 9})
+	}
+	if got := expandRanges(iv); !slices.Equal(got, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
+		t.Errorf("expandRanges = %v", got)
+	}
+	if got := expandRanges([]indexRange{{3, 4}, {0, 0}}); !slices.Equal(got, []int{0, 3, 4}) {
+		t.Errorf("expandRanges with a gap = %v", got)
+	}
+}

@@ -199,8 +199,18 @@ func pruneVanishedTx(tx *wtx, mailbox MailboxID, count int) error {
 	keep := tx.maxVanished - tx.maxVanished/4
 	drop := count - keep
 	var cutoff uint64
-	if err := tx.QueryRow("SELECT modseq FROM vanished WHERE mailbox_id = ? ORDER BY modseq LIMIT 1 OFFSET ?",
-		mailbox, drop-1).Scan(&cutoff); err != nil {
+	err := tx.QueryRow("SELECT modseq FROM vanished WHERE mailbox_id = ? ORDER BY modseq LIMIT 1 OFFSET ?",
+		mailbox, drop-1).Scan(&cutoff)
+	if errors.Is(err, sql.ErrNoRows) {
+		// The count says more than the table holds (a repaired or
+		// partly restored file): count again rather than fail every
+		// expunge of the mailbox from now on.
+		if _, err := tx.Exec("UPDATE mailboxes SET vanished_count = (SELECT count(*) FROM vanished WHERE mailbox_id = ?) WHERE id = ?", mailbox, mailbox); err != nil {
+			return fmt.Errorf("prune expunged uids: recount: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("prune expunged uids: %w", err)
 	}
 	res, err := tx.Exec("DELETE FROM vanished WHERE mailbox_id = ? AND modseq <= ?", mailbox, cutoff)

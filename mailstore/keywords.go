@@ -13,7 +13,8 @@ import (
 // (RFC 9051 §7.3.5). Of spellings that differ only in case, the first in
 // byte order is kept. An unknown mailbox has none.
 //
-// One query over the mailbox's rows by primary key, reading no bodies;
+// One query over the partial index of the messages that carry keywords
+// (schema 8), reading no bodies;
 // SQL hands back each distinct keyword column once, so Go splits only as
 // many strings as there are distinct combinations of keywords.
 func (s *Store) Keywords(ctx context.Context, mailbox MailboxID) ([]string, error) {

@@ -110,10 +110,18 @@ func asciiLower(s string) string {
 func (s *Store) SetMetadata(ctx context.Context, user UserID, mailbox MailboxID, entries []MetadataEntry) error {
 	size := 0
 	for _, e := range entries {
-		if _, err := NormalizeEntryName(e.Name, false); err != nil {
+		n, err := NormalizeEntryName(e.Name, false)
+		if err != nil {
 			return fmt.Errorf("set metadata: %w", err)
 		}
-		if !e.Delete && len(e.Value) > MaxMetadataValue {
+		if n != e.Name {
+			// Stored under another spelling, Metadata would never find it.
+			return fmt.Errorf("set metadata: %w: %q is not in normal form (%q)", ErrInvalidEntry, e.Name, n)
+		}
+		if e.Delete {
+			continue
+		}
+		if len(e.Value) > MaxMetadataValue {
 			return fmt.Errorf("set metadata %s: %w: %d bytes, limit %d", e.Name, ErrMetadataTooBig, len(e.Value), MaxMetadataValue)
 		}
 		size += len(e.Value)

@@ -83,7 +83,7 @@ func (s *Store) ClaimRecent(ctx context.Context, mb MailboxID, upTo UID) (from U
 // RecentClaimed reports whether mailbox mb's \Recent mark is known, in
 // this process, to be at or above upTo: then ClaimRecent(ctx, mb, upTo)
 // answers at once, without a query or a write. A session uses it to send
-// what it has (EXISTS) before a claim that must wait for a commit.
+// what it has (EXISTS) before a claim that must read the store.
 func (s *Store) RecentClaimed(mb MailboxID, upTo UID) bool {
 	mark, ok := s.cachedRecentMark(mb)
 	return ok && mark >= upTo
@@ -117,12 +117,28 @@ func (s *Store) writeRecentMarks(tx *sql.Tx) (map[MailboxID]UID, error) {
 	}
 	clear(s.recentDirty)
 	s.recentMu.Unlock()
+	if len(dirty) == 0 {
+		return nil, nil
+	}
+	// In a savepoint: marks that cannot be written are undone alone and
+	// kept for the next commit, without failing the batch's writes.
+	if _, err := tx.Exec("SAVEPOINT recent_marks"); err != nil {
+		s.restoreRecentMarks(dirty)
+		return nil, fmt.Errorf("write recent marks: %w", err)
+	}
 	for mb, mark := range dirty {
 		// MAX: the mark never goes down, whatever order claims land in.
 		if _, err := tx.Exec("UPDATE mailboxes SET recent_uid = MAX(recent_uid, ?) WHERE id = ?", mark, mb); err != nil {
 			s.restoreRecentMarks(dirty)
+			if _, rerr := tx.Exec("ROLLBACK TO recent_marks"); rerr == nil {
+				_, _ = tx.Exec("RELEASE recent_marks") // releasing a rolled-back savepoint cannot fail
+			}
 			return nil, fmt.Errorf("write recent marks: %w", err)
 		}
+	}
+	if _, err := tx.Exec("RELEASE recent_marks"); err != nil {
+		s.restoreRecentMarks(dirty)
+		return nil, fmt.Errorf("write recent marks: %w", err)
 	}
 	return dirty, nil
 }

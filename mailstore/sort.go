@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -315,6 +316,8 @@ func (c *sortCache) lookup(mailbox MailboxID, uids []UID, f SortFields, out *[]S
 		if m := box.infos[u]; m != nil {
 			v := *m
 			project(&v, f)
+			// The caller's own slices: the cache's must not change.
+			v.InReplyTo, v.References = slices.Clone(v.InReplyTo), slices.Clone(v.References)
 			*out = append(*out, v)
 		} else {
 			missing = append(missing, u)

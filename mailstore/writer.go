@@ -307,11 +307,11 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 		return nil, false
 	}
 	// \Recent claims made since the last commit ride along (recent.go).
+	// A failure leaves them for the next commit: \Recent is session
+	// state, never a reason to fail a delivery.
 	claims, err := s.writeRecentMarks(tx)
 	if err != nil {
-		rollback(tx)
-		failAll(classify(err))
-		return nil, false
+		s.log.Warn("\\Recent marks not written; kept for the next commit", "err", err)
 	}
 	if err := tx.Commit(); err != nil {
 		s.restoreRecentMarks(claims)

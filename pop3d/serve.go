@@ -77,6 +77,14 @@ func (s *Server) serve(ln net.Listener, tlsConfig *tls.Config) error {
 		if tlsConfig != nil {
 			sc = tls.Server(c, tlsConfig)
 		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.closed {
+			// Accepted as Shutdown began, which may be waiting on
+			// conns already: no new goroutine may join it.
+			_ = c.Close() // nothing was said on it yet
+			return
+		}
 		s.conns.Go(func() { s.serveConn(c, sc) })
 	})
 	if err != nil {

@@ -200,7 +200,10 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		// the other recipients still get the mail. Deliver checks
 		// again with the real size. Resolve read the quota with the
 		// address: no second query per recipient.
-		err = r.Quota.Admits(t.size)
+		// A message is at least one byte: a user exactly at the
+		// storage limit is refused here, not in Deliver, which would
+		// fail the whole transaction for every recipient.
+		err = r.Quota.Admits(max(t.size, 1))
 	}
 	if err != nil {
 		rep := ss.replyFor(stageRcpt, err, t.id)
