@@ -29,6 +29,9 @@ func (ss *submissionSession) AuthMechanisms() []string {
 
 // Auth starts an exchange for mech.
 func (ss *submissionSession) Auth(mech string) (sasl.Server, error) {
+	if ss.tc.awaitingHelo() {
+		return nil, replyHeloAfterTLS
+	}
 	if !ss.authAllowed() {
 		return nil, replyEncryptionRequired
 	}

@@ -30,6 +30,11 @@
 //     or later whatever the configuration says (RFC 8996). Failed logins
 //     slow down, then are refused, per remote IP and per account
 //     (Options.AuthLimiter, shared with imapd).
+//   - STARTTLS (RFC 3207) is carried out by the connection under go-smtp,
+//     not by go-smtp (starttls.go), so that the replies this package
+//     writes or rewrites (the EHLO greeting, the 421s) are the same before
+//     and after it. Input pipelined after STARTTLS in plaintext is
+//     dropped, and the session starts over at the next EHLO.
 //   - Every connection is counted per listener, in total (Options.MaxConns),
 //     per remote IPv4 address or IPv6 /64 (Options.MaxConnsPerIP), and
 //     while unauthenticated (Options.MaxPreAuthConns; on SMTP and LMTP,

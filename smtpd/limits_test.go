@@ -278,9 +278,7 @@ func TestTLSVersions(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{setup: func(s *Server) {
 		// Undo the test env's MinVersion: New's own floor must hold.
-		for _, srv := range s.servers {
-			srv.TLSConfig = tlspolicy.Enforce(&tls.Config{Certificates: srv.TLSConfig.Certificates})
-		}
+		s.opts.TLSConfig = tlspolicy.Enforce(&tls.Config{Certificates: s.opts.TLSConfig.Certificates})
 	}})
 	for _, tc := range []struct {
 		name    string

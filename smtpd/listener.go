@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -52,7 +53,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		c := &conn{Conn: nc, l: l, ip: limitKey(nc.RemoteAddr()), cid: newID()}
+		c := &conn{Conn: nc, l: l, ip: limitKey(nc.RemoteAddr()), cid: newID(), tlsConfig: l.srv.opts.TLSConfig}
 		c.touch()
 		victim, rep := l.acquire(c)
 		if rep != nil {
@@ -207,10 +208,10 @@ var aLongTimeAgo = time.Unix(1, 0)
 //     context does.
 //
 // go-smtp sets a read deadline before every command; SetReadDeadline
-// keeps it in the past for a drained idle connection. After STARTTLS the
-// tls.Conn sets deadlines through this conn, so that holds there too; the
-// 421 cannot be written under the tls.Conn, so there the read times out
-// as before and go-smtp answers "421 4.4.2" through TLS.
+// keeps it in the past for a drained idle connection. conn also carries
+// out STARTTLS itself (starttls.go), so go-smtp reads and writes
+// plaintext through it before and after: the 421 goes out the same way,
+// through TLS once it has begun.
 //
 // conn also holds back replies until the server is about to read from the
 // socket again (see Write), so that the replies to a pipelined group of
@@ -238,7 +239,19 @@ type conn struct {
 
 	timedOut atomic.Bool // a read has timed out: see Read
 	stopped  atomic.Bool // the shutdown 421 was sent: every read fails
-	tls      atomic.Bool // STARTTLS began: the socket carries TLS records
+
+	lingerOnClose atomic.Bool // Close lingers (closeAfterReply)
+
+	// STARTTLS, carried out by conn (starttls.go). tlsConfig is nil where
+	// STARTTLS is not offered. in and onTLS belong to the connection's
+	// goroutine.
+	tlsConfig *tls.Config
+	tc        atomic.Pointer[tls.Conn] // after STARTTLS: the TLS layer over the socket
+	tlsFailed atomic.Bool              // the handshake failed: every read fails
+	awaitHelo atomic.Bool              // TLS began, no EHLO since
+	authed    atomic.Bool              // AUTH succeeded
+	in        inputFramer
+	onTLS     func(*tls.ConnectionState) // the session's, told when TLS begins
 
 	closeOnce sync.Once
 	closeErr  error
@@ -268,11 +281,17 @@ var errShutdown = fmt.Errorf("smtpd: shutting down: %w", net.ErrClosed)
 // held while the socket is written.
 func (c *conn) Write(p []byte) (int, error) {
 	n := len(p)
-	p = c.greets(p)
-	if bytes.HasPrefix(p, startTLSReady) {
-		// go-smtp starts the TLS handshake next (RFC 3207 §4).
-		c.tls.Store(true)
+	switch {
+	case bytes.HasPrefix(p, tlsNotSupported) && c.tlsConfig != nil:
+		// go-smtp's answer to STARTTLS: see starttls.go.
+		if err := c.startTLS(); err != nil {
+			return 0, err
+		}
+		return n, nil
+	case bytes.HasPrefix(p, dataGoAhead) && c.framing():
+		c.in.startBody()
 	}
+	p = c.greets(p)
 	if bytes.HasPrefix(p, bdatTooBig) && c.inTransaction() {
 		// go-smtp refuses a BDAT chunk declared over MaxMessageBytes,
 		// then reads and drops the chunk, up to 4 GB. RFC 1870 §6.3
@@ -281,35 +300,41 @@ func (c *conn) Write(p []byte) (int, error) {
 		// that connection goes on.
 		c.closeAfterReply()
 	}
-	c.wmu.Lock()
-	if c.werr != nil {
-		err := c.werr
-		c.wmu.Unlock()
-		return 0, err
-	}
-	if len(c.wbuf)+len(p) <= maxPendingWrite {
-		c.wbuf = append(c.wbuf, p...)
-		c.wmu.Unlock()
-		return n, nil
-	}
-	c.wmu.Unlock()
-	if err := c.flush(); err != nil {
-		return 0, err
-	}
-	if _, err := c.send(p); err != nil {
+	if err := c.hold(p); err != nil {
 		return 0, err
 	}
 	return n, nil
 }
 
+// hold appends p to the replies held back, or sends them all with p when
+// they would grow past maxPendingWrite.
+func (c *conn) hold(p []byte) error {
+	c.wmu.Lock()
+	if c.werr != nil {
+		err := c.werr
+		c.wmu.Unlock()
+		return err
+	}
+	if len(c.wbuf)+len(p) <= maxPendingWrite {
+		c.wbuf = append(c.wbuf, p...)
+		c.wmu.Unlock()
+		return nil
+	}
+	c.wmu.Unlock()
+	if err := c.flush(); err != nil {
+		return err
+	}
+	_, err := c.send(p)
+	return err
+}
+
 // The first line of go-smtp's reply to EHLO and LHLO, and its reply to
-// HELO. go-smtp has no setting for this text. startTLSReady is its reply
-// to STARTTLS, bdatTooBig to a BDAT chunk declared over MaxMessageBytes.
+// HELO. go-smtp has no setting for this text. bdatTooBig is its reply to
+// a BDAT chunk declared over MaxMessageBytes.
 var (
-	ehloHello     = []byte("250-Hello ")
-	heloHello     = []byte("250 2.0.0 Hello ")
-	startTLSReady = []byte("220 2.0.0 Ready to start TLS")
-	bdatTooBig    = []byte("552 5.3.4 Max message size exceeded")
+	ehloHello  = []byte("250-Hello ")
+	heloHello  = []byte("250 2.0.0 Hello ")
+	bdatTooBig = []byte("552 5.3.4 Max message size exceeded")
 )
 
 // greets rewrites go-smtp's reply to EHLO, LHLO and HELO, "250-Hello
@@ -322,8 +347,11 @@ var (
 // line), and no other reply starts this way; anything else passes
 // unchanged.
 //
-// After STARTTLS go-smtp writes through its own tls.Conn, so Write sees
-// only ciphertext there and that EHLO reply keeps go-smtp's "Hello".
+// The EHLO and LHLO replies also gain the extensions conn carries out
+// instead of go-smtp (starttls.go): STARTTLS before TLS (RFC 3207 §4), and
+// REQUIRETLS after it (RFC 8689 §4.1: only over TLS; go-smtp parses the
+// MAIL parameter, the session checks it). Any of these replies ends the
+// wait for a new EHLO after STARTTLS.
 func (c *conn) greets(p []byte) []byte {
 	var client []byte
 	var cont byte
@@ -335,11 +363,21 @@ func (c *conn) greets(p []byte) []byte {
 	default:
 		return p
 	}
-	out := make([]byte, 0, len(p)+len(c.l.srv.opts.Hostname)+8)
+	c.awaitHelo.Store(false)
+	out := make([]byte, 0, len(p)+len(c.l.srv.opts.Hostname)+32)
 	out = append(out, '2', '5', '0', cont)
 	out = append(out, c.l.srv.opts.Hostname...)
 	out = append(out, " greets "...)
-	return append(out, client...) // ends in go-smtp's CRLF
+	out = append(out, client...) // ends in go-smtp's CRLF
+	if cont == '-' {
+		switch {
+		case c.framing():
+			out = append(out, "250-STARTTLS\r\n"...)
+		case c.tc.Load() != nil:
+			out = append(out, "250-REQUIRETLS\r\n"...)
+		}
+	}
+	return out
 }
 
 // flush sends the replies held back by Write.
@@ -361,9 +399,10 @@ func (c *conn) flush() error {
 	return err
 }
 
-// send writes p to the socket; a failure fails every later Write.
+// send writes p to the socket, through TLS after STARTTLS; a failure
+// fails every later Write.
 func (c *conn) send(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
+	n, err := c.sock().Write(p)
 	if err != nil {
 		c.wmu.Lock()
 		if c.werr == nil {
@@ -385,9 +424,21 @@ func (c *conn) abort() {
 	c.wmu.Unlock()
 }
 
+// sock is the connection's stream: the socket, or after STARTTLS the TLS
+// layer over it.
+func (c *conn) sock() net.Conn {
+	if tc := c.tc.Load(); tc != nil {
+		return tc
+	}
+	return c.Conn
+}
+
 // Read sends the replies held back by Write, then reads from the
-// connection. A failed send fails the read: the client can no longer be
-// answered. Once a read has timed out, every later
+// connection; before STARTTLS, when it is offered, it hands over the
+// input a command at a time (starttls.go), and sends the replies only
+// when it has no input left to hand over, so that the replies to a
+// pipelined group still leave together. A failed send fails the read: the
+// client can no longer be answered. Once a read has timed out, every later
 // read fails the same way at once. go-smtp reads commands with
 // bufio.Reader.ReadLine, which hands out the bytes of a line cut by the
 // timeout as if the line were complete and drops the error, then reads
@@ -403,10 +454,25 @@ func (c *conn) Read(p []byte) (int, error) {
 	if c.timedOut.Load() {
 		return 0, os.ErrDeadlineExceeded
 	}
+	if c.tlsFailed.Load() {
+		return 0, errTLSFailed
+	}
+	framing := c.framing()
+	if framing && c.in.buffered() {
+		return c.in.next(p), nil
+	}
 	if err := c.flush(); err != nil {
 		return 0, err
 	}
-	n, err := c.Conn.Read(p)
+	var n int
+	var err error
+	if framing {
+		if n, err = c.in.fill(c.Conn.Read); n > 0 {
+			n = c.in.next(p)
+		}
+	} else {
+		n, err = c.sock().Read(p)
+	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		if c.shutdownReply() {
 			return n, errShutdown
@@ -424,8 +490,7 @@ const shutdownWriteTimeout = time.Second
 // shutdownReply answers a drained, idle connection "421 4.3.2" (RFC 5321
 // §3.8), or a kicked one its kick's 421, after the replies still held
 // back, and makes every later read and write fail. It reports false,
-// doing nothing, if the connection is neither (its own read timeout), or
-// under TLS: there go-smtp answers the timeout "421 4.4.2" itself.
+// doing nothing, if the connection is neither (its own read timeout).
 func (c *conn) shutdownReply() bool {
 	c.mu.Lock()
 	rep := c.kicked
@@ -433,7 +498,7 @@ func (c *conn) shutdownReply() bool {
 		rep = replyShuttingDown
 	}
 	c.mu.Unlock()
-	if rep == nil || c.tls.Load() {
+	if rep == nil {
 		return false
 	}
 	c.stopped.Store(true)
@@ -450,7 +515,7 @@ func (c *conn) shutdownReply() bool {
 	}
 	err := c.Conn.SetWriteDeadline(time.Now().Add(shutdownWriteTimeout))
 	if err == nil {
-		_, err = c.Conn.Write(out)
+		_, err = c.sock().Write(out)
 	}
 	if err != nil {
 		c.l.srv.log.Debug("send shutdown reply", "cid", c.cid, "err", err)
@@ -488,12 +553,9 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 	c.mu.Unlock()
 	if kicked {
 		// go-smtp may hold more commands already read (pipelining): fail
-		// before it parses the next one. Under TLS the 421 cannot be
-		// written here; a timeout makes go-smtp answer "421 4.4.2".
-		if c.shutdownReply() {
-			return errShutdown
-		}
-		return os.ErrDeadlineExceeded
+		// before it parses the next one.
+		c.shutdownReply()
+		return errShutdown
 	}
 	return c.Conn.SetReadDeadline(t)
 }
@@ -525,7 +587,10 @@ func (c *conn) kick(rep *smtp.SMTPError) bool {
 }
 
 // authenticated records a successful AUTH (see listener).
-func (c *conn) authenticated() { c.l.authenticated(c) }
+func (c *conn) authenticated() {
+	c.authed.Store(true)
+	c.l.authenticated(c)
+}
 
 // SetDeadline sets both deadlines, with SetReadDeadline's exception.
 func (c *conn) SetDeadline(t time.Time) error {
@@ -618,11 +683,21 @@ func (c *conn) Close() error {
 				c.l.srv.log.Debug("send last reply", "cid", c.cid, "err", err)
 			}
 		}
+		c.wmu.Lock()
+		clean := c.werr == nil // not aborted: the peer may take a TLS close_notify
+		c.wmu.Unlock()
 		c.abort()
 		c.l.release(c)
 		c.l.srv.untrack(c)
 		c.l.srv.opts.Metrics.connClosed(c.l.role)
-		c.closeErr = c.Conn.Close()
+		if clean && c.lingerOnClose.Load() {
+			c.linger()
+		}
+		if tc := c.tc.Load(); tc != nil && clean {
+			c.closeErr = tc.Close() // close_notify, then the socket
+		} else {
+			c.closeErr = c.Conn.Close()
+		}
 	})
 	return c.closeErr
 }

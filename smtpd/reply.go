@@ -29,6 +29,11 @@ func reply(code int, class, subject, detail int, text string) *smtp.SMTPError {
 var (
 	// RFC 5321 §4.1.4: MAIL inside a transaction is a sequence error.
 	replyNestedMail = reply(503, 5, 5, 1, "Nested MAIL command: send RSET first")
+	// RCPT or DATA without a transaction: go-smtp checks for one itself,
+	// except after STARTTLS, which ended it (session.startedTLS).
+	replyNeedMail = reply(503, 5, 5, 1, "Need MAIL command first")
+	// RFC 3207 §4.2: after STARTTLS the client starts over with EHLO.
+	replyHeloAfterTLS = reply(503, 5, 5, 1, "Send EHLO again first: TLS has started")
 	// RFC 4954 §6: submission requires AUTH before MAIL.
 	replyAuthRequired = reply(530, 5, 7, 0, "Authentication required")
 	// RFC 5321 §4.1.2 syntax, with no control characters: the sender is

@@ -260,7 +260,8 @@ func (s *Server) newSMTPServer(r role) *smtp.Server {
 	}))
 	srv.Domain = s.opts.Hostname
 	srv.LMTP = r == roleLMTP
-	srv.TLSConfig = s.opts.TLSConfig
+	// No TLSConfig: the connection carries out STARTTLS itself, under
+	// go-smtp (starttls.go), from s.opts.TLSConfig.
 	srv.MaxMessageBytes = s.opts.MaxMessageBytes
 	srv.MaxRecipients = s.opts.MaxRecipients // RFC 5321 §4.5.3.1.10: 452 4.5.3 beyond
 	srv.MaxLineLength = s.opts.MaxLineLength

@@ -27,7 +27,7 @@ var (
 )
 
 // session is one go-smtp session: from EHLO (or LHLO) until the
-// connection closes or STARTTLS starts a new one. go-smtp calls its
+// connection closes; STARTTLS restarts it in place (startedTLS). go-smtp calls its
 // methods from the connection's goroutine, except Data and LMTPData during
 // BDAT, which run in a goroutine of their own while the connection may
 // Reset or Logout; mu orders them.
@@ -76,17 +76,14 @@ type accepted struct {
 	target int
 }
 
-// newSession is go-smtp's Backend.NewSession, called at EHLO/LHLO (again
-// after STARTTLS).
+// newSession is go-smtp's Backend.NewSession, called at the first
+// EHLO/LHLO. The session lasts until the connection closes; STARTTLS
+// restarts it in place (startedTLS).
 func (s *Server) newSession(r role, c *smtp.Conn) smtp.Session {
-	nc := c.Conn()
-	if t, ok := nc.(*tls.Conn); ok {
-		nc = t.NetConn()
-	}
-	tc, ok := nc.(*conn)
+	tc, ok := c.Conn().(*conn)
 	if !ok {
 		// Every connection comes from a listener that serve wrapped.
-		panic(fmt.Sprintf("smtpd: connection %T not accepted by smtpd", nc))
+		panic(fmt.Sprintf("smtpd: connection %T not accepted by smtpd", c.Conn()))
 	}
 	ss := &session{
 		srv:    s,
@@ -96,9 +93,8 @@ func (s *Server) newSession(r role, c *smtp.Conn) smtp.Session {
 		cid:    tc.cid,
 		remote: tc.RemoteAddr(),
 	}
-	if st, ok := c.TLSConnectionState(); ok {
-		ss.tls = &st
-	}
+	ss.tls = tc.tlsState()
+	tc.onTLS = ss.startedTLS
 	ss.remoteInfo = tcpInfo(ss.remote)
 	ss.tlsInfo = tlsInfo(ss.tls)
 	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
@@ -110,10 +106,29 @@ func (s *Server) newSession(r role, c *smtp.Conn) smtp.Session {
 	return ss
 }
 
+// startedTLS is told by the connection that STARTTLS has completed. RFC
+// 3207 §4.2: the server "MUST discard any knowledge obtained from the
+// client, such as the argument to the EHLO command, which was not
+// obtained from the TLS negotiation itself": the transaction ends (there
+// is no AUTH to forget: conn refuses STARTTLS after AUTH). The connection
+// refuses the next MAIL, RCPT, DATA and AUTH until the client has sent
+// EHLO again (conn.awaitingHelo).
+func (ss *session) startedTLS(st *tls.ConnectionState) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.endLocked()
+	ss.tls = st
+	ss.tlsInfo = tlsInfo(st)
+	ss.log.Debug("session restarted under TLS", "tls", ss.tlsInfo)
+}
+
 // Mail starts a transaction (RFC 5321 §4.1.1.2).
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	if ss.tc.awaitingHelo() {
+		return replyHeloAfterTLS
+	}
 	if ss.txn != nil {
 		return replyNestedMail
 	}
@@ -180,9 +195,14 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	if ss.tc.awaitingHelo() {
+		return replyHeloAfterTLS
+	}
 	t := ss.txn
 	if t == nil {
-		return replyNestedMail // go-smtp asks for MAIL first; not reached
+		// go-smtp asks for MAIL first; reached only after STARTTLS ended
+		// the transaction go-smtp still holds.
+		return replyNeedMail
 	}
 	if !t.utf8 && !isASCII(to) {
 		return replyNeedSMTPUTF8
@@ -237,7 +257,9 @@ func (ss *session) Data(r io.Reader) error {
 	defer ss.mu.Unlock()
 	t := ss.txn
 	if t == nil {
-		return replyNestedMail // not reached: go-smtp checks MAIL and RCPT
+		// go-smtp checks MAIL and RCPT first; reached only after STARTTLS
+		// ended the transaction go-smtp still holds.
+		return replyNeedMail
 	}
 	ss.tc.beginData()
 	t.done = true
@@ -265,7 +287,9 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	defer ss.mu.Unlock()
 	t := ss.txn
 	if t == nil {
-		return replyNestedMail // not reached: go-smtp checks MAIL and RCPT
+		// go-smtp checks MAIL and RCPT first; reached only after STARTTLS
+		// ended the transaction go-smtp still holds.
+		return replyNeedMail
 	}
 	ss.tc.beginData()
 	t.done = true
