@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -215,7 +216,44 @@ func (in *incoming) close() {
 // sent: every later read fails at once, so go-smtp stops discarding the
 // rest of the message, writes its reply, and closes the connection
 // quietly when it reads the next command; Close sends the held-back
-// reply first. The shutdown path uses the same state (see conn).
+// reply first, and lingers (see linger). The shutdown path uses the same
+// state (see conn), without the linger.
 func (c *conn) closeAfterReply() {
+	c.lingerOnClose.Store(true)
 	c.stopped.Store(true)
+}
+
+// A lingering close reads and drops at most lingerMaxBytes for at most
+// lingerTimeout.
+const (
+	lingerTimeout  = 2 * time.Second
+	lingerMaxBytes = 1 << 20
+)
+
+// linger half-closes the connection after its last reply, then reads and
+// drops what the client still sends, until it closes too or a bound is
+// reached. A connection closed after refusing an oversize message (RFC
+// 1870 §6.3) still has the rest of the message coming: closing a socket
+// with unread input makes the kernel answer with a reset, which can
+// destroy the 552 before the client has read it, and the client would
+// see a broken connection instead of a refusal. HTTP servers do the same
+// ("lingering close", RFC 9112 §9.6).
+func (c *conn) linger() {
+	cw, ok := c.Conn.(interface{ CloseWrite() error })
+	if !ok {
+		return
+	}
+	if tc := c.tc.Load(); tc != nil {
+		if err := tc.CloseWrite(); err != nil {
+			return
+		}
+	}
+	if err := cw.CloseWrite(); err != nil {
+		return
+	}
+	if err := c.Conn.SetReadDeadline(time.Now().Add(lingerTimeout)); err != nil {
+		return
+	}
+	n, err := io.CopyN(io.Discard, c.Conn, lingerMaxBytes)
+	c.l.srv.log.Debug("lingering close", "cid", c.cid, "dropped", n, "err", err)
 }
