@@ -223,3 +223,11 @@ func strs(v any) []string {
 	}
 	return out
 }
+
+func jsonString(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
