@@ -117,6 +117,9 @@ func (s *Server) emailGet(c *call) (any, error) {
 	}
 	props := emailDefaultProperties
 	if c.has("properties") {
+		// Into a new slice: decoding into props would write into the
+		// shared default's array.
+		props = nil
 		if err := c.arg("properties", &props); err != nil {
 			return nil, err
 		}
@@ -133,6 +136,7 @@ func (s *Server) emailGet(c *call) (any, error) {
 	}
 	a := emailGetArgs{bodyProps: bodyDefaultProperties}
 	if c.has("bodyProperties") {
+		a.bodyProps = nil // not into the shared default's array
 		if err := c.arg("bodyProperties", &a.bodyProps); err != nil {
 			return nil, err
 		}

@@ -98,6 +98,7 @@ func (s *Server) getArgs(c *call, all []string, extra ...string) (ids []string, 
 	}
 	props = all
 	if c.has("properties") {
+		props = nil // not into all's array, which is shared
 		if err := c.arg("properties", &props); err != nil {
 			return nil, nil, err
 		}
