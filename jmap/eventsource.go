@@ -3,6 +3,7 @@ package jmap
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -119,6 +120,12 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, u *user) {
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
+	// A comment line first (ignored by every SSE parser): clients and
+	// proxies that hold back headers until body bytes arrive see the
+	// stream open now, and a script can wait for it before it acts.
+	if _, err := io.WriteString(w, ": open\n\n"); err != nil {
+		return
+	}
 	flusher.Flush()
 
 	var tick <-chan time.Time
