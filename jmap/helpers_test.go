@@ -155,30 +155,6 @@ func (e *testEnv) api(t *testing.T, calls ...[]any) []response {
 	return resp.MethodResponses
 }
 
-// response is one method response.
-type response struct {
-	Name   string
-	Args   map[string]any
-	CallID string
-}
-
-func (r *response) UnmarshalJSON(b []byte) error {
-	var parts []json.RawMessage
-	if err := json.Unmarshal(b, &parts); err != nil {
-		return err
-	}
-	if len(parts) != 3 {
-		return io.ErrUnexpectedEOF
-	}
-	if err := json.Unmarshal(parts[0], &r.Name); err != nil {
-		return err
-	}
-	if err := json.Unmarshal(parts[1], &r.Args); err != nil {
-		return err
-	}
-	return json.Unmarshal(parts[2], &r.CallID)
-}
-
 // call1 runs one method and fails the test on an error response.
 func (e *testEnv) call1(t *testing.T, name string, args map[string]any) map[string]any {
 	t.Helper()
