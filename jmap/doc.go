@@ -34,9 +34,10 @@
 //     maxObjectsInGet, maxObjectsInSet, maxSizeUpload,
 //     maxConcurrentUpload).
 //   - Writes go through mailstore and publish like every other write;
-//     the event stream wakes on the account's subscription
-//     (notify.Hub.SubscribeAccount), never on a timer, and reads the
-//     new states from the store.
+//     the event streams of an account share one feed (feed.go): one
+//     subscription (notify.Hub.SubscribeAccount), woken by commits and
+//     never by a timer, that reads the new states from the store once
+//     per wake-up for all of them.
 //   - Every stream goroutine belongs to its HTTP request; Close ends
 //     them all.
 package jmap

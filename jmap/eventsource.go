@@ -99,16 +99,14 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, u *user) {
 		return
 	}
 
-	// Subscribe before reading the states: a commit between the two is
-	// then both in the states and in the subscription, never in neither.
-	sub := s.store.Hub().SubscribeAccount(int64(u.ID))
-	defer sub.Close()
-	cur, err := s.readStreamState(r, u.ID, streamState{})
+	f, err := s.acquireFeed(r.Context(), u.ID)
 	if err != nil {
 		s.log.Error("event source: read state", "user", u.Address, "err", err)
 		problem(w, http.StatusInternalServerError, "about:blank", "Server error", nil)
 		return
 	}
+	defer s.releaseFeed(f)
+	cur, changedCh, _ := f.current()
 	last := cur
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		if prev, ok := parseEventID(id); ok {
@@ -151,15 +149,10 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, u *user) {
 			}
 		}
 		select {
-		case <-sub.Ready():
-			evs, _ := sub.Take() // resync or not, the states come from the store
-			cur, err = s.readStreamState(r, u.ID, last)
-			if err != nil {
-				s.log.Error("event source: read state", "user", u.Address, "err", err)
-				return
-			}
-			if delivered(evs) {
-				cur.delivery = cur.email
+		case <-changedCh:
+			var ok bool
+			if cur, changedCh, ok = f.current(); !ok {
+				return // the store failed; the feed logged it
 			}
 		case <-tick:
 			if _, err := fmt.Fprintf(w, "event: ping\ndata: {\"interval\":%d}\n\n", int(ping/time.Second)); err != nil {
@@ -183,20 +176,6 @@ func delivered(evs []notify.Event) bool {
 		}
 	}
 	return false
-}
-
-// readStreamState reads the account's states; delivery carries over
-// from prev, as only the events say what it is.
-func (s *Server) readStreamState(r *http.Request, u mailstore.UserID, prev streamState) (streamState, error) {
-	st, err := s.store.AccountState(r.Context(), u)
-	if err != nil {
-		return streamState{}, err
-	}
-	delivery := prev.delivery
-	if delivery == 0 {
-		delivery = st.Email
-	}
-	return streamState{email: st.Email, mailbox: st.Mailbox, delivery: delivery}, nil
 }
 
 // stateChange is the StateChange object (RFC 8620 §7.1) for the types

@@ -82,6 +82,7 @@ type Server struct {
 	requests  map[mailstore.UserID]int // API requests in progress
 	uploading map[mailstore.UserID]int // uploads in progress
 	blobs     *blobStore
+	feeds     map[mailstore.UserID]*feed // event stream feeds, by account
 }
 
 // New returns a Server over store.
@@ -108,6 +109,7 @@ func New(store *mailstore.Store, opts Options) *Server {
 		requests:  map[mailstore.UserID]int{},
 		uploading: map[mailstore.UserID]int{},
 		blobs:     newBlobStore(4 * limits.MaxSizeUpload),
+		feeds:     map[mailstore.UserID]*feed{},
 	}
 }
 

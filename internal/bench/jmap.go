@@ -134,7 +134,7 @@ func runJMAP(ctx context.Context, b *bench, streams, messages, size int) (res *J
 		}
 		acked := time.Now()
 		timer := time.NewTimer(b.timeout)
-		var last time.Duration
+		last := time.Duration(-1 << 63) // the latest arrival: it may precede the 250
 		got := 0
 	wait:
 		for got < streams {
