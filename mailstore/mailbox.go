@@ -250,7 +250,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, user UserID, name string) err
 		if err != nil {
 			return nil, err
 		}
-		return []notify.Event{{Mailbox: id, Kind: notify.MailboxChanged}}, nil
+		return []notify.Event{{Mailbox: id, Account: int64(user), Kind: notify.MailboxChanged}}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("delete mailbox %s: %w", name, err)

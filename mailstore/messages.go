@@ -220,7 +220,9 @@ func (s *Store) Append(ctx context.Context, mailbox MailboxID, raw []byte, flags
 }
 
 func insertBodyTx(tx *wtx, b body) (int64, error) {
-	res, err := tx.Exec("INSERT INTO bodies(header, raw, parsed) VALUES (?, ?, ?)", b.header, b.raw, b.parsed)
+	// A body id is an email id of the HTTP API, never to be handed out
+	// twice (account.go).
+	res, err := tx.Exec("INSERT INTO bodies(id, header, raw, parsed) VALUES ("+nextIDSQL("bodies")+", ?, ?, ?)", b.header, b.raw, b.parsed)
 	if err != nil {
 		return 0, fmt.Errorf("store body: %w", err)
 	}

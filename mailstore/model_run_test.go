@@ -652,6 +652,12 @@ func (r *modelRun) checkEvents(o op, e *expectation, mods map[MailboxID]modseqs)
 				ev.ModSeq = 0
 			}
 			ev.Committed = time.Time{}
+			// Every event names its account, for the account-wide
+			// subscriptions (SubscribeAccount); the model compares the rest.
+			if ev.Account == 0 {
+				return fmt.Errorf("after %v: mailbox %d event %+v names no account", o, id, ev)
+			}
+			ev.Account = 0
 			if ev.Flags != nil {
 				fl := make([]notify.FlagUpdate, len(ev.Flags))
 				for j, f := range ev.Flags {

@@ -228,6 +228,9 @@ CREATE TRIGGER mailboxes_delete_usage AFTER DELETE ON mailboxes BEGIN
 	DELETE FROM metadata WHERE user_id = OLD.user_id AND mailbox_id = OLD.id;
 END;
 `,
+	// Account change log (account.go), for the HTTP API's states and
+	// /changes (RFC 8620 §5.2): migrationAccountLog, kept as one entry.
+	migrationAccountLog,
 }
 
 // migrationSteps[v] runs after migrations[v-1], in the same transaction:

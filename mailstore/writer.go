@@ -375,7 +375,31 @@ func (s *Store) runOp(tx *wtx, fn writeFunc, savepoint bool) (events []notify.Ev
 		}
 	}()
 	events, err = fn(tx)
+	if err == nil {
+		err = fillAccountsTx(tx, events)
+	}
 	return events, err, nil
+}
+
+// fillAccountsTx sets the Account of each event that has none from its
+// mailbox's owner, for the account-wide subscriptions: the writes that
+// delete a mailbox set it themselves, as the row is gone by now.
+func fillAccountsTx(tx *wtx, events []notify.Event) error {
+	for i := range events {
+		ev := &events[i]
+		if ev.Account != 0 {
+			continue
+		}
+		if i > 0 && events[i-1].Mailbox == ev.Mailbox {
+			ev.Account = events[i-1].Account
+			continue
+		}
+		err := tx.QueryRow("SELECT user_id FROM mailboxes WHERE id = ?", ev.Mailbox).Scan(&ev.Account)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("owner of mailbox %d: %w", ev.Mailbox, err)
+		}
+	}
+	return nil
 }
 
 // classify marks SQLite's "database or disk is full" with ErrStorageFull,

@@ -43,6 +43,9 @@ type FlagUpdate struct {
 // Events are shared between subscribers: treat them as read-only.
 type Event struct {
 	Mailbox int64 // the mailbox that changed
+	// Account is the user the mailbox belongs to, for the account-wide
+	// subscriptions (SubscribeAccount); 0 reaches none of them.
+	Account int64
 	Kind    Kind
 	UIDs    []uint32     // Appended, Expunged
 	Flags   []FlagUpdate // FlagsChanged

@@ -18,6 +18,9 @@ type Hub struct {
 
 	mu   sync.RWMutex
 	subs map[int64]map[*Subscription]struct{}
+	// accounts holds the account-wide subscriptions (SubscribeAccount),
+	// by Event.Account.
+	accounts map[int64]map[*Subscription]struct{}
 }
 
 // New returns a Hub whose subscriptions buffer queueLen events each
@@ -26,7 +29,8 @@ func New(queueLen int) *Hub {
 	if queueLen <= 0 {
 		queueLen = DefaultQueueLen
 	}
-	return &Hub{queueLen: queueLen, subs: make(map[int64]map[*Subscription]struct{})}
+	return &Hub{queueLen: queueLen, subs: make(map[int64]map[*Subscription]struct{}),
+		accounts: make(map[int64]map[*Subscription]struct{})}
 }
 
 // Subscribe starts delivering the events of mailbox to a new Subscription.
@@ -73,6 +77,13 @@ func (h *Hub) Enqueue(ev Event, w *Wakeups) {
 			w.subs = append(w.subs, s)
 		}
 	}
+	if ev.Account != 0 {
+		for s := range h.accounts[ev.Account] {
+			if s.enqueue(ev) {
+				w.subs = append(w.subs, s)
+			}
+		}
+	}
 }
 
 // Wakeups holds the subscriptions that Enqueue gave events without waking
@@ -108,15 +119,22 @@ func (h *Hub) Subscriptions() int {
 	for _, m := range h.subs {
 		n += len(m)
 	}
+	for _, m := range h.accounts {
+		n += len(m)
+	}
 	return n
 }
 
 func (h *Hub) unsubscribe(s *Subscription) {
 	h.mu.Lock()
-	if m := h.subs[s.mailbox]; m != nil {
+	subs, key := h.subs, s.mailbox
+	if s.account != 0 {
+		subs, key = h.accounts, s.account
+	}
+	if m := subs[key]; m != nil {
 		delete(m, s)
 		if len(m) == 0 {
-			delete(h.subs, s.mailbox)
+			delete(subs, key)
 		}
 	}
 	h.mu.Unlock()
@@ -129,6 +147,7 @@ type Subscription struct {
 	hub     *Hub
 	id      uint64
 	mailbox int64
+	account int64         // SubscribeAccount's; 0 for a mailbox subscription
 	ready   chan struct{} // one slot: "there is something to Take"
 	max     int
 

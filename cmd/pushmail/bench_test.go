@@ -268,3 +268,17 @@ func TestBenchLatencyBadChange(t *testing.T) {
 		t.Errorf("bench latency --change rename: exit 0, want an error")
 	}
 }
+
+// TestBenchJMAP: the jmap mode opens its event streams and every stream
+// hears every delivery.
+func TestBenchJMAP(t *testing.T) {
+	t.Parallel()
+	var res bench.JMAPResult
+	runBenchJSON(t, &res, "jmap", "--streams", "3", "--messages", "5", "--size", "600")
+	if res.Streams != 3 || res.Messages != 5 || res.Missed != 0 {
+		t.Errorf("result = %d streams, %d messages, %d missed; want 3, 5, 0", res.Streams, res.Messages, res.Missed)
+	}
+	if res.FromAck.N != 15 || res.AllNotified.N != 5 {
+		t.Errorf("samples = %d and %d; want 15 (per stream and message) and 5 (per message)", res.FromAck.N, res.AllNotified.N)
+	}
+}

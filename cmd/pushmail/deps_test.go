@@ -57,6 +57,9 @@ func TestImportGraph(t *testing.T) {
 		// pop3d: a protocol front end beside smtpd and imapd, on the
 		// same internal packages, never one of its peers.
 		{"pushmail/pop3d", []string{"pushmail/mailstore", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/netkey", "pushmail/internal/acceptloop", "pushmail/internal/connslots"}, []string{"pushmail/smtpd", "pushmail/imapd", "github.com/emersion/go-smtp", "github.com/emersion/go-imap"}, false},
+		// The HTTP API: a front end beside imapd and pop3d, on the store,
+		// the parser, the notifier and the shared login limiter.
+		{"pushmail/jmap", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit"}, []string{"pushmail/smtpd", "pushmail/imapd", "pushmail/pop3d", "github.com/emersion/go-smtp", "github.com/emersion/go-imap"}, false},
 		{"pushmail/imapd", []string{"pushmail/imapd/wire", "pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey", "pushmail/internal/hibernate", "pushmail/internal/acceptloop", "pushmail/internal/connslots"}, []string{"pushmail/smtpd", "pushmail/pop3d", "github.com/emersion/go-smtp", "github.com/emersion/go-imap/v2/imapserver"}, false},
 	}
 	for _, r := range rules {

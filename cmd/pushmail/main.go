@@ -5,6 +5,7 @@
 //	pushmail alias add|del|list
 //	pushmail backup FILE, pushmail restore FILE
 //	pushmail bench MODE       measure a server (package internal/bench)
+//	pushmail wait --user U    wait for a matching message (a JMAP client)
 //	pushmail version
 //
 // Run "pushmail help" or "pushmail COMMAND --help" for details.
@@ -58,6 +59,7 @@ func commands() []command {
 		{"restore", "replace the store of a stopped server with a backup", runRestore},
 		{"deliver", "hand a message on stdin to the running server over LMTP (an LDA)", runDeliver},
 		{"bench", "measure push latency, ingest, idle sessions and large mailboxes", runBench},
+		{"wait", "wait for a matching message to arrive (JMAP event source), print it", runWait},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"pushmail/internal/authlimit"
 	"pushmail/internal/membudget"
 	"pushmail/internal/proxylisten"
+	"pushmail/jmap"
 	"pushmail/mailstore"
 	"pushmail/notify"
 	"pushmail/pop3d"
@@ -208,8 +209,18 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		AuthLimiter:       authLimiter,
 		Metrics:           pop3d.NewMetrics(reg),
 	})
+	// The HTTP API (JMAP) shares the HTTP listener with /healthz and
+	// /metrics, and the failed-login limiter with the other protocols.
+	jmapServer := jmap.New(store, jmap.Options{
+		Logger:            logger,
+		AuthLimiter:       authLimiter,
+		AllowInsecureAuth: cfg.Auth.AllowInsecure,
+		Limits:            jmap.Limits{MaxSizeUpload: cfg.Limits.MaxMessageBytes},
+	})
+	mux := adminHandler(store, reg, cfg.HTTP.Token)
+	jmapServer.Register(mux)
 	httpServer := &http.Server{
-		Handler:           adminHandler(store, reg, cfg.HTTP.Token),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 
@@ -307,6 +318,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	// Event streams never end on their own: end them, so that the HTTP
+	// server's Shutdown waits only for requests that do.
+	jmapServer.Close()
 	// All at once: every listener stops accepting now, and in-flight SMTP
 	// transactions drain while IMAP says BYE and POP3 -ERR [SYS/TEMP]
 	// (a POP3 QUIT under way finishes its store write first).
@@ -435,7 +449,7 @@ func listenAddr(addr string) (net.Listener, error) {
 // users out of the very deletes that free space; monitoring that should
 // page on it matches the body's first word (blackbox_exporter
 // fail_if_body_not_matches_regexp "^ok", check_http -r '^ok').
-func adminHandler(store *mailstore.Store, reg *prometheus.Registry, token string) http.Handler {
+func adminHandler(store *mailstore.Store, reg *prometheus.Registry, token string) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)

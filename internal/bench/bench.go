@@ -42,6 +42,7 @@ func Modes() []Mode {
 		{"ingest", "durable ingest: concurrent SMTP senders, msgs/s, server CPU per message, nothing lost", "child", ingestFlags},
 		{"idle", "idle IMAP sessions: server RSS per session, time to connect, fan-out of one delivery", "child", idleFlags},
 		{"bigbox", "a large mailbox: SELECT, UID FETCH 1:* (UID FLAGS), SEARCH, one BODY[]", "inproc", bigboxFlags},
+		{"jmap", "push over HTTP: SMTP 250 to the StateChange on JMAP event streams (one or many)", "inproc", jmapFlags},
 		{"fsync", "the disk: write+fsync per second in --dir (what bounds a durable commit)", "", fsyncFlags},
 	}
 }

@@ -1,0 +1,43 @@
+// Package jmap is pushmail's HTTP API: JMAP Core (RFC 8620) and JMAP
+// Mail (RFC 8621) over the store, with the event stream (RFC 8620 §7.3)
+// fed by the notify hub. It is a protocol front end like imapd and
+// pop3d: it parses requests, calls mailstore, and maps mailstore's
+// errors to JMAP errors in one place (errors.go); it never speaks SQL.
+//
+// The object model over the store:
+//   - one account per user, id "A" + the user id;
+//   - a Mailbox is a store mailbox, id "M" + its id; its name is the
+//     last part of the store name, its parent the mailbox named by the
+//     rest (mailstore.Separator); its role is its special-use attribute
+//     (RFC 8621 §2, RFC 6154), "inbox" for INBOX;
+//   - an Email is the user's messages that share one body (a copy
+//     shares its source's), id "E" + the body id, in every mailbox one
+//     of those messages is in; its keywords are the union of their
+//     flags (RFC 8621 §4.1.1 maps \Seen to $seen and so on); its blob
+//     is the raw message, id "G" + the body id;
+//   - every Email is its own Thread, id "T" + the body id: the server
+//     does not group messages into conversations (RFC 8621 §3 leaves
+//     the algorithm to the server). Thread/changes reports an Email's
+//     creation and destruction only;
+//   - states come from the store's account change log (mailstore
+//     account.go), so a write made over IMAP, POP3 or SMTP changes them
+//     exactly as one made here does; the Thread state is the Email
+//     state.
+//
+// Invariants:
+//   - Every request is authenticated with HTTP Basic and the user's
+//     password, only over TLS or from loopback unless the operator
+//     allows cleartext, with the same failed-login limiter as IMAP,
+//     POP3 and SMTP (internal/authlimit).
+//   - Every limit the session advertises is enforced
+//     (maxSizeRequest, maxCallsInRequest, maxConcurrentRequests,
+//     maxObjectsInGet, maxObjectsInSet, maxSizeUpload,
+//     maxConcurrentUpload).
+//   - Writes go through mailstore and publish like every other write;
+//     the event streams of an account share one feed (feed.go): one
+//     subscription (notify.Hub.SubscribeAccount), woken by commits and
+//     never by a timer, that reads the new states from the store once
+//     per wake-up for all of them.
+//   - Every stream goroutine belongs to its HTTP request; Close ends
+//     them all.
+package jmap
