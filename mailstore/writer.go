@@ -375,7 +375,34 @@ func (s *Store) runOp(tx *wtx, fn writeFunc, savepoint bool) (events []notify.Ev
 		}
 	}()
 	events, err = fn(tx)
+	if err == nil {
+		err = fillUsersTx(tx, events)
+	}
 	return events, err, nil
+}
+
+// fillUsersTx sets Event.User where the write left it 0, from the
+// mailbox's row: the hub routes by it to the user's watchers (IMAP
+// NOTIFY). One lookup by primary key per mailbox of the write, in its
+// transaction; writes that remove the row (DeleteMailbox, DeleteUser)
+// set User themselves. Mailbox ids are never given again (nextIDSQL),
+// so the owner read here is the event's.
+func fillUsersTx(tx *wtx, events []notify.Event) error {
+	var last, user int64
+	for i := range events {
+		ev := &events[i]
+		if ev.User != 0 || ev.Mailbox == 0 {
+			continue
+		}
+		if ev.Mailbox != last {
+			if err := tx.QueryRow("SELECT user_id FROM mailboxes WHERE id = ?", ev.Mailbox).Scan(&user); err != nil {
+				return fmt.Errorf("owner of mailbox %d for its event: %w", ev.Mailbox, err)
+			}
+			last = ev.Mailbox
+		}
+		ev.User = user
+	}
+	return nil
 }
 
 // classify marks SQLite's "database or disk is full" with ErrStorageFull,

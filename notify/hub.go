@@ -16,8 +16,9 @@ type Hub struct {
 	nextID   atomic.Uint64
 	resyncs  atomic.Uint64
 
-	mu   sync.RWMutex
-	subs map[int64]map[*Subscription]struct{}
+	mu    sync.RWMutex
+	subs  map[int64]map[*Subscription]struct{} // by mailbox
+	users map[int64]map[*Subscription]struct{} // by user: SubscribeUser
 }
 
 // New returns a Hub whose subscriptions buffer queueLen events each
@@ -26,19 +27,14 @@ func New(queueLen int) *Hub {
 	if queueLen <= 0 {
 		queueLen = DefaultQueueLen
 	}
-	return &Hub{queueLen: queueLen, subs: make(map[int64]map[*Subscription]struct{})}
+	return &Hub{queueLen: queueLen, subs: make(map[int64]map[*Subscription]struct{}),
+		users: make(map[int64]map[*Subscription]struct{})}
 }
 
 // Subscribe starts delivering the events of mailbox to a new Subscription.
 // The caller must Close it when done watching.
 func (h *Hub) Subscribe(mailbox int64) *Subscription {
-	s := &Subscription{
-		hub:     h,
-		id:      h.nextID.Add(1),
-		mailbox: mailbox,
-		ready:   make(chan struct{}, 1),
-		max:     h.queueLen,
-	}
+	s := h.newSubscription(mailbox)
 	h.mu.Lock()
 	m := h.subs[mailbox]
 	if m == nil {
@@ -48,6 +44,42 @@ func (h *Hub) Subscribe(mailbox int64) *Subscription {
 	m[s] = struct{}{}
 	h.mu.Unlock()
 	return s
+}
+
+// SubscribeUser starts delivering every event of user (Event.User) to a
+// new Subscription, whichever mailbox it names, and the events that name
+// none (SubscriptionChanged, server MetadataChanged): one subscription
+// lets a watcher follow all of a user's mailboxes (IMAP NOTIFY, RFC
+// 5465) at the cost of one map entry, however many there are. Its
+// Mailbox is 0. It buffers queueLen events (the Hub's when queueLen <= 0)
+// before it is marked for resynchronisation: a watcher of many mailboxes
+// may want more room than one of a single mailbox. The caller must Close
+// it when done watching.
+func (h *Hub) SubscribeUser(user int64, queueLen int) *Subscription {
+	s := h.newSubscription(0)
+	s.user = user
+	if queueLen > 0 {
+		s.max = queueLen
+	}
+	h.mu.Lock()
+	m := h.users[user]
+	if m == nil {
+		m = make(map[*Subscription]struct{})
+		h.users[user] = m
+	}
+	m[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
+func (h *Hub) newSubscription(mailbox int64) *Subscription {
+	return &Subscription{
+		hub:     h,
+		id:      h.nextID.Add(1),
+		mailbox: mailbox,
+		ready:   make(chan struct{}, 1),
+		max:     h.queueLen,
+	}
 }
 
 // Publish hands ev to every subscriber of ev.Mailbox and wakes them: Enqueue
@@ -60,7 +92,7 @@ func (h *Hub) Publish(ev Event) {
 }
 
 // Enqueue is Publish without the wake-up: it queues ev on every subscriber
-// of ev.Mailbox, so that their next Take returns it, and adds to w the
+// of ev.Mailbox and of ev.User (SubscribeUser), so that their next Take returns it, and adds to w the
 // subscribers still to be woken; the caller then calls w.Wake. A publisher
 // uses it to make events visible before it releases its own callers while
 // leaving the wake-ups, which ready one goroutine per subscriber and are
@@ -68,9 +100,18 @@ func (h *Hub) Publish(ev Event) {
 func (h *Hub) Enqueue(ev Event, w *Wakeups) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for s := range h.subs[ev.Mailbox] {
-		if s.enqueue(ev) {
-			w.subs = append(w.subs, s)
+	if ev.Mailbox != 0 {
+		for s := range h.subs[ev.Mailbox] {
+			if s.enqueue(ev) {
+				w.subs = append(w.subs, s)
+			}
+		}
+	}
+	if ev.User != 0 {
+		for s := range h.users[ev.User] {
+			if s.enqueue(ev) {
+				w.subs = append(w.subs, s)
+			}
 		}
 	}
 }
@@ -108,15 +149,22 @@ func (h *Hub) Subscriptions() int {
 	for _, m := range h.subs {
 		n += len(m)
 	}
+	for _, m := range h.users {
+		n += len(m)
+	}
 	return n
 }
 
 func (h *Hub) unsubscribe(s *Subscription) {
 	h.mu.Lock()
-	if m := h.subs[s.mailbox]; m != nil {
+	byKey, key := h.subs, s.mailbox
+	if s.user != 0 {
+		byKey, key = h.users, s.user
+	}
+	if m := byKey[key]; m != nil {
 		delete(m, s)
 		if len(m) == 0 {
-			delete(h.subs, s.mailbox)
+			delete(byKey, key)
 		}
 	}
 	h.mu.Unlock()
@@ -128,7 +176,8 @@ func (h *Hub) unsubscribe(s *Subscription) {
 type Subscription struct {
 	hub     *Hub
 	id      uint64
-	mailbox int64
+	mailbox int64         // 0 for a user watcher
+	user    int64         // SubscribeUser's; 0 for a mailbox watcher
 	ready   chan struct{} // one slot: "there is something to Take"
 	max     int
 
@@ -143,7 +192,7 @@ type Subscription struct {
 // ID identifies the subscription; writers pass it as Event.Origin.
 func (s *Subscription) ID() uint64 { return s.id }
 
-// Mailbox returns the watched mailbox.
+// Mailbox returns the watched mailbox: 0 for SubscribeUser's.
 func (s *Subscription) Mailbox() int64 { return s.mailbox }
 
 // Ready returns a channel that receives a value when events (or a resync
