@@ -228,6 +228,19 @@ CREATE TRIGGER mailboxes_delete_usage AFTER DELETE ON mailboxes BEGIN
 	DELETE FROM metadata WHERE user_id = OLD.user_id AND mailbox_id = OLD.id;
 END;
 `,
+	// The wake-ups not yet delivered (package wakeup), so that they
+	// survive a restart: one row per endpoint and key (PendingPush).
+	`
+CREATE TABLE push_pending (
+	endpoint   TEXT NOT NULL,
+	key        TEXT NOT NULL,
+	user_id    INTEGER NOT NULL,
+	payload    BLOB,              -- NULL: built when sent
+	attempts   INTEGER NOT NULL,
+	not_before INTEGER NOT NULL,  -- Unix ms
+	PRIMARY KEY (endpoint, key)
+) WITHOUT ROWID;
+`,
 }
 
 // migrationSteps[v] runs after migrations[v-1], in the same transaction:

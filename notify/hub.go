@@ -19,6 +19,7 @@ type Hub struct {
 	mu    sync.RWMutex
 	subs  map[int64]map[*Subscription]struct{} // by mailbox
 	users map[int64]map[*Subscription]struct{} // by user: SubscribeUser
+	all   map[*Subscription]struct{}           // every event: SubscribeAll
 }
 
 // New returns a Hub whose subscriptions buffer queueLen events each
@@ -28,7 +29,7 @@ func New(queueLen int) *Hub {
 		queueLen = DefaultQueueLen
 	}
 	return &Hub{queueLen: queueLen, subs: make(map[int64]map[*Subscription]struct{}),
-		users: make(map[int64]map[*Subscription]struct{})}
+		users: make(map[int64]map[*Subscription]struct{}), all: make(map[*Subscription]struct{})}
 }
 
 // Subscribe starts delivering the events of mailbox to a new Subscription.
@@ -72,6 +73,23 @@ func (h *Hub) SubscribeUser(user int64, queueLen int) *Subscription {
 	return s
 }
 
+// SubscribeAll starts delivering every event, of every user and mailbox,
+// to a new Subscription: for a server-wide watcher such as the wake-up
+// engine (package wakeup), which must hear of every user's mail without
+// holding a subscription per user. It buffers queueLen events (the Hub's
+// when queueLen <= 0). The caller must Close it when done watching.
+func (h *Hub) SubscribeAll(queueLen int) *Subscription {
+	s := h.newSubscription(0)
+	s.everything = true
+	if queueLen > 0 {
+		s.max = queueLen
+	}
+	h.mu.Lock()
+	h.all[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
 func (h *Hub) newSubscription(mailbox int64) *Subscription {
 	return &Subscription{
 		hub:     h,
@@ -92,7 +110,8 @@ func (h *Hub) Publish(ev Event) {
 }
 
 // Enqueue is Publish without the wake-up: it queues ev on every subscriber
-// of ev.Mailbox and of ev.User (SubscribeUser), so that their next Take returns it, and adds to w the
+// of ev.Mailbox, of ev.User (SubscribeUser) and of every event
+// (SubscribeAll), so that their next Take returns it, and adds to w the
 // subscribers still to be woken; the caller then calls w.Wake. A publisher
 // uses it to make events visible before it releases its own callers while
 // leaving the wake-ups, which ready one goroutine per subscriber and are
@@ -112,6 +131,11 @@ func (h *Hub) Enqueue(ev Event, w *Wakeups) {
 			if s.enqueue(ev) {
 				w.subs = append(w.subs, s)
 			}
+		}
+	}
+	for s := range h.all {
+		if s.enqueue(ev) {
+			w.subs = append(w.subs, s)
 		}
 	}
 }
@@ -152,11 +176,16 @@ func (h *Hub) Subscriptions() int {
 	for _, m := range h.users {
 		n += len(m)
 	}
-	return n
+	return n + len(h.all)
 }
 
 func (h *Hub) unsubscribe(s *Subscription) {
 	h.mu.Lock()
+	if s.everything {
+		delete(h.all, s)
+		h.mu.Unlock()
+		return
+	}
 	byKey, key := h.subs, s.mailbox
 	if s.user != 0 {
 		byKey, key = h.users, s.user
@@ -176,10 +205,12 @@ func (h *Hub) unsubscribe(s *Subscription) {
 type Subscription struct {
 	hub     *Hub
 	id      uint64
-	mailbox int64         // 0 for a user watcher
-	user    int64         // SubscribeUser's; 0 for a mailbox watcher
-	ready   chan struct{} // one slot: "there is something to Take"
-	max     int
+	mailbox int64 // 0 for a user watcher
+	user    int64 // SubscribeUser's; 0 for a mailbox watcher
+	// everything: SubscribeAll's, which gets every event
+	everything bool
+	ready      chan struct{} // one slot: "there is something to Take"
+	max        int
 
 	mu     sync.Mutex
 	queue  []Event

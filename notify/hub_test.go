@@ -214,3 +214,33 @@ func TestSubscribeUserQueueLen(t *testing.T) {
 		t.Errorf("Resyncs() = %d, want 1", got)
 	}
 }
+
+// TestSubscribeAll: a SubscribeAll subscription gets every event, of any
+// user and mailbox, once each, and none after Close.
+func TestSubscribeAll(t *testing.T) {
+	h := New(0)
+	all := h.SubscribeAll(0)
+	one := h.Subscribe(7)
+	if n := h.Subscriptions(); n != 2 {
+		t.Fatalf("Subscriptions() = %d, want 2", n)
+	}
+	h.Publish(Event{Mailbox: 7, User: 1, Kind: Appended, UIDs: []uint32{1}})
+	h.Publish(Event{Mailbox: 9, User: 2, Kind: Expunged, UIDs: []uint32{4}})
+	h.Publish(Event{User: 2, Kind: SubscriptionChanged, Name: "Lists"})
+	<-all.Ready()
+	evs, resync := all.Take()
+	if resync || len(evs) != 3 || evs[0].Mailbox != 7 || evs[1].Mailbox != 9 || evs[2].Kind != SubscriptionChanged {
+		t.Fatalf("SubscribeAll took %+v (resync %v), want the three events in order", evs, resync)
+	}
+	if evs, _ := one.Take(); len(evs) != 1 {
+		t.Errorf("mailbox 7's watcher took %d events, want 1", len(evs))
+	}
+	all.Close()
+	h.Publish(Event{Mailbox: 7, User: 1, Kind: Appended, UIDs: []uint32{2}})
+	if evs, _ := all.Take(); len(evs) != 0 {
+		t.Errorf("closed SubscribeAll took %d events", len(evs))
+	}
+	if n := h.Subscriptions(); n != 1 {
+		t.Errorf("Subscriptions() after Close = %d, want 1", n)
+	}
+}
