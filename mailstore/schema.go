@@ -229,7 +229,8 @@ CREATE TRIGGER mailboxes_delete_usage AFTER DELETE ON mailboxes BEGIN
 END;
 `,
 	// The wake-ups not yet delivered (package wakeup), so that they
-	// survive a restart: one row per endpoint and key (PendingPush).
+	// survive a restart: one row per endpoint and key (PendingPush); and
+	// the users' Web Push subscriptions (PushSubscription).
 	`
 CREATE TABLE push_pending (
 	endpoint   TEXT NOT NULL,
@@ -240,6 +241,19 @@ CREATE TABLE push_pending (
 	not_before INTEGER NOT NULL,  -- Unix ms
 	PRIMARY KEY (endpoint, key)
 ) WITHOUT ROWID;
+CREATE TABLE push_subscriptions (
+	id                INTEGER PRIMARY KEY,
+	user_id           INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	device_client_id  TEXT NOT NULL,
+	url               TEXT NOT NULL,
+	p256dh            TEXT NOT NULL,  -- keys, base64url; both '' when none
+	auth              TEXT NOT NULL,
+	code              TEXT NOT NULL,  -- the verification code sent to url
+	verification_code TEXT NOT NULL,  -- the code the client set; equal: verified
+	expires           INTEGER NOT NULL, -- Unix seconds
+	types             TEXT NOT NULL   -- comma-separated; '' for every type
+);
+CREATE INDEX push_subscriptions_user ON push_subscriptions(user_id);
 `,
 }
 

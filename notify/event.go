@@ -27,6 +27,11 @@ const (
 	// server, Mailbox 0, then only for user watchers) were set or
 	// removed; Entries names them.
 	MetadataChanged
+	// PushSubscriptionsChanged reports that the user's Web Push
+	// subscriptions (RFC 8620 §7.2) were created, updated or destroyed;
+	// Mailbox is 0, and Name is the subscription's id. Only user and
+	// server-wide watchers receive it.
+	PushSubscriptionsChanged
 )
 
 // String returns the kind's name, for logs.
@@ -44,6 +49,8 @@ func (k Kind) String() string {
 		return "subscription"
 	case MetadataChanged:
 		return "metadata"
+	case PushSubscriptionsChanged:
+		return "pushsubscriptions"
 	}
 	return "unknown"
 }

@@ -41,6 +41,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,8 +111,12 @@ type Options struct {
 	// needed.
 	Webhooks []Webhook
 	Relay    *Relay
-	// States builds a webhook's StateChange; required with Webhooks.
+	// States builds a StateChange; required with Webhooks and VAPID.
 	States StateFunc
+	// VAPID turns Web Push on: the users' push subscriptions (RFC 8620
+	// §7.2, mailstore.PushSubscription) get their StateChanges, signed
+	// with this key pair (RFC 8292). nil: off.
+	VAPID *VAPID
 	// Client sends the POSTs; nil: one with RequestTimeout.
 	Client *http.Client
 	// RequestTimeout bounds one POST; 0: 10 s.
@@ -188,6 +193,7 @@ type Engine struct {
 	done   map[mailstore.PendingPushKey]struct{}              // to remove
 	users  map[mailstore.UserID]string                        // address cache
 	tokens map[mailstore.UserID]tokenInfo                     // device token cache
+	subs   map[mailstore.UserID][]*endpoint                   // push subscription endpoints, read once per user
 }
 
 // tokenInfo is a user's INBOX and the device token stored on it ("" for
@@ -200,10 +206,12 @@ type tokenInfo struct {
 // endpoint is one webhook or the relay, with its queue. Its fields after
 // the configuration are guarded by Engine.mu.
 type endpoint struct {
-	name    string // "webhook <url>" or "relay <url>": the persisted name, logs and metrics
+	name    string // "webhook <url>", "relay <url>" or "webpush <id>": the persisted name and logs
+	metric  string // the metrics' endpoint label: name, or "webpush" for every subscription
 	url     string
-	webhook *Webhook // nil for the relay
-	all     bool     // every user
+	webhook *Webhook                    // a webhook's
+	sub     *mailstore.PushSubscription // a Web Push subscription's; replaced when it changes
+	all     bool                        // every user
 	users   map[string]bool
 	email   bool // Types has Email
 	mailbox bool // Types has Mailbox
@@ -235,6 +243,7 @@ func New(opts Options) (*Engine, error) {
 	for i := range opts.Webhooks {
 		w := &opts.Webhooks[i]
 		ep := &endpoint{name: "webhook " + w.URL, url: w.URL, webhook: w, users: map[string]bool{}, pending: map[string]*item{}}
+		ep.metric = ep.name
 		for _, u := range w.Users {
 			if u == "*" {
 				ep.all = true
@@ -262,11 +271,18 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.Relay != nil {
 		e.relay = &endpoint{name: "relay " + opts.Relay.URL, url: opts.Relay.URL, pending: map[string]*item{}}
+		e.relay.metric = e.relay.name
 		e.endpoints[e.relay.name] = e.relay
 		e.ordered = append(e.ordered, e.relay)
 	}
+	if opts.VAPID != nil {
+		if opts.States == nil {
+			return nil, errors.New("wakeup: Web Push needs Options.States")
+		}
+		opts.Metrics.endpoint("webpush")
+	}
 	for _, ep := range e.ordered {
-		opts.Metrics.endpoint(ep.name)
+		opts.Metrics.endpoint(ep.metric)
 	}
 	return e, nil
 }
@@ -287,12 +303,17 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	for _, p := range left {
 		ep := e.endpoints[p.Endpoint]
+		if ep == nil && strings.HasPrefix(p.Endpoint, webPushPrefix) {
+			ep = e.restoreSubscription(ctx, p)
+		}
 		if ep == nil {
 			e.done[mailstore.PendingPushKey{Endpoint: p.Endpoint, Key: p.Key}] = struct{}{}
 			continue
 		}
 		ep.pending[p.Key] = &item{key: p.Key, user: p.User, payload: p.Payload, attempts: p.Attempts, notBefore: p.NotBefore}
-		e.opts.Metrics.queued(ep.name, len(ep.pending))
+	}
+	for _, ep := range e.endpoints {
+		e.opts.Metrics.queued(ep.metric, e.pendingFor(ep))
 	}
 	e.mu.Unlock()
 	if len(left) > 0 {
@@ -386,6 +407,18 @@ func (e *Engine) handle(ev notify.Event) {
 		}
 		e.enqueue(ep, "state", user, nil)
 	}
+	if e.opts.VAPID != nil {
+		if ev.Kind == notify.PushSubscriptionsChanged {
+			e.reloadSubscriptions(user, ev.Name)
+		}
+		if emailChange || mailboxChange {
+			for _, ep := range e.subscriptions(user) {
+				if wantsState(ep.sub, emailChange, mailboxChange) {
+					e.enqueue(ep, "state", user, nil)
+				}
+			}
+		}
+	}
 	if e.relay != nil && ev.Kind == notify.Appended {
 		tok := e.token(user)
 		if tok.token != "" && tok.inbox == mailstore.MailboxID(ev.Mailbox) {
@@ -466,7 +499,7 @@ func (e *Engine) enqueue(ep *endpoint, key string, user mailstore.UserID, payloa
 		// keeps its backoff.
 	case len(ep.pending) >= e.opts.MaxPending:
 		e.mu.Unlock()
-		e.opts.Metrics.delivered(ep.name, "dropped_full")
+		e.opts.Metrics.delivered(ep.metric, "dropped_full")
 		e.log.Warn("wake-up dropped: endpoint queue full", "endpoint", ep.name, "max_pending", e.opts.MaxPending)
 		return
 	default:
@@ -474,7 +507,7 @@ func (e *Engine) enqueue(ep *endpoint, key string, user mailstore.UserID, payloa
 		ep.pending[key] = it
 		e.savedLocked(ep, it)
 	}
-	e.opts.Metrics.queued(ep.name, len(ep.pending))
+	e.opts.Metrics.queued(ep.metric, e.pendingFor(ep))
 	e.mu.Unlock()
 	e.poke()
 }
@@ -515,7 +548,7 @@ func (e *Engine) schedule() {
 		now := time.Now()
 		next := now.Add(time.Hour)
 		e.mu.Lock()
-		for _, ep := range e.ordered {
+		for _, ep := range e.endpoints {
 			for _, it := range ep.pending {
 				if it.sending {
 					continue
@@ -593,13 +626,16 @@ func (e *Engine) send(ep *endpoint, it *item) {
 	if it.again && ep.pending[it.key] == it {
 		e.savedLocked(ep, it)
 	}
-	e.opts.Metrics.queued(ep.name, len(ep.pending))
+	e.opts.Metrics.queued(ep.metric, e.pendingFor(ep))
 	e.mu.Unlock()
 	if result != "" {
-		e.opts.Metrics.delivered(ep.name, result)
+		e.opts.Metrics.delivered(ep.metric, result)
 	}
 	if ep == e.relay && result == "refused" && gone(code) {
 		e.dropToken(it.user, string(it.payload))
+	}
+	if ep.sub != nil && result == "refused" && gone(code) {
+		e.dropSubscription(ep)
 	}
 	e.poke()
 }
@@ -618,6 +654,9 @@ func (e *Engine) backoff(n int) time.Duration {
 
 // post sends one request and returns its status.
 func (e *Engine) post(ep *endpoint, it *item) (int, error) {
+	if ep.sub != nil {
+		return e.postWebPush(ep, it)
+	}
 	body, contentType := it.payload, "text/plain; charset=utf-8"
 	if ep.webhook != nil {
 		account, states, err := e.opts.States(e.ctx, it.user)
@@ -627,7 +666,7 @@ func (e *Engine) post(ep *endpoint, it *item) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("read state: %w", err)
 		}
-		body, err = json.Marshal(StateChange{Type: "StateChange", Changed: map[string]map[string]string{account: filterTypes(ep, states)}})
+		body, err = json.Marshal(StateChange{Type: "StateChange", Changed: map[string]map[string]string{account: filterTypes(ep.email, ep.mailbox, states)}})
 		if err != nil {
 			return 0, err
 		}
@@ -654,11 +693,11 @@ func (e *Engine) post(ep *endpoint, it *item) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// filterTypes keeps the states of the data types ep watches.
-func filterTypes(ep *endpoint, states map[string]string) map[string]string {
+// filterTypes keeps the states of the data types watched.
+func filterTypes(email, mailbox bool, states map[string]string) map[string]string {
 	out := map[string]string{}
 	for t, s := range states {
-		if t == "Email" && ep.email || t == "Mailbox" && ep.mailbox || t == "Thread" && ep.email {
+		if t == "Email" && email || t == "Mailbox" && mailbox || t == "Thread" && email {
 			out[t] = s
 		}
 	}
@@ -738,13 +777,14 @@ func (e *Engine) flush(ctx context.Context) error {
 	return err
 }
 
-// Pending returns the number of wake-ups queued per endpoint name.
+// Pending returns the number of wake-ups queued per endpoint name, the
+// Web Push subscriptions' together under "webpush".
 func (e *Engine) Pending() map[string]int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := map[string]int{}
-	for _, ep := range e.ordered {
-		out[ep.name] = len(ep.pending)
+	for _, ep := range e.endpoints {
+		out[ep.metric] += len(ep.pending)
 	}
 	return out
 }
