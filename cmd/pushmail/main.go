@@ -58,6 +58,7 @@ func commands() []command {
 		{"restore", "replace the store of a stopped server with a backup", runRestore},
 		{"deliver", "hand a message on stdin to the running server over LMTP (an LDA)", runDeliver},
 		{"bench", "measure push latency, ingest, idle sessions and large mailboxes", runBench},
+		{"vapid", "print the server's Web Push (VAPID) public key", runVAPID},
 		{"version", "print the version", runVersion},
 	}
 }
