@@ -49,6 +49,7 @@ var commandStates = map[string]connState{
 	"APPEND": stateAuth, "IDLE": stateAuth, "COMPRESS": stateAuth,
 	"GETQUOTA": stateAuth, "GETQUOTAROOT": stateAuth, "SETQUOTA": stateAuth,
 	"GETMETADATA": stateAuth, "SETMETADATA": stateAuth,
+	"NOTIFY": stateAuth,
 
 	"CHECK": stateSelected, "CLOSE": stateSelected, "UNSELECT": stateSelected,
 	"EXPUNGE": stateSelected, "SEARCH": stateSelected, "FETCH": stateSelected,
@@ -270,6 +271,8 @@ func (s *session) dispatch(cmd *wire.Command) error {
 		return s.getMetadata(cmd.Args.(*wire.GetMetadata))
 	case "SETMETADATA":
 		return s.setMetadata(cmd.Args.(*wire.SetMetadata))
+	case "NOTIFY":
+		return s.notifyCommand(cmd.Args.(*wire.Notify))
 	}
 	// The parser knows no command this switch does not.
 	return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown command"}
@@ -320,6 +323,7 @@ func (s *session) capabilities() []string {
 		"ESORT",                 // RFC 5267 §3.2
 		"MULTIAPPEND",           // RFC 3502
 		"COMPRESS=DEFLATE",      // RFC 4978
+		"NOTIFY",                // RFC 5465
 		"APPENDLIMIT="+strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10), // RFC 7889
 	)
 }
@@ -527,28 +531,47 @@ func (s *session) idleWait() error {
 	done := make(chan error, 1)
 	go func() { done <- s.p.ReadDone() }()
 
-	var ready <-chan struct{}
+	var ready, notified <-chan struct{}
 	if s.sel != nil {
 		ready = s.sel.sub.Ready()
 	}
+	if s.notif != nil {
+		// NOTIFY's events wake IDLE as the selected mailbox's do
+		// (RFC 5465 §1): the same select, no polling.
+		notified = s.notif.sub.Ready()
+	}
 	s.wmu.Unlock()
 	defer s.wmu.Lock()
+	// push sends what woke the IDLE; it reports whether IDLE is over.
+	push := func() (bool, error) {
+		s.wmu.Lock()
+		err := s.update(updates{s}, true)
+		if err == nil {
+			err = s.flush()
+		}
+		byed := s.byed
+		if s.notif == nil {
+			notified = nil // NOTIFICATIONOVERFLOW turned it off
+		}
+		s.wmu.Unlock()
+		if err != nil || byed {
+			// Ends the reader, if the BYE has not already.
+			if cerr := s.raw.Close(); cerr != nil && !byed {
+				s.log.Debug("close", "err", cerr)
+			}
+			<-done
+			return true, err
+		}
+		return false, nil
+	}
 	for {
 		select {
 		case <-ready:
-			s.wmu.Lock()
-			err := s.update(updates{s}, true)
-			if err == nil {
-				err = s.flush()
+			if over, err := push(); over {
+				return err
 			}
-			byed := s.byed
-			s.wmu.Unlock()
-			if err != nil || byed {
-				// Ends the reader, if the BYE has not already.
-				if cerr := s.raw.Close(); cerr != nil && !byed {
-					s.log.Debug("close", "err", cerr)
-				}
-				<-done
+		case <-notified:
+			if over, err := push(); over {
 				return err
 			}
 		case err := <-done:

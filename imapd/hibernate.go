@@ -48,6 +48,11 @@ func (s *session) hibernate() bool {
 	if s.srv.hib == nil || s.byed || s.ctx.Err() != nil || s.br != nil && s.br.Buffered() > 0 || s.bw.Buffered() > 0 {
 		return false
 	}
+	if s.notif != nil {
+		// NOTIFY's events come through a second subscription, which
+		// the loop does not hook (notify.go): the session stays awake.
+		return false
+	}
 	sock := s.socket()
 	if sock == nil {
 		return false
@@ -158,12 +163,17 @@ func (s *session) idleAwake(why hibernate.Reason) error {
 // drainReady empties the subscription's Ready, before a Take that
 // covers whatever it stood for.
 func (s *session) drainReady() {
-	if s.sel == nil {
-		return
+	if s.sel != nil {
+		select {
+		case <-s.sel.sub.Ready():
+		default:
+		}
 	}
-	select {
-	case <-s.sel.sub.Ready():
-	default:
+	if s.notif != nil {
+		select {
+		case <-s.notif.sub.Ready():
+		default:
+		}
 	}
 }
 

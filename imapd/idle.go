@@ -30,16 +30,20 @@ func pollError(err error) error {
 }
 
 // update applies pending events to the view and writes them to w.
+// Then it writes what NOTIFY has gathered (notify.go).
 func (s *session) update(w updater, allowExpunge bool) error {
-	if s.sel == nil {
-		return nil
+	if s.sel != nil {
+		known := s.sel.known
+		err := s.sel.update(s.ctx, s.srv.store, w, allowExpunge)
+		if errors.Is(err, errMailboxGone) {
+			return s.mailboxGone()
+		}
+		if err != nil {
+			return s.reply(err, roleMailbox)
+		}
+		if err := s.notifyFetchNew(known); err != nil {
+			return err
+		}
 	}
-	err := s.sel.update(s.ctx, s.srv.store, w, allowExpunge)
-	if errors.Is(err, errMailboxGone) {
-		return s.mailboxGone()
-	}
-	if err != nil {
-		return s.reply(err, roleMailbox)
-	}
-	return nil
+	return s.notifyUpdate()
 }

@@ -109,6 +109,11 @@ type Options struct {
 	// it then wakes and carries on as if it had never slept. Plaintext
 	// connections on Linux only: TLS sessions stay awake.
 	Hibernate bool
+	// NotifyQueue is how many events a session with NOTIFY set (RFC
+	// 5465) may have pending before it has fallen behind: it is then
+	// told NOTIFICATIONOVERFLOW and NOTIFY is turned off (notify.go).
+	// 0 means DefaultNotifyQueue.
+	NotifyQueue int
 }
 
 // Server is an IMAP server over a mailstore. Create it with New, run it
@@ -162,6 +167,9 @@ func New(store *mailstore.Store, opts Options) *Server {
 	}
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	if opts.NotifyQueue <= 0 {
+		opts.NotifyQueue = DefaultNotifyQueue
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout

@@ -70,6 +70,9 @@ type session struct {
 
 	user *mailstore.User // nil until Login succeeds
 	sel  *selected       // nil unless a mailbox is selected
+	// notif is the session's NOTIFY SET (notify.go); nil without, or
+	// after NOTIFY NONE or an overflow.
+	notif *notifier
 
 	closeOnce sync.Once
 
@@ -109,6 +112,9 @@ func (s *session) Close() error {
 		}
 		if sel := s.sel; sel != nil {
 			sel.sub.Close()
+		}
+		if n := s.notif; n != nil {
+			n.close()
 		}
 		// Counted out before the slot is freed: Shutdown returns once
 		// every slot is, and the gauge must read 0 by then.

@@ -83,6 +83,11 @@ type method struct {
 
 var methods map[string]method
 
+// accountless are the methods that take no accountId: Core/echo, and the
+// push subscription methods (RFC 8620 §7.2.1: a subscription belongs to
+// the user, not to an account).
+var accountless = map[string]bool{"Core/echo": true, "PushSubscription/get": true, "PushSubscription/set": true}
+
 func init() {
 	// Filled here rather than in the declaration: the table refers to
 	// functions that refer back to it (none do yet, but Core/echo's
@@ -103,6 +108,8 @@ func init() {
 		"Email/set":            {capMail, (*Server).emailSet},
 		"Email/import":         {capMail, (*Server).emailImport},
 		"SearchSnippet/get":    {capMail, (*Server).searchSnippetGet},
+		"PushSubscription/get": {capCore, (*Server).pushSubscriptionGet},
+		"PushSubscription/set": {capCore, (*Server).pushSubscriptionSet},
 	}
 }
 
@@ -200,7 +207,7 @@ func (s *Server) runCall(ctx context.Context, u *user, ar *apiRequest, inv invoc
 		return
 	}
 	c := &call{ctx: ctx, user: u, name: inv.Name, args: args, req: ar}
-	if inv.Name != "Core/echo" {
+	if !accountless[inv.Name] {
 		if e := c.checkAccount(s); e != nil {
 			fail(e)
 			return

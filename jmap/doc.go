@@ -35,7 +35,7 @@
 //     maxConcurrentUpload).
 //   - Writes go through mailstore and publish like every other write;
 //     the event streams of an account share one feed (feed.go): one
-//     subscription (notify.Hub.SubscribeAccount), woken by commits and
+//     subscription (notify.Hub.SubscribeUser), woken by commits and
 //     never by a timer, that reads the new states from the store once
 //     per wake-up for all of them.
 //   - Every stream goroutine belongs to its HTTP request; Close ends

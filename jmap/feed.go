@@ -44,7 +44,7 @@ func (s *Server) acquireFeed(ctx context.Context, user mailstore.UserID) (*feed,
 	}
 	// Subscribe before reading the states: a commit between the two is
 	// then both in the states and in the subscription, never in neither.
-	sub := s.store.Hub().SubscribeAccount(int64(user))
+	sub := s.store.Hub().SubscribeUser(int64(user), 0)
 	st, err := s.store.AccountState(ctx, user)
 	if err != nil {
 		sub.Close()

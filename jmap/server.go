@@ -58,6 +58,15 @@ type Options struct {
 	AllowInsecureAuth bool
 	// Limits are the request limits; zero fields take the defaults.
 	Limits Limits
+	// SessionAuth, if set, authenticates a request by other means than
+	// HTTP Basic: the web inbox's session cookie (webinbox.Authenticate).
+	// A request it accepts is that user's; one it does not accept goes
+	// on to Basic.
+	SessionAuth func(*http.Request) (mailstore.User, bool)
+	// VAPIDPublicKey, if set, is advertised in the session as RFC 9749's
+	// urn:ietf:params:jmap:webpush-vapid capability, for Web Push
+	// subscriptions (package wakeup signs with its private half).
+	VAPIDPublicKey string
 	// PingMin is the lowest ping interval the event stream accepts;
 	// a client asking for less gets this (RFC 8620 §7.3: "the server
 	// MAY choose a minimum value"). Default 1s.
@@ -141,6 +150,12 @@ func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, u *user))
 			// pushmail's exception, as for IMAP.
 			problem(w, http.StatusForbidden, "about:blank", "Authentication requires TLS", nil)
 			return
+		}
+		if s.opts.SessionAuth != nil {
+			if u, ok := s.opts.SessionAuth(r); ok {
+				h(w, r, &user{User: u})
+				return
+			}
 		}
 		name, password, ok := r.BasicAuth()
 		if !ok {

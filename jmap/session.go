@@ -122,6 +122,9 @@ func (s *Server) serveSession(w http.ResponseWriter, r *http.Request, u *user) {
 		"eventSourceUrl":  base + "/jmap/eventsource?types={types}&closeafter={closeafter}&ping={ping}",
 		"state":           s.sessionState(u),
 	}
+	if s.opts.VAPIDPublicKey != "" {
+		session["capabilities"].(map[string]any)[capWebPushVAPID] = map[string]any{"applicationServerKey": s.opts.VAPIDPublicKey}
+	}
 	writeJSON(w, http.StatusOK, session)
 }
 

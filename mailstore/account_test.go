@@ -208,7 +208,7 @@ func TestAccountSubscription(t *testing.T) {
 	s := openTestStore(t, Options{})
 	r := addUser(t, s, "a@localhost")
 	other := addUser(t, s, "b@localhost")
-	sub := s.Hub().SubscribeAccount(int64(r.User))
+	sub := s.Hub().SubscribeUser(int64(r.User), 0)
 	defer sub.Close()
 	mb, err := s.CreateMailbox(ctx, r.User, "New", "")
 	if err != nil {
@@ -222,7 +222,7 @@ func TestAccountSubscription(t *testing.T) {
 	}
 	<-sub.Ready()
 	evs, _ := sub.Take()
-	if len(evs) != 2 || evs[0].Mailbox != int64(mb.ID) || evs[1].Mailbox != int64(mb.ID) || evs[1].Account != int64(r.User) {
+	if len(evs) != 2 || evs[0].Mailbox != int64(mb.ID) || evs[1].Mailbox != int64(mb.ID) || evs[1].User != int64(r.User) {
 		t.Errorf("account events = %+v; want the creation and the import in New, nothing of b's", evs)
 	}
 }

@@ -171,15 +171,15 @@ func (s *Store) CreateMailbox(ctx context.Context, user UserID, name, specialUse
 		if users == 0 {
 			return nil, ErrNoSuchUser // deleted meanwhile
 		}
-		if err := createParentsTx(tx, user, name); err != nil {
+		events, err := createParentsTx(tx, user, name)
+		if err != nil {
 			return nil, err
 		}
-		var err error
 		mb, err = createMailboxTx(tx, user, name, specialUse, false)
 		if err != nil {
 			return nil, err
 		}
-		return []notify.Event{{Mailbox: int64(mb.ID), Kind: notify.MailboxChanged}}, nil
+		return append(events, notify.Event{Mailbox: int64(mb.ID), User: int64(user), Kind: notify.MailboxChanged, Name: mb.Name}), nil
 	})
 	if err != nil {
 		return Mailbox{}, fmt.Errorf("create mailbox %s: %w", name, err)
@@ -250,7 +250,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, user UserID, name string) err
 		if err != nil {
 			return nil, err
 		}
-		return []notify.Event{{Mailbox: id, Account: int64(user), Kind: notify.MailboxChanged}}, nil
+		return []notify.Event{{Mailbox: id, User: int64(user), Kind: notify.MailboxChanged, OldName: name}}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("delete mailbox %s: %w", name, err)
@@ -295,13 +295,16 @@ func (s *Store) RenameMailbox(ctx context.Context, user UserID, oldName, newName
 			if err != nil {
 				return nil, err
 			}
-			if err := createParentsTx(tx, user, to); err != nil {
+			created, err := createParentsTx(tx, user, to)
+			if err != nil {
 				return nil, err
 			}
+			created = append(created, notify.Event{Mailbox: int64(dst.ID), User: int64(user), Kind: notify.MailboxChanged, Name: dst.Name})
 			copied, events, err := copyMessagesTx(tx, src.ID, AllUIDs(), dst.ID, 0)
 			if err != nil {
 				return nil, err
 			}
+			events = append(created, events...)
 			// Exactly what was copied leaves INBOX, in the same
 			// transaction, so nothing can be lost between the two.
 			expunged, err := deleteMessagesTx(tx, src.ID, copied.Source, 0)
@@ -349,12 +352,13 @@ func (s *Store) RenameMailbox(ctx context.Context, user UserID, oldName, newName
 			if _, err := tx.Exec("UPDATE OR REPLACE subscriptions SET name = ? WHERE user_id = ? AND name = ?", newName, user, r.name); err != nil {
 				return nil, err
 			}
-			events = append(events, notify.Event{Mailbox: r.id, Kind: notify.MailboxChanged})
+			events = append(events, notify.Event{Mailbox: r.id, User: int64(user), Kind: notify.MailboxChanged, Name: newName, OldName: r.name})
 		}
-		if err := createParentsTx(tx, user, to); err != nil {
+		created, err := createParentsTx(tx, user, to)
+		if err != nil {
 			return nil, err
 		}
-		return events, nil
+		return append(events, created...), nil
 	})
 	if err != nil {
 		return fmt.Errorf("rename mailbox %s to %s: %w", from, to, err)
@@ -364,14 +368,21 @@ func (s *Store) RenameMailbox(ctx context.Context, user UserID, oldName, newName
 
 // createParentsTx creates the missing parent levels of name, as CREATE
 // makes them (RFC 9051 §6.3.4), and as RENAME should (§6.3.6).
-func createParentsTx(tx *wtx, user UserID, name string) error {
+// It returns a MailboxChanged event for each mailbox it created.
+func createParentsTx(tx *wtx, user UserID, name string) ([]notify.Event, error) {
+	var events []notify.Event
 	parts := strings.Split(name, Separator)
 	for i := 1; i < len(parts); i++ {
-		if _, err := createMailboxTx(tx, user, strings.Join(parts[:i], Separator), "", false); err != nil && !errors.Is(err, ErrMailboxExists) {
-			return err
+		mb, err := createMailboxTx(tx, user, strings.Join(parts[:i], Separator), "", false)
+		if errors.Is(err, ErrMailboxExists) {
+			continue
 		}
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, notify.Event{Mailbox: int64(mb.ID), User: int64(user), Kind: notify.MailboxChanged, Name: mb.Name})
 	}
-	return nil
+	return events, nil
 }
 
 // likePrefix returns a LIKE pattern matching strings that start with p.
@@ -404,8 +415,14 @@ func (s *Store) SetSubscribed(ctx context.Context, user UserID, name string, sub
 		if subscribed {
 			q = "INSERT OR IGNORE INTO subscriptions(user_id, name) VALUES (?, ?)"
 		}
-		_, err := tx.Exec(q, user, name)
-		return nil, err
+		res, err := tx.Exec(q, user, name)
+		if err != nil {
+			return nil, err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return nil, err // nothing changed: nothing to tell
+		}
+		return []notify.Event{{User: int64(user), Kind: notify.SubscriptionChanged, Name: name, Subscribed: subscribed}}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", name, err)

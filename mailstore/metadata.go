@@ -152,7 +152,12 @@ func (s *Store) SetMetadata(ctx context.Context, user UserID, mailbox MailboxID,
 		if n > MaxMetadataEntries {
 			return nil, fmt.Errorf("%w: %d entries, limit %d", ErrMetadataTooMany, n, MaxMetadataEntries)
 		}
-		return nil, nil
+		names := make([]string, len(entries))
+		for i, e := range entries {
+			names[i] = e.Name
+		}
+		// RFC 5465 §5.7/§5.8: NOTIFY watchers hear which entries changed.
+		return []notify.Event{{Mailbox: int64(mailbox), User: int64(user), Kind: notify.MetadataChanged, Entries: names}}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("set metadata: %w", err)

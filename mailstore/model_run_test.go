@@ -193,6 +193,9 @@ type modelRun struct {
 	s    *Store
 	m    *model
 	subs map[MailboxID]*notify.Subscription // one per live mailbox
+	// owners is the user of each mailbox subscribed to: every event
+	// must name it (Event.User, which routes to user watchers).
+	owners map[MailboxID]UserID
 }
 
 // runModelSequence runs ops and checks the store against the model after
@@ -651,13 +654,13 @@ func (r *modelRun) checkEvents(o op, e *expectation, mods map[MailboxID]modseqs)
 				}
 				ev.ModSeq = 0
 			}
-			ev.Committed = time.Time{}
-			// Every event names its account, for the account-wide
-			// subscriptions (SubscribeAccount); the model compares the rest.
-			if ev.Account == 0 {
-				return fmt.Errorf("after %v: mailbox %d event %+v names no account", o, id, ev)
+			if want := int64(r.owners[id]); ev.User != want {
+				return fmt.Errorf("after %v: mailbox %d event %+v: User %d, want %d, the mailbox's owner", o, id, ev, ev.User, want)
 			}
-			ev.Account = 0
+			// The model predicts what changed, not the names the event
+			// carries for NOTIFY (TestEventsCarryTheirUser checks those).
+			ev.User, ev.Name, ev.OldName = 0, "", ""
+			ev.Committed = time.Time{}
 			if ev.Flags != nil {
 				fl := make([]notify.FlagUpdate, len(ev.Flags))
 				for j, f := range ev.Flags {
@@ -686,6 +689,10 @@ func (r *modelRun) checkEvents(o op, e *expectation, mods map[MailboxID]modseqs)
 			live[mb.id] = true
 			if r.subs[mb.id] == nil {
 				r.subs[mb.id] = r.s.Hub().Subscribe(int64(mb.id))
+				if r.owners == nil {
+					r.owners = map[MailboxID]UserID{}
+				}
+				r.owners[mb.id] = u.id
 			}
 		}
 	}

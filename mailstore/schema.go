@@ -231,6 +231,33 @@ END;
 	// Account change log (account.go), for the HTTP API's states and
 	// /changes (RFC 8620 §5.2): migrationAccountLog, kept as one entry.
 	migrationAccountLog,
+	// The wake-ups not yet delivered (package wakeup), so that they
+	// survive a restart: one row per endpoint and key (PendingPush); and
+	// the users' Web Push subscriptions (PushSubscription).
+	`
+CREATE TABLE push_pending (
+	endpoint   TEXT NOT NULL,
+	key        TEXT NOT NULL,
+	user_id    INTEGER NOT NULL,
+	payload    BLOB,              -- NULL: built when sent
+	attempts   INTEGER NOT NULL,
+	not_before INTEGER NOT NULL,  -- Unix ms
+	PRIMARY KEY (endpoint, key)
+) WITHOUT ROWID;
+CREATE TABLE push_subscriptions (
+	id                INTEGER PRIMARY KEY,
+	user_id           INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	device_client_id  TEXT NOT NULL,
+	url               TEXT NOT NULL,
+	p256dh            TEXT NOT NULL,  -- keys, base64url; both '' when none
+	auth              TEXT NOT NULL,
+	code              TEXT NOT NULL,  -- the verification code sent to url
+	verification_code TEXT NOT NULL,  -- the code the client set; equal: verified
+	expires           INTEGER NOT NULL, -- Unix seconds
+	types             TEXT NOT NULL   -- comma-separated; '' for every type
+);
+CREATE INDEX push_subscriptions_user ON push_subscriptions(user_id);
+`,
 }
 
 // migrationSteps[v] runs after migrations[v-1], in the same transaction:

@@ -310,7 +310,7 @@ func (s *Store) DeleteUser(ctx context.Context, address string) error {
 				rows.Close()
 				return nil, err
 			}
-			events = append(events, notify.Event{Mailbox: mb, Account: int64(id), Kind: notify.MailboxChanged})
+			events = append(events, notify.Event{Mailbox: mb, User: id, Kind: notify.MailboxChanged})
 		}
 		if err := rows.Close(); err != nil {
 			return nil, err

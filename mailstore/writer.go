@@ -376,28 +376,31 @@ func (s *Store) runOp(tx *wtx, fn writeFunc, savepoint bool) (events []notify.Ev
 	}()
 	events, err = fn(tx)
 	if err == nil {
-		err = fillAccountsTx(tx, events)
+		err = fillUsersTx(tx, events)
 	}
 	return events, err, nil
 }
 
-// fillAccountsTx sets the Account of each event that has none from its
-// mailbox's owner, for the account-wide subscriptions: the writes that
-// delete a mailbox set it themselves, as the row is gone by now.
-func fillAccountsTx(tx *wtx, events []notify.Event) error {
+// fillUsersTx sets Event.User where the write left it 0, from the
+// mailbox's row: the hub routes by it to the user's watchers (IMAP
+// NOTIFY). One lookup by primary key per mailbox of the write, in its
+// transaction; writes that remove the row (DeleteMailbox, DeleteUser)
+// set User themselves. Mailbox ids are never given again (nextIDSQL),
+// so the owner read here is the event's.
+func fillUsersTx(tx *wtx, events []notify.Event) error {
+	var last, user int64
 	for i := range events {
 		ev := &events[i]
-		if ev.Account != 0 {
+		if ev.User != 0 || ev.Mailbox == 0 {
 			continue
 		}
-		if i > 0 && events[i-1].Mailbox == ev.Mailbox {
-			ev.Account = events[i-1].Account
-			continue
+		if ev.Mailbox != last {
+			if err := tx.QueryRow("SELECT user_id FROM mailboxes WHERE id = ?", ev.Mailbox).Scan(&user); err != nil {
+				return fmt.Errorf("owner of mailbox %d for its event: %w", ev.Mailbox, err)
+			}
+			last = ev.Mailbox
 		}
-		err := tx.QueryRow("SELECT user_id FROM mailboxes WHERE id = ?", ev.Mailbox).Scan(&ev.Account)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("owner of mailbox %d: %w", ev.Mailbox, err)
-		}
+		ev.User = user
 	}
 	return nil
 }

@@ -14,8 +14,24 @@ const (
 	// FlagsChanged reports new flag sets: Flags holds one entry per message.
 	FlagsChanged
 	// MailboxChanged reports that the mailbox itself was created, renamed
-	// or deleted; subscribers re-read what they need from the store.
+	// or deleted; subscribers re-read what they need from the store. Name
+	// is its name after the change ("" once deleted), OldName before it
+	// ("" when it was created).
 	MailboxChanged
+	// SubscriptionChanged reports that the user subscribed or
+	// unsubscribed Name; Mailbox is 0, since a subscription is a name that
+	// need not have a mailbox (RFC 9051 §6.3.7). Only user watchers
+	// (SubscribeUser) receive it.
+	SubscriptionChanged
+	// MetadataChanged reports that entries of the mailbox (or of the
+	// server, Mailbox 0, then only for user watchers) were set or
+	// removed; Entries names them.
+	MetadataChanged
+	// PushSubscriptionsChanged reports that the user's Web Push
+	// subscriptions (RFC 8620 §7.2) were created, updated or destroyed;
+	// Mailbox is 0, and Name is the subscription's id. Only user and
+	// server-wide watchers receive it.
+	PushSubscriptionsChanged
 )
 
 // String returns the kind's name, for logs.
@@ -29,6 +45,12 @@ func (k Kind) String() string {
 		return "flags"
 	case MailboxChanged:
 		return "mailbox"
+	case SubscriptionChanged:
+		return "subscription"
+	case MetadataChanged:
+		return "metadata"
+	case PushSubscriptionsChanged:
+		return "pushsubscriptions"
 	}
 	return "unknown"
 }
@@ -43,13 +65,22 @@ type FlagUpdate struct {
 // Events are shared between subscribers: treat them as read-only.
 type Event struct {
 	Mailbox int64 // the mailbox that changed
-	// Account is the user the mailbox belongs to, for the account-wide
-	// subscriptions (SubscribeAccount); 0 reaches none of them.
-	Account int64
-	Kind    Kind
-	UIDs    []uint32     // Appended, Expunged
-	Flags   []FlagUpdate // FlagsChanged
-	ModSeq  uint64       // the mailbox's highest modification sequence after the change
+	// User owns the mailbox (or the subscription, or the server
+	// metadata); it routes the event to the user's watchers
+	// (SubscribeUser) as Mailbox routes it to the mailbox's.
+	User   int64
+	Kind   Kind
+	UIDs   []uint32     // Appended, Expunged
+	Flags  []FlagUpdate // FlagsChanged
+	ModSeq uint64       // the mailbox's highest modification sequence after the change
+	// Name and OldName: MailboxChanged (the names after and before the
+	// change), SubscriptionChanged (Name: the name whose subscription
+	// changed; OldName is "").
+	Name, OldName string
+	// Subscribed: SubscriptionChanged, the name's state after the change.
+	Subscribed bool
+	// Entries: MetadataChanged, the names of the entries set or removed.
+	Entries []string
 	// Messages is the mailbox's message count after the change (Appended,
 	// Expunged), so a watcher can check its own view.
 	Messages uint32

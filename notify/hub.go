@@ -16,11 +16,10 @@ type Hub struct {
 	nextID   atomic.Uint64
 	resyncs  atomic.Uint64
 
-	mu   sync.RWMutex
-	subs map[int64]map[*Subscription]struct{}
-	// accounts holds the account-wide subscriptions (SubscribeAccount),
-	// by Event.Account.
-	accounts map[int64]map[*Subscription]struct{}
+	mu    sync.RWMutex
+	subs  map[int64]map[*Subscription]struct{} // by mailbox
+	users map[int64]map[*Subscription]struct{} // by user: SubscribeUser
+	all   map[*Subscription]struct{}           // every event: SubscribeAll
 }
 
 // New returns a Hub whose subscriptions buffer queueLen events each
@@ -30,19 +29,13 @@ func New(queueLen int) *Hub {
 		queueLen = DefaultQueueLen
 	}
 	return &Hub{queueLen: queueLen, subs: make(map[int64]map[*Subscription]struct{}),
-		accounts: make(map[int64]map[*Subscription]struct{})}
+		users: make(map[int64]map[*Subscription]struct{}), all: make(map[*Subscription]struct{})}
 }
 
 // Subscribe starts delivering the events of mailbox to a new Subscription.
 // The caller must Close it when done watching.
 func (h *Hub) Subscribe(mailbox int64) *Subscription {
-	s := &Subscription{
-		hub:     h,
-		id:      h.nextID.Add(1),
-		mailbox: mailbox,
-		ready:   make(chan struct{}, 1),
-		max:     h.queueLen,
-	}
+	s := h.newSubscription(mailbox)
 	h.mu.Lock()
 	m := h.subs[mailbox]
 	if m == nil {
@@ -52,6 +45,59 @@ func (h *Hub) Subscribe(mailbox int64) *Subscription {
 	m[s] = struct{}{}
 	h.mu.Unlock()
 	return s
+}
+
+// SubscribeUser starts delivering every event of user (Event.User) to a
+// new Subscription, whichever mailbox it names, and the events that name
+// none (SubscriptionChanged, server MetadataChanged): one subscription
+// lets a watcher follow all of a user's mailboxes (IMAP NOTIFY, RFC
+// 5465) at the cost of one map entry, however many there are. Its
+// Mailbox is 0. It buffers queueLen events (the Hub's when queueLen <= 0)
+// before it is marked for resynchronisation: a watcher of many mailboxes
+// may want more room than one of a single mailbox. The caller must Close
+// it when done watching.
+func (h *Hub) SubscribeUser(user int64, queueLen int) *Subscription {
+	s := h.newSubscription(0)
+	s.user = user
+	if queueLen > 0 {
+		s.max = queueLen
+	}
+	h.mu.Lock()
+	m := h.users[user]
+	if m == nil {
+		m = make(map[*Subscription]struct{})
+		h.users[user] = m
+	}
+	m[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
+// SubscribeAll starts delivering every event, of every user and mailbox,
+// to a new Subscription: for a server-wide watcher such as the wake-up
+// engine (package wakeup), which must hear of every user's mail without
+// holding a subscription per user. It buffers queueLen events (the Hub's
+// when queueLen <= 0). The caller must Close it when done watching.
+func (h *Hub) SubscribeAll(queueLen int) *Subscription {
+	s := h.newSubscription(0)
+	s.everything = true
+	if queueLen > 0 {
+		s.max = queueLen
+	}
+	h.mu.Lock()
+	h.all[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
+func (h *Hub) newSubscription(mailbox int64) *Subscription {
+	return &Subscription{
+		hub:     h,
+		id:      h.nextID.Add(1),
+		mailbox: mailbox,
+		ready:   make(chan struct{}, 1),
+		max:     h.queueLen,
+	}
 }
 
 // Publish hands ev to every subscriber of ev.Mailbox and wakes them: Enqueue
@@ -64,7 +110,8 @@ func (h *Hub) Publish(ev Event) {
 }
 
 // Enqueue is Publish without the wake-up: it queues ev on every subscriber
-// of ev.Mailbox, so that their next Take returns it, and adds to w the
+// of ev.Mailbox, of ev.User (SubscribeUser) and of every event
+// (SubscribeAll), so that their next Take returns it, and adds to w the
 // subscribers still to be woken; the caller then calls w.Wake. A publisher
 // uses it to make events visible before it releases its own callers while
 // leaving the wake-ups, which ready one goroutine per subscriber and are
@@ -72,16 +119,23 @@ func (h *Hub) Publish(ev Event) {
 func (h *Hub) Enqueue(ev Event, w *Wakeups) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for s := range h.subs[ev.Mailbox] {
-		if s.enqueue(ev) {
-			w.subs = append(w.subs, s)
-		}
-	}
-	if ev.Account != 0 {
-		for s := range h.accounts[ev.Account] {
+	if ev.Mailbox != 0 {
+		for s := range h.subs[ev.Mailbox] {
 			if s.enqueue(ev) {
 				w.subs = append(w.subs, s)
 			}
+		}
+	}
+	if ev.User != 0 {
+		for s := range h.users[ev.User] {
+			if s.enqueue(ev) {
+				w.subs = append(w.subs, s)
+			}
+		}
+	}
+	for s := range h.all {
+		if s.enqueue(ev) {
+			w.subs = append(w.subs, s)
 		}
 	}
 }
@@ -119,22 +173,27 @@ func (h *Hub) Subscriptions() int {
 	for _, m := range h.subs {
 		n += len(m)
 	}
-	for _, m := range h.accounts {
+	for _, m := range h.users {
 		n += len(m)
 	}
-	return n
+	return n + len(h.all)
 }
 
 func (h *Hub) unsubscribe(s *Subscription) {
 	h.mu.Lock()
-	subs, key := h.subs, s.mailbox
-	if s.account != 0 {
-		subs, key = h.accounts, s.account
+	if s.everything {
+		delete(h.all, s)
+		h.mu.Unlock()
+		return
 	}
-	if m := subs[key]; m != nil {
+	byKey, key := h.subs, s.mailbox
+	if s.user != 0 {
+		byKey, key = h.users, s.user
+	}
+	if m := byKey[key]; m != nil {
 		delete(m, s)
 		if len(m) == 0 {
-			delete(subs, key)
+			delete(byKey, key)
 		}
 	}
 	h.mu.Unlock()
@@ -146,10 +205,12 @@ func (h *Hub) unsubscribe(s *Subscription) {
 type Subscription struct {
 	hub     *Hub
 	id      uint64
-	mailbox int64
-	account int64         // SubscribeAccount's; 0 for a mailbox subscription
-	ready   chan struct{} // one slot: "there is something to Take"
-	max     int
+	mailbox int64 // 0 for a user watcher
+	user    int64 // SubscribeUser's; 0 for a mailbox watcher
+	// everything: SubscribeAll's, which gets every event
+	everything bool
+	ready      chan struct{} // one slot: "there is something to Take"
+	max        int
 
 	mu     sync.Mutex
 	queue  []Event
@@ -162,7 +223,7 @@ type Subscription struct {
 // ID identifies the subscription; writers pass it as Event.Origin.
 func (s *Subscription) ID() uint64 { return s.id }
 
-// Mailbox returns the watched mailbox.
+// Mailbox returns the watched mailbox: 0 for SubscribeUser's.
 func (s *Subscription) Mailbox() int64 { return s.mailbox }
 
 // Ready returns a channel that receives a value when events (or a resync

@@ -149,3 +149,98 @@ func BenchmarkPublishFanOut(b *testing.B) {
 		})
 	}
 }
+
+// A user watcher hears every mailbox of its user, and the events that
+// name no mailbox, but nothing of another user's; a mailbox watcher
+// hears nothing of SubscriptionChanged.
+func TestSubscribeUserSeesAllMailboxesOfItsUser(t *testing.T) {
+	t.Parallel()
+	h := New(0)
+	u := h.SubscribeUser(10, 0)
+	defer u.Close()
+	other := h.SubscribeUser(11, 0)
+	defer other.Close()
+	mb := h.Subscribe(1)
+	defer mb.Close()
+	if got := u.Mailbox(); got != 0 {
+		t.Errorf("SubscribeUser(10).Mailbox() = %d, want 0", got)
+	}
+
+	h.Publish(Event{Mailbox: 1, User: 10, Kind: Appended, UIDs: []uint32{1}})
+	h.Publish(Event{Mailbox: 2, User: 10, Kind: Expunged, UIDs: []uint32{4}})
+	h.Publish(Event{User: 10, Kind: SubscriptionChanged, Name: "Lists", Subscribed: true})
+	h.Publish(Event{Mailbox: 3, User: 11, Kind: Appended, UIDs: []uint32{9}})
+
+	events, resync := u.Take()
+	if resync || len(events) != 3 {
+		t.Fatalf("user 10: Take() = %+v, %v; want 3 events", events, resync)
+	}
+	for i, want := range []Kind{Appended, Expunged, SubscriptionChanged} {
+		if events[i].Kind != want {
+			t.Errorf("user 10: event %d is %v, want %v", i, events[i].Kind, want)
+		}
+	}
+	if events, _ := other.Take(); len(events) != 1 || events[0].Mailbox != 3 {
+		t.Errorf("user 11: Take() = %+v; want only mailbox 3's event", events)
+	}
+	if events, _ := mb.Take(); len(events) != 1 || events[0].Kind != Appended {
+		t.Errorf("mailbox 1: Take() = %+v; want only its Appended event", events)
+	}
+	if n := h.Subscriptions(); n != 3 {
+		t.Errorf("Subscriptions() = %d, want 3", n)
+	}
+	u.Close()
+	other.Close()
+	if n := h.Subscriptions(); n != 1 {
+		t.Errorf("Subscriptions() after closing the user watchers = %d, want 1", n)
+	}
+}
+
+// A user watcher's own queue length bounds it: past it, the queue is
+// dropped and resync is set, as for a mailbox watcher.
+func TestSubscribeUserQueueLen(t *testing.T) {
+	t.Parallel()
+	h := New(100)
+	u := h.SubscribeUser(10, 3)
+	defer u.Close()
+	for i := range uint32(4) {
+		h.Publish(Event{Mailbox: 1, User: 10, Kind: Appended, UIDs: []uint32{i + 1}})
+	}
+	events, resync := u.Take()
+	if !resync || len(events) != 0 {
+		t.Fatalf("Take() after 4 events into a queue of 3 = %d events, resync %v; want 0, true", len(events), resync)
+	}
+	if got := h.Resyncs(); got != 1 {
+		t.Errorf("Resyncs() = %d, want 1", got)
+	}
+}
+
+// TestSubscribeAll: a SubscribeAll subscription gets every event, of any
+// user and mailbox, once each, and none after Close.
+func TestSubscribeAll(t *testing.T) {
+	h := New(0)
+	all := h.SubscribeAll(0)
+	one := h.Subscribe(7)
+	if n := h.Subscriptions(); n != 2 {
+		t.Fatalf("Subscriptions() = %d, want 2", n)
+	}
+	h.Publish(Event{Mailbox: 7, User: 1, Kind: Appended, UIDs: []uint32{1}})
+	h.Publish(Event{Mailbox: 9, User: 2, Kind: Expunged, UIDs: []uint32{4}})
+	h.Publish(Event{User: 2, Kind: SubscriptionChanged, Name: "Lists"})
+	<-all.Ready()
+	evs, resync := all.Take()
+	if resync || len(evs) != 3 || evs[0].Mailbox != 7 || evs[1].Mailbox != 9 || evs[2].Kind != SubscriptionChanged {
+		t.Fatalf("SubscribeAll took %+v (resync %v), want the three events in order", evs, resync)
+	}
+	if evs, _ := one.Take(); len(evs) != 1 {
+		t.Errorf("mailbox 7's watcher took %d events, want 1", len(evs))
+	}
+	all.Close()
+	h.Publish(Event{Mailbox: 7, User: 1, Kind: Appended, UIDs: []uint32{2}})
+	if evs, _ := all.Take(); len(evs) != 0 {
+		t.Errorf("closed SubscribeAll took %d events", len(evs))
+	}
+	if n := h.Subscriptions(); n != 1 {
+		t.Errorf("Subscriptions() after Close = %d, want 1", n)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"reflect"
 	"slices"
@@ -40,6 +41,24 @@ type Config struct {
 	Log        LogConfig    `toml:"log"`
 	HTTP       HTTPConfig   `toml:"http"`
 	Limits     LimitsConfig `toml:"limits"`
+	// Webhooks are the operator's endpoints for StateChanges (package
+	// wakeup), one [[webhook]] table each.
+	Webhooks []WebhookConfig `toml:"webhook"`
+	// PushRelay is the device-token relay; no URL: none.
+	PushRelay PushRelayConfig `toml:"push_relay"`
+}
+
+// WebhookConfig is one [[webhook]] table: wakeup.Webhook.
+type WebhookConfig struct {
+	URL    string   `toml:"url"`
+	Users  []string `toml:"users"` // addresses, or "*"
+	Types  []string `toml:"types"` // Email, Mailbox; empty: both
+	Secret string   `toml:"secret"`
+}
+
+// PushRelayConfig is the [push_relay] table: wakeup.Relay.
+type PushRelayConfig struct {
+	URL string `toml:"url"`
 }
 
 // ListenConfig holds the listener addresses; "" turns one off.
@@ -471,6 +490,7 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, c.Listen.validateProxy()...)
+	errs = append(errs, c.validateWakeups()...)
 	switch c.Log.Format {
 	case "text", "json":
 	default:
@@ -582,6 +602,12 @@ func (c Config) masked() Config {
 		}
 	}
 	c.Domains = append([]string(nil), c.Domains...)
+	c.Webhooks = slices.Clone(c.Webhooks)
+	for i := range c.Webhooks {
+		if c.Webhooks[i].Secret != "" {
+			c.Webhooks[i].Secret = "********"
+		}
+	}
 	return c
 }
 
@@ -625,4 +651,45 @@ func runConfig(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return c.masked().writeTOML(stdout)
+}
+
+// validateWakeups checks the [[webhook]] and [push_relay] tables.
+func (c *Config) validateWakeups() []error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, w := range c.Webhooks {
+		key := fmt.Sprintf("webhook[%d]", i)
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s.url: want an http or https URL, got %q", key, w.URL))
+		}
+		if seen[w.URL] {
+			errs = append(errs, fmt.Errorf("%s.url: %s is configured twice", key, w.URL))
+		}
+		seen[w.URL] = true
+		if len(w.Users) == 0 {
+			errs = append(errs, fmt.Errorf("%s.users: name the users watched, or \"*\" for all", key))
+		}
+		for j, u := range w.Users {
+			if u == "*" {
+				continue
+			}
+			n, err := mailstore.NormalizeAddress(u)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s.users[%d]: %w", key, j, err))
+				continue
+			}
+			c.Webhooks[i].Users[j] = n
+		}
+		for _, t := range w.Types {
+			if t != "Email" && t != "Mailbox" {
+				errs = append(errs, fmt.Errorf("%s.types: want Email or Mailbox, got %q", key, t))
+			}
+		}
+	}
+	if c.PushRelay.URL != "" {
+		if u, err := url.Parse(c.PushRelay.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("push_relay.url: want an http or https URL, got %q", c.PushRelay.URL))
+		}
+	}
+	return errs
 }

@@ -59,7 +59,13 @@ func TestImportGraph(t *testing.T) {
 		{"pushmail/pop3d", []string{"pushmail/mailstore", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/netkey", "pushmail/internal/acceptloop", "pushmail/internal/connslots"}, []string{"pushmail/smtpd", "pushmail/imapd", "github.com/emersion/go-smtp", "github.com/emersion/go-imap"}, false},
 		// The HTTP API: a front end beside imapd and pop3d, on the store,
 		// the parser, the notifier and the shared login limiter.
-		{"pushmail/jmap", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit"}, []string{"pushmail/smtpd", "pushmail/imapd", "pushmail/pop3d", "github.com/emersion/go-smtp", "github.com/emersion/go-imap"}, false},
+		{"pushmail/jmap", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/wakeup"}, []string{"pushmail/smtpd", "pushmail/imapd", "pushmail/pop3d", "github.com/emersion/go-smtp", "github.com/emersion/go-imap"}, false},
+		// The wake-up engine: a push channel fed by the notifier, on the
+		// store; it knows no front end (the HTTP API uses its ids).
+		{"pushmail/wakeup", []string{"pushmail/mailstore", "pushmail/notify"}, []string{"pushmail/smtpd", "pushmail/imapd", "pushmail/pop3d", "pushmail/jmap", "github.com/emersion/go-smtp", "github.com/emersion/go-imap"}, false},
+		// The web inbox serves a page and its login; the page talks to
+		// the HTTP API over HTTP, not through Go.
+		{"pushmail/webinbox", []string{"pushmail/mailstore", "pushmail/internal/authlimit"}, []string{"pushmail/smtpd", "pushmail/imapd", "pushmail/pop3d", "pushmail/jmap", "github.com/emersion/go-smtp", "github.com/emersion/go-imap"}, false},
 		{"pushmail/imapd", []string{"pushmail/imapd/wire", "pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey", "pushmail/internal/hibernate", "pushmail/internal/acceptloop", "pushmail/internal/connslots"}, []string{"pushmail/smtpd", "pushmail/pop3d", "github.com/emersion/go-smtp", "github.com/emersion/go-imap/v2/imapserver"}, false},
 	}
 	for _, r := range rules {

@@ -60,6 +60,7 @@ func commands() []command {
 		{"deliver", "hand a message on stdin to the running server over LMTP (an LDA)", runDeliver},
 		{"bench", "measure push latency, ingest, idle sessions and large mailboxes", runBench},
 		{"wait", "wait for a matching message to arrive (JMAP event source), print it", runWait},
+		{"vapid", "print the server's Web Push (VAPID) public key", runVAPID},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -183,6 +183,8 @@ func (p *Parser) commandArgs(c *Command) (any, error) {
 		return p.setMetadataArgs()
 	case "COMPRESS":
 		return p.compressArgs()
+	case "NOTIFY":
+		return p.notifyArgs()
 	}
 	return nil, p.fail(ErrUnknownCommand, "unknown command "+c.Name)
 }

@@ -1,0 +1,495 @@
+package imapd
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"pushmail/imapd/wire"
+	"pushmail/mailstore"
+	"pushmail/notify"
+)
+
+// NOTIFY (RFC 5465): a session asks for events of mailboxes it has not
+// selected, and hears them as unsolicited STATUS, LIST and METADATA
+// responses, through one per-user subscription to the hub
+// (notify.Hub.SubscribeUser) however many mailboxes it watches. The
+// selected mailbox keeps its own subscription and view (view.go), as
+// without NOTIFY; its MessageNew fetch attributes add a FETCH after
+// EXISTS.
+//
+// Notifications go out where the selected mailbox's updates do: after
+// every command (poll) and while in IDLE, which sleeps on both
+// subscriptions. A session with NOTIFY set does not hibernate
+// (hibernate.go), since its wake-ups come through a second subscription
+// the readiness loop does not hook.
+//
+// Falling behind: the subscription holds Options.NotifyQueue events; a
+// session that lets more pile up (a client that neither sends commands
+// nor IDLEs while its mailboxes change) loses them, and is told so with
+// "* OK [NOTIFICATIONOVERFLOW]", after which NOTIFY is off, as after
+// NOTIFY NONE (RFC 5465 §5.8).
+
+// DefaultNotifyQueue is the default of Options.NotifyQueue.
+const DefaultNotifyQueue = 1024
+
+// notifyEvent is a set of the events of RFC 5465 §5 a filter asks for.
+type notifyEvent uint16
+
+const (
+	evMessageNew notifyEvent = 1 << iota
+	evMessageExpunge
+	evFlagChange
+	evMailboxName
+	evSubscriptionChange
+	evMailboxMetadataChange
+	evServerMetadataChange
+
+	// evMessage are the message events (§5.1-§5.3), the only ones the
+	// selected filters take (§6).
+	evMessage = evMessageNew | evMessageExpunge | evFlagChange
+)
+
+// supportedEvents are the events pushmail reports, by the name
+// NOTIFY's BADEVENT lists them with (RFC 5465 §3.1). AnnotationChange
+// (§5.4) is not: pushmail has no ANNOTATE (RFC 5257).
+var supportedEvents = []struct {
+	name string
+	ev   notifyEvent
+}{
+	{"MessageNew", evMessageNew},
+	{"MessageExpunge", evMessageExpunge},
+	{"FlagChange", evFlagChange},
+	{"MailboxName", evMailboxName},
+	{"SubscriptionChange", evSubscriptionChange},
+	{"MailboxMetadataChange", evMailboxMetadataChange},
+	{"ServerMetadataChange", evServerMetadataChange},
+}
+
+// errBadEvent answers NOTIFY naming an event pushmail does not report:
+// NO [BADEVENT (the supported events)] (RFC 5465 §3.1).
+var errBadEvent = func() *imap.Error {
+	names := make([]string, len(supportedEvents))
+	for i, e := range supportedEvents {
+		names[i] = e.name
+	}
+	return &imap.Error{
+		Type: imap.StatusResponseTypeNo,
+		Code: imap.ResponseCode("BADEVENT (" + strings.Join(names, " ") + ")"),
+		Text: "Unsupported event",
+	}
+}()
+
+// notifyFilter is one event group for mailboxes other than the selected
+// one.
+type notifyFilter struct {
+	kind   string   // "inboxes", "personal", "subscribed", "subtree", "mailboxes"
+	names  []string // subtree and mailboxes
+	events notifyEvent
+}
+
+// matches reports whether the mailbox name is one of the filter's.
+func (f *notifyFilter) matches(name string, subscribed map[string]bool) bool {
+	switch f.kind {
+	case "personal":
+		// The user's only namespace is personal (NAMESPACE).
+		return true
+	case "inboxes":
+		// RFC 5465 §6: mailboxes an MDA delivers to; pushmail's only
+		// deliveries go to INBOX (no Sieve).
+		return name == "INBOX"
+	case "subscribed":
+		return subscribed[name]
+	case "subtree":
+		return slices.ContainsFunc(f.names, func(root string) bool {
+			return name == root || strings.HasPrefix(name, root+mailstore.Separator)
+		})
+	case "mailboxes":
+		return slices.Contains(f.names, name)
+	}
+	return false
+}
+
+// notifier is a session's NOTIFY SET.
+type notifier struct {
+	sub *notify.Subscription // SubscribeUser's, for the session's user
+	// filters are the groups for mailboxes not selected, in the
+	// command's order: the first that names a mailbox decides its
+	// events (RFC 5465 §6 leaves overlaps to the server).
+	filters []notifyFilter
+	// selected: the events asked for the selected mailbox (the selected
+	// or selected-delayed filter), and MessageNew's fetch attributes.
+	selected notifyEvent
+	fetch    []wire.FetchAttr
+	// subscribed holds the subscribed names while a filter is
+	// "subscribed", kept up to date from SubscriptionChanged and
+	// MailboxChanged events.
+	subscribed map[string]bool
+}
+
+// eventsFor returns the events asked for the mailbox name, not selected.
+func (n *notifier) eventsFor(name string) notifyEvent {
+	for i := range n.filters {
+		if n.filters[i].matches(name, n.subscribed) {
+			return n.filters[i].events
+		}
+	}
+	return 0
+}
+
+// anyEvents returns the events any non-selected filter asks for: for
+// ServerMetadataChange, which names no mailbox.
+func (n *notifier) anyEvents() notifyEvent {
+	var all notifyEvent
+	for _, f := range n.filters {
+		all |= f.events
+	}
+	return all
+}
+
+// close stops the notifier's subscription.
+func (n *notifier) close() { n.sub.Close() }
+
+// notifyCommand answers NOTIFY (RFC 5465 §3.1).
+func (s *session) notifyCommand(a *wire.Notify) error {
+	if err := s.checkAccount(); err != nil {
+		return err
+	}
+	if a.None {
+		s.stopNotify()
+		return nil
+	}
+	n, err := parseNotify(a)
+	if err != nil {
+		return err
+	}
+	if n.subscribed != nil {
+		subs, err := s.srv.store.Subscriptions(s.ctx, s.user.ID)
+		if err != nil {
+			return s.reply(err, roleMailbox)
+		}
+		for _, name := range subs {
+			n.subscribed[name] = true
+		}
+	}
+	for i := range n.fetch {
+		// Fetching a section for a notification must not mark the
+		// message \Seen behind the user's back: the client did not
+		// read it. (RFC822 and RFC822.TEXT, which have no .PEEK form,
+		// are refused by parseNotify.)
+		n.fetch[i].Peek = true
+	}
+	// Subscribed before the initial STATUS reads the store: a change
+	// in between is announced again, never lost.
+	s.stopNotify()
+	n.sub = s.srv.store.Hub().SubscribeUser(int64(s.user.ID), s.srv.opts.NotifyQueue)
+	s.notif = n
+	if !a.Status {
+		return nil
+	}
+	// RFC 5465 §3.1: STATUS sends the STATUS of every mailbox the
+	// message events are asked for, the selected one excepted.
+	mbs, err := s.srv.store.Mailboxes(s.ctx, s.user.ID)
+	if err != nil {
+		return s.reply(err, roleMailbox)
+	}
+	for _, mb := range mbs {
+		if s.sel != nil && mb.ID == s.sel.mb.ID || n.eventsFor(mb.Name)&evMessage == 0 {
+			continue
+		}
+		if err := s.writeStatus(mb, s.notifyStatusItems()); err != nil {
+			if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+				continue // deleted since the list was read
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// parseNotify checks NOTIFY SET's event groups against RFC 5465 §3.1
+// and §5-§6 and builds the notifier, without its subscription.
+func parseNotify(a *wire.Notify) (*notifier, error) {
+	bad := func(text string) error {
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug, Text: text}
+	}
+	n := &notifier{}
+	sawSelected := false
+	for _, g := range a.Groups {
+		var events notifyEvent
+		for _, e := range g.Events {
+			i := slices.IndexFunc(supportedEvents, func(s struct {
+				name string
+				ev   notifyEvent
+			}) bool {
+				return s.name == e.Name
+			})
+			if i < 0 {
+				// RFC 5465 §3.1: an event the server does not support
+				// (AnnotationChange without ANNOTATE, an extension's)
+				// is NO [BADEVENT].
+				return nil, errBadEvent
+			}
+			events |= supportedEvents[i].ev
+			if e.Fetch != nil {
+				if g.Filter != "selected" && g.Filter != "selected-delayed" {
+					// §5.1: the attributes describe the FETCH that
+					// follows EXISTS, which only the selected mailbox
+					// has; other mailboxes get STATUS.
+					return nil, bad("MessageNew fetch attributes apply to the selected mailbox only")
+				}
+				for _, at := range e.Fetch {
+					if at.Kind == wire.FetchRFC822 || at.Kind == wire.FetchRFC822Text {
+						return nil, bad("Use BODY.PEEK in NOTIFY's fetch attributes")
+					}
+				}
+				n.fetch = e.Fetch
+			}
+		}
+		// RFC 5465 §5.1, §5.2: MessageNew and MessageExpunge go
+		// together, and FlagChange needs both: a client that hears of
+		// new messages but not of removed ones (or of flags on messages
+		// it cannot place) has a wrong picture of the mailbox.
+		if (events&evMessageNew != 0) != (events&evMessageExpunge != 0) {
+			return nil, bad("MessageNew and MessageExpunge must be asked for together")
+		}
+		if events&evFlagChange != 0 && events&evMessageNew == 0 {
+			return nil, bad("FlagChange needs MessageNew and MessageExpunge")
+		}
+		switch g.Filter {
+		case "selected", "selected-delayed":
+			// §6: at most one of them, and only message events: the
+			// selected mailbox's name and metadata are not its own.
+			if sawSelected {
+				return nil, bad("Only one selected or selected-delayed filter")
+			}
+			sawSelected = true
+			if events&^evMessage != 0 {
+				return nil, bad("Only message events for the selected mailbox")
+			}
+			n.selected = events
+		default:
+			f := notifyFilter{kind: g.Filter, events: events}
+			for _, name := range g.Mailboxes {
+				if strings.EqualFold(name, "INBOX") {
+					name = "INBOX"
+				}
+				f.names = append(f.names, strings.TrimSuffix(name, mailstore.Separator))
+			}
+			if f.kind == "subscribed" && n.subscribed == nil {
+				n.subscribed = map[string]bool{}
+			}
+			n.filters = append(n.filters, f)
+		}
+	}
+	if n.selected&evMessageNew == 0 {
+		n.fetch = nil
+	}
+	return n, nil
+}
+
+// stopNotify ends the session's NOTIFY, if set: NOTIFY NONE, a new
+// NOTIFY SET, an overflow, the end of the session.
+func (s *session) stopNotify() {
+	if s.notif == nil {
+		return
+	}
+	s.notif.close()
+	s.notif = nil
+}
+
+// notifyStatusItems are the items of a NOTIFY STATUS response: what
+// MessageNew, MessageExpunge and FlagChange change (RFC 5465 §5.1-§5.3),
+// and HIGHESTMODSEQ once CONDSTORE is on (RFC 7162 §3.1.6).
+func (s *session) notifyStatusItems() []wire.StatusItem {
+	items := []wire.StatusItem{wire.StatusMessages, wire.StatusUIDNext, wire.StatusUnseen}
+	if s.condstore {
+		items = append(items, wire.StatusHighestModSeq)
+	}
+	return items
+}
+
+// notifyUpdate writes what the NOTIFY subscription has gathered since
+// the last call: one STATUS per changed mailbox (however many events it
+// had: the client wants the newest state), LIST for names and
+// subscriptions, METADATA for entries. The caller holds wmu.
+func (s *session) notifyUpdate() error {
+	n := s.notif
+	if n == nil {
+		return nil
+	}
+	events, resync := n.sub.Take()
+	if resync {
+		// RFC 5465 §5.8: events were lost; say so, and stop as if
+		// NOTIFY NONE: the client decides how to catch up.
+		s.stopNotify()
+		s.w.Untagged(wire.OK, wire.Code{Name: "NOTIFICATIONOVERFLOW"}, "Too many notifications pending; NOTIFY is off")
+		return s.w.Err()
+	}
+	// The mailboxes whose STATUS to send, in event order, with the
+	// kinds of their events and the commit time of the first.
+	type change struct {
+		id        int64
+		kinds     notifyEvent
+		committed time.Time
+	}
+	var changed []change
+	for i := range events {
+		ev := &events[i]
+		switch ev.Kind {
+		case notify.Appended, notify.Expunged, notify.FlagsChanged:
+			if s.sel != nil && ev.Mailbox == int64(s.sel.mb.ID) {
+				continue // the view's (view.go)
+			}
+			j := slices.IndexFunc(changed, func(c change) bool { return c.id == ev.Mailbox })
+			if j < 0 {
+				j = len(changed)
+				changed = append(changed, change{id: ev.Mailbox, committed: ev.Committed})
+			}
+			changed[j].kinds |= messageEventOf(ev.Kind)
+		case notify.MailboxChanged:
+			s.notifyMailboxName(ev)
+		case notify.SubscriptionChanged:
+			s.notifySubscription(ev)
+		case notify.MetadataChanged:
+			if err := s.notifyMetadata(ev); err != nil {
+				return err
+			}
+		}
+	}
+	for _, c := range changed {
+		st, err := s.srv.store.Status(s.ctx, mailstore.MailboxID(c.id))
+		if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+			continue // deleted since: its LIST (\NonExistent) says so
+		}
+		if err != nil {
+			return s.reply(err, roleMailbox)
+		}
+		if st.User != s.user.ID || n.eventsFor(st.Name)&c.kinds == 0 {
+			continue
+		}
+		if err := s.writeStatus(st.Mailbox, s.notifyStatusItems()); err != nil {
+			return err
+		}
+		s.srv.opts.Metrics.pushed("status", c.committed)
+	}
+	return s.w.Err()
+}
+
+// messageEventOf returns the NOTIFY event of a message event's kind.
+func messageEventOf(k notify.Kind) notifyEvent {
+	switch k {
+	case notify.Appended:
+		return evMessageNew
+	case notify.Expunged:
+		return evMessageExpunge
+	case notify.FlagsChanged:
+		return evFlagChange
+	}
+	return 0
+}
+
+// notifyMailboxName writes the LIST of a mailbox created, deleted or
+// renamed (RFC 5465 §5.4): created "* LIST () "/" name", deleted with
+// \NonExistent, renamed with its OLDNAME (RFC 5258 §3.2, extended
+// data). The subscribed names follow a rename, as the store's do.
+func (s *session) notifyMailboxName(ev *notify.Event) {
+	n := s.notif
+	if ev.OldName != "" && ev.Name != "" && n.subscribed != nil && n.subscribed[ev.OldName] {
+		delete(n.subscribed, ev.OldName)
+		n.subscribed[ev.Name] = true
+	}
+	if ev.Name == "" && ev.OldName == "" {
+		return // the account was deleted: the session ends at its next look
+	}
+	if (n.eventsFor(ev.Name)|n.eventsFor(ev.OldName))&evMailboxName == 0 {
+		return
+	}
+	w := s.w
+	switch {
+	case ev.OldName == "":
+		w.Raw(`* LIST () "/" `).Mailbox(ev.Name).CRLF()
+	case ev.Name == "":
+		w.Raw(`* LIST (\NonExistent) "/" `).Mailbox(ev.OldName).CRLF()
+	default:
+		w.Raw(`* LIST () "/" `).Mailbox(ev.Name).Raw(` ("OLDNAME" (`).Mailbox(ev.OldName).Raw("))").CRLF()
+	}
+	s.srv.opts.Metrics.pushed("list", ev.Committed)
+}
+
+// notifySubscription writes the LIST of a name subscribed or
+// unsubscribed (RFC 5465 §5.5), with \Subscribed if it now is.
+func (s *session) notifySubscription(ev *notify.Event) {
+	n := s.notif
+	// Matched before and after the change: a "subscribed" filter names
+	// a name being unsubscribed until it is.
+	events := n.eventsFor(ev.Name)
+	if n.subscribed != nil {
+		if ev.Subscribed {
+			n.subscribed[ev.Name] = true
+		} else {
+			delete(n.subscribed, ev.Name)
+		}
+	}
+	if (events|n.eventsFor(ev.Name))&evSubscriptionChange == 0 {
+		return
+	}
+	w := s.w
+	if ev.Subscribed {
+		w.Raw(`* LIST (\Subscribed) "/" `)
+	} else {
+		w.Raw(`* LIST () "/" `)
+	}
+	w.Mailbox(ev.Name).CRLF()
+	s.srv.opts.Metrics.pushed("list", ev.Committed)
+}
+
+// notifyMetadata writes the names of metadata entries that changed, as
+// an unsolicited METADATA response (RFC 5464 §4.4.2): the server's for
+// ServerMetadataChange, a mailbox's for MailboxMetadataChange (RFC 5465
+// §5.6, §5.7). The client fetches the values it wants.
+func (s *session) notifyMetadata(ev *notify.Event) error {
+	n := s.notif
+	name := ""
+	if ev.Mailbox == 0 {
+		if n.anyEvents()&evServerMetadataChange == 0 {
+			return nil
+		}
+	} else {
+		st, err := s.srv.store.Status(s.ctx, mailstore.MailboxID(ev.Mailbox))
+		if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+			return nil
+		}
+		if err != nil {
+			return s.reply(err, roleMailbox)
+		}
+		if st.User != s.user.ID || n.eventsFor(st.Name)&evMailboxMetadataChange == 0 {
+			return nil
+		}
+		name = st.Name
+	}
+	w := s.w
+	w.Raw("* METADATA ").Mailbox(name)
+	for _, e := range ev.Entries {
+		w.SP().AString(e)
+	}
+	w.CRLF()
+	s.srv.opts.Metrics.pushed("metadata", ev.Committed)
+	return w.Err()
+}
+
+// notifyFetchNew follows the EXISTS of new messages in the selected
+// mailbox (those above known, the view's highest UID before the update)
+// with a FETCH of the attributes NOTIFY's MessageNew asked for (RFC 5465
+// §5.1), as UID FETCH answers them.
+func (s *session) notifyFetchNew(known mailstore.UID) error {
+	n := s.notif
+	if n == nil || len(n.fetch) == 0 || s.sel.known <= known {
+		return nil
+	}
+	set := wire.NumSet{Ranges: []wire.NumRange{{Start: uint32(known) + 1, Stop: uint32(s.sel.known)}}}
+	return s.Fetch(true, &wire.Fetch{Set: set, Attrs: n.fetch})
+}
