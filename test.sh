@@ -2,14 +2,14 @@
 # pushmail's whole test suite: the one test command the README gives and
 # .ci/run calls. It installs the third-party clients the interop tests
 # drive (swaks, openssl, python3, mbsync from isync, curl, postfix, mutt,
-# script from bsdutils, fetchmail) when they are missing, then checks formatting,
+# script from bsdutils, fetchmail, chromium) when they are missing, then checks formatting,
 # vets, and runs every test with the race detector.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 # Interop tests run real clients no one here wrote; install what is missing.
 missing=()
-for tool in swaks:swaks openssl:openssl python3:python3 mbsync:isync curl:curl postfix:postfix mutt:mutt script:bsdutils fetchmail:fetchmail; do
+for tool in swaks:swaks openssl:openssl python3:python3 mbsync:isync curl:curl postfix:postfix mutt:mutt script:bsdutils fetchmail:fetchmail chromium:chromium; do
 	command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
