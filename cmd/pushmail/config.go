@@ -22,6 +22,7 @@ import (
 	"pushmail/mailstore"
 	"pushmail/pop3d"
 	"pushmail/smtpd"
+	"pushmail/wakeup"
 )
 
 // Config is the whole configuration of "pushmail serve". It is read from
@@ -692,4 +693,22 @@ func (c *Config) validateWakeups() []error {
 		}
 	}
 	return errs
+}
+
+// webhooks returns the [[webhook]] tables as the engine takes them.
+func (c *Config) webhooks() []wakeup.Webhook {
+	var out []wakeup.Webhook
+	for _, w := range c.Webhooks {
+		out = append(out, wakeup.Webhook{URL: w.URL, Users: w.Users, Types: w.Types, Secret: w.Secret})
+	}
+	return out
+}
+
+// relay returns the [push_relay] table as the engine takes it; nil when
+// it has no URL.
+func (c *Config) relay() *wakeup.Relay {
+	if c.PushRelay.URL == "" {
+		return nil
+	}
+	return &wakeup.Relay{URL: c.PushRelay.URL}
 }

@@ -28,6 +28,8 @@ import (
 	"pushmail/notify"
 	"pushmail/pop3d"
 	"pushmail/smtpd"
+	"pushmail/wakeup"
+	"pushmail/webinbox"
 )
 
 // shutdownTimeout bounds how long in-flight work may take after SIGTERM.
@@ -211,14 +213,45 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	})
 	// The HTTP API (JMAP) shares the HTTP listener with /healthz and
 	// /metrics, and the failed-login limiter with the other protocols.
+	// The web inbox at / logs in with a session cookie that the API
+	// accepts too; Web Push subscriptions are signed with the data
+	// directory's VAPID key.
+	webInbox := webinbox.New(webinbox.Options{Store: store, Logins: authLimiter, AllowInsecureAuth: cfg.Auth.AllowInsecure, Logger: logger})
+	vapid, err := wakeupVAPID(cfg.Data, cfg.Hostname)
+	if err != nil {
+		return err
+	}
 	jmapServer := jmap.New(store, jmap.Options{
 		Logger:            logger,
 		AuthLimiter:       authLimiter,
 		AllowInsecureAuth: cfg.Auth.AllowInsecure,
 		Limits:            jmap.Limits{MaxSizeUpload: cfg.Limits.MaxMessageBytes},
+		SessionAuth:       webInbox.Authenticate,
+		VAPIDPublicKey:    vapid.PublicKey,
 	})
 	mux := adminHandler(store, reg, cfg.HTTP.Token)
 	jmapServer.Register(mux)
+	webInbox.Register(mux)
+	// Wake-ups for clients that hold no connection: webhooks, the
+	// device-token relay, Web Push. They leave from the engine's own
+	// goroutines, never from a commit's.
+	wakeups, err := wakeup.New(wakeup.Options{
+		Store: store, Hub: hub, Webhooks: cfg.webhooks(), Relay: cfg.relay(), States: jmapServer.States, VAPID: vapid,
+		Logger: logger, Metrics: wakeup.NewMetrics(reg),
+	})
+	if err != nil {
+		return err
+	}
+	if err := wakeups.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		// After the listeners: nothing commits any more. What is still
+		// pending is kept in the store for the next start.
+		if err := wakeups.Close(); err != nil {
+			logger.Error("stop the wake-up engine", "err", err)
+		}
+	}()
 	httpServer := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

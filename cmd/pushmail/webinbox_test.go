@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,6 +61,12 @@ func TestWebInboxInChromium(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
+	// clickRow clicks the list row that shows text, in one step in the
+	// page: the list is redrawn whenever the event stream says something
+	// changed, so a node looked up first may be gone by the click.
+	clickRow := func(text string) chromedp.Action {
+		return chromedp.Evaluate(`[...document.querySelectorAll("#list tbody tr")].find((tr) => tr.innerText.includes(`+strconv.Quote(text)+`)).click()`, nil)
+	}
 	// waitJS waits until a JavaScript expression is true.
 	waitJS := func(what, expr string) {
 		t.Helper()
@@ -72,7 +79,7 @@ func TestWebInboxInChromium(t *testing.T) {
 		chromedp.WaitVisible("#login-form"),
 		chromedp.SendKeys("#username", "alice@localhost"),
 		chromedp.SendKeys("#password", "secret"),
-		chromedp.Submit("#login-form"),
+		chromedp.Click(`#login-form button[type="submit"]`),
 		chromedp.WaitVisible("#app"),
 	)
 	waitJS("the event stream is open", `document.getElementById("live").classList.contains("on")`)
@@ -89,7 +96,7 @@ func TestWebInboxInChromium(t *testing.T) {
 	waitJS("the title shows one unread", `document.title === "(1) pushmail"`)
 	if path := os.Getenv("PUSHMAIL_SCREENSHOT"); path != "" {
 		var png []byte
-		run("screenshot", chromedp.FullScreenshot(&png, 90))
+		run("screenshot", chromedp.FullScreenshot(&png, 100) /* 100: PNG */)
 		if err := os.WriteFile(path, png, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +143,7 @@ func TestWebInboxInChromium(t *testing.T) {
 		}
 	}
 
-	run("open the message", chromedp.Click(`#list tbody tr`), chromedp.WaitVisible("#reader"))
+	run("open the message", clickRow("first message"), chromedp.WaitVisible("#reader"))
 	waitJS("its text is shown", `document.getElementById("text").textContent.includes("Hello from SMTP.")`)
 	waitIMAP("reading sets \\Seen", func() bool { return slices.Contains(flags("INBOX")["first message"], imap.FlagSeen) })
 	waitJS("the title drops the count", `document.title === "pushmail"`)
@@ -152,7 +159,7 @@ func TestWebInboxInChromium(t *testing.T) {
 	send("hostile message", "text/html; charset=utf-8", hostile)
 	waitJS("the hostile message appears", `document.querySelector("#list").innerText.includes("hostile message")`)
 	run("open the hostile message",
-		chromedp.Click(`//tr[contains(., "hostile message")]`, chromedp.BySearch),
+		clickRow("hostile message"),
 		chromedp.WaitVisible("#html"),
 	)
 	waitJS("its HTML is in the sandboxed frame", `document.getElementById("html").srcdoc.includes("Hostile")`)
@@ -169,7 +176,7 @@ func TestWebInboxInChromium(t *testing.T) {
 		return !gone && len(f) == 1
 	})
 
-	run("open the first message again", chromedp.Click(`//tr[contains(., "first message")]`, chromedp.BySearch), chromedp.WaitVisible("#reader"))
+	run("open the first message again", clickRow("first message"), chromedp.WaitVisible("#reader"))
 	run("move it to Trash", chromedp.Click("#to-trash"))
 	waitIMAP("Move to Trash moves it", func() bool {
 		return len(flags("INBOX")) == 0 && len(flags("Trash")) == 1
