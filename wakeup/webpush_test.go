@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -287,4 +288,81 @@ func (p *pushService) next(t *testing.T) string {
 		t.Fatalf("no valid push reached the push service (invalid: %q)", p.invalid)
 		return ""
 	}
+}
+
+// TestWebPushPendingSurvivesRestart: a StateChange queued for a verified
+// subscription whose push service did not answer before the engine
+// stopped is delivered by the next engine, after the store is reopened.
+func TestWebPushPendingSurvivesRestart(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	vapid := newVAPID(t)
+	ps := newPushService(t, vapid)
+	alice := e.rcpt["alice@localhost"].User
+	p256dh, auth := ps.keys()
+	id, err := e.store.CreatePushSubscription(ctx, mailstore.PushSubscription{User: alice, DeviceClientID: "browser",
+		URL: ps.srv.URL + "/push/1", P256DH: p256dh, Auth: auth, Code: "c", VerificationCode: "c", Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first engine reaches a push service that never answers.
+	black, err := newBlackHole(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := e.engine(Options{VAPID: &vapid, Client: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, black)
+		}}}})
+	e.deliver("alice@localhost")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left, err := e.store.PendingPushes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) == 1 && left[0].Endpoint == webPushName(id) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pending pushes in the store: %+v, want the subscription's", left)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := eng.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.store.Close()
+	e.open()
+	e.engine(Options{VAPID: &vapid})
+	var sc StateChange
+	if err := json.Unmarshal([]byte(ps.next(t)), &sc); err != nil || sc.Type != "StateChange" {
+		t.Fatalf("push after restart: %+v, %v", sc, err)
+	}
+}
+
+// newBlackHole listens on loopback and accepts connections that it never
+// answers; it returns the address.
+func newBlackHole(t *testing.T) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	return ln.Addr().String(), nil
 }
