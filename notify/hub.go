@@ -165,7 +165,9 @@ func (w *Wakeups) Wake() {
 // to resynchronise, since the Hub was made.
 func (h *Hub) Resyncs() uint64 { return h.resyncs.Load() }
 
-// Subscriptions returns the number of open subscriptions, all mailboxes.
+// Subscriptions returns the number of open subscriptions of clients:
+// mailbox and user watchers. The server's own (SubscribeAll) are not
+// counted.
 func (h *Hub) Subscriptions() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -176,7 +178,7 @@ func (h *Hub) Subscriptions() int {
 	for _, m := range h.users {
 		n += len(m)
 	}
-	return n + len(h.all)
+	return n
 }
 
 func (h *Hub) unsubscribe(s *Subscription) {

@@ -221,8 +221,8 @@ func TestSubscribeAll(t *testing.T) {
 	h := New(0)
 	all := h.SubscribeAll(0)
 	one := h.Subscribe(7)
-	if n := h.Subscriptions(); n != 2 {
-		t.Fatalf("Subscriptions() = %d, want 2", n)
+	if n := h.Subscriptions(); n != 1 {
+		t.Fatalf("Subscriptions() = %d, want 1 (the server-wide one is not a client's)", n)
 	}
 	h.Publish(Event{Mailbox: 7, User: 1, Kind: Appended, UIDs: []uint32{1}})
 	h.Publish(Event{Mailbox: 9, User: 2, Kind: Expunged, UIDs: []uint32{4}})
@@ -242,5 +242,9 @@ func TestSubscribeAll(t *testing.T) {
 	}
 	if n := h.Subscriptions(); n != 1 {
 		t.Errorf("Subscriptions() after Close = %d, want 1", n)
+	}
+	one.Close()
+	if n := h.Subscriptions(); n != 0 {
+		t.Errorf("Subscriptions() after closing both = %d, want 0", n)
 	}
 }

@@ -80,7 +80,7 @@ func registerHubMetrics(reg prometheus.Registerer, hub *notify.Hub) {
 		}, func() float64 { return float64(hub.Resyncs()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pushmail_notify_subscriptions",
-			Help: "Open mailbox subscriptions (IMAP sessions with a mailbox selected).",
+			Help: "Open subscriptions of clients: IMAP sessions with a mailbox selected or NOTIFY set, and one per user with JMAP event streams open.",
 		}, func() float64 { return float64(hub.Subscriptions()) }),
 	)
 }
