@@ -2,6 +2,7 @@ package jmap
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -368,5 +369,36 @@ func TestEmailSetOverIMAP(t *testing.T) {
 	}
 	if got := env.emailIDs(t, nil); !slices.Equal(got, []string{ids[2]}) {
 		t.Errorf("Email/query after all: %v; want [%s]", got, ids[2])
+	}
+}
+
+// TestEmailQueryByDate: the index path (one mailbox by receivedAt, a
+// position and a limit) answers as the general path does, \Deleted
+// messages left out of both, ties by id in the sort's direction.
+func TestEmailQueryByDate(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t, Limits{})
+	ctx := context.Background()
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 12 {
+		// Pairs share a date: the ties must come out the same way.
+		if _, err := env.store.ImportEmail(ctx, env.user.User, []byte(fmt.Sprintf("Subject: %d\r\n\r\nx\r\n", i)), []mailstore.MailboxID{env.user.Mailbox}, nil, base.Add(time.Duration(i/2)*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := env.store.StoreFlags(ctx, env.user.Mailbox, mailstore.UIDSetOf(3, 8), mailstore.FlagsAdd, []string{mailstore.FlagDeleted}, 0); err != nil {
+		t.Fatal(err)
+	}
+	inbox := mailboxID(env.user.Mailbox)
+	for _, asc := range []bool{true, false} {
+		for _, pos := range []int{0, 3, 9, 20} {
+			sort := []any{map[string]any{"property": "receivedAt", "isAscending": asc}}
+			fast := env.call1(t, "Email/query", map[string]any{"filter": map[string]any{"inMailbox": inbox}, "sort": sort, "position": pos, "limit": 4, "calculateTotal": true})
+			general := env.call1(t, "Email/query", map[string]any{"filter": map[string]any{"operator": "AND", "conditions": []any{map[string]any{"inMailbox": inbox}}},
+				"sort": sort, "position": pos, "limit": 4, "calculateTotal": true})
+			if jsonString(fast["ids"]) != jsonString(general["ids"]) || fast["total"] != float64(10) || general["total"] != float64(10) {
+				t.Errorf("asc %v position %d: index path %v (total %v), general %v (total %v); want equal, total 10", asc, pos, fast["ids"], fast["total"], general["ids"], general["total"])
+			}
+		}
 	}
 }

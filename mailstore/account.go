@@ -183,6 +183,10 @@ CREATE TRIGGER account_tombstone_update AFTER UPDATE OF destroyed ON account_cha
 		AND changed <= NEW.changed - (SELECT value FROM meta WHERE key = 'account_tombstone_window');
 END;
 
+-- Email/query's common case, newest first in a mailbox, as an index
+-- range instead of a sort of the whole mailbox (EmailPage).
+CREATE INDEX messages_date ON messages(mailbox_id, internal_date);
+
 CREATE TRIGGER account_user_delete AFTER DELETE ON users BEGIN
 	DELETE FROM account_changes WHERE user_id = OLD.id;
 END;
