@@ -183,6 +183,23 @@ CREATE TRIGGER account_tombstone_update AFTER UPDATE OF destroyed ON account_cha
 		AND changed <= NEW.changed - (SELECT value FROM meta WHERE key = 'account_tombstone_window');
 END;
 
+-- A subscription is a mailbox's isSubscribed: subscribing or
+-- unsubscribing the name of an existing mailbox changes that mailbox.
+CREATE TRIGGER account_subscribe AFTER INSERT ON subscriptions BEGIN
+	UPDATE users SET change_seq = change_seq + 1 WHERE id = NEW.user_id;
+	INSERT INTO account_changes(user_id, kind, id, changed, meta)
+		SELECT NEW.user_id, 2, b.id, u.change_seq, u.change_seq
+		FROM mailboxes b JOIN users u ON u.id = b.user_id WHERE b.user_id = NEW.user_id AND b.name = NEW.name
+		ON CONFLICT(user_id, kind, id) DO UPDATE SET changed = excluded.changed, meta = excluded.meta;
+END;
+CREATE TRIGGER account_unsubscribe AFTER DELETE ON subscriptions BEGIN
+	UPDATE users SET change_seq = change_seq + 1 WHERE id = OLD.user_id;
+	INSERT INTO account_changes(user_id, kind, id, changed, meta)
+		SELECT OLD.user_id, 2, b.id, u.change_seq, u.change_seq
+		FROM mailboxes b JOIN users u ON u.id = b.user_id WHERE b.user_id = OLD.user_id AND b.name = OLD.name
+		ON CONFLICT(user_id, kind, id) DO UPDATE SET changed = excluded.changed, meta = excluded.meta;
+END;
+
 -- Email/query's common case, newest first in a mailbox, as an index
 -- range instead of a sort of the whole mailbox (EmailPage).
 CREATE INDEX messages_date ON messages(mailbox_id, internal_date);
