@@ -386,10 +386,21 @@ func TestEmailQueryByDate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	inbox := mailboxID(env.user.Mailbox)
+	before := env.call1(t, "Mailbox/get", map[string]any{"ids": []string{inbox}, "properties": []string{"totalEmails", "unreadEmails"}})
 	if _, err := env.store.StoreFlags(ctx, env.user.Mailbox, mailstore.UIDSetOf(3, 8), mailstore.FlagsAdd, []string{mailstore.FlagDeleted}, 0); err != nil {
 		t.Fatal(err)
 	}
-	inbox := mailboxID(env.user.Mailbox)
+	// RFC 8621 §4.1.1: \Deleted messages are not counted, and setting
+	// the flag changes the mailbox (its state moves, as a count change).
+	after := env.call1(t, "Mailbox/get", map[string]any{"ids": []string{inbox}, "properties": []string{"totalEmails", "unreadEmails"}})
+	if got := jsonString(after["list"]); got != `[{"id":"`+inbox+`","totalEmails":10,"unreadEmails":10}]` || after["state"] == before["state"] {
+		t.Errorf("INBOX after \\Deleted on two: %s, state %v -> %v; want 10 and 10, a new state", got, before["state"], after["state"])
+	}
+	ch := env.call1(t, "Mailbox/changes", map[string]any{"sinceState": before["state"]})
+	if !slices.Equal(strs(ch["updated"]), []string{inbox}) || len(strs(ch["updatedProperties"])) != 4 {
+		t.Errorf("Mailbox/changes after \\Deleted: %s; want INBOX, counts only", jsonString(ch))
+	}
 	for _, asc := range []bool{true, false} {
 		for _, pos := range []int{0, 3, 9, 20} {
 			sort := []any{map[string]any{"property": "receivedAt", "isAscending": asc}}

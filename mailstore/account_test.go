@@ -17,7 +17,7 @@ const undoAccountLog = `
 DROP TRIGGER account_message_insert; DROP TRIGGER account_message_delete; DROP TRIGGER account_message_flags;
 DROP TRIGGER account_mailbox_insert; DROP TRIGGER account_mailbox_rename; DROP TRIGGER account_mailbox_counts;
 DROP TRIGGER account_mailbox_delete; DROP TRIGGER account_tombstone_insert; DROP TRIGGER account_tombstone_update;
-DROP TRIGGER account_user_delete; DROP TRIGGER bodies_id_hw; DROP INDEX messages_date; DROP TRIGGER account_subscribe; DROP TRIGGER account_unsubscribe;
+DROP TRIGGER account_user_delete; DROP TRIGGER bodies_id_hw; DROP INDEX messages_date; DROP TRIGGER account_subscribe; DROP TRIGGER account_message_deleted; DROP TRIGGER account_unsubscribe;
 DROP TABLE account_changes;
 ALTER TABLE users DROP COLUMN change_seq;
 ALTER TABLE users DROP COLUMN change_horizon;
