@@ -413,3 +413,50 @@ func TestEmailQueryByDate(t *testing.T) {
 		}
 	}
 }
+
+// TestEmailSetCreate: Email/set create writes the message from its
+// properties (RFC 8621 §4.6); Email/get reads back what was given, and
+// IMAP sees the message in Drafts with \Draft.
+func TestEmailSetCreate(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t, Limits{})
+	drafts, err := env.store.Mailbox(t.Context(), env.user.User, "Drafts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := env.call1(t, "Email/set", map[string]any{"create": map[string]any{
+		"d": map[string]any{
+			"mailboxIds": map[string]bool{mailboxID(drafts.ID): true},
+			"keywords":   map[string]bool{"$draft": true},
+			"from":       []any{map[string]any{"name": "Alice Ä", "email": "alice@localhost"}},
+			"to":         []any{map[string]any{"email": "bob@example.org"}},
+			"subject":    "Grüße",
+			"inReplyTo":  []string{"x@example.org"},
+			"textBody":   []any{map[string]any{"partId": "t", "type": "text/plain"}},
+			"htmlBody":   []any{map[string]any{"partId": "h", "type": "text/html"}},
+			"bodyValues": map[string]any{"t": map[string]any{"value": "Hallo Bob,\nbis bald."}, "h": map[string]any{"value": "<p>Hallo Bob</p>"}},
+		},
+		"bad": map[string]any{"mailboxIds": map[string]bool{mailboxID(drafts.ID): true}, "bodyStructure": map[string]any{}},
+	}})
+	created, _ := res["created"].(map[string]any)
+	nc, _ := res["notCreated"].(map[string]any)
+	if len(created) != 1 || nc["bad"].(map[string]any)["type"] != "invalidProperties" {
+		t.Fatalf("Email/set create: %s", jsonString(res))
+	}
+	id := created["d"].(map[string]any)["id"].(string)
+	got := env.call1(t, "Email/get", map[string]any{"ids": []string{id}, "fetchAllBodyValues": true,
+		"properties": []string{"mailboxIds", "keywords", "from", "to", "subject", "inReplyTo", "messageId", "textBody", "htmlBody", "bodyValues"}})
+	m := got["list"].([]any)[0].(map[string]any)
+	if m["subject"] != "Grüße" || jsonString(m["from"]) != `[{"email":"alice@localhost","name":"Alice Ä"}]` ||
+		jsonString(m["to"]) != `[{"email":"bob@example.org","name":null}]` || jsonString(m["keywords"]) != `{"$draft":true}` ||
+		jsonString(m["inReplyTo"]) != `["x@example.org"]` || len(strs(m["messageId"])) != 1 {
+		t.Errorf("created email: %s", jsonString(m))
+	}
+	values := jsonString(m["bodyValues"])
+	if !strings.Contains(values, `"value":"Hallo Bob,\r\nbis bald."`) || !strings.Contains(values, `"value":"\u003cp\u003eHallo Bob\u003c/p\u003e"`) && !strings.Contains(values, `<p>Hallo Bob</p>`) {
+		t.Errorf("body values: %s", values)
+	}
+	if flags := imapFlags(t, env, "Drafts"); len(flags) != 1 || !slices.Contains(flags[1], imap.FlagDraft) {
+		t.Errorf("IMAP Drafts: %v; want one \\Draft message", flags)
+	}
+}
