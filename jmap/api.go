@@ -81,29 +81,24 @@ type method struct {
 	run        func(s *Server, c *call) (any, error)
 }
 
-var methods map[string]method
-
-func init() {
-	// Filled here rather than in the declaration: the table refers to
-	// functions that refer back to it (none do yet, but Core/echo's
-	// neighbours might), and an initialisation cycle is a compile error.
-	methods = map[string]method{
-		"Core/echo":            {capCore, func(_ *Server, c *call) (any, error) { return c.args, nil }},
-		"Mailbox/get":          {capMail, (*Server).mailboxGet},
-		"Mailbox/changes":      {capMail, (*Server).mailboxChanges},
-		"Mailbox/query":        {capMail, (*Server).mailboxQuery},
-		"Mailbox/queryChanges": {capMail, queryChangesUnsupported},
-		"Mailbox/set":          {capMail, (*Server).mailboxSet},
-		"Thread/get":           {capMail, (*Server).threadGet},
-		"Thread/changes":       {capMail, (*Server).threadChanges},
-		"Email/get":            {capMail, (*Server).emailGet},
-		"Email/changes":        {capMail, (*Server).emailChanges},
-		"Email/query":          {capMail, (*Server).emailQuery},
-		"Email/queryChanges":   {capMail, queryChangesUnsupported},
-		"Email/set":            {capMail, (*Server).emailSet},
-		"Email/import":         {capMail, (*Server).emailImport},
-		"SearchSnippet/get":    {capMail, (*Server).searchSnippetGet},
-	}
+// methods are the methods this server runs, by name, with the
+// capability a request must list in "using" to call each.
+var methods = map[string]method{
+	"Core/echo":            {capCore, func(_ *Server, c *call) (any, error) { return c.args, nil }},
+	"Mailbox/get":          {capMail, (*Server).mailboxGet},
+	"Mailbox/changes":      {capMail, (*Server).mailboxChanges},
+	"Mailbox/query":        {capMail, (*Server).mailboxQuery},
+	"Mailbox/queryChanges": {capMail, queryChangesUnsupported},
+	"Mailbox/set":          {capMail, (*Server).mailboxSet},
+	"Thread/get":           {capMail, (*Server).threadGet},
+	"Thread/changes":       {capMail, (*Server).threadChanges},
+	"Email/get":            {capMail, (*Server).emailGet},
+	"Email/changes":        {capMail, (*Server).emailChanges},
+	"Email/query":          {capMail, (*Server).emailQuery},
+	"Email/queryChanges":   {capMail, queryChangesUnsupported},
+	"Email/set":            {capMail, (*Server).emailSet},
+	"Email/import":         {capMail, (*Server).emailImport},
+	"SearchSnippet/get":    {capMail, (*Server).searchSnippetGet},
 }
 
 // serveAPI answers POST /jmap/api (RFC 8620 §3).
