@@ -408,7 +408,7 @@ func (s *Server) emailQueryByDate(c *call, filter *emailFilter, sorts []comparat
 		out[i] = emailID(id)
 	}
 	res := map[string]any{"accountId": accountID(c.user.ID), "queryState": state, "canCalculateChanges": false,
-		"position": position, "ids": out, "limit": *limit}
+		"position": position, "ids": out}
 	if total {
 		res["total"] = n
 	}

@@ -369,9 +369,8 @@ func window(c *call, ids []string, state string) (any, error) {
 	if total {
 		out["total"] = len(ids)
 	}
-	if limit != nil {
-		out["limit"] = *limit
-	}
+	// RFC 8620 §5.5: "limit" is returned only when the server set one;
+	// this server uses the client's as given.
 	return out, nil
 }
 
