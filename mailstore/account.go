@@ -222,12 +222,6 @@ CREATE TRIGGER account_user_delete AFTER DELETE ON users BEGIN
 END;
 `
 
-// ErrCannotCalculateChanges: the account change log cannot say what
-// changed since the state asked about: its tombstones from then are
-// gone (the horizon is past it), or the state is not one the account
-// ever had (RFC 8620 §5.2, cannotCalculateChanges).
-var ErrCannotCalculateChanges = errors.New("cannot calculate changes")
-
 // AccountState is an account's position in its change log, per kind.
 type AccountState struct {
 	// Email and Mailbox are the seq of the latest change of an object of

@@ -24,9 +24,6 @@ import (
 // EmailID identifies an email within its account: its body's id.
 type EmailID int64
 
-// ErrNoSuchEmail: the account has no email with that id.
-var ErrNoSuchEmail = errors.New("no such email")
-
 // MessageRef is one message of an account: which email it is, where it
 // is, and what a query filters and sorts on without its body.
 type MessageRef struct {
