@@ -2,14 +2,15 @@
 # pushmail's whole test suite: the one test command the README gives and
 # .ci/run calls. It installs the third-party clients the interop tests
 # drive (swaks, openssl, python3, mbsync from isync, curl, postfix, mutt,
-# script from bsdutils, fetchmail, chromium) when they are missing, then checks formatting,
-# vets, and runs every test with the race detector.
+# script from bsdutils, fetchmail, chromium, node and npm) when they are
+# missing, then checks formatting, vets, and runs every test with the race
+# detector.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 # Interop tests run real clients no one here wrote; install what is missing.
 missing=()
-for tool in swaks:swaks openssl:openssl python3:python3 mbsync:isync curl:curl postfix:postfix mutt:mutt script:bsdutils fetchmail:fetchmail chromium:chromium; do
+for tool in swaks:swaks openssl:openssl python3:python3 mbsync:isync curl:curl postfix:postfix mutt:mutt script:bsdutils fetchmail:fetchmail chromium:chromium node:nodejs npm:npm; do
 	command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -25,6 +26,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 	else
 		echo "test.sh: cannot install ${missing[*]} (not root, no sudo): their interop tests will skip" >&2
 	fi
+fi
+
+# jmap-jam, the Node JMAP client TestJMAPJam drives, from its lockfile.
+if command -v npm >/dev/null 2>&1; then
+	npm ci --prefix jmap/testdata/jmapjam --no-audit --no-fund --loglevel=error >/dev/null
+else
+	echo "test.sh: npm missing: TestJMAPJam will skip" >&2
 fi
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

@@ -81,37 +81,32 @@ type method struct {
 	run        func(s *Server, c *call) (any, error)
 }
 
-var methods map[string]method
+// methods are the methods this server runs, by name, with the
+// capability a request must list in "using" to call each.
+var methods = map[string]method{
+	"Core/echo":            {capCore, func(_ *Server, c *call) (any, error) { return c.args, nil }},
+	"Mailbox/get":          {capMail, (*Server).mailboxGet},
+	"Mailbox/changes":      {capMail, (*Server).mailboxChanges},
+	"Mailbox/query":        {capMail, (*Server).mailboxQuery},
+	"Mailbox/queryChanges": {capMail, queryChangesUnsupported},
+	"Mailbox/set":          {capMail, (*Server).mailboxSet},
+	"Thread/get":           {capMail, (*Server).threadGet},
+	"Thread/changes":       {capMail, (*Server).threadChanges},
+	"Email/get":            {capMail, (*Server).emailGet},
+	"Email/changes":        {capMail, (*Server).emailChanges},
+	"Email/query":          {capMail, (*Server).emailQuery},
+	"Email/queryChanges":   {capMail, queryChangesUnsupported},
+	"Email/set":            {capMail, (*Server).emailSet},
+	"Email/import":         {capMail, (*Server).emailImport},
+	"SearchSnippet/get":    {capMail, (*Server).searchSnippetGet},
+	"PushSubscription/get": {capCore, (*Server).pushSubscriptionGet},
+	"PushSubscription/set": {capCore, (*Server).pushSubscriptionSet},
+}
 
 // accountless are the methods that take no accountId: Core/echo, and the
 // push subscription methods (RFC 8620 §7.2.1: a subscription belongs to
 // the user, not to an account).
 var accountless = map[string]bool{"Core/echo": true, "PushSubscription/get": true, "PushSubscription/set": true}
-
-func init() {
-	// Filled here rather than in the declaration: the table refers to
-	// functions that refer back to it (none do yet, but Core/echo's
-	// neighbours might), and an initialisation cycle is a compile error.
-	methods = map[string]method{
-		"Core/echo":            {capCore, func(_ *Server, c *call) (any, error) { return c.args, nil }},
-		"Mailbox/get":          {capMail, (*Server).mailboxGet},
-		"Mailbox/changes":      {capMail, (*Server).mailboxChanges},
-		"Mailbox/query":        {capMail, (*Server).mailboxQuery},
-		"Mailbox/queryChanges": {capMail, queryChangesUnsupported},
-		"Mailbox/set":          {capMail, (*Server).mailboxSet},
-		"Thread/get":           {capMail, (*Server).threadGet},
-		"Thread/changes":       {capMail, (*Server).threadChanges},
-		"Email/get":            {capMail, (*Server).emailGet},
-		"Email/changes":        {capMail, (*Server).emailChanges},
-		"Email/query":          {capMail, (*Server).emailQuery},
-		"Email/queryChanges":   {capMail, queryChangesUnsupported},
-		"Email/set":            {capMail, (*Server).emailSet},
-		"Email/import":         {capMail, (*Server).emailImport},
-		"SearchSnippet/get":    {capMail, (*Server).searchSnippetGet},
-		"PushSubscription/get": {capCore, (*Server).pushSubscriptionGet},
-		"PushSubscription/set": {capCore, (*Server).pushSubscriptionSet},
-	}
-}
 
 // serveAPI answers POST /jmap/api (RFC 8620 §3).
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, u *user) {

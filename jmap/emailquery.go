@@ -3,6 +3,7 @@ package jmap
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"html"
 	"slices"
 	"strings"
@@ -325,6 +326,9 @@ func (s *Server) emailQuery(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if res, ok, err := s.emailQueryByDate(c, filter, sorts, stateString(state.Email)); ok || err != nil {
+		return res, err
+	}
 	q, err := s.newQueryIndex(c)
 	if err != nil {
 		return nil, err
@@ -364,8 +368,65 @@ func (s *Server) emailQuery(c *call) (any, error) {
 	return window(c, out, stateString(state.Email))
 }
 
-// sortEmails sorts ids by the comparators, then by id ascending; with
-// none, by receivedAt ascending.
+// emailQueryByDate answers the commonest query, one mailbox by
+// receivedAt with a position and a limit (a client's message list), from
+// an index range in the store (EmailPage) instead of the whole account:
+// ok false for any other query.
+func (s *Server) emailQueryByDate(c *call, filter *emailFilter, sorts []comparator, state string) (any, bool, error) {
+	if filter == nil || filter.InMailbox == nil || c.has("anchor") {
+		return nil, false, nil
+	}
+	only := emailFilter{InMailbox: filter.InMailbox}
+	if jsonString(*filter) != jsonString(only) || len(sorts) > 1 || (len(sorts) == 1 && sorts[0].Property != "receivedAt") {
+		return nil, false, nil
+	}
+	var position int
+	var limit *int
+	var total bool
+	for name, v := range map[string]any{"position": &position, "limit": &limit, "calculateTotal": &total} {
+		if err := c.arg(name, v); err != nil {
+			return nil, true, err
+		}
+	}
+	if position < 0 || limit == nil || *limit < 0 || *limit > 1000 {
+		return nil, false, nil
+	}
+	mb, ok := parseMailbox(*filter.InMailbox)
+	if !ok {
+		return nil, false, nil
+	}
+	desc := len(sorts) == 1 && sorts[0].IsAscending != nil && !*sorts[0].IsAscending
+	ids, n, err := s.store.EmailPage(c.ctx, c.user.ID, mb, desc, position, *limit)
+	if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+		return nil, false, nil // the general path answers: no such mailbox matches nothing
+	}
+	if err != nil {
+		return nil, true, err
+	}
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = emailID(id)
+	}
+	res := map[string]any{"accountId": accountID(c.user.ID), "queryState": state, "canCalculateChanges": false,
+		"position": position, "ids": out}
+	if total {
+		res["total"] = n
+	}
+	return res, true, nil
+}
+
+// jsonString encodes v for comparison; a value that cannot be encoded
+// compares as its error.
+func jsonString(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+// sortEmails sorts ids by the comparators, then by id in the first
+// comparator's direction; with none, by receivedAt ascending.
 func (s *Server) sortEmails(c *call, q *queryIndex, ids []mailstore.EmailID, sorts []comparator) error {
 	var infos map[mailstore.EmailID]mailstore.SortInfo
 	var fields mailstore.SortFields
@@ -425,6 +486,9 @@ func (s *Server) sortEmails(c *call, q *queryIndex, ids []mailstore.EmailID, sor
 			if r != 0 {
 				return r
 			}
+		}
+		if sorts[0].IsAscending != nil && !*sorts[0].IsAscending {
+			return cmp.Compare(b, a)
 		}
 		return cmp.Compare(a, b)
 	})

@@ -10,10 +10,9 @@ import (
 	"pushmail/mailstore"
 )
 
-// emailSet is Email/set (RFC 8621 §4.6): update (keywords, mailboxIds,
-// whole or by "keywords/…" and "mailboxIds/…" patch paths) and destroy.
-// Create is not supported: every creation is notCreated with forbidden
-// (upload the message and Email/import it instead).
+// emailSet is Email/set (RFC 8621 §4.6): create (emailcreate.go), update
+// (keywords, mailboxIds, whole or by "keywords/…" and "mailboxIds/…"
+// patch paths) and destroy.
 func (s *Server) emailSet(c *call) (any, error) {
 	if err := c.known("accountId", "ifInState", "create", "update", "destroy"); err != nil {
 		return nil, err
@@ -36,9 +35,29 @@ func (s *Server) emailSet(c *call) (any, error) {
 	if err := ifInState(c, old.Email); err != nil {
 		return nil, err
 	}
+	created := map[string]any{}
 	notCreated := map[string]any{}
+	keys := make([]string, 0, len(create))
 	for k := range create {
-		notCreated[k] = &setError{Type: "forbidden", Description: "Email/set create is not supported; use upload and Email/import"}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ec, raw, se := buildMessage(create[k], time.Now())
+		if se != nil {
+			notCreated[k] = se
+			continue
+		}
+		obj, se, err := s.storeNewEmail(c, raw, ec.MailboxIDs, ec.Keywords, ec.ReceivedAt)
+		if err != nil {
+			return nil, err
+		}
+		if se != nil {
+			notCreated[k] = se
+			continue
+		}
+		created[k] = obj
+		c.req.created[k] = obj["id"].(string)
 	}
 	updated := map[string]any{}
 	notUpdated := map[string]any{}
@@ -79,7 +98,7 @@ func (s *Server) emailSet(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return setResponse(c, old.Email, now.Email, nil, notCreated, updated, notUpdated, destroyed, notDestroyed), nil
+	return setResponse(c, old.Email, now.Email, created, notCreated, updated, notUpdated, destroyed, notDestroyed), nil
 }
 
 // updateEmail applies one PatchObject (RFC 8620 §5.3) to an email.
@@ -248,53 +267,16 @@ func (s *Server) emailImport(c *call) (any, error) {
 			notCreated[k] = &setError{Type: "blobNotFound"}
 			continue
 		}
-		var mbs []mailstore.MailboxID
-		bad := false
-		for ref, v := range im.MailboxIDs {
-			mb, ok := c.resolveMailboxRef(ref)
-			if !v || !ok {
-				bad = true
-				break
-			}
-			mbs = append(mbs, mb)
-		}
-		if bad || len(mbs) == 0 {
-			notCreated[k] = &setError{Type: "invalidProperties", Properties: []string{"mailboxIds"}}
-			continue
-		}
-		slices.Sort(mbs)
-		kw := map[string]bool{}
-		for k2, v := range im.Keywords {
-			if !v || !validKeyword(k2) {
-				bad = true
-				break
-			}
-			kw[strings.ToLower(k2)] = true
-		}
-		if bad {
-			notCreated[k] = &setError{Type: "invalidProperties", Properties: []string{"keywords"}}
-			continue
-		}
-		var date time.Time
-		if im.ReceivedAt != nil {
-			if date, err = time.Parse(time.RFC3339, *im.ReceivedAt); err != nil {
-				notCreated[k] = &setError{Type: "invalidProperties", Properties: []string{"receivedAt"}}
-				continue
-			}
-		}
-		id, err := s.store.ImportEmail(c.ctx, c.user.ID, raw, mbs, flagsOf(kw), date)
+		obj, se, err := s.storeNewEmail(c, raw, im.MailboxIDs, im.Keywords, im.ReceivedAt)
 		if err != nil {
-			if se, ok := setErrorOf(err); ok {
-				if se.Type == "notFound" {
-					se = &setError{Type: "invalidProperties", Properties: []string{"mailboxIds"}, Description: "No such mailbox"}
-				}
-				notCreated[k] = se
-				continue
-			}
 			return nil, err
 		}
-		created[k] = map[string]any{"id": emailID(id), "blobId": emailBlobID(id), "threadId": threadID(id), "size": len(raw)}
-		c.req.created[k] = emailID(id)
+		if se != nil {
+			notCreated[k] = se
+			continue
+		}
+		created[k] = obj
+		c.req.created[k] = obj["id"].(string)
 	}
 	now, err := s.store.AccountState(c.ctx, c.user.ID)
 	if err != nil {

@@ -36,7 +36,7 @@ type testEnv struct {
 	other    mailstore.Recipient // bob@localhost, password secret
 }
 
-func newEnv(t *testing.T, limits Limits) *testEnv {
+func newEnv(t testing.TB, limits Limits) *testEnv {
 	t.Helper()
 	ctx := context.Background()
 	store, err := mailstore.Open(ctx, filepath.Join(t.TempDir(), "mail.db"), mailstore.Options{PasswordCost: bcrypt.MinCost,
@@ -200,10 +200,25 @@ func strs(v any) []string {
 	return out
 }
 
-func jsonString(v any) string {
-	b, err := json.Marshal(v)
+// newBenchEnv is newEnv for a benchmark.
+func newBenchEnv(b *testing.B) *testEnv { return newEnv(b, Limits{}) }
+
+// doB is do for a benchmark, as alice.
+func (e *testEnv) doB(b *testing.B, method, path string, body []byte) (int, []byte) {
+	b.Helper()
+	req, err := http.NewRequest(method, e.url+path, bytes.NewReader(body))
 	if err != nil {
-		return err.Error()
+		b.Fatal(err)
 	}
-	return string(b)
+	req.SetBasicAuth(testUser, testPassword)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return resp.StatusCode, out
 }

@@ -2,6 +2,7 @@ package jmap
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -368,5 +369,94 @@ func TestEmailSetOverIMAP(t *testing.T) {
 	}
 	if got := env.emailIDs(t, nil); !slices.Equal(got, []string{ids[2]}) {
 		t.Errorf("Email/query after all: %v; want [%s]", got, ids[2])
+	}
+}
+
+// TestEmailQueryByDate: the index path (one mailbox by receivedAt, a
+// position and a limit) answers as the general path does, \Deleted
+// messages left out of both, ties by id in the sort's direction.
+func TestEmailQueryByDate(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t, Limits{})
+	ctx := context.Background()
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 12 {
+		// Pairs share a date: the ties must come out the same way.
+		if _, err := env.store.ImportEmail(ctx, env.user.User, []byte(fmt.Sprintf("Subject: %d\r\n\r\nx\r\n", i)), []mailstore.MailboxID{env.user.Mailbox}, nil, base.Add(time.Duration(i/2)*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inbox := mailboxID(env.user.Mailbox)
+	before := env.call1(t, "Mailbox/get", map[string]any{"ids": []string{inbox}, "properties": []string{"totalEmails", "unreadEmails"}})
+	if _, err := env.store.StoreFlags(ctx, env.user.Mailbox, mailstore.UIDSetOf(3, 8), mailstore.FlagsAdd, []string{mailstore.FlagDeleted}, 0); err != nil {
+		t.Fatal(err)
+	}
+	// RFC 8621 §4.1.1: \Deleted messages are not counted, and setting
+	// the flag changes the mailbox (its state moves, as a count change).
+	after := env.call1(t, "Mailbox/get", map[string]any{"ids": []string{inbox}, "properties": []string{"totalEmails", "unreadEmails"}})
+	if got := jsonString(after["list"]); got != `[{"id":"`+inbox+`","totalEmails":10,"unreadEmails":10}]` || after["state"] == before["state"] {
+		t.Errorf("INBOX after \\Deleted on two: %s, state %v -> %v; want 10 and 10, a new state", got, before["state"], after["state"])
+	}
+	ch := env.call1(t, "Mailbox/changes", map[string]any{"sinceState": before["state"]})
+	if !slices.Equal(strs(ch["updated"]), []string{inbox}) || len(strs(ch["updatedProperties"])) != 4 {
+		t.Errorf("Mailbox/changes after \\Deleted: %s; want INBOX, counts only", jsonString(ch))
+	}
+	for _, asc := range []bool{true, false} {
+		for _, pos := range []int{0, 3, 9, 20} {
+			sort := []any{map[string]any{"property": "receivedAt", "isAscending": asc}}
+			fast := env.call1(t, "Email/query", map[string]any{"filter": map[string]any{"inMailbox": inbox}, "sort": sort, "position": pos, "limit": 4, "calculateTotal": true})
+			general := env.call1(t, "Email/query", map[string]any{"filter": map[string]any{"operator": "AND", "conditions": []any{map[string]any{"inMailbox": inbox}}},
+				"sort": sort, "position": pos, "limit": 4, "calculateTotal": true})
+			if jsonString(fast["ids"]) != jsonString(general["ids"]) || fast["total"] != float64(10) || general["total"] != float64(10) {
+				t.Errorf("asc %v position %d: index path %v (total %v), general %v (total %v); want equal, total 10", asc, pos, fast["ids"], fast["total"], general["ids"], general["total"])
+			}
+		}
+	}
+}
+
+// TestEmailSetCreate: Email/set create writes the message from its
+// properties (RFC 8621 §4.6); Email/get reads back what was given, and
+// IMAP sees the message in Drafts with \Draft.
+func TestEmailSetCreate(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t, Limits{})
+	drafts, err := env.store.Mailbox(t.Context(), env.user.User, "Drafts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := env.call1(t, "Email/set", map[string]any{"create": map[string]any{
+		"d": map[string]any{
+			"mailboxIds": map[string]bool{mailboxID(drafts.ID): true},
+			"keywords":   map[string]bool{"$draft": true},
+			"from":       []any{map[string]any{"name": "Alice Ä", "email": "alice@localhost"}},
+			"to":         []any{map[string]any{"email": "bob@example.org"}},
+			"subject":    "Grüße",
+			"inReplyTo":  []string{"x@example.org"},
+			"textBody":   []any{map[string]any{"partId": "t", "type": "text/plain"}},
+			"htmlBody":   []any{map[string]any{"partId": "h", "type": "text/html"}},
+			"bodyValues": map[string]any{"t": map[string]any{"value": "Hallo Bob,\nbis bald."}, "h": map[string]any{"value": "<p>Hallo Bob</p>"}},
+		},
+		"bad": map[string]any{"mailboxIds": map[string]bool{mailboxID(drafts.ID): true}, "bodyStructure": map[string]any{}},
+	}})
+	created, _ := res["created"].(map[string]any)
+	nc, _ := res["notCreated"].(map[string]any)
+	if len(created) != 1 || nc["bad"].(map[string]any)["type"] != "invalidProperties" {
+		t.Fatalf("Email/set create: %s", jsonString(res))
+	}
+	id := created["d"].(map[string]any)["id"].(string)
+	got := env.call1(t, "Email/get", map[string]any{"ids": []string{id}, "fetchAllBodyValues": true,
+		"properties": []string{"mailboxIds", "keywords", "from", "to", "subject", "inReplyTo", "messageId", "textBody", "htmlBody", "bodyValues"}})
+	m := got["list"].([]any)[0].(map[string]any)
+	if m["subject"] != "Grüße" || jsonString(m["from"]) != `[{"email":"alice@localhost","name":"Alice Ä"}]` ||
+		jsonString(m["to"]) != `[{"email":"bob@example.org","name":null}]` || jsonString(m["keywords"]) != `{"$draft":true}` ||
+		jsonString(m["inReplyTo"]) != `["x@example.org"]` || len(strs(m["messageId"])) != 1 {
+		t.Errorf("created email: %s", jsonString(m))
+	}
+	values := jsonString(m["bodyValues"])
+	if !strings.Contains(values, `"value":"Hallo Bob,\r\nbis bald."`) || !strings.Contains(values, `"value":"\u003cp\u003eHallo Bob\u003c/p\u003e"`) && !strings.Contains(values, `<p>Hallo Bob</p>`) {
+		t.Errorf("body values: %s", values)
+	}
+	if flags := imapFlags(t, env, "Drafts"); len(flags) != 1 || !slices.Contains(flags[1], imap.FlagDraft) {
+		t.Errorf("IMAP Drafts: %v; want one \\Draft message", flags)
 	}
 }

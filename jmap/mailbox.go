@@ -45,9 +45,9 @@ func mailboxObject(st mailstore.MailboxStatus, byName map[string]mailstore.Mailb
 		}
 	}
 	// Every Email is its own Thread, so thread counts are email counts.
-	// unreadEmails counts messages without \Seen (the store's count);
-	// RFC 8621 §2 also leaves out $draft, which pushmail counts as
-	// unread.
+	// The counts leave out messages with \Deleted (mailboxes). RFC 8621
+	// §2 also leaves $draft out of unreadEmails; pushmail counts an
+	// unseen draft as unread.
 	return map[string]any{
 		"id":            mailboxID(st.ID),
 		"name":          name,
@@ -69,10 +69,21 @@ func mailboxObject(st mailstore.MailboxStatus, byName map[string]mailstore.Mailb
 	}
 }
 
+// mailboxes reads the user's mailboxes with their counts as JMAP sees
+// them: without the messages that have \Deleted (RFC 8621 §4.1.1).
 func (s *Server) mailboxes(c *call) ([]mailstore.MailboxStatus, map[string]mailstore.MailboxID, error) {
 	list, err := s.store.MailboxStatuses(c.ctx, c.user.ID)
 	if err != nil {
 		return nil, nil, err
+	}
+	hidden, err := s.store.HiddenCounts(c.ctx, c.user.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range list {
+		h := hidden[list[i].ID]
+		list[i].Messages -= min(h[0], list[i].Messages)
+		list[i].Unseen -= min(h[1], list[i].Unseen)
 	}
 	byName := make(map[string]mailstore.MailboxID, len(list))
 	for _, st := range list {
@@ -358,9 +369,8 @@ func window(c *call, ids []string, state string) (any, error) {
 	if total {
 		out["total"] = len(ids)
 	}
-	if limit != nil {
-		out["limit"] = *limit
-	}
+	// RFC 8620 §5.5: "limit" is returned only when the server set one;
+	// this server uses the client's as given.
 	return out, nil
 }
 
@@ -668,7 +678,17 @@ func (s *Server) destroyMailbox(c *call, id string, removeEmails bool) (*setErro
 			return &setError{Type: "mailboxHasChild"}, nil
 		}
 	}
-	if mb.Messages > 0 && !removeEmails {
+	// The store's count, \Deleted messages included: they are hidden
+	// from JMAP, and a destroy without onDestroyRemoveEmails must not
+	// take them silently.
+	raw, err := s.store.Status(c.ctx, mb.ID)
+	if err != nil {
+		if se, ok := setErrorOf(err); ok {
+			return se, nil
+		}
+		return nil, err
+	}
+	if raw.Messages > 0 && !removeEmails {
 		return &setError{Type: "mailboxHasEmail"}, nil
 	}
 	if err := s.store.DeleteMailbox(c.ctx, c.user.ID, mb.Name); err != nil {

@@ -183,16 +183,44 @@ CREATE TRIGGER account_tombstone_update AFTER UPDATE OF destroyed ON account_cha
 		AND changed <= NEW.changed - (SELECT value FROM meta WHERE key = 'account_tombstone_window');
 END;
 
+-- \Deleted hides a message from the HTTP API's counts (RFC 8621 §4.1.1),
+-- which the mailbox counters do not see: setting or clearing it changes
+-- the mailbox's counts there.
+CREATE TRIGGER account_message_deleted AFTER UPDATE OF flags ON messages
+WHEN (OLD.flags & 8) != (NEW.flags & 8) BEGIN
+	UPDATE users SET change_seq = change_seq + 1
+		WHERE id = (SELECT user_id FROM mailboxes WHERE id = NEW.mailbox_id);
+	INSERT INTO account_changes(user_id, kind, id, changed)
+		SELECT b.user_id, 2, b.id, u.change_seq
+		FROM mailboxes b JOIN users u ON u.id = b.user_id WHERE b.id = NEW.mailbox_id
+		ON CONFLICT(user_id, kind, id) DO UPDATE SET changed = excluded.changed;
+END;
+
+-- A subscription is a mailbox's isSubscribed: subscribing or
+-- unsubscribing the name of an existing mailbox changes that mailbox.
+CREATE TRIGGER account_subscribe AFTER INSERT ON subscriptions BEGIN
+	UPDATE users SET change_seq = change_seq + 1 WHERE id = NEW.user_id;
+	INSERT INTO account_changes(user_id, kind, id, changed, meta)
+		SELECT NEW.user_id, 2, b.id, u.change_seq, u.change_seq
+		FROM mailboxes b JOIN users u ON u.id = b.user_id WHERE b.user_id = NEW.user_id AND b.name = NEW.name
+		ON CONFLICT(user_id, kind, id) DO UPDATE SET changed = excluded.changed, meta = excluded.meta;
+END;
+CREATE TRIGGER account_unsubscribe AFTER DELETE ON subscriptions BEGIN
+	UPDATE users SET change_seq = change_seq + 1 WHERE id = OLD.user_id;
+	INSERT INTO account_changes(user_id, kind, id, changed, meta)
+		SELECT OLD.user_id, 2, b.id, u.change_seq, u.change_seq
+		FROM mailboxes b JOIN users u ON u.id = b.user_id WHERE b.user_id = OLD.user_id AND b.name = OLD.name
+		ON CONFLICT(user_id, kind, id) DO UPDATE SET changed = excluded.changed, meta = excluded.meta;
+END;
+
+-- Email/query's common case, newest first in a mailbox, as an index
+-- range instead of a sort of the whole mailbox (EmailPage).
+CREATE INDEX messages_date ON messages(mailbox_id, internal_date);
+
 CREATE TRIGGER account_user_delete AFTER DELETE ON users BEGIN
 	DELETE FROM account_changes WHERE user_id = OLD.id;
 END;
 `
-
-// ErrCannotCalculateChanges: the account change log cannot say what
-// changed since the state asked about: its tombstones from then are
-// gone (the horizon is past it), or the state is not one the account
-// ever had (RFC 8620 §5.2, cannotCalculateChanges).
-var ErrCannotCalculateChanges = errors.New("cannot calculate changes")
 
 // AccountState is an account's position in its change log, per kind.
 type AccountState struct {
@@ -320,4 +348,33 @@ func max64(a, b uint64) uint64 {
 		return a
 	}
 	return b
+}
+
+// HiddenCounts returns, for each of user's mailboxes that holds messages
+// with \Deleted, how many it holds and how many of them lack \Seen: what
+// the HTTP API takes off the mailbox's counters (RFC 8621 §4.1.1: such
+// messages are "not counted in the totalEmails, unreadEmails,
+// totalThreads, and unreadThreads Mailbox properties"). It reads the
+// \Deleted messages only (index messages_deleted).
+func (s *Store) HiddenCounts(ctx context.Context, user UserID) (map[MailboxID][2]uint32, error) {
+	// flags & 8 spelt out: the messages_deleted index needs the literal.
+	rows, err := s.query(ctx, `SELECT m.mailbox_id, count(*), sum(m.flags & 1 = 0) FROM mailboxes b
+		JOIN messages m ON m.mailbox_id = b.id AND m.flags & 8 != 0 WHERE b.user_id = ? GROUP BY m.mailbox_id`, user)
+	if err != nil {
+		return nil, fmt.Errorf("hidden counts: %w", err)
+	}
+	defer rows.Close()
+	out := map[MailboxID][2]uint32{}
+	for rows.Next() {
+		var mb MailboxID
+		var n, unseen uint32
+		if err := rows.Scan(&mb, &n, &unseen); err != nil {
+			return nil, fmt.Errorf("hidden counts: %w", err)
+		}
+		out[mb] = [2]uint32{n, unseen}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("hidden counts: %w", err)
+	}
+	return out, nil
 }

@@ -17,7 +17,7 @@ const undoAccountLog = `
 DROP TRIGGER account_message_insert; DROP TRIGGER account_message_delete; DROP TRIGGER account_message_flags;
 DROP TRIGGER account_mailbox_insert; DROP TRIGGER account_mailbox_rename; DROP TRIGGER account_mailbox_counts;
 DROP TRIGGER account_mailbox_delete; DROP TRIGGER account_tombstone_insert; DROP TRIGGER account_tombstone_update;
-DROP TRIGGER account_user_delete; DROP TRIGGER bodies_id_hw;
+DROP TRIGGER account_user_delete; DROP TRIGGER bodies_id_hw; DROP INDEX messages_date; DROP TRIGGER account_subscribe; DROP TRIGGER account_message_deleted; DROP TRIGGER account_unsubscribe;
 DROP TABLE account_changes;
 ALTER TABLE users DROP COLUMN change_seq;
 ALTER TABLE users DROP COLUMN change_horizon;
@@ -106,6 +106,16 @@ func TestAccountLog(t *testing.T) {
 	es, err := s.Emails(ctx, r.User, []EmailID{email}, EmailOptions{})
 	if err != nil || len(es) != 1 || len(es[0].Mailboxes) != 2 || !slices.Contains(es[0].Flags, FlagSeen) {
 		t.Fatalf("Emails = %+v, %v; want one email in two mailboxes, \\Seen", es, err)
+	}
+
+	// Subscribing is a non-count change of the mailbox.
+	stSub, _ := s.AccountState(ctx, r.User)
+	if err := s.SetSubscribed(ctx, r.User, "Work", true); err != nil {
+		t.Fatal(err)
+	}
+	m = changesOf(t, s, r.User, KindMailbox, stSub.Mailbox)
+	if !slices.Equal(m.Updated, []int64{int64(work.ID)}) || m.CountsOnly {
+		t.Errorf("mailbox changes after SUBSCRIBE = %+v; want Work updated, not counts only", m)
 	}
 
 	// Renaming is a non-count change.

@@ -46,6 +46,19 @@
 //     quarters of it, and raises the mailbox's horizon, the lowest
 //     modseq "vanished since" still answers for (pruneVanishedTx).
 //     Nothing else moves it: no timer.
+//   - The account change log (account.go; the HTTP API's states and
+//     /changes) is kept by triggers in the transaction of every write
+//     that adds, removes or reflags a message, or creates, renames,
+//     deletes, (un)subscribes or recounts a mailbox, whichever front end
+//     made it: each such change takes the account's next seq, and an
+//     email (the user's messages sharing a body) or mailbox that is gone
+//     leaves a tombstone. Tombstones older than the account's window
+//     (meta account_tombstone_window, 10,000 seqs) are dropped by the
+//     trigger that writes a new one, which raises the account's horizon;
+//     /changes from before it is ErrCannotCalculateChanges. Body ids,
+//     the emails' ids, are never handed out twice.
+//   - Every event names its mailbox's owner (notify.Event.Account), for
+//     the account-wide subscriptions.
 //   - Messages are parsed once, at delivery (message.Parse), and the result
 //     is stored beside the body; FETCH-style reads use the stored
 //     envelope, structure and offsets and never re-parse.

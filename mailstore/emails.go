@@ -24,9 +24,6 @@ import (
 // EmailID identifies an email within its account: its body's id.
 type EmailID int64
 
-// ErrNoSuchEmail: the account has no email with that id.
-var ErrNoSuchEmail = errors.New("no such email")
-
 // MessageRef is one message of an account: which email it is, where it
 // is, and what a query filters and sorts on without its body.
 type MessageRef struct {
@@ -398,4 +395,68 @@ func (s *Store) MailboxByID(ctx context.Context, user UserID, id MailboxID) (Mai
 		return Mailbox{}, fmt.Errorf("mailbox %d: %w", id, err)
 	}
 	return mb, nil
+}
+
+// EmailPage returns one page of the emails in mailbox (user's) by
+// internal date, newest first when desc, then by email id: the ids at
+// positions [offset, offset+limit) of that order, and how many there
+// are in all. Messages with \Deleted are left out (the HTTP API does not
+// show them, RFC 8621 §4.1.1). An email is counted once however many
+// messages it has in the mailbox. The page is an index range
+// (messages_date): its cost grows with offset+limit, not with the size
+// of the mailbox; the total is the mailbox's counter less its \Deleted
+// messages (an index count), and counts an email with two messages in
+// the mailbox twice.
+func (s *Store) EmailPage(ctx context.Context, user UserID, mailbox MailboxID, desc bool, offset, limit int) (ids []EmailID, total int, err error) {
+	if offset < 0 || limit < 0 {
+		return nil, 0, errors.New("email page: negative offset or limit")
+	}
+	tx, err := s.rdb.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("email page: %w", err)
+	}
+	defer rollbackRead(tx)
+	var count, deleted int
+	err = tx.QueryRowContext(ctx, "SELECT message_count FROM mailboxes WHERE id = ? AND user_id = ?", mailbox, user).Scan(&count)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, 0, fmt.Errorf("email page: %w", ErrNoSuchMailbox)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("email page: %w", err)
+	}
+	// flags & 8 spelt out: the messages_deleted index needs the literal.
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM messages WHERE mailbox_id = ? AND flags & 8 != 0", mailbox).Scan(&deleted); err != nil {
+		return nil, 0, fmt.Errorf("email page: %w", err)
+	}
+	order := "ASC"
+	if desc {
+		order = "DESC"
+	}
+	// Read on until the page is full of distinct emails: copies of one
+	// email in the mailbox are rare, and each takes one row more.
+	rows, err := tx.QueryContext(ctx, "SELECT body_id FROM messages INDEXED BY messages_date WHERE mailbox_id = ? AND flags & 8 = 0 ORDER BY internal_date "+order+", body_id "+order, mailbox)
+	if err != nil {
+		return nil, 0, fmt.Errorf("email page: %w", err)
+	}
+	defer rows.Close()
+	seen := map[EmailID]bool{}
+	pos := 0
+	for rows.Next() && len(ids) < limit {
+		var id EmailID
+		if err := rows.Scan(&id); err != nil {
+			return nil, 0, fmt.Errorf("email page: %w", err)
+		}
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if pos >= offset {
+			ids = append(ids, id)
+		}
+		pos++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("email page: %w", err)
+	}
+	return ids, count - deleted, nil
 }

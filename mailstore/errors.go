@@ -36,4 +36,12 @@ var (
 	ErrInvalidEntry    = errors.New("invalid metadata entry name")
 	ErrMetadataTooBig  = errors.New("metadata value too big")
 	ErrMetadataTooMany = errors.New("too many metadata entries")
+	// ErrNoSuchEmail: the account has no email with that id (emails.go).
+	ErrNoSuchEmail = errors.New("no such email")
+	// ErrCannotCalculateChanges: the account change log (account.go)
+	// cannot say what changed since the state asked about: its
+	// tombstones from then are gone (the horizon is past it), or the
+	// state is not one the account ever had (RFC 8620 §5.2,
+	// cannotCalculateChanges).
+	ErrCannotCalculateChanges = errors.New("cannot calculate changes")
 )

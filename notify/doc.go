@@ -11,6 +11,9 @@
 //     events and is told to resynchronise from the store instead.
 //   - Events reach each subscriber in the order they were published, which
 //     is the mailstore's commit order.
+//   - A subscription watches one mailbox (Subscribe) or every mailbox of
+//     one account (SubscribeAccount, by Event.Account), including those
+//     created after it; both kinds queue, overflow and wake alike.
 //   - Nothing here polls: a subscriber sleeps on Ready until woken.
 //   - notify imports nothing else of pushmail's, so the same interface can
 //     later be fed by a shared database's change feed.
