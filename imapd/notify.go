@@ -49,13 +49,13 @@ const (
 	evServerMetadataChange
 
 	// evMessage are the message events (§5.1-§5.3), the only ones the
-	// selected filters take (§6).
+	// selected filters take (§6.1).
 	evMessage = evMessageNew | evMessageExpunge | evFlagChange
 )
 
 // supportedEvents are the events pushmail reports, by the name
 // NOTIFY's BADEVENT lists them with (RFC 5465 §3.1). AnnotationChange
-// (§5.4) is not: pushmail has no ANNOTATE (RFC 5257).
+// (§5.1) is not: pushmail has no ANNOTATE (RFC 5257).
 var supportedEvents = []struct {
 	name string
 	ev   notifyEvent
@@ -98,7 +98,7 @@ func (f *notifyFilter) matches(name string, subscribed map[string]bool) bool {
 		// The user's only namespace is personal (NAMESPACE).
 		return true
 	case "inboxes":
-		// RFC 5465 §6: mailboxes an MDA delivers to; pushmail's only
+		// RFC 5465 §6.3: mailboxes an MDA delivers to; pushmail's only
 		// deliveries go to INBOX (no Sieve).
 		return name == "INBOX"
 	case "subscribed":
@@ -236,7 +236,7 @@ func parseNotify(a *wire.Notify) (*notifier, error) {
 			events |= supportedEvents[i].ev
 			if e.Fetch != nil {
 				if g.Filter != "selected" && g.Filter != "selected-delayed" {
-					// §5.1: the attributes describe the FETCH that
+					// §5.2: the attributes describe the FETCH that
 					// follows EXISTS, which only the selected mailbox
 					// has; other mailboxes get STATUS.
 					return nil, bad("MessageNew fetch attributes apply to the selected mailbox only")
@@ -249,10 +249,10 @@ func parseNotify(a *wire.Notify) (*notifier, error) {
 				n.fetch = e.Fetch
 			}
 		}
-		// RFC 5465 §5.1, §5.2: MessageNew and MessageExpunge go
-		// together, and FlagChange needs both: a client that hears of
-		// new messages but not of removed ones (or of flags on messages
-		// it cannot place) has a wrong picture of the mailbox.
+		// RFC 5465 §5: "If one of MessageNew or MessageExpunge is
+		// specified, then both events MUST be specified", and
+		// FlagChange needs both, "Otherwise, the server MUST respond
+		// with the tagged BAD response".
 		if (events&evMessageNew != 0) != (events&evMessageExpunge != 0) {
 			return nil, bad("MessageNew and MessageExpunge must be asked for together")
 		}
@@ -261,8 +261,8 @@ func parseNotify(a *wire.Notify) (*notifier, error) {
 		}
 		switch g.Filter {
 		case "selected", "selected-delayed":
-			// §6: at most one of them, and only message events: the
-			// selected mailbox's name and metadata are not its own.
+			// §6.1: at most one of them, and "It is an error to
+			// specify other types of events" with them.
 			if sawSelected {
 				return nil, bad("Only one selected or selected-delayed filter")
 			}
@@ -301,11 +301,14 @@ func (s *session) stopNotify() {
 	s.notif = nil
 }
 
-// notifyStatusItems are the items of a NOTIFY STATUS response: what
-// MessageNew, MessageExpunge and FlagChange change (RFC 5465 §5.1-§5.3),
-// and HIGHESTMODSEQ once CONDSTORE is on (RFC 7162 §3.1.6).
+// notifyStatusItems are the items of a NOTIFY STATUS response, one set
+// for every event: RFC 5465 §3.1 asks MESSAGES, UIDNEXT and UIDVALIDITY
+// of NOTIFY SET STATUS, §5.2 and §5.3 UIDNEXT and MESSAGES for new and
+// expunged messages, §5.1 UIDVALIDITY (and HIGHESTMODSEQ) for flag
+// changes; UNSEEN is what a client shows; HIGHESTMODSEQ "MUST be
+// included" once CONDSTORE is enabled (§5.2, RFC 7162 §3.1.6).
 func (s *session) notifyStatusItems() []wire.StatusItem {
-	items := []wire.StatusItem{wire.StatusMessages, wire.StatusUIDNext, wire.StatusUnseen}
+	items := []wire.StatusItem{wire.StatusMessages, wire.StatusUIDNext, wire.StatusUIDValidity, wire.StatusUnseen}
 	if s.condstore {
 		items = append(items, wire.StatusHighestModSeq)
 	}
@@ -343,6 +346,12 @@ func (s *session) notifyUpdate() error {
 		case notify.Appended, notify.Expunged, notify.FlagsChanged:
 			if s.sel != nil && ev.Mailbox == int64(s.sel.mb.ID) {
 				continue // the view's (view.go)
+			}
+			if ev.Origin != 0 && ev.Origin == s.origin() {
+				// RFC 5465 §5: "The server SHOULD omit notifying the
+				// client if the event is caused by this client" (its
+				// COPY or MOVE into another mailbox, here).
+				continue
 			}
 			j := slices.IndexFunc(changed, func(c change) bool { return c.id == ev.Mailbox })
 			if j < 0 {
@@ -450,7 +459,7 @@ func (s *session) notifySubscription(ev *notify.Event) {
 // notifyMetadata writes the names of metadata entries that changed, as
 // an unsolicited METADATA response (RFC 5464 §4.4.2): the server's for
 // ServerMetadataChange, a mailbox's for MailboxMetadataChange (RFC 5465
-// §5.6, §5.7). The client fetches the values it wants.
+// §5.7, §5.6). The client fetches the values it wants.
 func (s *session) notifyMetadata(ev *notify.Event) error {
 	n := s.notif
 	name := ""
@@ -484,7 +493,7 @@ func (s *session) notifyMetadata(ev *notify.Event) error {
 // notifyFetchNew follows the EXISTS of new messages in the selected
 // mailbox (those above known, the view's highest UID before the update)
 // with a FETCH of the attributes NOTIFY's MessageNew asked for (RFC 5465
-// §5.1), as UID FETCH answers them.
+// §5.2), as UID FETCH answers them.
 func (s *session) notifyFetchNew(known mailstore.UID) error {
 	n := s.notif
 	if n == nil || len(n.fetch) == 0 || s.sel.known <= known {

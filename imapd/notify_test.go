@@ -18,7 +18,7 @@ import (
 // the selected one.
 const notifyAll = "NOTIFY SET (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))"
 
-var statusLine = regexp.MustCompile(`^\* STATUS "?([^"]+)"? \(MESSAGES (\d+) UIDNEXT (\d+) UNSEEN (\d+)\)$`)
+var statusLine = regexp.MustCompile(`^\* STATUS "?([^"]+)"? \(MESSAGES (\d+) UIDNEXT (\d+) UIDVALIDITY (\d+) UNSEEN (\d+)\)$`)
 
 // wireName is a mailbox name as the server writes these: INBOX as an
 // atom, others quoted.
@@ -35,13 +35,13 @@ func (e *testEnv) checkStatusLine(t testing.TB, line, name string) {
 	t.Helper()
 	m := statusLine.FindStringSubmatch(line)
 	if m == nil || m[1] != name {
-		t.Fatalf("got %q, want * STATUS %q (MESSAGES n UIDNEXT n UNSEEN n)", line, name)
+		t.Fatalf("got %q, want * STATUS %q (MESSAGES n UIDNEXT n UIDVALIDITY n UNSEEN n)", line, name)
 	}
 	st, err := e.store.Status(context.Background(), e.mailbox(t, name).ID)
 	if err != nil {
 		t.Fatalf("Status(%s) = %v", name, err)
 	}
-	want := fmt.Sprintf(`* STATUS %s (MESSAGES %d UIDNEXT %d UNSEEN %d)`, wireName(name), st.Messages, st.UIDNext, st.Unseen)
+	want := fmt.Sprintf(`* STATUS %s (MESSAGES %d UIDNEXT %d UIDVALIDITY %d UNSEEN %d)`, wireName(name), st.Messages, st.UIDNext, st.UIDValidity, st.Unseen)
 	if line != want {
 		t.Errorf("NOTIFY said %q; the store holds %q", line, want)
 	}
@@ -252,9 +252,9 @@ print("PASS")
 	cmd := exec.Command(python, "-c", script, host, port)
 	out := runSynced(t, cmd, map[string]func(){"deliver": func() { env.deliver(t, testMessage(1)) }})
 	want := []string{
-		`initial INBOX (MESSAGES 0 UIDNEXT 1 UNSEEN 0)`,
+		fmt.Sprintf(`initial INBOX (MESSAGES 0 UIDNEXT 1 UIDVALIDITY %d UNSEEN 0)`, env.mailbox(t, "INBOX").UIDValidity),
 		"SYNC deliver",
-		`pushed INBOX (MESSAGES 1 UIDNEXT 2 UNSEEN 1)`,
+		fmt.Sprintf(`pushed INBOX (MESSAGES 1 UIDNEXT 2 UIDVALIDITY %d UNSEEN 1)`, env.mailbox(t, "INBOX").UIDValidity),
 		"PASS",
 	}
 	if !slices.Equal(out, want) {
