@@ -49,8 +49,9 @@ func (s *session) hibernate() bool {
 		return false
 	}
 	if s.notif != nil {
-		// NOTIFY's events come through a second subscription, which
-		// the loop does not hook (notify.go): the session stays awake.
+		// NOTIFY has a goroutine of its own and a second subscription,
+		// which the loop does not hook (notify.go): the session stays
+		// awake.
 		return false
 	}
 	sock := s.socket()

@@ -21,11 +21,16 @@ import (
 // without NOTIFY; its MessageNew fetch attributes add a FETCH after
 // EXISTS.
 //
-// Notifications go out where the selected mailbox's updates do: after
-// every command (poll) and while in IDLE, which sleeps on both
-// subscriptions. A session with NOTIFY set does not hibernate
-// (hibernate.go), since its wake-ups come through a second subscription
-// the readiness loop does not hook.
+// Notifications go out as they happen, "even when no command is in
+// progress" (RFC 5465 §1): a goroutine per NOTIFY (watch) sleeps on the
+// subscription and writes under wmu between commands, as IDLE does
+// within one; after every command, poll sends what is left. The selected
+// mailbox's own updates go out between commands only if a selected
+// filter asks for message events (§3.1: without one, the client wants
+// none), and its EXPUNGEs only with "selected", not "selected-delayed"
+// (§6.1). A session with NOTIFY set does not hibernate (hibernate.go):
+// it has that goroutine, and a second subscription the readiness loop
+// does not hook.
 //
 // Falling behind: the subscription holds Options.NotifyQueue events; a
 // session that lets more pile up (a client that neither sends commands
@@ -124,10 +129,17 @@ type notifier struct {
 	// or selected-delayed filter), and MessageNew's fetch attributes.
 	selected notifyEvent
 	fetch    []wire.FetchAttr
+	// immediate: the selected filter is "selected", not
+	// "selected-delayed": expunges need not wait for a command that
+	// allows them (RFC 5465 §6.1).
+	immediate bool
 	// subscribed holds the subscribed names while a filter is
 	// "subscribed", kept up to date from SubscriptionChanged and
 	// MailboxChanged events.
 	subscribed map[string]bool
+	// stop is closed when the notifier is replaced or ends: its watch
+	// goroutine returns.
+	stop chan struct{}
 }
 
 // eventsFor returns the events asked for the mailbox name, not selected.
@@ -150,8 +162,11 @@ func (n *notifier) anyEvents() notifyEvent {
 	return all
 }
 
-// close stops the notifier's subscription.
-func (n *notifier) close() { n.sub.Close() }
+// close stops the notifier's subscription and its watch goroutine.
+func (n *notifier) close() {
+	n.sub.Close()
+	close(n.stop)
+}
 
 // notifyCommand answers NOTIFY (RFC 5465 §3.1).
 func (s *session) notifyCommand(a *wire.Notify) error {
@@ -186,7 +201,11 @@ func (s *session) notifyCommand(a *wire.Notify) error {
 	// in between is announced again, never lost.
 	s.stopNotify()
 	n.sub = s.srv.store.Hub().SubscribeUser(int64(s.user.ID), s.srv.opts.NotifyQueue)
+	n.stop = make(chan struct{})
 	s.notif = n
+	// Owned by the Server's conns, which Shutdown waits for; it ends
+	// with the session's context or n.stop.
+	s.srv.conns.Go(func() { s.watch(n) })
 	if !a.Status {
 		return nil
 	}
@@ -271,6 +290,7 @@ func parseNotify(a *wire.Notify) (*notifier, error) {
 				return nil, bad("Only message events for the selected mailbox")
 			}
 			n.selected = events
+			n.immediate = g.Filter == "selected"
 		default:
 			f := notifyFilter{kind: g.Filter, events: events}
 			for _, name := range g.Mailboxes {
@@ -501,4 +521,45 @@ func (s *session) notifyFetchNew(known mailstore.UID) error {
 	}
 	set := wire.NumSet{Ranges: []wire.NumRange{{Start: uint32(known) + 1, Stop: uint32(s.sel.known)}}}
 	return s.Fetch(true, &wire.Fetch{Set: set, Attrs: n.fetch})
+}
+
+// watch writes n's notifications as they come, between commands: it
+// sleeps on n's subscription, which hears every change of the user's
+// mailboxes, the selected one included, and on wake-up does what a
+// command's poll would, under wmu. It returns when n is no longer the
+// session's notifier or the session ends.
+func (s *session) watch(n *notifier) {
+	for {
+		select {
+		case <-n.sub.Ready():
+		case <-n.stop:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		s.wmu.Lock()
+		if s.notif != n || s.byed || s.loggingOut {
+			s.wmu.Unlock()
+			return
+		}
+		var err error
+		if s.sel != nil && n.selected != 0 {
+			err = s.update(updates{s}, n.immediate)
+		} else {
+			err = s.notifyUpdate()
+		}
+		if err == nil {
+			err = s.flush()
+		}
+		byed := s.byed
+		s.wmu.Unlock()
+		if err != nil || byed {
+			// As in idleWait: the session's reader then fails and the
+			// session ends on its own goroutine.
+			if cerr := s.raw.Close(); cerr != nil && !byed {
+				s.log.Debug("close", "err", cerr)
+			}
+			return
+		}
+	}
 }

@@ -147,11 +147,12 @@ func TestNotifyOtherSessionsChanges(t *testing.T) {
 	}
 }
 
-// TestNotifyOverflow: a session that lets more than Options.NotifyQueue
-// notifications pile up (no command, no IDLE) is told
-// NOTIFICATIONOVERFLOW at its next command and NOTIFY is off (RFC 5465
-// §5.8); the mail was stored all the same, and the session can set
-// NOTIFY again.
+// TestNotifyOverflow: a session busy for longer than it takes
+// Options.NotifyQueue notifications to pile up (here: its write lock
+// held, as by a long command) has fallen behind: it tells the client
+// NOTIFICATIONOVERFLOW as soon as it can, unsolicited, and NOTIFY is off
+// (RFC 5465 §5.8); the mail was stored all the same, and the client can
+// set NOTIFY again, with STATUS to catch up.
 func TestNotifyOverflow(t *testing.T) {
 	t.Parallel()
 	const queue = 4
@@ -161,15 +162,21 @@ func TestNotifyOverflow(t *testing.T) {
 	a.ok("SELECT INBOX")
 	before := hub.Subscriptions()
 	a.ok("NOTIFY SET (personal (MessageNew MessageExpunge))")
+	sess := env.onlySession(t)
 	archive := env.mailbox(t, "Archive")
-	for i := range queue + 1 {
-		if _, err := env.store.Append(context.Background(), archive.ID, testMessage(i), nil, time.Now(), 0); err != nil {
+	appendArchive := func(n int) {
+		t.Helper()
+		if _, err := env.store.Append(context.Background(), archive.ID, testMessage(n), nil, time.Now(), 0); err != nil {
 			t.Fatalf("Append(Archive) = %v", err)
 		}
 	}
-	lines := a.ok("NOOP")
-	if len(lines) != 1 || !strings.HasPrefix(lines[0], "* OK [NOTIFICATIONOVERFLOW] ") {
-		t.Fatalf("NOOP after %d appends = %q, want only * OK [NOTIFICATIONOVERFLOW]", queue+1, lines)
+	sess.wmu.Lock()
+	for i := range queue + 1 {
+		appendArchive(i)
+	}
+	sess.wmu.Unlock()
+	if l := a.readLine(); !strings.HasPrefix(l, "* OK [NOTIFICATIONOVERFLOW] ") {
+		t.Fatalf("after %d appends to a busy session: %q, want * OK [NOTIFICATIONOVERFLOW]", queue+1, l)
 	}
 	if got := hub.Subscriptions(); got != before {
 		t.Errorf("hub subscriptions after the overflow = %d, want %d: NOTIFY is off", got, before)
@@ -177,27 +184,92 @@ func TestNotifyOverflow(t *testing.T) {
 	if got := env.storeUIDs(t, "Archive"); len(got) != queue+1 {
 		t.Errorf("Archive holds %v, want %d messages", got, queue+1)
 	}
-	if _, err := env.store.Append(context.Background(), archive.ID, testMessage(9), nil, time.Now(), 0); err != nil {
-		t.Fatalf("Append(Archive) = %v", err)
-	}
+	appendArchive(9)
 	if lines := a.ok("NOOP"); len(lines) != 0 {
 		t.Errorf("NOOP after the overflow and one more append = %q, want nothing", lines)
 	}
 	// Set again, it reports as before; STATUS gives the client the state
 	// it lost track of.
-	lines = a.ok("NOTIFY SET STATUS (mailboxes Archive (MessageNew MessageExpunge))")
+	lines := a.ok("NOTIFY SET STATUS (mailboxes Archive (MessageNew MessageExpunge))")
 	if len(lines) != 1 {
 		t.Fatalf("NOTIFY SET STATUS = %q, want Archive's STATUS", lines)
 	}
 	env.checkStatusLine(t, lines[0], "Archive")
-	if _, err := env.store.Append(context.Background(), archive.ID, testMessage(10), nil, time.Now(), 0); err != nil {
-		t.Fatalf("Append(Archive) = %v", err)
+	appendArchive(10)
+	env.checkStatusLine(t, a.readLine(), "Archive")
+}
+
+// TestNotifyBetweenCommands: with NOTIFY set, changes reach a client
+// that sends nothing, not only one in IDLE (RFC 5465 §1). With
+// "selected", the selected mailbox's EXPUNGEs come at once too; with
+// "selected-delayed" they wait for a command that allows them (§6.1).
+func TestNotifyBetweenCommands(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{})
+	a := env.raw(t)
+	a.ok("ENABLE IMAP4rev2") // no \Recent: one line per change
+	a.ok("SELECT INBOX")
+	a.ok("NOTIFY SET (selected (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge))")
+	archive := env.mailbox(t, "Archive")
+	appendArchive := func(n int) {
+		t.Helper()
+		if _, err := env.store.Append(context.Background(), archive.ID, testMessage(n), nil, time.Now(), 0); err != nil {
+			t.Fatalf("Append(Archive) = %v", err)
+		}
 	}
-	lines = a.ok("NOOP")
-	if len(lines) != 1 {
-		t.Fatalf("NOOP = %q, want Archive's STATUS", lines)
+	env.deliver(t, testMessage(1))
+	if l := a.readLine(); l != "* 1 EXISTS" {
+		t.Fatalf("after a delivery to the selected INBOX: %q, want * 1 EXISTS", l)
 	}
-	env.checkStatusLine(t, lines[0], "Archive")
+	appendArchive(2)
+	env.checkStatusLine(t, a.readLine(), "Archive")
+
+	b := env.raw(t)
+	b.ok("SELECT INBOX")
+	b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+	if l := a.readLine(); l != "* 1 FETCH (UID 1 FLAGS (\\Deleted))" {
+		t.Fatalf("after another session's STORE: %q", l)
+	}
+	b.ok("EXPUNGE")
+	if l := a.readLine(); l != "* 1 EXPUNGE" {
+		t.Fatalf(`after another session's EXPUNGE with "selected": %q, want * 1 EXPUNGE`, l)
+	}
+	if got := env.storeUIDs(t, "INBOX"); len(got) != 0 {
+		t.Errorf("INBOX holds %v, want nothing", got)
+	}
+
+	a.ok("NOTIFY SET (selected-delayed (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge))")
+	env.deliver(t, testMessage(3))
+	if l := a.readLine(); l != "* 1 EXISTS" {
+		t.Fatalf("after a delivery: %q, want * 1 EXISTS", l)
+	}
+	b.ok("NOOP")
+	b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+	if l := a.readLine(); l != "* 1 FETCH (UID 2 FLAGS (\\Deleted))" {
+		t.Fatalf("after another session's STORE: %q", l)
+	}
+	b.ok("EXPUNGE")
+	// Archive's STATUS, pushed after the EXPUNGE was published, shows
+	// that the EXPUNGE was held back: the watcher writes in event order.
+	appendArchive(4)
+	env.checkStatusLine(t, a.readLine(), "Archive")
+	if lines := a.ok("NOOP"); !slices.Equal(lines, []string{"* 1 EXPUNGE"}) {
+		t.Errorf(`NOOP with "selected-delayed" = %q, want the held-back * 1 EXPUNGE`, lines)
+	}
+}
+
+// onlySession returns the server's one session.
+func (e *testEnv) onlySession(t testing.TB) *session {
+	t.Helper()
+	e.srv.mu.Lock()
+	defer e.srv.mu.Unlock()
+	if len(e.srv.sessions) != 1 {
+		t.Fatalf("%d sessions, want 1", len(e.srv.sessions))
+	}
+	for s := range e.srv.sessions {
+		return s
+	}
+	return nil
 }
 
 // TestNotifyKeepsSessionAwake: with hibernation on, a session in IDLE
