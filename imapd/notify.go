@@ -380,9 +380,13 @@ func (s *session) notifyUpdate() error {
 			}
 			changed[j].kinds |= messageEventOf(ev.Kind)
 		case notify.MailboxChanged:
-			s.notifyMailboxName(ev)
+			if err := s.notifyMailboxName(ev); err != nil {
+				return err
+			}
 		case notify.SubscriptionChanged:
-			s.notifySubscription(ev)
+			if err := s.notifySubscription(ev); err != nil {
+				return err
+			}
 		case notify.MetadataChanged:
 			if err := s.notifyMetadata(ev); err != nil {
 				return err
@@ -422,36 +426,65 @@ func messageEventOf(k notify.Kind) notifyEvent {
 }
 
 // notifyMailboxName writes the LIST of a mailbox created, deleted or
-// renamed (RFC 5465 §5.4): created "* LIST () "/" name", deleted with
-// \NonExistent, renamed with its OLDNAME (RFC 5258 §3.2, extended
-// data). The subscribed names follow a rename, as the store's do.
-func (s *session) notifyMailboxName(ev *notify.Event) {
+// renamed (RFC 5465 §5.4): its attributes as LIST would give them now
+// (\HasChildren or \HasNoChildren, as §5.4 asks; \Subscribed), a
+// deleted one with \NonExistent, a renamed one with its OLDNAME (RFC 5258
+// §3.2's extended data). The subscribed names follow a rename, as the
+// store's do.
+func (s *session) notifyMailboxName(ev *notify.Event) error {
 	n := s.notif
 	if ev.OldName != "" && ev.Name != "" && n.subscribed != nil && n.subscribed[ev.OldName] {
 		delete(n.subscribed, ev.OldName)
 		n.subscribed[ev.Name] = true
 	}
 	if ev.Name == "" && ev.OldName == "" {
-		return // the account was deleted: the session ends at its next look
+		return nil // the account was deleted: the session ends at its next look
 	}
 	if (n.eventsFor(ev.Name)|n.eventsFor(ev.OldName))&evMailboxName == 0 {
-		return
+		return nil
+	}
+	name := ev.Name
+	if name == "" {
+		name = ev.OldName
+	}
+	attrs, err := s.notifyListAttrs(name)
+	if err != nil {
+		return err
+	}
+	if ev.Name == "" && !slices.Contains(attrs, `\NonExistent`) {
+		// §5.4: a deleted mailbox "MUST" be \NonExistent, even where
+		// mailboxes below it leave an implied parent (\Noselect).
+		attrs = slices.DeleteFunc(attrs, func(a string) bool { return a == `\Noselect` })
+		attrs = append([]string{`\NonExistent`}, attrs...)
 	}
 	w := s.w
-	switch {
-	case ev.OldName == "":
-		w.Raw(`* LIST () "/" `).Mailbox(ev.Name).CRLF()
-	case ev.Name == "":
-		w.Raw(`* LIST (\NonExistent) "/" `).Mailbox(ev.OldName).CRLF()
-	default:
-		w.Raw(`* LIST () "/" `).Mailbox(ev.Name).Raw(` ("OLDNAME" (`).Mailbox(ev.OldName).Raw("))").CRLF()
+	w.Raw("* LIST (").Raw(strings.Join(attrs, " ")).Raw(`) "/" `).Mailbox(name)
+	if ev.Name != "" && ev.OldName != "" {
+		w.Raw(` ("OLDNAME" (`).Mailbox(ev.OldName).Raw("))")
 	}
+	w.CRLF()
 	s.srv.opts.Metrics.pushed("list", ev.Committed)
+	return w.Err()
+}
+
+// notifyListAttrs returns the attributes LIST (RETURN (SUBSCRIBED))
+// gives name now: RFC 5465 §5.5 wants them "accurately computed".
+func (s *session) notifyListAttrs(name string) ([]string, error) {
+	mbs, err := s.srv.store.Mailboxes(s.ctx, s.user.ID)
+	if err != nil {
+		return nil, s.reply(err, roleMailbox)
+	}
+	subs, err := s.srv.store.Subscriptions(s.ctx, s.user.ID)
+	if err != nil {
+		return nil, s.reply(err, roleMailbox)
+	}
+	d, _ := newMailboxTree(mbs, subs, false).listData(name, &imap.ListOptions{ReturnSubscribed: true}, false, false)
+	return d.attrs, nil
 }
 
 // notifySubscription writes the LIST of a name subscribed or
 // unsubscribed (RFC 5465 §5.5), with \Subscribed if it now is.
-func (s *session) notifySubscription(ev *notify.Event) {
+func (s *session) notifySubscription(ev *notify.Event) error {
 	n := s.notif
 	// Matched before and after the change: a "subscribed" filter names
 	// a name being unsubscribed until it is.
@@ -464,16 +497,15 @@ func (s *session) notifySubscription(ev *notify.Event) {
 		}
 	}
 	if (events|n.eventsFor(ev.Name))&evSubscriptionChange == 0 {
-		return
+		return nil
 	}
-	w := s.w
-	if ev.Subscribed {
-		w.Raw(`* LIST (\Subscribed) "/" `)
-	} else {
-		w.Raw(`* LIST () "/" `)
+	attrs, err := s.notifyListAttrs(ev.Name)
+	if err != nil {
+		return err
 	}
-	w.Mailbox(ev.Name).CRLF()
+	s.w.Raw("* LIST (").Raw(strings.Join(attrs, " ")).Raw(`) "/" `).Mailbox(ev.Name).CRLF()
 	s.srv.opts.Metrics.pushed("list", ev.Committed)
+	return s.w.Err()
 }
 
 // notifyMetadata writes the names of metadata entries that changed, as

@@ -99,7 +99,7 @@ func TestNotifyOtherSessionsChanges(t *testing.T) {
 
 	b := env.raw(t)
 	b.ok("CREATE Work")
-	if l := a.readLine(); l != `* LIST () "/" "Work"` {
+	if l := a.readLine(); l != `* LIST (\HasNoChildren) "/" "Work"` {
 		t.Errorf("after CREATE: %q", l)
 	}
 	env.checkMailboxes(t, "INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive", "Work")
@@ -121,18 +121,19 @@ func TestNotifyOtherSessionsChanges(t *testing.T) {
 	b.ok("UNSELECT")
 
 	b.ok("RENAME Work Play")
-	if l := a.readLine(); l != `* LIST () "/" "Play" ("OLDNAME" ("Work"))` {
+	if l := a.readLine(); l != `* LIST (\HasNoChildren) "/" "Play" ("OLDNAME" ("Work"))` {
 		t.Errorf("after RENAME: %q", l)
 	}
 	b.ok("SUBSCRIBE Play")
-	if l := a.readLine(); l != `* LIST (\Subscribed) "/" "Play"` {
+	if l := a.readLine(); l != `* LIST (\HasNoChildren \Subscribed) "/" "Play"` {
 		t.Errorf("after SUBSCRIBE: %q", l)
 	}
 	if subs, err := env.store.Subscriptions(context.Background(), env.user.ID); err != nil || !slices.Contains(subs, "Play") {
 		t.Errorf("Subscriptions() = %v, %v; want Play among them", subs, err)
 	}
 	b.ok("DELETE Play")
-	if l := a.readLine(); l != `* LIST (\NonExistent) "/" "Play"` {
+	// Subscriptions outlive DELETE (RFC 9051 §6.3.7).
+	if l := a.readLine(); l != `* LIST (\NonExistent \Subscribed) "/" "Play"` {
 		t.Errorf("after DELETE: %q", l)
 	}
 	env.checkMailboxes(t, "INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive")
