@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -586,6 +587,9 @@ func (s *session) watch(n *notifier) {
 		byed := s.byed
 		s.wmu.Unlock()
 		if err != nil || byed {
+			if err != nil && !connectionGone(err) && !errors.Is(err, os.ErrDeadlineExceeded) {
+				s.log.Warn("NOTIFY: ending the session", "err", err)
+			}
 			// As in idleWait: the session's reader then fails and the
 			// session ends on its own goroutine.
 			if cerr := s.raw.Close(); cerr != nil && !byed {
