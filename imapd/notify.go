@@ -220,10 +220,14 @@ func (s *session) notifyCommand(a *wire.Notify) error {
 		if s.sel != nil && mb.ID == s.sel.mb.ID || n.eventsFor(mb.Name)&evMessage == 0 {
 			continue
 		}
-		if err := s.writeStatus(mb, s.notifyStatusItems()); err != nil {
-			if errors.Is(err, mailstore.ErrNoSuchMailbox) {
-				continue // deleted since the list was read
-			}
+		st, err := s.srv.store.Status(s.ctx, mb.ID)
+		if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+			continue // deleted since the list was read
+		}
+		if err != nil {
+			return s.reply(err, roleMailbox)
+		}
+		if err := s.writeStatusOf(st, s.notifyStatusItems()); err != nil {
 			return err
 		}
 	}
@@ -405,7 +409,7 @@ func (s *session) notifyUpdate() error {
 		if st.User != s.user.ID || n.eventsFor(st.Name)&c.kinds == 0 {
 			continue
 		}
-		if err := s.writeStatus(st.Mailbox, s.notifyStatusItems()); err != nil {
+		if err := s.writeStatusOf(st, s.notifyStatusItems()); err != nil {
 			return err
 		}
 		s.srv.opts.Metrics.pushed("status", c.committed)
