@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"pushmail/imapd/wire"
+	"pushmail/internal/hibernate"
 	"pushmail/mailstore"
 	"pushmail/notify"
 )
@@ -23,15 +24,15 @@ import (
 // EXISTS.
 //
 // Notifications go out as they happen, "even when no command is in
-// progress" (RFC 5465 §1): a goroutine per NOTIFY (watch) sleeps on the
-// subscription and writes under wmu between commands, as IDLE does
-// within one; after every command, poll sends what is left. The selected
-// mailbox's own updates go out between commands only if a selected
-// filter asks for message events (§3.1: without one, the client wants
-// none), and its EXPUNGEs only with "selected", not "selected-delayed"
-// (§6.1). A session with NOTIFY set does not hibernate (hibernate.go):
-// it has that goroutine, and a second subscription the readiness loop
-// does not hook.
+// progress" (RFC 5465 §1): between commands a goroutine (watch) sleeps on
+// the subscription and writes under wmu; in IDLE, which stops it and
+// starts a new one when it ends, idleWait sleeps on both subscriptions,
+// and a hibernating IDLE (hibernate.go) hooks both, so a parked NOTIFY
+// session costs no goroutine either. After every command, poll sends
+// what is left. The selected mailbox's own updates go out between
+// commands only if a selected filter asks for message events (§3.1:
+// without one, the client wants none), and its EXPUNGEs only with
+// "selected", not "selected-delayed" (§6.1).
 //
 // Falling behind: the subscription holds Options.NotifyQueue events; a
 // session that lets more pile up (a client that neither sends commands
@@ -138,9 +139,10 @@ type notifier struct {
 	// "subscribed", kept up to date from SubscriptionChanged and
 	// MailboxChanged events.
 	subscribed map[string]bool
-	// stop is closed when the notifier is replaced or ends: its watch
-	// goroutine returns.
-	stop chan struct{}
+	// watchStop, while a watch goroutine runs (between commands), is
+	// closed to stop it: IDLE, which watches itself, or the end of the
+	// notifier. nil while none runs. wmu.
+	watchStop chan struct{}
 }
 
 // eventsFor returns the events asked for the mailbox name, not selected.
@@ -164,9 +166,32 @@ func (n *notifier) anyEvents() notifyEvent {
 }
 
 // close stops the notifier's subscription and its watch goroutine.
+// The caller holds wmu.
 func (n *notifier) close() {
 	n.sub.Close()
-	close(n.stop)
+	n.stopWatch()
+}
+
+// stopWatch stops the watch goroutine, if one runs. The caller holds wmu.
+func (n *notifier) stopWatch() {
+	if n.watchStop != nil {
+		close(n.watchStop)
+		n.watchStop = nil
+	}
+}
+
+// startWatch starts a watch goroutine for the session's notifier, unless
+// it has none, one runs, or the session is ending. The caller holds wmu.
+func (s *session) startWatch() {
+	n := s.notif
+	if n == nil || n.watchStop != nil || s.byed {
+		return
+	}
+	stop := make(chan struct{})
+	n.watchStop = stop
+	// Owned by the Server's conns, which Shutdown waits for; it ends
+	// with the session's context or when stop is closed.
+	s.srv.conns.Go(func() { s.watch(n, stop) })
 }
 
 // notifyCommand answers NOTIFY (RFC 5465 §3.1).
@@ -202,11 +227,8 @@ func (s *session) notifyCommand(a *wire.Notify) error {
 	// in between is announced again, never lost.
 	s.stopNotify()
 	n.sub = s.srv.store.Hub().SubscribeUser(int64(s.user.ID), s.srv.opts.NotifyQueue)
-	n.stop = make(chan struct{})
 	s.notif = n
-	// Owned by the Server's conns, which Shutdown waits for; it ends
-	// with the session's context or n.stop.
-	s.srv.conns.Go(func() { s.watch(n) })
+	s.startWatch()
 	if !a.Status {
 		return nil
 	}
@@ -563,25 +585,42 @@ func (s *session) notifyFetchNew(known mailstore.UID) error {
 // watch writes n's notifications as they come, between commands: it
 // sleeps on n's subscription, which hears every change of the user's
 // mailboxes, the selected one included, and on wake-up does what a
-// command's poll would, under wmu. It returns when n is no longer the
-// session's notifier or the session ends.
-func (s *session) watch(n *notifier) {
+// command's poll would, under wmu. It returns when stop is closed (IDLE
+// began, or NOTIFY ended) or the session ends.
+func (s *session) watch(n *notifier, stop <-chan struct{}) {
 	for {
 		select {
 		case <-n.sub.Ready():
-		case <-n.stop:
+		case <-stop:
 			return
 		case <-s.ctx.Done():
 			return
 		}
 		s.wmu.Lock()
+		stopped := false
+		select {
+		case <-stop:
+			stopped = true
+		default:
+		}
 		if s.notif != n || s.byed || s.loggingOut {
 			s.wmu.Unlock()
 			return
 		}
+		if pc := s.parked; pc != nil {
+			// Stopped by an IDLE that has hibernated since this
+			// goroutine took the wake-up: the session must have it, or
+			// the events wait for the next one.
+			pc.Wake(hibernate.Signaled)
+			s.wmu.Unlock()
+			return
+		}
+		// Stopped by an IDLE still awake, or running: the wake-up is
+		// served here, as idleWait would (RFC 9051 §7.5.1 lets IDLE
+		// send expunges).
 		var err error
-		if s.sel != nil && n.selected != 0 {
-			err = s.update(updates{s}, n.immediate)
+		if s.sel != nil && (n.selected != 0 || s.idling) {
+			err = s.update(updates{s}, n.immediate || s.idling)
 		} else {
 			err = s.notifyUpdate()
 		}
@@ -599,6 +638,9 @@ func (s *session) watch(n *notifier) {
 			if cerr := s.raw.Close(); cerr != nil && !byed {
 				s.log.Debug("close", "err", cerr)
 			}
+			return
+		}
+		if stopped {
 			return
 		}
 	}

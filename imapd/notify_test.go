@@ -273,11 +273,12 @@ func (e *testEnv) onlySession(t testing.TB) *session {
 	return nil
 }
 
-// TestNotifyKeepsSessionAwake: with hibernation on, a session in IDLE
-// with NOTIFY set does not park (its second subscription has no hook in
-// the loop) and hears other mailboxes' changes; one without NOTIFY
-// still parks.
-func TestNotifyKeepsSessionAwake(t *testing.T) {
+// TestNotifyHibernates: with hibernation on, a session in IDLE with
+// NOTIFY set parks like any other (no goroutine: its watch goroutine is
+// stopped for the IDLE) and wakes for a change of a mailbox it has not
+// selected, sends the STATUS and parks again; after DONE its watch
+// goroutine pushes again between commands.
+func TestNotifyHibernates(t *testing.T) {
 	t.Parallel()
 	env := newTestEnv(t, envOptions{server: Options{Hibernate: true}})
 	if env.srv.hib == nil {
@@ -287,12 +288,23 @@ func TestNotifyKeepsSessionAwake(t *testing.T) {
 	a.ok("SELECT Archive")
 	a.ok("NOTIFY SET (inboxes (MessageNew MessageExpunge))")
 	tag := a.idle()
-	env.deliver(t, testMessage(1))
-	env.checkStatusLine(t, a.readLine(), "INBOX")
-	if n := env.srv.hib.Len(); n != 0 {
-		t.Errorf("%d sessions parked, want none: NOTIFY keeps the session awake", n)
+	waitParked(t, env, 1)
+	for i := 1; i <= 3; i++ {
+		env.deliver(t, testMessage(i))
+		env.checkStatusLine(t, a.readLine(), "INBOX")
+		waitParked(t, env, 1)
 	}
-	a.done(tag)
+	if rest := a.done(tag); len(rest) != 0 {
+		t.Errorf("IDLE sent %q after the pushes", rest)
+	}
+	if n := env.srv.hib.Len(); n != 0 {
+		t.Errorf("%d sessions parked after DONE, want 0", n)
+	}
+	env.deliver(t, testMessage(4))
+	env.checkStatusLine(t, a.readLine(), "INBOX")
+	if got := env.storeUIDs(t, "INBOX"); len(got) != 4 {
+		t.Errorf("INBOX holds %v, want 4 messages", got)
+	}
 }
 
 // TestNotifyIMAPLib: python3's imaplib, a client that knows no NOTIFY,

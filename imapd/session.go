@@ -73,6 +73,9 @@ type session struct {
 	// notif is the session's NOTIFY SET (notify.go); nil without, or
 	// after NOTIFY NONE or an overflow.
 	notif *notifier
+	// idling: an IDLE is running, awake or parked; wmu. NOTIFY's watch
+	// goroutine is stopped meanwhile (notify.go).
+	idling bool
 
 	closeOnce sync.Once
 
