@@ -207,15 +207,6 @@ func (s *session) notifyCommand(a *wire.Notify) error {
 	if err != nil {
 		return err
 	}
-	if n.subscribed != nil {
-		subs, err := s.srv.store.Subscriptions(s.ctx, s.user.ID)
-		if err != nil {
-			return s.reply(err, roleMailbox)
-		}
-		for _, name := range subs {
-			n.subscribed[name] = true
-		}
-	}
 	for i := range n.fetch {
 		// Fetching a section for a notification must not mark the
 		// message \Seen behind the user's back: the client did not
@@ -223,10 +214,21 @@ func (s *session) notifyCommand(a *wire.Notify) error {
 		// are refused by parseNotify.)
 		n.fetch[i].Peek = true
 	}
-	// Subscribed before the initial STATUS reads the store: a change
-	// in between is announced again, never lost.
-	s.stopNotify()
+	// Subscribed before the subscriptions and the initial STATUS are
+	// read from the store: a change in between is applied or announced
+	// again, never lost.
 	n.sub = s.srv.store.Hub().SubscribeUser(int64(s.user.ID), s.srv.opts.NotifyQueue)
+	if n.subscribed != nil {
+		subs, err := s.srv.store.Subscriptions(s.ctx, s.user.ID)
+		if err != nil {
+			n.sub.Close() // the NOTIFY before stays in force
+			return s.reply(err, roleMailbox)
+		}
+		for _, name := range subs {
+			n.subscribed[name] = true
+		}
+	}
+	s.stopNotify()
 	s.notif = n
 	s.startWatch()
 	if !a.Status {

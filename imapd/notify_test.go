@@ -349,3 +349,35 @@ print("PASS")
 		t.Errorf("INBOX holds %v, want one message", got)
 	}
 }
+
+// TestNotifySubscribedFilter: the "subscribed" filter follows the
+// subscriptions as they change (RFC 5465 §6.4), whoever changes them.
+func TestNotifySubscribedFilter(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{})
+	appendTo := func(name string, n int) {
+		t.Helper()
+		if _, err := env.store.Append(context.Background(), env.mailbox(t, name).ID, testMessage(n), nil, time.Now(), 0); err != nil {
+			t.Fatalf("Append(%s) = %v", name, err)
+		}
+	}
+	a := env.raw(t)
+	a.ok("NOTIFY SET (subscribed (MessageNew MessageExpunge))")
+	appendTo("Archive", 1) // the default mailboxes are subscribed
+	env.checkStatusLine(t, a.readLine(), "Archive")
+
+	b := env.raw(t)
+	b.ok("UNSUBSCRIBE Archive")
+	b.ok("CREATE Lists")
+	b.ok("SUBSCRIBE Lists")
+	appendTo("Archive", 2)
+	appendTo("Lists", 3)
+	// In event order: had Archive still counted, its STATUS came first.
+	env.checkStatusLine(t, a.readLine(), "Lists")
+	if lines := a.ok("NOOP"); len(lines) != 0 {
+		t.Errorf("NOOP = %q, want nothing more", lines)
+	}
+	if got := env.storeUIDs(t, "Archive"); len(got) != 2 {
+		t.Errorf("Archive holds %v, want 2 messages", got)
+	}
+}
