@@ -112,6 +112,10 @@ func (s *session) finish(name string, uid bool, err error) nextStep {
 	// The message is stored or refused by now: give its budget back
 	// before the client hears the answer and sends the next.
 	s.releaseMessage()
+	if s.idling {
+		s.idling = false
+		s.startWatch()
+	}
 	if s.byed {
 		return stepEnd
 	}
@@ -497,6 +501,12 @@ func (s *session) authenticate(a *wire.Authenticate) error {
 func (s *session) idle(tag string) error {
 	if err := s.checkAccount(); err != nil {
 		return err
+	}
+	// IDLE watches NOTIFY's subscription itself, awake (idleWait) or
+	// parked (hibernate.go); finish starts the watch goroutine again.
+	s.idling = true
+	if s.notif != nil {
+		s.notif.stopWatch()
 	}
 	s.w.Continue("idling")
 	// This update covers what Ready may hold from before: a session that

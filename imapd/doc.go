@@ -57,6 +57,17 @@
 //     input, an event for its mailbox, IdleTimeout, a BYE or Shutdown;
 //     it sends exactly what an awake session sends. Its socket is never
 //     closed while it is parked.
+//   - NOTIFY (RFC 5465, notify.go) watches the user's other mailboxes
+//     through one per-user subscription (notify.Hub.SubscribeUser), not
+//     one per mailbox. Its STATUS, LIST and METADATA responses go out
+//     under wmu as they happen: between commands from a goroutine of
+//     its own, in IDLE from idleWait, which sleeps on both
+//     subscriptions, or from a hibernating IDLE, which hooks both (the
+//     goroutine is stopped for the IDLE). Its queue is bounded
+//     (Options.NotifyQueue): a session that falls further behind says
+//     NOTIFICATIONOVERFLOW and drops NOTIFY instead of buffering. The
+//     selected mailbox keeps its own subscription and view; NOTIFY adds
+//     only when its updates go out.
 //   - After COMPRESS DEFLATE (RFC 4978) the session's connection is a
 //     deflateConn (compress.go): every write of its buffer is compressed
 //     and sync-flushed by a pooled flate.Writer that goes back to the pool

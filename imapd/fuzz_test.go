@@ -111,6 +111,15 @@ var imapSeeds = []string{
 		"a4 STORE 2 FLAGS (\\Seen \\Flagged)\r\na5 STORE 3 +FLAGS.SILENT (\\Deleted)\r\na6 EXPUNGE\r\na7 UID EXPUNGE 1:3\r\n" +
 		"a8 STORE 99 +FLAGS (x)\r\na9 STORE 1 +FLAGS (\\Recent \\Bogus (nested))\r\n",
 	"a1 SELECT INBOX\r\na2 IDLE\r\nDONE\r\na3 NOOP\r\na4 IDLE\r\nnot done\r\na5 IDLE\r\n",
+	// NOTIFY (RFC 5465): every filter and event, STATUS, the refused
+	// forms, changes it reports (to other mailboxes, in IDLE), NONE.
+	"a1 SELECT INBOX\r\na2 NOTIFY SET STATUS (selected (MessageNew (UID FLAGS BODY.PEEK[HEADER.FIELDS (From)] BODY[1]) MessageExpunge FlagChange)) " +
+		"(subtree (Archive \"Lists\") (MessageNew MessageExpunge FlagChange MailboxName)) (mailboxes Junk NONE) (subscribed (SubscriptionChange)) " +
+		"(inboxes (MessageNew MessageExpunge)) (personal (MailboxName SubscriptionChange MailboxMetadataChange ServerMetadataChange))\r\n" +
+		"a3 COPY 1:* Archive\r\na4 CREATE Lists/x\r\na5 RENAME Lists/x Lists/y\r\na6 SUBSCRIBE Lists/y\r\na7 SETMETADATA \"\" (/private/x \"1\")\r\n" +
+		"a8 IDLE\r\nDONE\r\na9 DELETE Lists/y\r\na10 NOTIFY SET (selected-delayed (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge FlagChange))\r\n" +
+		"a11 NOTIFY SET (personal (MessageNew AnnotationChange))\r\na12 NOTIFY SET (selected (MailboxName))\r\na13 NOTIFY SET (selected MessageNew)\r\n" +
+		"a14 NOTIFY SET (subtree () (MessageNew MessageExpunge))\r\na15 NOTIFY NONE\r\na16 NOTIFY SET (personal (MessageNew (RFC822) MessageExpunge))\r\n",
 	"a1 ENABLE UTF8=ACCEPT IMAP4rev2\r\na2 CREATE \"&AMk-t&AOk-\"\r\na3 CREATE \"Été/Sub/\"\r\na4 LIST \"\" \"*\"\r\n" +
 		"a5 LIST (SPECIAL-USE SUBSCRIBED) \"\" (\"*\" \"%\") RETURN (STATUS (MESSAGES UNSEEN SIZE) CHILDREN)\r\n" +
 		"a6 RENAME \"&AMk-t&AOk-\" \"&Jjo-\"\r\na7 STATUS \"&Jjo-\" (MESSAGES UIDNEXT UIDVALIDITY UNSEEN SIZE)\r\n" +

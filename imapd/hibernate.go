@@ -12,14 +12,15 @@ import (
 // Hibernation (Options.Hibernate, issue 15): a session in IDLE with
 // nothing to send gives its buffers back to the Server's pools, parks its
 // socket in the Server's readiness loop (internal/hibernate), hooks its
-// subscription (notify.Subscription.Hook) and lets its goroutine end. Its
+// subscriptions (notify.Subscription.Hook: the selected mailbox's and
+// NOTIFY's, whose goroutine IDLE has stopped) and lets its goroutine end. Its
 // state stays as it was (the view, the subscription, the IDLE's tag and
 // deadline); it costs no goroutine and no buffer.
 //
 // Whatever wakes it, it wakes on a new goroutine (resume) in the IDLE it
 // slept in, holding wmu, with fresh buffers:
-//   - an event for its mailbox: the updates are sent as in idleWait, and
-//     it sleeps again;
+//   - an event for its mailbox, or for NOTIFY: the updates are sent as
+//     in idleWait, and it sleeps again;
 //   - input, a hang-up, IdleTimeout or Shutdown: it stays awake in
 //     idleWait, which reads DONE (in as many pieces as it comes), or
 //     finds the connection closed, the deadline passed (the socket's read
@@ -31,7 +32,9 @@ import (
 //
 // No wake-up is lost in the hand-overs: the loop's registration is level
 // triggered (input that came before it counts), Hook passes on a wake-up
-// already pending, and Hook(nil) leaves one in Ready for idleWait. The
+// already pending, and Hook(nil) leaves one in Ready for idleWait; a
+// NOTIFY watch goroutine stopped by the IDLE after it took a wake-up
+// hands it to the parked session (notify.go watch). The
 // session parks only with nothing buffered in br, so the socket holds all
 // the input there is. TLS sessions never park: tls.Conn may hold
 // decrypted bytes that the socket no longer shows.
@@ -48,11 +51,6 @@ func (s *session) hibernate() bool {
 	if s.srv.hib == nil || s.byed || s.ctx.Err() != nil || s.br != nil && s.br.Buffered() > 0 || s.bw.Buffered() > 0 {
 		return false
 	}
-	if s.notif != nil {
-		// NOTIFY's events come through a second subscription, which
-		// the loop does not hook (notify.go): the session stays awake.
-		return false
-	}
 	sock := s.socket()
 	if sock == nil {
 		return false
@@ -66,10 +64,15 @@ func (s *session) hibernate() bool {
 	}
 	s.parked = pc
 	s.releaseBuffers()
+	// Last: an event already pending wakes the session at once, on a
+	// goroutine that waits for wmu.
 	if s.sel != nil {
-		// Last: an event already pending wakes the session at once, on
-		// a goroutine that waits for wmu.
 		s.sel.sub.Hook(func() { pc.Wake(hibernate.Signaled) })
+	}
+	if s.notif != nil {
+		// NOTIFY's events too; its watch goroutine is stopped for the
+		// IDLE (notify.go).
+		s.notif.sub.Hook(func() { pc.Wake(hibernate.Signaled) })
 	}
 	return true
 }
@@ -193,6 +196,9 @@ func (s *session) unparkLocked(why hibernate.Reason) {
 	s.parked = nil
 	if s.sel != nil {
 		s.sel.sub.Hook(nil)
+	}
+	if s.notif != nil {
+		s.notif.sub.Hook(nil)
 	}
 	s.takeWriter()
 }

@@ -132,9 +132,15 @@ func (s *session) writeStatus(mb mailstore.Mailbox, items []wire.StatusItem) err
 	if err != nil {
 		return s.reply(err, roleMailbox)
 	}
+	return s.writeStatusOf(st, items)
+}
+
+// writeStatusOf is writeStatus with the counters already read.
+func (s *session) writeStatusOf(st mailstore.MailboxStatus, items []wire.StatusItem) error {
+	var err error
 	var deleted uint32
 	if slices.Contains(items, wire.StatusDeleted) {
-		if deleted, err = s.countDeleted(mb.ID); err != nil {
+		if deleted, err = s.countDeleted(st.ID); err != nil {
 			return s.reply(err, roleMailbox)
 		}
 	}

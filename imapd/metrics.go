@@ -36,7 +36,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		push: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "pushmail_imap_push_seconds",
-			Help: "From the store commit to the unsolicited response written to the session, by kind: exists (new mail) or flags (FETCH FLAGS). EXPUNGEs, which may wait for a command that allows them, are not timed.",
+			Help: "From the store commit to the unsolicited response written to the session, by kind: exists (new mail), flags (FETCH FLAGS), and status, list or metadata (NOTIFY, RFC 5465: other mailboxes). EXPUNGEs, which may wait for a command that allows them, are not timed.",
 			// 10 µs .. ~5 s
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2.5, 15),
 		}, []string{"kind"}),

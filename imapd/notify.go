@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"pushmail/imapd/wire"
+	"pushmail/internal/hibernate"
 	"pushmail/mailstore"
 	"pushmail/notify"
 )
@@ -21,11 +23,16 @@ import (
 // without NOTIFY; its MessageNew fetch attributes add a FETCH after
 // EXISTS.
 //
-// Notifications go out where the selected mailbox's updates do: after
-// every command (poll) and while in IDLE, which sleeps on both
-// subscriptions. A session with NOTIFY set does not hibernate
-// (hibernate.go), since its wake-ups come through a second subscription
-// the readiness loop does not hook.
+// Notifications go out as they happen, "even when no command is in
+// progress" (RFC 5465 §1): between commands a goroutine (watch) sleeps on
+// the subscription and writes under wmu; in IDLE, which stops it and
+// starts a new one when it ends, idleWait sleeps on both subscriptions,
+// and a hibernating IDLE (hibernate.go) hooks both, so a parked NOTIFY
+// session costs no goroutine either. After every command, poll sends
+// what is left. The selected mailbox's own updates go out between
+// commands only if a selected filter asks for message events (§3.1:
+// without one, the client wants none), and its EXPUNGEs only with
+// "selected", not "selected-delayed" (§6.1).
 //
 // Falling behind: the subscription holds Options.NotifyQueue events; a
 // session that lets more pile up (a client that neither sends commands
@@ -49,13 +56,13 @@ const (
 	evServerMetadataChange
 
 	// evMessage are the message events (§5.1-§5.3), the only ones the
-	// selected filters take (§6).
+	// selected filters take (§6.1).
 	evMessage = evMessageNew | evMessageExpunge | evFlagChange
 )
 
 // supportedEvents are the events pushmail reports, by the name
 // NOTIFY's BADEVENT lists them with (RFC 5465 §3.1). AnnotationChange
-// (§5.4) is not: pushmail has no ANNOTATE (RFC 5257).
+// (§5.1) is not: pushmail has no ANNOTATE (RFC 5257).
 var supportedEvents = []struct {
 	name string
 	ev   notifyEvent
@@ -98,7 +105,7 @@ func (f *notifyFilter) matches(name string, subscribed map[string]bool) bool {
 		// The user's only namespace is personal (NAMESPACE).
 		return true
 	case "inboxes":
-		// RFC 5465 §6: mailboxes an MDA delivers to; pushmail's only
+		// RFC 5465 §6.3: mailboxes an MDA delivers to; pushmail's only
 		// deliveries go to INBOX (no Sieve).
 		return name == "INBOX"
 	case "subscribed":
@@ -124,10 +131,18 @@ type notifier struct {
 	// or selected-delayed filter), and MessageNew's fetch attributes.
 	selected notifyEvent
 	fetch    []wire.FetchAttr
+	// immediate: the selected filter is "selected", not
+	// "selected-delayed": expunges need not wait for a command that
+	// allows them (RFC 5465 §6.1).
+	immediate bool
 	// subscribed holds the subscribed names while a filter is
 	// "subscribed", kept up to date from SubscriptionChanged and
 	// MailboxChanged events.
 	subscribed map[string]bool
+	// watchStop, while a watch goroutine runs (between commands), is
+	// closed to stop it: IDLE, which watches itself, or the end of the
+	// notifier. nil while none runs. wmu.
+	watchStop chan struct{}
 }
 
 // eventsFor returns the events asked for the mailbox name, not selected.
@@ -150,8 +165,34 @@ func (n *notifier) anyEvents() notifyEvent {
 	return all
 }
 
-// close stops the notifier's subscription.
-func (n *notifier) close() { n.sub.Close() }
+// close stops the notifier's subscription and its watch goroutine.
+// The caller holds wmu.
+func (n *notifier) close() {
+	n.sub.Close()
+	n.stopWatch()
+}
+
+// stopWatch stops the watch goroutine, if one runs. The caller holds wmu.
+func (n *notifier) stopWatch() {
+	if n.watchStop != nil {
+		close(n.watchStop)
+		n.watchStop = nil
+	}
+}
+
+// startWatch starts a watch goroutine for the session's notifier, unless
+// it has none, one runs, or the session is ending. The caller holds wmu.
+func (s *session) startWatch() {
+	n := s.notif
+	if n == nil || n.watchStop != nil || s.byed {
+		return
+	}
+	stop := make(chan struct{})
+	n.watchStop = stop
+	// Owned by the Server's conns, which Shutdown waits for; it ends
+	// with the session's context or when stop is closed.
+	s.srv.conns.Go(func() { s.watch(n, stop) })
+}
 
 // notifyCommand answers NOTIFY (RFC 5465 §3.1).
 func (s *session) notifyCommand(a *wire.Notify) error {
@@ -166,15 +207,6 @@ func (s *session) notifyCommand(a *wire.Notify) error {
 	if err != nil {
 		return err
 	}
-	if n.subscribed != nil {
-		subs, err := s.srv.store.Subscriptions(s.ctx, s.user.ID)
-		if err != nil {
-			return s.reply(err, roleMailbox)
-		}
-		for _, name := range subs {
-			n.subscribed[name] = true
-		}
-	}
 	for i := range n.fetch {
 		// Fetching a section for a notification must not mark the
 		// message \Seen behind the user's back: the client did not
@@ -182,11 +214,23 @@ func (s *session) notifyCommand(a *wire.Notify) error {
 		// are refused by parseNotify.)
 		n.fetch[i].Peek = true
 	}
-	// Subscribed before the initial STATUS reads the store: a change
-	// in between is announced again, never lost.
-	s.stopNotify()
+	// Subscribed before the subscriptions and the initial STATUS are
+	// read from the store: a change in between is applied or announced
+	// again, never lost.
 	n.sub = s.srv.store.Hub().SubscribeUser(int64(s.user.ID), s.srv.opts.NotifyQueue)
+	if n.subscribed != nil {
+		subs, err := s.srv.store.Subscriptions(s.ctx, s.user.ID)
+		if err != nil {
+			n.sub.Close() // the NOTIFY before stays in force
+			return s.reply(err, roleMailbox)
+		}
+		for _, name := range subs {
+			n.subscribed[name] = true
+		}
+	}
+	s.stopNotify()
 	s.notif = n
+	s.startWatch()
 	if !a.Status {
 		return nil
 	}
@@ -200,10 +244,14 @@ func (s *session) notifyCommand(a *wire.Notify) error {
 		if s.sel != nil && mb.ID == s.sel.mb.ID || n.eventsFor(mb.Name)&evMessage == 0 {
 			continue
 		}
-		if err := s.writeStatus(mb, s.notifyStatusItems()); err != nil {
-			if errors.Is(err, mailstore.ErrNoSuchMailbox) {
-				continue // deleted since the list was read
-			}
+		st, err := s.srv.store.Status(s.ctx, mb.ID)
+		if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+			continue // deleted since the list was read
+		}
+		if err != nil {
+			return s.reply(err, roleMailbox)
+		}
+		if err := s.writeStatusOf(st, s.notifyStatusItems()); err != nil {
 			return err
 		}
 	}
@@ -236,7 +284,7 @@ func parseNotify(a *wire.Notify) (*notifier, error) {
 			events |= supportedEvents[i].ev
 			if e.Fetch != nil {
 				if g.Filter != "selected" && g.Filter != "selected-delayed" {
-					// §5.1: the attributes describe the FETCH that
+					// §5.2: the attributes describe the FETCH that
 					// follows EXISTS, which only the selected mailbox
 					// has; other mailboxes get STATUS.
 					return nil, bad("MessageNew fetch attributes apply to the selected mailbox only")
@@ -249,10 +297,10 @@ func parseNotify(a *wire.Notify) (*notifier, error) {
 				n.fetch = e.Fetch
 			}
 		}
-		// RFC 5465 §5.1, §5.2: MessageNew and MessageExpunge go
-		// together, and FlagChange needs both: a client that hears of
-		// new messages but not of removed ones (or of flags on messages
-		// it cannot place) has a wrong picture of the mailbox.
+		// RFC 5465 §5: "If one of MessageNew or MessageExpunge is
+		// specified, then both events MUST be specified", and
+		// FlagChange needs both, "Otherwise, the server MUST respond
+		// with the tagged BAD response".
 		if (events&evMessageNew != 0) != (events&evMessageExpunge != 0) {
 			return nil, bad("MessageNew and MessageExpunge must be asked for together")
 		}
@@ -261,8 +309,8 @@ func parseNotify(a *wire.Notify) (*notifier, error) {
 		}
 		switch g.Filter {
 		case "selected", "selected-delayed":
-			// §6: at most one of them, and only message events: the
-			// selected mailbox's name and metadata are not its own.
+			// §6.1: at most one of them, and "It is an error to
+			// specify other types of events" with them.
 			if sawSelected {
 				return nil, bad("Only one selected or selected-delayed filter")
 			}
@@ -271,6 +319,7 @@ func parseNotify(a *wire.Notify) (*notifier, error) {
 				return nil, bad("Only message events for the selected mailbox")
 			}
 			n.selected = events
+			n.immediate = g.Filter == "selected"
 		default:
 			f := notifyFilter{kind: g.Filter, events: events}
 			for _, name := range g.Mailboxes {
@@ -301,11 +350,14 @@ func (s *session) stopNotify() {
 	s.notif = nil
 }
 
-// notifyStatusItems are the items of a NOTIFY STATUS response: what
-// MessageNew, MessageExpunge and FlagChange change (RFC 5465 §5.1-§5.3),
-// and HIGHESTMODSEQ once CONDSTORE is on (RFC 7162 §3.1.6).
+// notifyStatusItems are the items of a NOTIFY STATUS response, one set
+// for every event: RFC 5465 §3.1 asks MESSAGES, UIDNEXT and UIDVALIDITY
+// of NOTIFY SET STATUS, §5.2 and §5.3 UIDNEXT and MESSAGES for new and
+// expunged messages, §5.1 UIDVALIDITY (and HIGHESTMODSEQ) for flag
+// changes; UNSEEN is what a client shows; HIGHESTMODSEQ "MUST be
+// included" once CONDSTORE is enabled (§5.2, RFC 7162 §3.1.6).
 func (s *session) notifyStatusItems() []wire.StatusItem {
-	items := []wire.StatusItem{wire.StatusMessages, wire.StatusUIDNext, wire.StatusUnseen}
+	items := []wire.StatusItem{wire.StatusMessages, wire.StatusUIDNext, wire.StatusUIDValidity, wire.StatusUnseen}
 	if s.condstore {
 		items = append(items, wire.StatusHighestModSeq)
 	}
@@ -344,6 +396,12 @@ func (s *session) notifyUpdate() error {
 			if s.sel != nil && ev.Mailbox == int64(s.sel.mb.ID) {
 				continue // the view's (view.go)
 			}
+			if ev.Origin != 0 && ev.Origin == s.origin() {
+				// RFC 5465 §5: "The server SHOULD omit notifying the
+				// client if the event is caused by this client" (its
+				// COPY or MOVE into another mailbox, here).
+				continue
+			}
 			j := slices.IndexFunc(changed, func(c change) bool { return c.id == ev.Mailbox })
 			if j < 0 {
 				j = len(changed)
@@ -351,9 +409,13 @@ func (s *session) notifyUpdate() error {
 			}
 			changed[j].kinds |= messageEventOf(ev.Kind)
 		case notify.MailboxChanged:
-			s.notifyMailboxName(ev)
+			if err := s.notifyMailboxName(ev); err != nil {
+				return err
+			}
 		case notify.SubscriptionChanged:
-			s.notifySubscription(ev)
+			if err := s.notifySubscription(ev); err != nil {
+				return err
+			}
 		case notify.MetadataChanged:
 			if err := s.notifyMetadata(ev); err != nil {
 				return err
@@ -371,7 +433,7 @@ func (s *session) notifyUpdate() error {
 		if st.User != s.user.ID || n.eventsFor(st.Name)&c.kinds == 0 {
 			continue
 		}
-		if err := s.writeStatus(st.Mailbox, s.notifyStatusItems()); err != nil {
+		if err := s.writeStatusOf(st, s.notifyStatusItems()); err != nil {
 			return err
 		}
 		s.srv.opts.Metrics.pushed("status", c.committed)
@@ -393,36 +455,65 @@ func messageEventOf(k notify.Kind) notifyEvent {
 }
 
 // notifyMailboxName writes the LIST of a mailbox created, deleted or
-// renamed (RFC 5465 §5.4): created "* LIST () "/" name", deleted with
-// \NonExistent, renamed with its OLDNAME (RFC 5258 §3.2, extended
-// data). The subscribed names follow a rename, as the store's do.
-func (s *session) notifyMailboxName(ev *notify.Event) {
+// renamed (RFC 5465 §5.4): its attributes as LIST would give them now
+// (\HasChildren or \HasNoChildren, as §5.4 asks; \Subscribed), a
+// deleted one with \NonExistent, a renamed one with its OLDNAME (RFC 5258
+// §3.2's extended data). The subscribed names follow a rename, as the
+// store's do.
+func (s *session) notifyMailboxName(ev *notify.Event) error {
 	n := s.notif
 	if ev.OldName != "" && ev.Name != "" && n.subscribed != nil && n.subscribed[ev.OldName] {
 		delete(n.subscribed, ev.OldName)
 		n.subscribed[ev.Name] = true
 	}
 	if ev.Name == "" && ev.OldName == "" {
-		return // the account was deleted: the session ends at its next look
+		return nil // the account was deleted: the session ends at its next look
 	}
 	if (n.eventsFor(ev.Name)|n.eventsFor(ev.OldName))&evMailboxName == 0 {
-		return
+		return nil
+	}
+	name := ev.Name
+	if name == "" {
+		name = ev.OldName
+	}
+	attrs, err := s.notifyListAttrs(name)
+	if err != nil {
+		return err
+	}
+	if ev.Name == "" && !slices.Contains(attrs, `\NonExistent`) {
+		// §5.4: a deleted mailbox "MUST" be \NonExistent, even where
+		// mailboxes below it leave an implied parent (\Noselect).
+		attrs = slices.DeleteFunc(attrs, func(a string) bool { return a == `\Noselect` })
+		attrs = append([]string{`\NonExistent`}, attrs...)
 	}
 	w := s.w
-	switch {
-	case ev.OldName == "":
-		w.Raw(`* LIST () "/" `).Mailbox(ev.Name).CRLF()
-	case ev.Name == "":
-		w.Raw(`* LIST (\NonExistent) "/" `).Mailbox(ev.OldName).CRLF()
-	default:
-		w.Raw(`* LIST () "/" `).Mailbox(ev.Name).Raw(` ("OLDNAME" (`).Mailbox(ev.OldName).Raw("))").CRLF()
+	w.Raw("* LIST (").Raw(strings.Join(attrs, " ")).Raw(`) "/" `).Mailbox(name)
+	if ev.Name != "" && ev.OldName != "" {
+		w.Raw(` ("OLDNAME" (`).Mailbox(ev.OldName).Raw("))")
 	}
+	w.CRLF()
 	s.srv.opts.Metrics.pushed("list", ev.Committed)
+	return w.Err()
+}
+
+// notifyListAttrs returns the attributes LIST (RETURN (SUBSCRIBED))
+// gives name now: RFC 5465 §5.5 wants them "accurately computed".
+func (s *session) notifyListAttrs(name string) ([]string, error) {
+	mbs, err := s.srv.store.Mailboxes(s.ctx, s.user.ID)
+	if err != nil {
+		return nil, s.reply(err, roleMailbox)
+	}
+	subs, err := s.srv.store.Subscriptions(s.ctx, s.user.ID)
+	if err != nil {
+		return nil, s.reply(err, roleMailbox)
+	}
+	d, _ := newMailboxTree(mbs, subs, false).listData(name, &imap.ListOptions{ReturnSubscribed: true}, false, false)
+	return d.attrs, nil
 }
 
 // notifySubscription writes the LIST of a name subscribed or
 // unsubscribed (RFC 5465 §5.5), with \Subscribed if it now is.
-func (s *session) notifySubscription(ev *notify.Event) {
+func (s *session) notifySubscription(ev *notify.Event) error {
 	n := s.notif
 	// Matched before and after the change: a "subscribed" filter names
 	// a name being unsubscribed until it is.
@@ -435,22 +526,21 @@ func (s *session) notifySubscription(ev *notify.Event) {
 		}
 	}
 	if (events|n.eventsFor(ev.Name))&evSubscriptionChange == 0 {
-		return
+		return nil
 	}
-	w := s.w
-	if ev.Subscribed {
-		w.Raw(`* LIST (\Subscribed) "/" `)
-	} else {
-		w.Raw(`* LIST () "/" `)
+	attrs, err := s.notifyListAttrs(ev.Name)
+	if err != nil {
+		return err
 	}
-	w.Mailbox(ev.Name).CRLF()
+	s.w.Raw("* LIST (").Raw(strings.Join(attrs, " ")).Raw(`) "/" `).Mailbox(ev.Name).CRLF()
 	s.srv.opts.Metrics.pushed("list", ev.Committed)
+	return s.w.Err()
 }
 
 // notifyMetadata writes the names of metadata entries that changed, as
 // an unsolicited METADATA response (RFC 5464 §4.4.2): the server's for
 // ServerMetadataChange, a mailbox's for MailboxMetadataChange (RFC 5465
-// §5.6, §5.7). The client fetches the values it wants.
+// §5.7, §5.6). The client fetches the values it wants.
 func (s *session) notifyMetadata(ev *notify.Event) error {
 	n := s.notif
 	name := ""
@@ -484,7 +574,7 @@ func (s *session) notifyMetadata(ev *notify.Event) error {
 // notifyFetchNew follows the EXISTS of new messages in the selected
 // mailbox (those above known, the view's highest UID before the update)
 // with a FETCH of the attributes NOTIFY's MessageNew asked for (RFC 5465
-// §5.1), as UID FETCH answers them.
+// §5.2), as UID FETCH answers them.
 func (s *session) notifyFetchNew(known mailstore.UID) error {
 	n := s.notif
 	if n == nil || len(n.fetch) == 0 || s.sel.known <= known {
@@ -492,4 +582,68 @@ func (s *session) notifyFetchNew(known mailstore.UID) error {
 	}
 	set := wire.NumSet{Ranges: []wire.NumRange{{Start: uint32(known) + 1, Stop: uint32(s.sel.known)}}}
 	return s.Fetch(true, &wire.Fetch{Set: set, Attrs: n.fetch})
+}
+
+// watch writes n's notifications as they come, between commands: it
+// sleeps on n's subscription, which hears every change of the user's
+// mailboxes, the selected one included, and on wake-up does what a
+// command's poll would, under wmu. It returns when stop is closed (IDLE
+// began, or NOTIFY ended) or the session ends.
+func (s *session) watch(n *notifier, stop <-chan struct{}) {
+	for {
+		select {
+		case <-n.sub.Ready():
+		case <-stop:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		s.wmu.Lock()
+		stopped := false
+		select {
+		case <-stop:
+			stopped = true
+		default:
+		}
+		if s.notif != n || s.byed || s.loggingOut {
+			s.wmu.Unlock()
+			return
+		}
+		if pc := s.parked; pc != nil {
+			// Stopped by an IDLE that has hibernated since this
+			// goroutine took the wake-up: the session must have it, or
+			// the events wait for the next one.
+			pc.Wake(hibernate.Signaled)
+			s.wmu.Unlock()
+			return
+		}
+		// Stopped by an IDLE still awake, or running: the wake-up is
+		// served here, as idleWait would (RFC 9051 §7.5.1 lets IDLE
+		// send expunges).
+		var err error
+		if s.sel != nil && (n.selected != 0 || s.idling) {
+			err = s.update(updates{s}, n.immediate || s.idling)
+		} else {
+			err = s.notifyUpdate()
+		}
+		if err == nil {
+			err = s.flush()
+		}
+		byed := s.byed
+		s.wmu.Unlock()
+		if err != nil || byed {
+			if err != nil && !connectionGone(err) && !errors.Is(err, os.ErrDeadlineExceeded) {
+				s.log.Warn("NOTIFY: ending the session", "err", err)
+			}
+			// As in idleWait: the session's reader then fails and the
+			// session ends on its own goroutine.
+			if cerr := s.raw.Close(); cerr != nil && !byed {
+				s.log.Debug("close", "err", cerr)
+			}
+			return
+		}
+		if stopped {
+			return
+		}
+	}
 }

@@ -18,7 +18,7 @@ import (
 // the selected one.
 const notifyAll = "NOTIFY SET (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))"
 
-var statusLine = regexp.MustCompile(`^\* STATUS "?([^"]+)"? \(MESSAGES (\d+) UIDNEXT (\d+) UNSEEN (\d+)\)$`)
+var statusLine = regexp.MustCompile(`^\* STATUS "?([^"]+)"? \(MESSAGES (\d+) UIDNEXT (\d+) UIDVALIDITY (\d+) UNSEEN (\d+)\)$`)
 
 // wireName is a mailbox name as the server writes these: INBOX as an
 // atom, others quoted.
@@ -35,13 +35,13 @@ func (e *testEnv) checkStatusLine(t testing.TB, line, name string) {
 	t.Helper()
 	m := statusLine.FindStringSubmatch(line)
 	if m == nil || m[1] != name {
-		t.Fatalf("got %q, want * STATUS %q (MESSAGES n UIDNEXT n UNSEEN n)", line, name)
+		t.Fatalf("got %q, want * STATUS %q (MESSAGES n UIDNEXT n UIDVALIDITY n UNSEEN n)", line, name)
 	}
 	st, err := e.store.Status(context.Background(), e.mailbox(t, name).ID)
 	if err != nil {
 		t.Fatalf("Status(%s) = %v", name, err)
 	}
-	want := fmt.Sprintf(`* STATUS %s (MESSAGES %d UIDNEXT %d UNSEEN %d)`, wireName(name), st.Messages, st.UIDNext, st.Unseen)
+	want := fmt.Sprintf(`* STATUS %s (MESSAGES %d UIDNEXT %d UIDVALIDITY %d UNSEEN %d)`, wireName(name), st.Messages, st.UIDNext, st.UIDValidity, st.Unseen)
 	if line != want {
 		t.Errorf("NOTIFY said %q; the store holds %q", line, want)
 	}
@@ -99,7 +99,7 @@ func TestNotifyOtherSessionsChanges(t *testing.T) {
 
 	b := env.raw(t)
 	b.ok("CREATE Work")
-	if l := a.readLine(); l != `* LIST () "/" "Work"` {
+	if l := a.readLine(); l != `* LIST (\HasNoChildren) "/" "Work"` {
 		t.Errorf("after CREATE: %q", l)
 	}
 	env.checkMailboxes(t, "INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive", "Work")
@@ -121,18 +121,19 @@ func TestNotifyOtherSessionsChanges(t *testing.T) {
 	b.ok("UNSELECT")
 
 	b.ok("RENAME Work Play")
-	if l := a.readLine(); l != `* LIST () "/" "Play" ("OLDNAME" ("Work"))` {
+	if l := a.readLine(); l != `* LIST (\HasNoChildren) "/" "Play" ("OLDNAME" ("Work"))` {
 		t.Errorf("after RENAME: %q", l)
 	}
 	b.ok("SUBSCRIBE Play")
-	if l := a.readLine(); l != `* LIST (\Subscribed) "/" "Play"` {
+	if l := a.readLine(); l != `* LIST (\HasNoChildren \Subscribed) "/" "Play"` {
 		t.Errorf("after SUBSCRIBE: %q", l)
 	}
 	if subs, err := env.store.Subscriptions(context.Background(), env.user.ID); err != nil || !slices.Contains(subs, "Play") {
 		t.Errorf("Subscriptions() = %v, %v; want Play among them", subs, err)
 	}
 	b.ok("DELETE Play")
-	if l := a.readLine(); l != `* LIST (\NonExistent) "/" "Play"` {
+	// Subscriptions outlive DELETE (RFC 9051 §6.3.7).
+	if l := a.readLine(); l != `* LIST (\NonExistent \Subscribed) "/" "Play"` {
 		t.Errorf("after DELETE: %q", l)
 	}
 	env.checkMailboxes(t, "INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive")
@@ -147,11 +148,12 @@ func TestNotifyOtherSessionsChanges(t *testing.T) {
 	}
 }
 
-// TestNotifyOverflow: a session that lets more than Options.NotifyQueue
-// notifications pile up (no command, no IDLE) is told
-// NOTIFICATIONOVERFLOW at its next command and NOTIFY is off (RFC 5465
-// §5.8); the mail was stored all the same, and the session can set
-// NOTIFY again.
+// TestNotifyOverflow: a session busy for longer than it takes
+// Options.NotifyQueue notifications to pile up (here: its write lock
+// held, as by a long command) has fallen behind: it tells the client
+// NOTIFICATIONOVERFLOW as soon as it can, unsolicited, and NOTIFY is off
+// (RFC 5465 §5.8); the mail was stored all the same, and the client can
+// set NOTIFY again, with STATUS to catch up.
 func TestNotifyOverflow(t *testing.T) {
 	t.Parallel()
 	const queue = 4
@@ -161,15 +163,21 @@ func TestNotifyOverflow(t *testing.T) {
 	a.ok("SELECT INBOX")
 	before := hub.Subscriptions()
 	a.ok("NOTIFY SET (personal (MessageNew MessageExpunge))")
+	sess := env.onlySession(t)
 	archive := env.mailbox(t, "Archive")
-	for i := range queue + 1 {
-		if _, err := env.store.Append(context.Background(), archive.ID, testMessage(i), nil, time.Now(), 0); err != nil {
+	appendArchive := func(n int) {
+		t.Helper()
+		if _, err := env.store.Append(context.Background(), archive.ID, testMessage(n), nil, time.Now(), 0); err != nil {
 			t.Fatalf("Append(Archive) = %v", err)
 		}
 	}
-	lines := a.ok("NOOP")
-	if len(lines) != 1 || !strings.HasPrefix(lines[0], "* OK [NOTIFICATIONOVERFLOW] ") {
-		t.Fatalf("NOOP after %d appends = %q, want only * OK [NOTIFICATIONOVERFLOW]", queue+1, lines)
+	sess.wmu.Lock()
+	for i := range queue + 1 {
+		appendArchive(i)
+	}
+	sess.wmu.Unlock()
+	if l := a.readLine(); !strings.HasPrefix(l, "* OK [NOTIFICATIONOVERFLOW] ") {
+		t.Fatalf("after %d appends to a busy session: %q, want * OK [NOTIFICATIONOVERFLOW]", queue+1, l)
 	}
 	if got := hub.Subscriptions(); got != before {
 		t.Errorf("hub subscriptions after the overflow = %d, want %d: NOTIFY is off", got, before)
@@ -177,34 +185,100 @@ func TestNotifyOverflow(t *testing.T) {
 	if got := env.storeUIDs(t, "Archive"); len(got) != queue+1 {
 		t.Errorf("Archive holds %v, want %d messages", got, queue+1)
 	}
-	if _, err := env.store.Append(context.Background(), archive.ID, testMessage(9), nil, time.Now(), 0); err != nil {
-		t.Fatalf("Append(Archive) = %v", err)
-	}
+	appendArchive(9)
 	if lines := a.ok("NOOP"); len(lines) != 0 {
 		t.Errorf("NOOP after the overflow and one more append = %q, want nothing", lines)
 	}
 	// Set again, it reports as before; STATUS gives the client the state
 	// it lost track of.
-	lines = a.ok("NOTIFY SET STATUS (mailboxes Archive (MessageNew MessageExpunge))")
+	lines := a.ok("NOTIFY SET STATUS (mailboxes Archive (MessageNew MessageExpunge))")
 	if len(lines) != 1 {
 		t.Fatalf("NOTIFY SET STATUS = %q, want Archive's STATUS", lines)
 	}
 	env.checkStatusLine(t, lines[0], "Archive")
-	if _, err := env.store.Append(context.Background(), archive.ID, testMessage(10), nil, time.Now(), 0); err != nil {
-		t.Fatalf("Append(Archive) = %v", err)
-	}
-	lines = a.ok("NOOP")
-	if len(lines) != 1 {
-		t.Fatalf("NOOP = %q, want Archive's STATUS", lines)
-	}
-	env.checkStatusLine(t, lines[0], "Archive")
+	appendArchive(10)
+	env.checkStatusLine(t, a.readLine(), "Archive")
 }
 
-// TestNotifyKeepsSessionAwake: with hibernation on, a session in IDLE
-// with NOTIFY set does not park (its second subscription has no hook in
-// the loop) and hears other mailboxes' changes; one without NOTIFY
-// still parks.
-func TestNotifyKeepsSessionAwake(t *testing.T) {
+// TestNotifyBetweenCommands: with NOTIFY set, changes reach a client
+// that sends nothing, not only one in IDLE (RFC 5465 §1). With
+// "selected", the selected mailbox's EXPUNGEs come at once too; with
+// "selected-delayed" they wait for a command that allows them (§6.1).
+func TestNotifyBetweenCommands(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{})
+	a := env.raw(t)
+	a.ok("ENABLE IMAP4rev2") // no \Recent: one line per change
+	a.ok("SELECT INBOX")
+	a.ok("NOTIFY SET (selected (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge))")
+	archive := env.mailbox(t, "Archive")
+	appendArchive := func(n int) {
+		t.Helper()
+		if _, err := env.store.Append(context.Background(), archive.ID, testMessage(n), nil, time.Now(), 0); err != nil {
+			t.Fatalf("Append(Archive) = %v", err)
+		}
+	}
+	env.deliver(t, testMessage(1))
+	if l := a.readLine(); l != "* 1 EXISTS" {
+		t.Fatalf("after a delivery to the selected INBOX: %q, want * 1 EXISTS", l)
+	}
+	appendArchive(2)
+	env.checkStatusLine(t, a.readLine(), "Archive")
+
+	b := env.raw(t)
+	b.ok("SELECT INBOX")
+	b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+	if l := a.readLine(); l != "* 1 FETCH (UID 1 FLAGS (\\Deleted))" {
+		t.Fatalf("after another session's STORE: %q", l)
+	}
+	b.ok("EXPUNGE")
+	if l := a.readLine(); l != "* 1 EXPUNGE" {
+		t.Fatalf(`after another session's EXPUNGE with "selected": %q, want * 1 EXPUNGE`, l)
+	}
+	if got := env.storeUIDs(t, "INBOX"); len(got) != 0 {
+		t.Errorf("INBOX holds %v, want nothing", got)
+	}
+
+	a.ok("NOTIFY SET (selected-delayed (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge))")
+	env.deliver(t, testMessage(3))
+	if l := a.readLine(); l != "* 1 EXISTS" {
+		t.Fatalf("after a delivery: %q, want * 1 EXISTS", l)
+	}
+	b.ok("NOOP")
+	b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+	if l := a.readLine(); l != "* 1 FETCH (UID 2 FLAGS (\\Deleted))" {
+		t.Fatalf("after another session's STORE: %q", l)
+	}
+	b.ok("EXPUNGE")
+	// Archive's STATUS, pushed after the EXPUNGE was published, shows
+	// that the EXPUNGE was held back: the watcher writes in event order.
+	appendArchive(4)
+	env.checkStatusLine(t, a.readLine(), "Archive")
+	if lines := a.ok("NOOP"); !slices.Equal(lines, []string{"* 1 EXPUNGE"}) {
+		t.Errorf(`NOOP with "selected-delayed" = %q, want the held-back * 1 EXPUNGE`, lines)
+	}
+}
+
+// onlySession returns the server's one session.
+func (e *testEnv) onlySession(t testing.TB) *session {
+	t.Helper()
+	e.srv.mu.Lock()
+	defer e.srv.mu.Unlock()
+	if len(e.srv.sessions) != 1 {
+		t.Fatalf("%d sessions, want 1", len(e.srv.sessions))
+	}
+	for s := range e.srv.sessions {
+		return s
+	}
+	return nil
+}
+
+// TestNotifyHibernates: with hibernation on, a session in IDLE with
+// NOTIFY set parks like any other (no goroutine: its watch goroutine is
+// stopped for the IDLE) and wakes for a change of a mailbox it has not
+// selected, sends the STATUS and parks again; after DONE its watch
+// goroutine pushes again between commands.
+func TestNotifyHibernates(t *testing.T) {
 	t.Parallel()
 	env := newTestEnv(t, envOptions{server: Options{Hibernate: true}})
 	if env.srv.hib == nil {
@@ -214,12 +288,23 @@ func TestNotifyKeepsSessionAwake(t *testing.T) {
 	a.ok("SELECT Archive")
 	a.ok("NOTIFY SET (inboxes (MessageNew MessageExpunge))")
 	tag := a.idle()
-	env.deliver(t, testMessage(1))
-	env.checkStatusLine(t, a.readLine(), "INBOX")
-	if n := env.srv.hib.Len(); n != 0 {
-		t.Errorf("%d sessions parked, want none: NOTIFY keeps the session awake", n)
+	waitParked(t, env, 1)
+	for i := 1; i <= 3; i++ {
+		env.deliver(t, testMessage(i))
+		env.checkStatusLine(t, a.readLine(), "INBOX")
+		waitParked(t, env, 1)
 	}
-	a.done(tag)
+	if rest := a.done(tag); len(rest) != 0 {
+		t.Errorf("IDLE sent %q after the pushes", rest)
+	}
+	if n := env.srv.hib.Len(); n != 0 {
+		t.Errorf("%d sessions parked after DONE, want 0", n)
+	}
+	env.deliver(t, testMessage(4))
+	env.checkStatusLine(t, a.readLine(), "INBOX")
+	if got := env.storeUIDs(t, "INBOX"); len(got) != 4 {
+		t.Errorf("INBOX holds %v, want 4 messages", got)
+	}
 }
 
 // TestNotifyIMAPLib: python3's imaplib, a client that knows no NOTIFY,
@@ -252,9 +337,9 @@ print("PASS")
 	cmd := exec.Command(python, "-c", script, host, port)
 	out := runSynced(t, cmd, map[string]func(){"deliver": func() { env.deliver(t, testMessage(1)) }})
 	want := []string{
-		`initial INBOX (MESSAGES 0 UIDNEXT 1 UNSEEN 0)`,
+		fmt.Sprintf(`initial INBOX (MESSAGES 0 UIDNEXT 1 UIDVALIDITY %d UNSEEN 0)`, env.mailbox(t, "INBOX").UIDValidity),
 		"SYNC deliver",
-		`pushed INBOX (MESSAGES 1 UIDNEXT 2 UNSEEN 1)`,
+		fmt.Sprintf(`pushed INBOX (MESSAGES 1 UIDNEXT 2 UIDVALIDITY %d UNSEEN 1)`, env.mailbox(t, "INBOX").UIDValidity),
 		"PASS",
 	}
 	if !slices.Equal(out, want) {
@@ -262,5 +347,37 @@ print("PASS")
 	}
 	if got := env.storeUIDs(t, "INBOX"); len(got) != 1 {
 		t.Errorf("INBOX holds %v, want one message", got)
+	}
+}
+
+// TestNotifySubscribedFilter: the "subscribed" filter follows the
+// subscriptions as they change (RFC 5465 §6.4), whoever changes them.
+func TestNotifySubscribedFilter(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{})
+	appendTo := func(name string, n int) {
+		t.Helper()
+		if _, err := env.store.Append(context.Background(), env.mailbox(t, name).ID, testMessage(n), nil, time.Now(), 0); err != nil {
+			t.Fatalf("Append(%s) = %v", name, err)
+		}
+	}
+	a := env.raw(t)
+	a.ok("NOTIFY SET (subscribed (MessageNew MessageExpunge))")
+	appendTo("Archive", 1) // the default mailboxes are subscribed
+	env.checkStatusLine(t, a.readLine(), "Archive")
+
+	b := env.raw(t)
+	b.ok("UNSUBSCRIBE Archive")
+	b.ok("CREATE Lists")
+	b.ok("SUBSCRIBE Lists")
+	appendTo("Archive", 2)
+	appendTo("Lists", 3)
+	// In event order: had Archive still counted, its STATUS came first.
+	env.checkStatusLine(t, a.readLine(), "Lists")
+	if lines := a.ok("NOOP"); len(lines) != 0 {
+		t.Errorf("NOOP = %q, want nothing more", lines)
+	}
+	if got := env.storeUIDs(t, "Archive"); len(got) != 2 {
+		t.Errorf("Archive holds %v, want 2 messages", got)
 	}
 }

@@ -73,6 +73,9 @@ type session struct {
 	// notif is the session's NOTIFY SET (notify.go); nil without, or
 	// after NOTIFY NONE or an overflow.
 	notif *notifier
+	// idling: an IDLE is running, awake or parked; wmu. NOTIFY's watch
+	// goroutine is stopped meanwhile (notify.go).
+	idling bool
 
 	closeOnce sync.Once
 
@@ -101,6 +104,8 @@ func (s *session) Close() error {
 		s.wmu.Lock()
 		s.byed = true
 		s.releaseBuffers() // nothing writes after byed
+		// Under wmu: NOTIFY's goroutine may end it too (an overflow).
+		s.stopNotify()
 		s.wmu.Unlock()
 		// nc, not raw: after STARTTLS, closing the TLS layer sends
 		// close_notify first (RFC 8446 §6.1: each party MUST send it
@@ -112,9 +117,6 @@ func (s *session) Close() error {
 		}
 		if sel := s.sel; sel != nil {
 			sel.sub.Close()
-		}
-		if n := s.notif; n != nil {
-			n.close()
 		}
 		// Counted out before the slot is freed: Shutdown returns once
 		// every slot is, and the gauge must read 0 by then.

@@ -1,7 +1,9 @@
 // Package notify is pushmail's in-process change notifier: the mailstore
 // publishes one Event per mailbox it changed after each durable commit, and
 // every IMAP session watching that mailbox receives it through its own
-// Subscription. It owns only the hand-over of events between goroutines:
+// Subscription. A watcher of all of a user's mailboxes (IMAP NOTIFY)
+// subscribes to the user instead (Hub.SubscribeUser): every event names
+// its user, and some (subscriptions, server metadata) name no mailbox. It owns only the hand-over of events between goroutines:
 // it never reads the store, never blocks a publisher and knows no mail
 // protocol.
 //

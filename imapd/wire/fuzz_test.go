@@ -75,6 +75,7 @@ func FuzzParser(f *testing.F) {
 		"a SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541 (1,3:5 41,43:45)) CONDSTORE)\r\n",
 		"a UID FETCH 300:500 (FLAGS MODSEQ) (CHANGEDSINCE 12345 VANISHED)\r\nb STATUS x (HIGHESTMODSEQ)\r\n",
 		"a STORE 1:* (UNCHANGEDSINCE 0) +FLAGS.SILENT (\\Deleted)\r\nb SEARCH OR MODSEQ \"/flags/\\\\draft\" all 620162338 MODSEQ 7\r\n",
+		"a NOTIFY SET STATUS (selected (MessageNew (UID BODY.PEEK[HEADER.FIELDS (From)]) MessageExpunge)) (subtree (a {1+}\r\nb) NONE)\r\nb NOTIFY NONE\r\n",
 		"GET / HTTP/1.1\r\n\r\n", "a FOO {00000000000000000000000000000000000005+}\r\nhello\r\n",
 	} {
 		f.Add([]byte(s))

@@ -29,7 +29,7 @@ type NotifyGroup struct {
 // (event-ext, which the session refuses with BADEVENT).
 type NotifyEvent struct {
 	Name string
-	// Fetch holds MessageNew's fetch attributes (§5.1), nil without.
+	// Fetch holds MessageNew's fetch attributes (§5.2), nil without.
 	Fetch []FetchAttr
 }
 
