@@ -224,7 +224,11 @@ func insertBodyTx(tx *wtx, b body) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store body: %w", err)
 	}
-	return res.LastInsertId()
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("store body: %w", err)
+	}
+	return id, insertSortKeysTx(tx, id)
 }
 
 // nextUIDTx takes the mailbox's next UID and modseq. UIDNEXT only ever
