@@ -15,7 +15,10 @@
 //     added, EXPUNGE when they are removed, or VANISHED after ENABLE
 //     QRESYNC, RFC 7162 §3.2.10), so the client's sequence
 //     numbers always equal the view's, whatever other sessions see
-//     (RFC 9051 §7.5.1 allows them to differ).
+//     (RFC 9051 §7.5.1 allows them to differ). A view holds the store's
+//     shared UID list (mailstore.UIDList) while its UIDs are the list's,
+//     read-only, and a copy of its own only while they differ (view.go
+//     share): sessions of one big mailbox do not hold a list each.
 //   - Views change only from events (and the resynchronisation that
 //     replaces lost ones) or from the session's own EXPUNGE and MOVE. The
 //     session's own writes come back as events too: UIDs already added or

@@ -45,14 +45,16 @@ func (s *session) Select(a *wire.Select, readOnly bool) error {
 	// is then both in the snapshot and in the queue, and the view applies
 	// it once (see selected.apply).
 	sub := store.Hub().Subscribe(int64(mb.ID))
-	// The modseq is read before the UIDs, so no change can fall between
-	// what the view starts from and the events it applies.
+	// UIDNEXT and the counts; the view's modseq is its UID list's.
 	st, err := store.Status(s.ctx, mb.ID)
 	if err != nil {
 		sub.Close()
 		return s.reply(err, roleMailbox)
 	}
-	uids, err := store.UIDs(s.ctx, mb.ID)
+	// The store's shared list (mailstore.UIDList), no copy per session:
+	// exactly the mailbox's UIDs at list.ModSeq, the modseq the view
+	// starts from, so that no change falls between it and the events.
+	list, err := store.UIDList(s.ctx, mb.ID)
 	if err != nil {
 		sub.Close()
 		return s.reply(err, roleMailbox)
@@ -73,16 +75,20 @@ func (s *session) Select(a *wire.Select, readOnly bool) error {
 		mb:       mb,
 		readOnly: readOnly,
 		sub:      sub,
-		uids:     uids,
+		uids:     list.UIDs,
+		shared:   true,
+		list:     list,
 		gone:     make(map[mailstore.UID]bool),
-		modseq:   st.HighestModSeq,
+		// The list's own modseq, at which it is exact; a change after
+		// it comes as an event.
+		modseq:   list.ModSeq,
 		reported: make(map[mailstore.UID]uint64),
 		metrics:  s.srv.opts.Metrics,
 		vanished: s.qresync,
 		uidNext:  st.UIDNext,
 	}
-	if len(uids) > 0 {
-		sel.known = uids[len(uids)-1]
+	if n := len(list.UIDs); n > 0 {
+		sel.known = list.UIDs[n-1]
 	}
 	sel.keywords = make(map[string]string, len(keywords))
 	for _, k := range keywords {

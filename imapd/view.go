@@ -19,8 +19,12 @@ type selected struct {
 	sub      *notify.Subscription
 
 	// uids is the view: sequence number n is uids[n-1]. Ascending. Every
-	// UID in it has been announced to the client.
-	uids []mailstore.UID
+	// UID in it has been announced to the client. While shared, it is
+	// list.UIDs, the store's list that other sessions hold too: read-only
+	// (an append copies it, its capacity being clipped; see share).
+	uids   []mailstore.UID
+	shared bool
+	list   mailstore.UIDList
 	// gone holds UIDs of the view that the store has expunged but whose
 	// EXPUNGE has not been sent yet (RFC 9051 §7.5.1).
 	gone map[mailstore.UID]bool
@@ -135,6 +139,7 @@ func (sel *selected) update(ctx context.Context, store *mailstore.Store, w updat
 			return err
 		}
 	}
+	sel.share(store)
 	for uid, m := range sel.reported {
 		if m <= sel.modseq {
 			delete(sel.reported, uid)
@@ -155,12 +160,14 @@ func (sel *selected) apply(ctx context.Context, store *mailstore.Store, ev *noti
 	switch ev.Kind {
 	case notify.Appended:
 		n := len(sel.uids)
+		var added []mailstore.UID
 		for _, u := range ev.UIDs {
 			if uid := mailstore.UID(u); uid > sel.known {
-				sel.uids = append(sel.uids, uid)
+				added = append(added, uid)
 				sel.known = uid
 			}
 		}
+		sel.appendUIDs(store, added)
 		if len(sel.uids) > n {
 			if err := w.WriteNumMessages(uint32(len(sel.uids))); err != nil {
 				return err
@@ -247,7 +254,13 @@ func (sel *selected) flushExpunged(w updater) error {
 	}
 	var werr error
 	var vanished []mailstore.UID
+	own := !sel.shared
 	kept := sel.uids[:0]
+	if !own {
+		// Never write to the shared list (share).
+		kept = make([]mailstore.UID, 0, len(sel.uids)-len(sel.gone))
+		sel.shared = false
+	}
 	for _, uid := range sel.uids {
 		if !sel.gone[uid] {
 			kept = append(kept, uid)
@@ -261,7 +274,9 @@ func (sel *selected) flushExpunged(w updater) error {
 			werr = w.WriteExpunge(uint32(len(kept) + 1))
 		}
 	}
-	clear(sel.uids[len(kept):])
+	if own {
+		clear(sel.uids[len(kept):])
+	}
 	sel.uids = kept
 	clear(sel.gone)
 	if werr == nil && len(vanished) > 0 {
@@ -322,12 +337,14 @@ func (sel *selected) resync(ctx context.Context, store *mailstore.Store, w updat
 		}
 	}
 	n, known := len(sel.uids), sel.known
+	var added []mailstore.UID
 	for _, uid := range fresh {
 		if uid > sel.known {
-			sel.uids = append(sel.uids, uid)
+			added = append(added, uid)
 			sel.known = uid
 		}
 	}
+	sel.appendUIDs(store, added)
 	if len(sel.uids) > n {
 		if err := w.WriteNumMessages(uint32(len(sel.uids))); err != nil {
 			return err
@@ -350,6 +367,46 @@ func (sel *selected) resync(ctx context.Context, store *mailstore.Store, w updat
 		delete(sel.partial, c.uid)
 	}
 	return nil
+}
+
+// appendUIDs adds new UIDs, above every UID of the view, to its end. A
+// shared view moves on to the store's list when that is the same list
+// with exactly these UIDs appended, as it is when the session keeps up
+// with its mailbox; otherwise the session makes the view its own.
+func (sel *selected) appendUIDs(store *mailstore.Store, added []mailstore.UID) {
+	if len(added) == 0 {
+		return
+	}
+	if sel.shared {
+		if cur, ok := store.CachedUIDList(sel.mb.ID); ok {
+			if next, ok := sel.list.Extend(cur, added); ok {
+				sel.list, sel.uids = next, next.UIDs
+				return
+			}
+		}
+		sel.shared = false
+	}
+	// A shared slice's capacity is its length: this copies it.
+	sel.uids = append(sel.uids, added...)
+}
+
+// share makes a view of the session's own the store's shared list again
+// when the two hold the same UIDs: ten thousand sessions of one mailbox
+// then hold one list between them, not one each (mailstore.UIDList).
+// They do when the view has announced every expunge it applied (gone is
+// empty), so that it holds the mailbox's UIDs as of its modseq, and the
+// store's list is the mailbox's at that modseq too.
+func (sel *selected) share(store *mailstore.Store) {
+	if sel.shared || len(sel.gone) > 0 || store == nil {
+		// Without a store (view_test.go) there is nothing to share.
+		return
+	}
+	cur, ok := store.CachedUIDList(sel.mb.ID)
+	if !ok || cur.Since > sel.modseq || sel.modseq > cur.ModSeq || len(cur.UIDs) != len(sel.uids) ||
+		len(cur.UIDs) > 0 && cur.UIDs[len(cur.UIDs)-1] != sel.uids[len(sel.uids)-1] {
+		return
+	}
+	sel.list, sel.uids, sel.shared = cur, cur.UIDs, true
 }
 
 // noteReported records that the client was told the flags of uid as of

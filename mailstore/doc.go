@@ -65,7 +65,15 @@
 //   - SortInfo (SORT, THREAD) keeps what it read in memory per mailbox
 //     (sort.go): valid forever, since a message's envelope never changes
 //     and a mailbox's UIDs are never reused; bounded in entries, never
-//     written, lost at Close.
+//     written, lost at Close. It reads the sort keys written with each
+//     body, in the delivery's transaction (sortkeys.go), never a body.
+//   - UIDList hands every caller the same array of a mailbox's UIDs
+//     (uidlist.go). The writer keeps it current from the events of each
+//     commit before publishing them, so a subscriber that hears of a
+//     change finds the list past it; appends extend the array past every
+//     length handed out, an expunge makes a new one, so what a holder
+//     was given never changes. Bounded in UIDs (least recently used
+//     lists go first), lost at Close.
 //   - A message copied to another mailbox shares its body row; a body is
 //     deleted with the last message that refers to it (a trigger).
 //   - Only writes that add mail (Deliver, Append, Copy) are held to the

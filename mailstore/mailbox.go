@@ -138,7 +138,13 @@ func (s *Store) Mailbox(ctx context.Context, user UserID, name string) (Mailbox,
 // Status returns a mailbox's counters.
 func (s *Store) Status(ctx context.Context, id MailboxID) (MailboxStatus, error) {
 	var st MailboxStatus
-	err := scanStatus(s.queryRow(ctx, "SELECT "+statusColumns+" FROM mailboxes WHERE id = ?", id), &st)
+	// The \Recent count from the higher of the stored mark and the one
+	// this process holds (recent.go): counting from a stale stored mark
+	// first would read every message that arrived since, then count again.
+	mark, _ := s.cachedRecentMark(id)
+	err := scanStatus(s.queryRow(ctx, "SELECT "+mailboxColumns+", message_count, unseen_count, total_size, highest_modseq, max(recent_uid, ?1), "+
+		"(SELECT COUNT(*) FROM messages WHERE messages.mailbox_id = mailboxes.id AND messages.uid > max(mailboxes.recent_uid, ?1)) "+
+		"FROM mailboxes WHERE id = ?2", mark, id), &st)
 	if errors.Is(err, sql.ErrNoRows) {
 		return MailboxStatus{}, ErrNoSuchMailbox
 	}

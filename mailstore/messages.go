@@ -226,7 +226,11 @@ func insertBodyTx(tx *wtx, b body) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store body: %w", err)
 	}
-	return res.LastInsertId()
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("store body: %w", err)
+	}
+	return id, insertSortKeysTx(tx, id)
 }
 
 // nextUIDTx takes the mailbox's next UID and modseq. UIDNEXT only ever
@@ -569,19 +573,12 @@ func copyMessagesTx(tx *wtx, src MailboxID, set UIDSet, dst MailboxID, origin ui
 	return res, []notify.Event{ev}, nil
 }
 
-// UIDs returns every UID of the mailbox, ascending: the base of an IMAP
-// session's sequence-number view.
+// UIDs returns every UID of the mailbox, ascending, read from the
+// database into a slice of the caller's own. An IMAP session's view
+// starts from the shared UIDList instead.
 func (s *Store) UIDs(ctx context.Context, mailbox MailboxID) ([]UID, error) {
-	// One row holding every UID as text: scanning 100,000 rows one by one
-	// through database/sql costs several times more than parsing them.
-	// The subquery's ORDER BY fixes the order group_concat sees.
-	var list sql.NullString
-	err := s.queryRow(ctx,
-		"SELECT group_concat(uid) FROM (SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid)", mailbox).Scan(&list)
-	if err != nil {
-		return nil, fmt.Errorf("list uids: %w", err)
-	}
-	return parseUIDList(list.String)
+	uids, _, err := s.readUIDs(ctx, mailbox)
+	return uids, err
 }
 
 // parseUIDList parses "1,2,5" (group_concat's output) into UIDs.

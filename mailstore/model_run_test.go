@@ -528,8 +528,19 @@ func (r *modelRun) checkMessages(mb *modelMailbox, mm modseqs, bodies bool) erro
 	if err != nil {
 		return err
 	}
-	if want := mb.uids(); !slices.Equal(uids, want) {
+	want := mb.uids()
+	if !slices.Equal(uids, want) {
 		return fmt.Errorf("UIDs() = %v, want %v", uids, want)
+	}
+	// The shared list (uidlist.go): read once, then kept by the writer
+	// from every later commit's events, so each later check tests what
+	// the writer made of the ops since.
+	list, err := r.s.UIDList(r.ctx, mb.id)
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(list.UIDs, want) || list.Since > list.ModSeq || cap(list.UIDs) != len(list.UIDs) {
+		return fmt.Errorf("UIDList() = %v (since %d, modseq %d, cap %d), want %v", list.UIDs, list.Since, list.ModSeq, cap(list.UIDs), want)
 	}
 	var got []Message
 	err = r.s.Messages(r.ctx, mb.id, AllUIDs(), FetchOptions{Body: bodies}, func(msg *Message) error {

@@ -258,12 +258,36 @@ CREATE TABLE push_subscriptions (
 );
 CREATE INDEX push_subscriptions_user ON push_subscriptions(user_id);
 `,
+	// Version 12 (sortKeysVersion): the sort keys of SORT and THREAD
+	// (RFC 5256; sortkeys.go), one row per body, written with it and
+	// deleted with it (the cascade: a body goes when its last message
+	// does). The strings are as the envelope holds them (subject decoded
+	// from RFC 2047, addresses' local parts and display forms, msg-ids
+	// without brackets joined by spaces); sent is the Date field as
+	// RFC 3339, NULL when missing or unparsable. backfillSortKeys writes
+	// the rows of the bodies stored before.
+	`
+CREATE TABLE sortkeys (
+	body_id      INTEGER PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE,
+	sent         TEXT,
+	subject      TEXT,
+	from_mailbox TEXT,
+	to_mailbox   TEXT,
+	cc_mailbox   TEXT,
+	display_from TEXT,
+	display_to   TEXT,
+	message_id   TEXT,
+	in_reply_to  TEXT,
+	refs         TEXT
+);
+`,
 }
 
 // migrationSteps[v] runs after migrations[v-1], in the same transaction:
 // the part of moving to version v that SQL cannot express.
 var migrationSteps = map[int]func(context.Context, *sql.Tx, *slog.Logger) error{
-	4: renormalizeAddresses,
+	4:               renormalizeAddresses,
+	sortKeysVersion: backfillSortKeys,
 }
 
 // renormalizeAddresses rewrites every user and alias address, and its

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"pushmail/message"
 )
 
 // SortFields says which of SortInfo's fields SortInfo reads; UID,
@@ -89,12 +87,8 @@ func idListSQL(field string) string {
 // internal date never change and a mailbox's UIDs are never reused, so
 // a kept entry never goes stale, and a second SORT of a mailbox reads
 // only the messages that arrived since. What it does not have it reads
-// from the messages table and the stored envelope in one query; that
-// touches every message's body row, the cost of a first SORT.
-//
-// Envelopes stored before Envelope.References existed have no
-// "references" key; for those, and only those, References comes from the
-// stored header (message.HeaderReferences): no migration is needed.
+// from the messages table and the sort keys written with each body
+// (sortkeys.go) in one query, never from the bodies.
 func (s *Store) SortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f SortFields) ([]SortInfo, error) {
 	if len(uids) == 0 {
 		return nil, nil
@@ -182,22 +176,23 @@ func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 	add := func(on bool, expr string) {
 		cols = append(cols, pick(on, expr, "NULL"))
 	}
-	add(f.Sent, "b.parsed->>'$.env.date'")
-	add(f.Subject, "b.parsed->>'$.env.subject'")
-	add(f.From, firstMailboxSQL("from"))
-	add(f.To, firstMailboxSQL("to"))
-	add(f.Cc, firstMailboxSQL("cc"))
-	add(f.DisplayFrom, firstDisplaySQL("from"))
-	add(f.DisplayTo, firstDisplaySQL("to"))
-	add(f.Threading, "b.parsed->>'$.env.message_id'")
-	add(f.Threading, idListSQL("in_reply_to"))
-	add(f.Threading, idListSQL("references"))
-	// An envelope without the key: read References from the header.
-	add(f.Threading, "CASE WHEN json_type(b.parsed, '$.env.references') IS NULL THEN b.header END")
+	add(f.Sent, "k.sent")
+	add(f.Subject, "k.subject")
+	add(f.From, "k.from_mailbox")
+	add(f.To, "k.to_mailbox")
+	add(f.Cc, "k.cc_mailbox")
+	add(f.DisplayFrom, "k.display_from")
+	add(f.DisplayTo, "k.display_to")
+	add(f.Threading, "k.message_id")
+	add(f.Threading, "k.in_reply_to")
+	add(f.Threading, "k.refs")
 
 	join := ""
 	if f != (SortFields{}) {
-		join = " JOIN bodies b ON b.id = m.body_id"
+		// The narrow rows written at delivery (sortkeys.go), not the
+		// bodies. Every body has one; LEFT keeps a message in the answer
+		// even if its row were missing.
+		join = " LEFT JOIN sortkeys k ON k.body_id = m.body_id"
 	}
 	// One range when the UIDs are contiguous in the mailbox's numbering
 	// (the common "every message" case reads as a range scan, merged
@@ -222,7 +217,7 @@ func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 	var (
 		uid, date, size                      int64
 		sent, subj, from, to, cc, dfrom, dto sql.NullString
-		msgID, inReplyTo, references, header sql.NullString
+		msgID, inReplyTo, references         sql.NullString
 	)
 	for n := 0; rows.Next(); n++ {
 		if n%4096 == 0 {
@@ -231,7 +226,7 @@ func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 			}
 		}
 		if err := rows.Scan(&uid, &date, &size, &sent, &subj, &from, &to, &cc, &dfrom, &dto,
-			&msgID, &inReplyTo, &references, &header); err != nil {
+			&msgID, &inReplyTo, &references); err != nil {
 			return nil, fmt.Errorf("sort info: %w", err)
 		}
 		for next < len(uids) && uids[next] < UID(uid) {
@@ -256,11 +251,7 @@ func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 		}
 		if f.Threading {
 			m.InReplyTo = idList(inReplyTo.String)
-			if header.Valid {
-				m.References = message.HeaderReferences([]byte(header.String))
-			} else {
-				m.References = idList(references.String)
-			}
+			m.References = idList(references.String)
 		}
 		out = append(out, m)
 	}

@@ -35,8 +35,10 @@ func TestSortInfo(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Messages 3 and 4 as a store written before Envelope.References
-	// existed: no "references" key in their stored envelope.
+	// The file as the schema before sortKeysVersion wrote it (no sort
+	// keys: the migration writes them on open, backfillSortKeys), with
+	// messages 3 and 4 as stored before Envelope.References existed: no
+	// "references" key in their stored envelope.
 	db, err := sql.Open("sqlite3", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
@@ -45,10 +47,20 @@ func TestSortInfo(t *testing.T) {
 		WHERE id IN (SELECT body_id FROM messages WHERE uid IN (?, ?))`, uids[2], uids[3]); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := db.Exec(undoSortKeys + fmt.Sprintf("PRAGMA user_version = %d", sortKeysVersion-1)); err != nil {
+		t.Fatal(err)
+	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	s = openStoreAt(t, path, Options{})
+	var keys, bodies int
+	if err := s.rdb.QueryRow("SELECT (SELECT COUNT(*) FROM sortkeys), (SELECT COUNT(*) FROM bodies)").Scan(&keys, &bodies); err != nil {
+		t.Fatal(err)
+	}
+	if keys != bodies || bodies != len(msgs) {
+		t.Fatalf("after the migration: %d sort key rows for %d bodies, want %d each", keys, bodies, len(msgs))
+	}
 
 	all := SortFields{Sent: true, Subject: true, From: true, To: true, Cc: true, DisplayFrom: true, DisplayTo: true, Threading: true}
 	got, err := s.SortInfo(ctx, rcpt.Mailbox, uids, all)

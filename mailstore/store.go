@@ -99,7 +99,8 @@ type Store struct {
 	dummyOnce sync.Once
 	dummy     []byte
 
-	sorts sortCache // SortInfo already read (sort.go)
+	sorts    sortCache // SortInfo already read (sort.go)
+	uidLists uidCache  // the mailboxes' shared UID lists (uidlist.go)
 
 	// recentMarks caches each mailbox's \Recent high-water mark as this
 	// process last read or raised it (recent.go): only this process

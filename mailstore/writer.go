@@ -329,6 +329,9 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 		bytes += op.size
 		for _, ev := range op.events {
 			ev.Committed = committed
+			// The shared UID lists first: a session that hears of the
+			// change finds its list past it (uidlist.go).
+			s.uidLists.applyEvent(&ev)
 			s.hub.Enqueue(ev, wakeups)
 		}
 	}

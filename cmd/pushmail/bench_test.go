@@ -156,6 +156,24 @@ func TestBenchBigbox(t *testing.T) {
 	}
 }
 
+// The QRESYNC reconnect: the answer is checked by the mode itself (each
+// of the 100 changes once); here, that every command was timed and the
+// full resynchronisation read every message.
+func TestBenchQResync(t *testing.T) {
+	t.Parallel()
+	var res bench.QResyncResult
+	runBenchJSON(t, &res, "qresync", "--messages", "400", "--repeat", "2")
+	if res.Messages != 400 || res.Changes != 100 || len(res.Ops) != 3 {
+		t.Fatalf("qresync: %d messages, %d changes, %d commands; want 400, 100, 3", res.Messages, res.Changes, len(res.Ops))
+	}
+	want := map[string]int{"qresync": 100, "select": 400, "full": 800}
+	for _, op := range res.Ops {
+		if op.Result != want[op.Name] || op.Median <= 0 {
+			t.Errorf("%s answered %d in %.2f ms, want %d", op.Command, op.Result, op.Median, want[op.Name])
+		}
+	}
+}
+
 func TestBenchFsync(t *testing.T) {
 	t.Parallel()
 	var res bench.FsyncResult

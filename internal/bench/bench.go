@@ -43,6 +43,7 @@ func Modes() []Mode {
 		{"idle", "idle IMAP sessions: server RSS per session, time to connect, fan-out of one delivery", "child", idleFlags},
 		{"bigbox", "a large mailbox: SELECT, UID FETCH 1:* (UID FLAGS), SEARCH, one BODY[]", "inproc", bigboxFlags},
 		{"jmap", "push over HTTP: SMTP 250 to the StateChange on JMAP event streams (one or many)", "inproc", jmapFlags},
+		{"qresync", "a QRESYNC client's reconnect to a large mailbox after 100 changes (RFC 7162 §3.2.5)", "inproc", qresyncFlags},
 		{"fsync", "the disk: write+fsync per second in --dir (what bounds a durable commit)", "", fsyncFlags},
 	}
 }
