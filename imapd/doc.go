@@ -56,7 +56,11 @@
 //     (hibernate.go, internal/hibernate), and wakes into the same IDLE on
 //     input, an event for its mailbox, IdleTimeout, a BYE or Shutdown;
 //     it sends exactly what an awake session sends. Its socket is never
-//     closed while it is parked.
+//     closed while it is parked. Events for its mailbox do not wake it:
+//     a worker of the Server's fan-out pool (pushdirect.go,
+//     internal/fanout) applies them to its view and writes the responses
+//     to its socket without blocking; the session wakes only for what a
+//     write cannot do (a resync, a mailbox change, a full socket).
 //   - After COMPRESS DEFLATE (RFC 4978) the session's connection is a
 //     deflateConn (compress.go): every write of its buffer is compressed
 //     and sync-flushed by a pooled flate.Writer that goes back to the pool

@@ -18,8 +18,10 @@ import (
 //
 // Whatever wakes it, it wakes on a new goroutine (resume) in the IDLE it
 // slept in, holding wmu, with fresh buffers:
-//   - an event for its mailbox: the updates are sent as in idleWait, and
-//     it sleeps again;
+//   - an event for its mailbox that direct push (pushdirect.go) hands
+//     over, or every event without it: the updates are sent as in
+//     idleWait (after the bytes a direct push left, unsent), and it
+//     sleeps again;
 //   - input, a hang-up, IdleTimeout or Shutdown: it stays awake in
 //     idleWait, which reads DONE (in as many pieces as it comes), or
 //     finds the connection closed, the deadline passed (the socket's read
@@ -64,7 +66,11 @@ func (s *session) hibernate() bool {
 	if s.sel != nil {
 		// Last: an event already pending wakes the session at once, on
 		// a goroutine that waits for wmu.
-		s.sel.sub.Hook(func() { pc.Wake(hibernate.Signaled) })
+		hook := func() { pc.Wake(hibernate.Signaled) }
+		if s.srv.push != nil {
+			hook = s.pushHook(pc) // pushdirect.go
+		}
+		s.sel.sub.Hook(hook)
 	}
 	return true
 }
@@ -131,6 +137,21 @@ func (s *session) idleAwake(why hibernate.Reason) error {
 	if s.byed {
 		return nil // bye or Close: the session ends
 	}
+	if perr := s.pushErr; perr != nil {
+		// A direct push failed half-way (pushdirect.go): what update
+		// would have done with the error.
+		s.pushErr = nil
+		err := s.updateFailed(perr)
+		if err == nil {
+			err = s.flush()
+		}
+		if err != nil || s.byed {
+			if cerr := s.raw.Close(); cerr != nil && !s.byed {
+				s.log.Debug("close", "err", cerr)
+			}
+			return err
+		}
+	}
 	if why == hibernate.Signaled && s.ctx.Err() == nil {
 		// idleWait's ready case, then back to sleep. The wake-up that
 		// Hook(nil) left in Ready goes first, before Take: Hook would
@@ -185,6 +206,12 @@ func (s *session) unparkLocked(why hibernate.Reason) {
 		s.sel.sub.Hook(nil)
 	}
 	s.takeWriter()
+	if len(s.unsent) > 0 {
+		// What a direct push could not write goes first
+		// (pushdirect.go); the flush that sends it reports its error.
+		s.w.Raw(string(s.unsent))
+		s.unsent = nil
+	}
 }
 
 // takeReader gives the session a reader from the pool, and a parser on

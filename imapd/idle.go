@@ -34,7 +34,13 @@ func (s *session) update(w updater, allowExpunge bool) error {
 	if s.sel == nil {
 		return nil
 	}
-	err := s.sel.update(s.ctx, s.srv.store, w, allowExpunge)
+	return s.updateFailed(s.sel.update(s.ctx, s.srv.store, w, allowExpunge))
+}
+
+// updateFailed is what update returns after the view's update ended in
+// err: the mailbox's deletion says BYE, other errors become the command's
+// reply.
+func (s *session) updateFailed(err error) error {
 	if errors.Is(err, errMailboxGone) {
 		return s.mailboxGone()
 	}

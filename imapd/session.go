@@ -42,6 +42,12 @@ type session struct {
 	// parked is set while the session hibernates in IDLE, without a
 	// goroutine, br or bw (hibernate.go); wmu.
 	parked *hibernate.Conn
+	// unsent and pushErr are what a direct push left for the session
+	// to send and answer when it wakes (pushdirect.go); wmu.
+	unsent  []byte
+	pushErr error
+	// pushAgain: a fan-out worker found wmu held (Deliver).
+	pushAgain atomic.Bool
 	// idleUntil is when the running IDLE times out (IdleTimeout).
 	idleUntil time.Time
 

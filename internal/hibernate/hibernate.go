@@ -27,6 +27,14 @@
 //     the last descriptor of the socket is closed, and there is only one).
 //   - The Loop reads nothing from the sockets: a wake-up for Readable
 //     leaves the bytes (or the end of the stream) for the owner to read.
+//   - The owner may write to a parked connection without waking it
+//     (Hold, Write, Release: an event pushed from a worker); Write never
+//     blocks, and a wake-up that comes while the connection is held is
+//     delivered by Release, so that the owner's goroutine never runs
+//     alongside that write.
+//   - If the readiness loop fails (epoll_wait errs), every parked
+//     connection wakes as Readable and Park refuses: nothing stays asleep
+//     where no input can wake it.
 package hibernate
 
 import (
@@ -77,7 +85,8 @@ func (r Reason) String() string {
 
 // Errors of Park.
 var (
-	// ErrClosed: the Loop is closed; the connection was not parked.
+	// ErrClosed: the Loop is closed, or its readiness loop failed; the
+	// connection was not parked.
 	ErrClosed = errors.New("hibernate: loop closed")
 	// ErrUnsupported: this platform has no readiness loop here, or the
 	// connection has no socket descriptor.
@@ -93,6 +102,7 @@ type Loop struct {
 
 	mu     sync.Mutex
 	closed bool
+	failed bool    // the readiness loop ended on an error (fail)
 	poll   *poller // nil until the first Park
 	parked map[uint64]*Conn
 	nextID uint64 // 0 is the poller's own wake-up
@@ -110,13 +120,26 @@ func New(log *slog.Logger) *Loop {
 	return &Loop{log: log, parked: make(map[uint64]*Conn)}
 }
 
-// Conn is a parked connection: what its owner keeps to wake it.
+// Conn is a parked connection: what its owner keeps to wake it, or to
+// write to it without waking it (Hold, Write, Release).
 type Conn struct {
 	loop  *Loop
 	id    uint64
 	wake  func(Reason)
-	timer *time.Timer // nil without a deadline
+	timer *time.Timer     // nil without a deadline
+	rc    syscall.RawConn // the socket, for Write
+	// state is held, woken and the reasons of wake-ups that came while
+	// held; see fire, Hold and Release.
+	state atomic.Uint32
 }
+
+// Conn.state's bits above the reasons.
+const (
+	held  = 1 << 8 // the owner writes to the connection: wake-ups wait
+	woken = 1 << 9 // wake was called, or is about to be
+	// reasonMask covers the Reason bits.
+	reasonMask = 0xff
+)
 
 // Park puts conn to sleep until it is readable, its owner calls Wake,
 // deadline passes (a zero deadline never does) or the Loop closes; then
@@ -135,7 +158,7 @@ func (l *Loop) Park(conn syscall.Conn, deadline time.Time, wake func(Reason)) (*
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
+	if l.closed || l.failed {
 		return nil, ErrClosed
 	}
 	if l.poll == nil {
@@ -148,7 +171,7 @@ func (l *Loop) Park(conn syscall.Conn, deadline time.Time, wake func(Reason)) (*
 		go l.run(p, l.done)
 	}
 	l.nextID++
-	c := &Conn{loop: l, id: l.nextID, wake: wake}
+	c := &Conn{loop: l, id: l.nextID, wake: wake, rc: rc}
 	// Registered under mu, so that Close finds every connection either
 	// parked in full or not at all; the syscall costs about a
 	// microsecond.
@@ -183,11 +206,87 @@ func (l *Loop) wakeID(id uint64, r Reason) {
 	if !ok {
 		return
 	}
-	l.wakes.Add(1)
 	if c.timer != nil {
 		c.timer.Stop()
 	}
-	c.wake(r)
+	c.fire(r)
+}
+
+// fire calls wake for r, unless the owner holds the connection: then
+// Release calls it. The connection is out of the Loop already.
+func (c *Conn) fire(r Reason) {
+	for {
+		st := c.state.Load()
+		if st&woken != 0 {
+			return
+		}
+		if st&held != 0 {
+			if c.state.CompareAndSwap(st, st|uint32(r)) {
+				return
+			}
+			continue
+		}
+		if c.state.CompareAndSwap(st, st|woken) {
+			c.loop.wakes.Add(1)
+			c.wake(r)
+			return
+		}
+	}
+}
+
+// Hold reserves a parked connection for its owner, who writes to it
+// (Write) without waking it, e.g. to push an event from a worker: while
+// held, a wake-up (input, deadline, Wake, Close) is recorded, not
+// delivered, and Release delivers it. Hold reports false if the
+// connection has woken or is held already; then the owner must leave
+// it. Hold does not synchronise the owner's own state: the owner that
+// may Hold from several goroutines keeps its own lock.
+func (c *Conn) Hold() bool {
+	for {
+		st := c.state.Load()
+		if st&(held|woken|reasonMask) != 0 {
+			return false
+		}
+		if c.state.CompareAndSwap(st, st|held) {
+			return true
+		}
+	}
+}
+
+// Release ends a Hold. If something woke the connection meanwhile, wake
+// is called now, on the caller's goroutine, with every reason recorded.
+func (c *Conn) Release() {
+	for {
+		st := c.state.Load()
+		r := Reason(st & reasonMask)
+		if r == 0 {
+			if c.state.CompareAndSwap(st, st&^held) {
+				return
+			}
+			continue
+		}
+		if c.state.CompareAndSwap(st, woken) {
+			c.loop.wakes.Add(1)
+			c.wake(r)
+			return
+		}
+	}
+}
+
+// Write writes p to the parked socket without blocking, as much as the
+// socket's send buffer takes, and returns how many bytes went: fewer than
+// len(p) with a nil error when the buffer is full (the owner then wakes
+// the connection to write the rest, as a blocking writer). The caller
+// holds the connection (Hold). Nothing else may write to the socket
+// meanwhile: Go's own writes are not serialised with it.
+func (c *Conn) Write(p []byte) (int, error) {
+	var n int
+	var werr error
+	err := c.rc.Control(func(fd uintptr) { n, werr = writeNonblock(int(fd), p) })
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
 }
 
 // Wakes returns how many parked connections have woken, for metrics.
@@ -217,12 +316,7 @@ func (l *Loop) Close() error {
 	}
 	p, done := l.poll, l.done
 	l.mu.Unlock()
-	for _, c := range parked {
-		if c.timer != nil {
-			c.timer.Stop()
-		}
-		c.wake(Stopped)
-	}
+	wakeAll(parked, Stopped)
 	if p == nil {
 		return nil
 	}
@@ -231,15 +325,43 @@ func (l *Loop) Close() error {
 	return errors.Join(err, p.close())
 }
 
+// wakeAll wakes conns, which are out of the Loop already, for r.
+func wakeAll(conns []*Conn, r Reason) {
+	for _, c := range conns {
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		c.fire(r)
+	}
+}
+
+// fail is the end of a readiness loop that can wait no more: every parked
+// connection wakes as Readable, so that its owner reads it (a session in
+// IDLE keeps waiting on its own goroutine, as an awake one does), and
+// Park refuses from now on with ErrClosed, so that nothing sleeps where
+// no input would wake it.
+func (l *Loop) fail() {
+	l.mu.Lock()
+	l.failed = true
+	parked := make([]*Conn, 0, len(l.parked))
+	for id, c := range l.parked {
+		parked = append(parked, c)
+		delete(l.parked, id)
+	}
+	l.mu.Unlock()
+	wakeAll(parked, Readable)
+}
+
 // run waits for readiness until Close interrupts it.
 func (l *Loop) run(p *poller, done chan<- struct{}) {
 	defer close(done)
 	for {
 		ids, err := p.wait()
 		if err != nil {
-			// Nothing can wake the parked connections but their timers
-			// and owners now: say so loudly.
-			l.log.Error("hibernate: readiness loop failed", "err", err)
+			// No input would wake a parked connection now: they all wake
+			// to wait on their own, and none parks again.
+			l.log.Error("hibernate: readiness loop failed; every parked connection wakes", "err", err, "parked", l.Len())
+			l.fail()
 			return
 		}
 		for _, id := range ids {

@@ -1,0 +1,141 @@
+package imapd
+
+import (
+	"bufio"
+	"runtime"
+
+	"pushmail/internal/fanout"
+	"pushmail/internal/hibernate"
+	"pushmail/notify"
+)
+
+// Direct push (issue 15): a hibernating session is told of its mailbox's
+// changes without waking. The subscription's hook submits the session to
+// the Server's fan-out pool (internal/fanout); a worker applies the
+// events to the session's view, exactly as idleWait would, writing the
+// responses into the worker's buffer, and sends them with one
+// non-blocking write to the parked socket (hibernate.Conn.Write). The
+// session stays parked: no goroutine, no buffer, no epoll_ctl, no timer.
+// Ten thousand watchers of one INBOX cost ten thousand of these small
+// jobs on as many workers as there are cores, after the sender's 250
+// (the store's waker only submits).
+//
+// The worker hands the session to a goroutine of its own (wakes it,
+// Signaled) whenever the job is more than a write:
+//   - a resync is due, or an event is MailboxChanged (a rename, the
+//     mailbox's or the account's deletion): store reads and possibly a
+//     BYE, as idleAwake does them;
+//   - applying the events failed (a \Recent claim): the responses written
+//     so far and the error go to the session (unsent, pushErr), which
+//     sends the one and answers the other as update would have;
+//   - the socket would block: what the socket did not take goes to the
+//     session (unsent), which writes it, blocking, before anything else.
+//
+// The view is updated to what the client has been sent, or will be sent
+// first by the woken session: a later wake-up (DONE, another event) finds
+// it as an awake session would. The worker holds wmu (so nothing else
+// writes) and the parked connection (hibernate.Conn.Hold: input, the IDLE
+// timeout or Shutdown that come meanwhile wake the session once the worker
+// has released it, never during its write).
+
+// pushScratch is a fan-out worker's buffers: the session's wire.Writer
+// writes through bw into out, whose bytes then go to the socket at once.
+type pushScratch struct {
+	out []byte
+	bw  *bufio.Writer
+}
+
+// Write collects what bw flushes.
+func (sc *pushScratch) Write(p []byte) (int, error) {
+	sc.out = append(sc.out, p...)
+	return len(p), nil
+}
+
+// newPushPool returns the Server's fan-out pool: one worker per core.
+func newPushPool() *fanout.Pool[*pushScratch] {
+	return fanout.New(runtime.GOMAXPROCS(0), func() *pushScratch {
+		sc := &pushScratch{}
+		sc.bw = bufio.NewWriterSize(sc, writeBufSize)
+		return sc
+	})
+}
+
+// pushHook is the subscription's hook while the session hibernates as
+// pc: it submits the session to the fan-out pool, or wakes it to send the
+// updates itself if the pool is closed (Shutdown).
+func (s *session) pushHook(pc *hibernate.Conn) func() {
+	return func() {
+		if !s.srv.push.Submit(s) {
+			pc.Wake(hibernate.Signaled)
+		}
+	}
+}
+
+// Deliver is the fan-out worker's job for a hibernating session. Two
+// workers may run it for the same session at once (an event came while
+// the first was at work): the second leaves a note (pushAgain) if it
+// cannot have wmu, and whoever holds wmu runs again, or is a session
+// goroutine that takes the events itself.
+func (s *session) Deliver(sc *pushScratch) {
+	s.pushAgain.Store(true)
+	for s.pushAgain.Load() {
+		if !s.wmu.TryLock() {
+			return
+		}
+		s.pushAgain.Store(false)
+		s.pushLocked(sc)
+		s.wmu.Unlock()
+	}
+}
+
+// directEvent reports whether a worker can apply ev to a hibernating
+// session's view without more than an in-memory claim of \Recent.
+func directEvent(ev *notify.Event) bool { return ev.Kind != notify.MailboxChanged }
+
+// pushLocked sends the session's pending events from a worker, or hands
+// them to the session. The caller holds wmu.
+func (s *session) pushLocked(sc *pushScratch) {
+	pc := s.parked
+	if pc == nil || s.sel == nil || !pc.Hold() {
+		return // awake, or waking: it takes the events itself
+	}
+	defer pc.Release()
+	events, ok := s.sel.sub.TakeIf(directEvent)
+	if !ok {
+		pc.Wake(hibernate.Signaled)
+		return
+	}
+	if len(events) == 0 {
+		return
+	}
+	sc.out = sc.out[:0]
+	sc.bw.Reset(sc)
+	s.w.SetWriter(sc.bw)
+	err := s.sel.applyTaken(s.ctx, s.srv.store, events, false, updates{s}, true)
+	if ferr := sc.bw.Flush(); err == nil {
+		err = ferr
+	}
+	s.w.SetWriter(nil)
+	out := sc.out
+	if err != nil {
+		s.unsent = append(s.unsent, out...)
+		s.pushErr = err
+		pc.Wake(hibernate.Signaled)
+		return
+	}
+	if m := s.srv.opts.directWriteMax; m > 0 && len(out) > m {
+		out = out[:m]
+	}
+	n, err := pc.Write(out)
+	if err != nil {
+		// The client is gone or the connection broke: the session reads
+		// and finds out, as it would in idleWait.
+		s.log.Debug("direct push", "err", err)
+		pc.Wake(hibernate.Readable)
+		return
+	}
+	if n < len(sc.out) {
+		s.unsent = append(s.unsent, sc.out[n:]...)
+		pc.Wake(hibernate.Signaled)
+	}
+}
