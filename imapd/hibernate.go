@@ -20,7 +20,7 @@ import (
 // slept in, holding wmu, with fresh buffers:
 //   - an event for its mailbox that direct push (pushdirect.go) hands
 //     over, or every event without it: the updates are sent as in
-//     idleWait (after the bytes a direct push left, unsent), and it
+//     idleWait (after the bytes a direct push left, pushLeft), and it
 //     sleeps again;
 //   - input, a hang-up, IdleTimeout or Shutdown: it stays awake in
 //     idleWait, which reads DONE (in as many pieces as it comes), or
@@ -137,10 +137,11 @@ func (s *session) idleAwake(why hibernate.Reason) error {
 	if s.byed {
 		return nil // bye or Close: the session ends
 	}
-	if perr := s.pushErr; perr != nil {
+	if left := s.pushLeft; left != nil && left.err != nil {
 		// A direct push failed half-way (pushdirect.go): what update
 		// would have done with the error.
-		s.pushErr = nil
+		perr := left.err
+		s.pushLeft = nil
 		err := s.updateFailed(perr)
 		if err == nil {
 			err = s.flush()
@@ -206,11 +207,14 @@ func (s *session) unparkLocked(why hibernate.Reason) {
 		s.sel.sub.Hook(nil)
 	}
 	s.takeWriter()
-	if len(s.unsent) > 0 {
+	if left := s.pushLeft; left != nil {
 		// What a direct push could not write goes first
 		// (pushdirect.go); the flush that sends it reports its error.
-		s.w.Raw(string(s.unsent))
-		s.unsent = nil
+		s.w.Raw(string(left.unsent))
+		left.unsent = nil
+		if left.err == nil {
+			s.pushLeft = nil
+		}
 	}
 }
 

@@ -26,10 +26,10 @@ import (
 //     mailbox's or the account's deletion): store reads and possibly a
 //     BYE, as idleAwake does them;
 //   - applying the events failed (a \Recent claim): the responses written
-//     so far and the error go to the session (unsent, pushErr), which
+//     so far and the error go to the session (pushLeft), which
 //     sends the one and answers the other as update would have;
 //   - the socket would block: what the socket did not take goes to the
-//     session (unsent), which writes it, blocking, before anything else.
+//     session (pushLeft), which writes it, blocking, before anything else.
 //
 // The view is updated to what the client has been sent, or will be sent
 // first by the woken session: a later wake-up (DONE, another event) finds
@@ -61,11 +61,13 @@ func newPushPool() *fanout.Pool[*pushScratch] {
 }
 
 // pushHook is the subscription's hook while the session hibernates as
-// pc: it submits the session to the fan-out pool, or wakes it to send the
-// updates itself if the pool is closed (Shutdown).
+// pc: it submits the session to the fan-out pool, in its mailbox's group
+// (the mailboxes take turns), or wakes it to send the updates itself if
+// the pool is closed (Shutdown).
 func (s *session) pushHook(pc *hibernate.Conn) func() {
+	mailbox := uint64(s.sel.mb.ID)
 	return func() {
-		if !s.srv.push.Submit(s) {
+		if !s.srv.push.Submit(mailbox, s) {
 			pc.Wake(hibernate.Signaled)
 		}
 	}
@@ -118,8 +120,7 @@ func (s *session) pushLocked(sc *pushScratch) {
 	s.w.SetWriter(nil)
 	out := sc.out
 	if err != nil {
-		s.unsent = append(s.unsent, out...)
-		s.pushErr = err
+		s.leave(out, err)
 		pc.Wake(hibernate.Signaled)
 		return
 	}
@@ -135,7 +136,25 @@ func (s *session) pushLocked(sc *pushScratch) {
 		return
 	}
 	if n < len(sc.out) {
-		s.unsent = append(s.unsent, sc.out[n:]...)
+		s.leave(sc.out[n:], nil)
 		pc.Wake(hibernate.Signaled)
+	}
+}
+
+// pushLeft is what a direct push hands to the woken session.
+type pushLeft struct {
+	unsent []byte // responses to write before anything else
+	err    error  // the error the view's update ended in, for updateFailed
+}
+
+// leave hands unsent (copied) and err to the session, for when it wakes.
+// The caller holds wmu.
+func (s *session) leave(unsent []byte, err error) {
+	if s.pushLeft == nil {
+		s.pushLeft = &pushLeft{}
+	}
+	s.pushLeft.unsent = append(s.pushLeft.unsent, unsent...)
+	if s.pushLeft.err == nil {
+		s.pushLeft.err = err
 	}
 }

@@ -12,9 +12,13 @@
 //     (the store's waker) only queues, and goes on to other mailboxes.
 //   - A fixed number of workers, started by the first Submit and stopped
 //     by Close, which waits for them; nothing is started per event.
-//   - Targets are taken in submission order, in chunks, by whichever
-//     worker is free; a Target submitted twice may run on two workers at
-//     once, so a Target serialises its own deliveries.
+//   - Targets are submitted to a group (an IMAP session's: its mailbox).
+//     Within a group they are taken in submission order; the groups take
+//     turns, a chunk at a time, so that one mailbox watched by ten
+//     thousand does not hold back the one watcher of another for the
+//     whole of its fan-out. A chunk goes to whichever worker is free; a
+//     Target submitted twice may run on two workers at once, so a Target
+//     serialises its own deliveries.
 //   - Each worker owns a scratch value of type S (its buffers), handed to
 //     every Deliver it runs, so that building a response allocates
 //     nothing.
@@ -34,8 +38,9 @@ type Target[S any] interface {
 }
 
 // chunk is how many Targets a worker takes at once: small enough that two
-// workers share a fan-out to a few hundred, large enough that the queue's
-// lock is taken once per 64 deliveries, not per delivery.
+// workers share a fan-out to a few hundred and that another group waits
+// for no more than a chunk per worker, large enough that the queue's lock
+// is taken once per 64 deliveries, not per delivery.
 const chunk = 64
 
 // Pool is a bounded set of workers that run Targets' deliveries. The zero
@@ -44,8 +49,12 @@ const chunk = 64
 type Pool[S any] struct {
 	mu     sync.Mutex
 	cond   sync.Cond // a worker waits on it for work or Close
-	queue  []Target[S]
-	head   int // queue[head:] is still to run
+	groups map[uint64]*group[S]
+	// turns holds the groups with work in the order they are served:
+	// turns[head] next; a group that still has work after its chunk goes
+	// to the back.
+	turns  []*group[S]
+	head   int
 	idle   int // workers waiting on cond
 	closed bool
 	wg     sync.WaitGroup
@@ -57,18 +66,26 @@ type Pool[S any] struct {
 	delivered uint64 // Targets run, under mu
 }
 
+// group is the queue of one group's Targets: queue[head:] still to run.
+type group[S any] struct {
+	key   uint64
+	queue []Target[S]
+	head  int
+}
+
 // New returns a Pool of workers goroutines (at least one), each with its
 // own scratch from newScratch. They start with the first Submit: a Pool
 // that is never used costs nothing but itself.
 func New[S any](workers int, newScratch func() S) *Pool[S] {
-	p := &Pool[S]{workers: max(workers, 1), newScratch: newScratch}
+	p := &Pool[S]{workers: max(workers, 1), newScratch: newScratch, groups: make(map[uint64]*group[S])}
 	p.cond.L = &p.mu
 	return p
 }
 
-// Submit queues t for delivery and returns at once; it reports false if
-// the Pool is closed, and then the caller must serve t itself.
-func (p *Pool[S]) Submit(t Target[S]) bool {
+// Submit queues t for delivery in group key and returns at once; it
+// reports false if the Pool is closed, and then the caller must serve t
+// itself.
+func (p *Pool[S]) Submit(key uint64, t Target[S]) bool {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -81,7 +98,13 @@ func (p *Pool[S]) Submit(t Target[S]) bool {
 			p.wg.Go(func() { p.work(scratch) })
 		}
 	}
-	p.queue = append(p.queue, t)
+	g := p.groups[key]
+	if g == nil {
+		g = &group[S]{key: key}
+		p.groups[key] = g
+		p.turns = append(p.turns, g)
+	}
+	g.queue = append(g.queue, t)
 	if p.idle > 0 {
 		p.cond.Signal()
 	}
@@ -107,34 +130,22 @@ func (p *Pool[S]) Close() {
 	p.wg.Wait()
 }
 
-// work is one worker: it takes chunks of the queue until Close.
+// work is one worker: it takes chunks, a group at a time, until Close.
 func (p *Pool[S]) work(scratch S) {
 	batch := make([]Target[S], 0, chunk)
 	p.mu.Lock()
 	for {
-		for p.head == len(p.queue) && !p.closed {
+		for p.head == len(p.turns) && !p.closed {
 			p.idle++
 			p.cond.Wait()
 			p.idle--
 		}
-		if p.head == len(p.queue) {
+		if p.head == len(p.turns) {
 			p.mu.Unlock()
 			return // closed, and nothing left
 		}
-		end := min(len(p.queue), p.head+chunk)
-		batch = append(batch[:0], p.queue[p.head:end]...)
-		clear(p.queue[p.head:end])
-		p.head = end
-		if p.head == len(p.queue) {
-			p.queue, p.head = p.queue[:0], 0
-		} else if p.head > 4*chunk && 2*p.head > len(p.queue) {
-			// Never drained under a steady flow: move the rest down
-			// rather than grow for ever.
-			n := copy(p.queue, p.queue[p.head:])
-			clear(p.queue[n:])
-			p.queue, p.head = p.queue[:n], 0
-		}
-		if p.head < len(p.queue) && p.idle > 0 {
+		batch = p.takeLocked(batch[:0])
+		if p.head < len(p.turns) && p.idle > 0 {
 			p.cond.Signal() // more for another core
 		}
 		p.mu.Unlock()
@@ -145,4 +156,37 @@ func (p *Pool[S]) work(scratch S) {
 		p.mu.Lock()
 		p.delivered += uint64(len(batch))
 	}
+}
+
+// takeLocked appends to batch a chunk of the group whose turn it is, and
+// sends that group to the back of the turns, or forgets it if it has no
+// more. The caller holds mu, and there is a group with work.
+func (p *Pool[S]) takeLocked(batch []Target[S]) []Target[S] {
+	g := p.turns[p.head]
+	p.turns[p.head] = nil
+	p.head++
+	end := min(len(g.queue), g.head+chunk)
+	batch = append(batch, g.queue[g.head:end]...)
+	clear(g.queue[g.head:end])
+	g.head = end
+	if g.head == len(g.queue) {
+		delete(p.groups, g.key)
+	} else {
+		if g.head > 4*chunk && 2*g.head > len(g.queue) {
+			n := copy(g.queue, g.queue[g.head:])
+			clear(g.queue[n:])
+			g.queue, g.head = g.queue[:n], 0
+		}
+		p.turns = append(p.turns, g)
+	}
+	if p.head == len(p.turns) {
+		p.turns, p.head = p.turns[:0], 0
+	} else if p.head > 4*chunk && 2*p.head > len(p.turns) {
+		// Many groups, never all served at once: move the rest down
+		// rather than grow for ever.
+		n := copy(p.turns, p.turns[p.head:])
+		clear(p.turns[n:])
+		p.turns, p.head = p.turns[:n], 0
+	}
+	return batch
 }

@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -41,7 +42,7 @@ func TestPoolDeliversEverySubmit(t *testing.T) {
 		for r := range rounds {
 			submitters.Go(func() {
 				for i := range targets {
-					if !p.Submit(targets[(i+r)%len(targets)]) {
+					if !p.Submit(uint64(i%3), targets[(i+r)%len(targets)]) {
 						panic("Submit refused before Close")
 					}
 				}
@@ -58,7 +59,7 @@ func TestPoolDeliversEverySubmit(t *testing.T) {
 		if got := p.Delivered(); got != rounds*uint64(len(targets)) {
 			t.Errorf("workers %d: Delivered() = %d, want %d", workers, got, rounds*len(targets))
 		}
-		if p.Submit(targets[0]) {
+		if p.Submit(0, targets[0]) {
 			t.Errorf("workers %d: Submit after Close = true, want false", workers)
 		}
 		p.Close() // twice is fine
@@ -71,8 +72,8 @@ func TestPoolCloseDrains(t *testing.T) {
 	var done sync.WaitGroup
 	c := &counter{done: &done}
 	done.Add(1000)
-	for range 1000 {
-		p.Submit(c)
+	for i := range 1000 {
+		p.Submit(uint64(i%7), c)
 	}
 	p.Close()
 	if n := c.n.Load(); n != 1000 {
@@ -89,7 +90,64 @@ func BenchmarkSubmit(b *testing.B) {
 	done.Add(b.N)
 	b.ResetTimer()
 	for range b.N {
-		p.Submit(c)
+		p.Submit(1, c)
 	}
 	done.Wait()
+}
+
+// gate is a Target that blocks its worker until released.
+type gate struct {
+	started, release chan struct{}
+}
+
+func (g *gate) Deliver(*scratch) {
+	close(g.started)
+	<-g.release
+}
+
+// order records the group of each delivery, in order.
+type order struct {
+	mu   *sync.Mutex
+	seen *[]int
+	id   int
+	done *sync.WaitGroup
+}
+
+func (o order) Deliver(*scratch) {
+	o.mu.Lock()
+	*o.seen = append(*o.seen, o.id)
+	o.mu.Unlock()
+	o.done.Done()
+}
+
+// Groups take turns a chunk at a time: one watcher of mailbox B, queued
+// after ten thousand of mailbox A, runs after A's first chunk, not after
+// all of A.
+func TestGroupsTakeTurns(t *testing.T) {
+	p := New(1, func() *scratch { return new(scratch) })
+	defer p.Close()
+	// Hold the one worker until everything is queued.
+	g := &gate{started: make(chan struct{}), release: make(chan struct{})}
+	p.Submit(0, g)
+	<-g.started
+	var mu sync.Mutex
+	var seen []int
+	var done sync.WaitGroup
+	const many = 10000
+	done.Add(many + 1)
+	for range many {
+		p.Submit(1, order{&mu, &seen, 1, &done})
+	}
+	p.Submit(2, order{&mu, &seen, 2, &done})
+	close(g.release)
+	done.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	at := slices.Index(seen, 2)
+	if at < 0 || at > chunk {
+		t.Errorf("the one target of group 2 ran %d-th, after %d of group 1's; want after one chunk (%d) at most", at+1, at, chunk)
+	}
+	if len(seen) != many+1 {
+		t.Errorf("%d deliveries, want %d", len(seen), many+1)
+	}
 }

@@ -268,3 +268,56 @@ func TestLoopFailureWakesEverything(t *testing.T) {
 		t.Errorf("Park after the loop failed = %v, want ErrClosed", err)
 	}
 }
+
+// BenchmarkWrite is the floor of a direct push: one non-blocking write of
+// an EXISTS response to a parked loopback socket whose client reads it on
+// another goroutine (on loopback the write(2) also delivers into the
+// client's socket and wakes its reader).
+func BenchmarkWrite(b *testing.B) {
+	l := New(nil)
+	defer l.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sc.Close()
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := client.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	pc, err := l.Park(sc.(*net.TCPConn), time.Time{}, func(Reason) {})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := []byte("* 12345 EXISTS\r\n")
+	b.ResetTimer()
+	for range b.N {
+		if !pc.Hold() {
+			b.Fatal("Hold() = false")
+		}
+		if n, err := pc.Write(msg); err != nil || n != len(msg) {
+			b.Fatalf("Write() = %d, %v", n, err)
+		}
+		pc.Release()
+	}
+	b.StopTimer()
+	pc.Wake(Signaled)
+	client.Close()
+	<-read
+}
