@@ -230,7 +230,7 @@ func (b *bench) startChild(ctx context.Context, dir string) (*benchTarget, error
 	}
 	limit := strconv.Itoa(MaxConns)
 	cmd := exec.Command(b.serverBin, "serve", "--data", dir, "--domain", "localhost", "--hostname", "bench.localhost",
-		"--smtp", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--lmtp", "", "--submission", "", "--imaps", "", "--http", "127.0.0.1:0",
+		"--smtp", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--lmtp", "", "--submission", "", "--imaps", "", "--pop3", "", "--pop3s", "", "--http", "127.0.0.1:0",
 		"--max-conns", limit, "--max-conns-per-ip", limit, "--log-level", level, "--log-format", "text")
 	// Only our flags configure it: no PUSHMAIL_* from this environment.
 	for _, kv := range os.Environ() {
