@@ -38,11 +38,57 @@ import (
 // timeout or Shutdown that come meanwhile wake the session once the worker
 // has released it, never during its write).
 
-// pushScratch is a fan-out worker's buffers: the session's wire.Writer
-// writes through bw into out, whose bytes then go to the socket at once.
+// pushScratch is a fan-out worker's buffers and the state of the push
+// it runs: the session's wire.Writer writes through bw into out, whose
+// bytes go to the socket at each Flush of the update (an EXISTS before
+// the \Recent claim that reads the store, as an awake session sends it)
+// and at the end.
 type pushScratch struct {
 	out []byte
 	bw  *bufio.Writer
+
+	pc      *hibernate.Conn
+	sent    int   // out[:sent] is written
+	blocked bool  // the socket took less than it was given
+	werr    error // the socket's write failed
+	max     int   // Options.directWriteMax
+}
+
+// send writes what is in out and not sent yet to the parked socket,
+// unless it would block or failed already.
+func (sc *pushScratch) send() {
+	if sc.blocked || sc.werr != nil || sc.sent == len(sc.out) {
+		return
+	}
+	p := sc.out[sc.sent:]
+	if sc.max > 0 && sc.sent+len(p) > sc.max {
+		p = p[:max(0, sc.max-sc.sent)]
+		sc.blocked = true
+	}
+	n, err := sc.pc.Write(p)
+	sc.sent += n
+	if err != nil {
+		sc.werr = err
+	} else if n < len(p) {
+		sc.blocked = true
+	}
+}
+
+// directUpdates is the updater of a direct push: the session's, whose
+// Flush sends what is written so far to the parked socket.
+type directUpdates struct {
+	updates
+	sc *pushScratch
+}
+
+// Flush sends the responses written so far without blocking; what the
+// socket does not take stays in out for the session (pushLocked).
+func (u directUpdates) Flush() error {
+	if err := u.sc.bw.Flush(); err != nil {
+		return err
+	}
+	u.sc.send()
+	return nil
 }
 
 // Write collects what bw flushes.
@@ -110,33 +156,30 @@ func (s *session) pushLocked(sc *pushScratch) {
 	if len(events) == 0 {
 		return
 	}
-	sc.out = sc.out[:0]
+	sc.out, sc.sent, sc.blocked, sc.werr = sc.out[:0], 0, false, nil
+	sc.pc, sc.max = pc, s.srv.opts.directWriteMax
+	defer func() { sc.pc = nil }()
 	sc.bw.Reset(sc)
 	s.w.SetWriter(sc.bw)
-	err := s.sel.applyTaken(s.ctx, s.srv.store, events, false, updates{s}, true)
+	err := s.sel.applyTaken(s.ctx, s.srv.store, events, false, directUpdates{updates{s}, sc}, true)
 	if ferr := sc.bw.Flush(); err == nil {
 		err = ferr
 	}
 	s.w.SetWriter(nil)
-	out := sc.out
-	if err != nil {
-		s.leave(out, err)
-		pc.Wake(hibernate.Signaled)
-		return
+	if err == nil {
+		sc.send()
 	}
-	if m := s.srv.opts.directWriteMax; m > 0 && len(out) > m {
-		out = out[:m]
-	}
-	n, err := pc.Write(out)
-	if err != nil {
+	switch {
+	case sc.werr != nil:
 		// The client is gone or the connection broke: the session reads
 		// and finds out, as it would in idleWait.
-		s.log.Debug("direct push", "err", err)
+		s.log.Debug("direct push", "err", sc.werr)
 		pc.Wake(hibernate.Readable)
-		return
-	}
-	if n < len(sc.out) {
-		s.leave(sc.out[n:], nil)
+	case err != nil:
+		s.leave(sc.out[sc.sent:], err)
+		pc.Wake(hibernate.Signaled)
+	case sc.sent < len(sc.out):
+		s.leave(sc.out[sc.sent:], nil)
 		pc.Wake(hibernate.Signaled)
 	}
 }
