@@ -12,7 +12,8 @@
 //   - One goroutine per Loop (started by the first Park, stopped by
 //     Close) waits on the readiness of every parked socket, through one
 //     epoll instance on Linux; nothing polls.
-//   - A parked connection costs a small record, its timer and its epoll
+//   - A parked connection costs a small record, its place in the Loop's
+//     deadline heap (one timer for all: the earliest) and its epoll
 //     registration: the socket's descriptor is registered as it is (from
 //     syscall.RawConn.Control), never duplicated, since descriptors are
 //     scarce. Go's own netpoller keeps it too; the two do not interfere.
@@ -38,6 +39,7 @@
 package hibernate
 
 import (
+	"container/heap"
 	"errors"
 	"log/slog"
 	"sync"
@@ -105,8 +107,12 @@ type Loop struct {
 	failed bool    // the readiness loop ended on an error (fail)
 	poll   *poller // nil until the first Park
 	parked map[uint64]*Conn
-	nextID uint64 // 0 is the poller's own wake-up
-	done   chan struct{}
+	// deadlines holds the parked connections that have one, earliest
+	// first; timer fires at the earliest (expire).
+	deadlines deadlineHeap
+	timer     *time.Timer
+	nextID    uint64 // 0 is the poller's own wake-up
+	done      chan struct{}
 
 	wakes atomic.Uint64
 }
@@ -123,11 +129,14 @@ func New(log *slog.Logger) *Loop {
 // Conn is a parked connection: what its owner keeps to wake it, or to
 // write to it without waking it (Hold, Write, Release).
 type Conn struct {
-	loop  *Loop
-	id    uint64
-	wake  func(Reason)
-	timer *time.Timer     // nil without a deadline
-	rc    syscall.RawConn // the socket, for Write
+	loop *Loop
+	id   uint64
+	wake func(Reason)
+	// deadline (Unix ns) and hidx, its index in the Loop's deadline
+	// heap (-1: not in it); under the Loop's mu.
+	deadline int64
+	hidx     int
+	rc       syscall.RawConn // the socket, for Write
 	// state is held, woken and the reasons of wake-ups that came while
 	// held; see fire, Hold and Release.
 	state atomic.Uint32
@@ -183,8 +192,13 @@ func (l *Loop) Park(conn syscall.Conn, deadline time.Time, wake func(Reason)) (*
 		return nil, perr
 	}
 	l.parked[c.id] = c
+	c.hidx = -1
 	if !deadline.IsZero() {
-		c.timer = time.AfterFunc(time.Until(deadline), func() { c.Wake(Expired) })
+		c.deadline = deadline.UnixNano()
+		heap.Push(&l.deadlines, c)
+		if c.hidx == 0 {
+			l.armLocked()
+		}
 	}
 	return c, nil
 }
@@ -201,13 +215,13 @@ func (l *Loop) wakeID(id uint64, r Reason) {
 	c, ok := l.parked[id]
 	if ok {
 		delete(l.parked, id)
+		if c.hidx >= 0 {
+			heap.Remove(&l.deadlines, c.hidx)
+		}
 	}
 	l.mu.Unlock()
 	if !ok {
 		return
-	}
-	if c.timer != nil {
-		c.timer.Stop()
 	}
 	c.fire(r)
 }
@@ -309,11 +323,7 @@ func (l *Loop) Close() error {
 		return nil
 	}
 	l.closed = true
-	parked := make([]*Conn, 0, len(l.parked))
-	for id, c := range l.parked {
-		parked = append(parked, c)
-		delete(l.parked, id)
-	}
+	parked := l.takeAllLocked()
 	p, done := l.poll, l.done
 	l.mu.Unlock()
 	wakeAll(parked, Stopped)
@@ -328,11 +338,77 @@ func (l *Loop) Close() error {
 // wakeAll wakes conns, which are out of the Loop already, for r.
 func wakeAll(conns []*Conn, r Reason) {
 	for _, c := range conns {
-		if c.timer != nil {
-			c.timer.Stop()
-		}
 		c.fire(r)
 	}
+}
+
+// takeAllLocked takes every parked connection out of the Loop, and stops
+// its timer. The caller holds mu.
+func (l *Loop) takeAllLocked() []*Conn {
+	parked := make([]*Conn, 0, len(l.parked))
+	for id, c := range l.parked {
+		parked = append(parked, c)
+		delete(l.parked, id)
+		c.hidx = -1
+	}
+	clear(l.deadlines)
+	l.deadlines = l.deadlines[:0]
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	return parked
+}
+
+// armLocked sets the Loop's timer for the earliest deadline. The caller
+// holds mu, and the heap is not empty.
+func (l *Loop) armLocked() {
+	d := time.Duration(l.deadlines[0].deadline - time.Now().UnixNano())
+	if l.timer == nil {
+		l.timer = time.AfterFunc(d, l.expire)
+		return
+	}
+	l.timer.Reset(d)
+}
+
+// expire is the Loop's timer: it wakes the connections whose deadline
+// has passed, and sets the timer for the next.
+func (l *Loop) expire() {
+	now := time.Now().UnixNano()
+	var due []*Conn
+	l.mu.Lock()
+	for len(l.deadlines) > 0 && l.deadlines[0].deadline <= now {
+		c := heap.Pop(&l.deadlines).(*Conn)
+		delete(l.parked, c.id)
+		due = append(due, c)
+	}
+	if len(l.deadlines) > 0 {
+		l.armLocked()
+	}
+	l.mu.Unlock()
+	wakeAll(due, Expired)
+}
+
+// deadlineHeap orders parked connections by deadline (container/heap).
+type deadlineHeap []*Conn
+
+func (h deadlineHeap) Len() int           { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
+func (h deadlineHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hidx, h[j].hidx = i, j
+}
+func (h *deadlineHeap) Push(x any) {
+	c := x.(*Conn)
+	c.hidx = len(*h)
+	*h = append(*h, c)
+}
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	c.hidx = -1
+	return c
 }
 
 // fail is the end of a readiness loop that can wait no more: every parked
@@ -343,11 +419,7 @@ func wakeAll(conns []*Conn, r Reason) {
 func (l *Loop) fail() {
 	l.mu.Lock()
 	l.failed = true
-	parked := make([]*Conn, 0, len(l.parked))
-	for id, c := range l.parked {
-		parked = append(parked, c)
-		delete(l.parked, id)
-	}
+	parked := l.takeAllLocked()
 	l.mu.Unlock()
 	wakeAll(parked, Readable)
 }

@@ -321,3 +321,28 @@ func BenchmarkWrite(b *testing.B) {
 	client.Close()
 	<-read
 }
+
+// One timer serves every deadline: each parked connection expires at its
+// own, whatever the order they were parked in, and one woken before its
+// deadline leaves the others theirs.
+func TestDeadlines(t *testing.T) {
+	t.Parallel()
+	l := New(nil)
+	defer l.Close()
+	now := time.Now()
+	var woken []<-chan Reason
+	for _, after := range []time.Duration{150, 50, 100, 50} {
+		s, _ := pair(t)
+		_, woke := park(t, l, s, now.Add(after*time.Millisecond))
+		woken = append(woken, woke)
+	}
+	early, earlyWoke := park(t, l, func() *net.TCPConn { s, _ := pair(t); return s }(), now.Add(time.Hour))
+	early.Wake(Signaled)
+	await(t, earlyWoke, Signaled)
+	for _, w := range woken {
+		await(t, w, Expired)
+	}
+	if n := l.Len(); n != 0 {
+		t.Errorf("Len() = %d after every deadline passed, want 0", n)
+	}
+}
