@@ -303,12 +303,13 @@ func sessionsOpen(s *Server) int {
 func dialParked(t *testing.T, env *testEnv, n int) []*idleClient {
 	t.Helper()
 	clients := make([]*idleClient, n)
+	errs := make([]error, n)
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for range 8 {
 		wg.Go(func() {
 			for i := range next {
-				clients[i] = dialIdle(t, env.addr)
+				clients[i], errs[i] = tryDialIdle(env.addr)
 			}
 		})
 	}
@@ -317,6 +318,17 @@ func dialParked(t *testing.T, env *testEnv, n int) []*idleClient {
 	}
 	close(next)
 	wg.Wait()
+	// Failures are reported here, on the test's goroutine.
+	for i, err := range errs {
+		if err != nil {
+			for _, c := range clients {
+				if c != nil {
+					c.conn.Close()
+				}
+			}
+			t.Fatalf("session %d: %v", i, err)
+		}
+	}
 	waitParked(t, env, n)
 	return clients
 }
