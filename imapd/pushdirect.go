@@ -54,6 +54,10 @@ type pushScratch struct {
 	max     int   // Options.directWriteMax
 }
 
+// maxKeptScratch is the largest output buffer a worker keeps between
+// pushes.
+const maxKeptScratch = 64 << 10
+
 // send writes what is in out and not sent yet to the parked socket,
 // unless it would block or failed already.
 func (sc *pushScratch) send() {
@@ -158,7 +162,12 @@ func (s *session) pushLocked(sc *pushScratch) {
 	}
 	sc.out, sc.sent, sc.blocked, sc.werr = sc.out[:0], 0, false, nil
 	sc.pc, sc.max = pc, s.srv.opts.directWriteMax
-	defer func() { sc.pc = nil }()
+	defer func() {
+		sc.pc = nil
+		if cap(sc.out) > maxKeptScratch {
+			sc.out = nil // a rare large push: not kept by the worker for ever
+		}
+	}()
 	sc.bw.Reset(sc)
 	s.w.SetWriter(sc.bw)
 	err := s.sel.applyTaken(s.ctx, s.srv.store, events, false, directUpdates{updates{s}, sc}, true)
