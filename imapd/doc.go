@@ -59,7 +59,11 @@
 //     (hibernate.go, internal/hibernate), and wakes into the same IDLE on
 //     input, an event for its mailbox, IdleTimeout, a BYE or Shutdown;
 //     it sends exactly what an awake session sends. Its socket is never
-//     closed while it is parked.
+//     closed while it is parked. Events for its mailbox do not wake it:
+//     a worker of the Server's fan-out pool (pushdirect.go,
+//     internal/fanout) applies them to its view and writes the responses
+//     to its socket without blocking; the session wakes only for what a
+//     write cannot do (a resync, a mailbox change, a full socket).
 //   - NOTIFY (RFC 5465, notify.go) watches the user's other mailboxes
 //     through one per-user subscription (notify.Hub.SubscribeUser), not
 //     one per mailbox. Its STATUS, LIST and METADATA responses go out

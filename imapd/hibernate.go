@@ -19,8 +19,11 @@ import (
 //
 // Whatever wakes it, it wakes on a new goroutine (resume) in the IDLE it
 // slept in, holding wmu, with fresh buffers:
-//   - an event for its mailbox, or for NOTIFY: the updates are sent as
-//     in idleWait, and it sleeps again;
+//   - an event for NOTIFY, or one for its mailbox that direct push
+//     (pushdirect.go) hands over, or every event without direct push or
+//     with NOTIFY set: the updates are sent as in
+//     idleWait (after the bytes a direct push left, pushLeft), and it
+//     sleeps again;
 //   - input, a hang-up, IdleTimeout or Shutdown: it stays awake in
 //     idleWait, which reads DONE (in as many pieces as it comes), or
 //     finds the connection closed, the deadline passed (the socket's read
@@ -67,7 +70,11 @@ func (s *session) hibernate() bool {
 	// Last: an event already pending wakes the session at once, on a
 	// goroutine that waits for wmu.
 	if s.sel != nil {
-		s.sel.sub.Hook(func() { pc.Wake(hibernate.Signaled) })
+		hook := func() { pc.Wake(hibernate.Signaled) }
+		if s.srv.push != nil && s.notif == nil {
+			hook = s.pushHook(pc) // pushdirect.go
+		}
+		s.sel.sub.Hook(hook)
 	}
 	if s.notif != nil {
 		// NOTIFY's events too; its watch goroutine is stopped for the
@@ -139,6 +146,22 @@ func (s *session) idleAwake(why hibernate.Reason) error {
 	if s.byed {
 		return nil // bye or Close: the session ends
 	}
+	if left := s.pushLeft; left != nil && left.err != nil {
+		// A direct push failed half-way (pushdirect.go): what update
+		// would have done with the error.
+		perr := left.err
+		s.pushLeft = nil
+		err := s.updateFailed(perr)
+		if err == nil {
+			err = s.flush()
+		}
+		if err != nil || s.byed {
+			if cerr := s.raw.Close(); cerr != nil && !s.byed {
+				s.log.Debug("close", "err", cerr)
+			}
+			return err
+		}
+	}
 	if why == hibernate.Signaled && s.ctx.Err() == nil {
 		// idleWait's ready case, then back to sleep. The wake-up that
 		// Hook(nil) left in Ready goes first, before Take: Hook would
@@ -201,6 +224,15 @@ func (s *session) unparkLocked(why hibernate.Reason) {
 		s.notif.sub.Hook(nil)
 	}
 	s.takeWriter()
+	if left := s.pushLeft; left != nil {
+		// What a direct push could not write goes first
+		// (pushdirect.go); the flush that sends it reports its error.
+		s.w.Raw(string(left.unsent))
+		left.unsent = nil
+		if left.err == nil {
+			s.pushLeft = nil
+		}
+	}
 }
 
 // takeReader gives the session a reader from the pool, and a parser on

@@ -7,7 +7,10 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -65,12 +68,48 @@ func (tr *transcript) rest(t *testing.T) {
 	tr.lines = append(tr.lines, "(closed)")
 }
 
+// idleMode is how a session spends its IDLE in idleScenario.
+type idleMode int
+
+const (
+	// awake: no hibernation; the reference.
+	idleAwake idleMode = iota
+	// idleDirect: hibernating, told of changes by direct push
+	// (pushdirect.go) without waking.
+	idleDirect
+	// idleWoken: hibernating, woken for each change (no direct push).
+	idleWoken
+	// idleBlocked: hibernating, with direct pushes whose write takes 5
+	// bytes at most, as a full socket would: the session wakes to write
+	// the rest.
+	idleBlocked
+)
+
+func (m idleMode) String() string {
+	return [...]string{"awake", "direct push", "woken", "direct push would block"}[m]
+}
+
+// wakesPerChange is how many times a hibernating session of srv wakes
+// for one change while in IDLE: never with direct push, unless its
+// writes would block. (PUSHMAIL_TEST_HIBERNATE hibernates the awake run's
+// session too.)
+func wakesPerChange(srv *Server) uint64 {
+	if srv.push != nil && srv.opts.directWriteMax == 0 {
+		return 0
+	}
+	return 1
+}
+
 // idleScenario is a session in IDLE on INBOX through every kind of
 // change, DONE in two pieces, DONE pipelined with IDLE, a line other
 // than DONE, and the end that end gives it; it returns what the client
 // read.
-func idleScenario(t *testing.T, hibernate, short bool, opts Options, end func(*testing.T, *testEnv, *transcript)) []string {
-	opts.Hibernate = hibernate
+func idleScenario(t *testing.T, mode idleMode, short bool, opts Options, end func(*testing.T, *testEnv, *transcript)) []string {
+	opts.Hibernate = mode != idleAwake
+	opts.noDirectPush = mode == idleWoken
+	if mode == idleBlocked {
+		opts.directWriteMax = 5
+	}
 	env := newTestEnv(t, envOptions{server: opts})
 	tr := &transcript{c: env.raw(t)}
 	tr.lines = append(tr.lines, tr.c.ok("SELECT INBOX")...)
@@ -94,8 +133,9 @@ func idleScenario(t *testing.T, hibernate, short bool, opts Options, end func(*t
 	// both runs.
 	other.ok("ENABLE IMAP4rev2")
 	other.ok("SELECT INBOX")
-	// Each change wakes the session once; it then sleeps until the next
-	// (a NOOP's round trip later, it has not woken again for nothing).
+	// Each change wakes the session once, or not at all with direct push;
+	// it then sleeps until the next (a NOOP's round trip later, it has not
+	// woken again for nothing).
 	wakes := func() uint64 { return 0 }
 	if env.srv.hib != nil {
 		wakes = env.srv.hib.Wakes
@@ -109,14 +149,17 @@ func idleScenario(t *testing.T, hibernate, short bool, opts Options, end func(*t
 		}
 		waitParked(t, env, 1)
 		other.ok("NOOP")
-		if n := wakes() - before; env.srv.hib != nil && n != 1 {
-			t.Errorf("%s: the session woke %d times, want once", want[0], n)
+		if n, want1 := wakes()-before, wakesPerChange(env.srv); env.srv.hib != nil && n != want1 {
+			t.Errorf("%s: the session woke %d times, want %d", want[0], n, want1)
 		}
 	}
 	// RFC 3501 §7.3.2: RECENT follows EXISTS for an IMAP4rev1 session.
 	pushed(func() { env.deliver(t, testMessage(1)) }, "* 1 EXISTS", "* 1 RECENT")
 	pushed(func() { other.ok(`UID STORE 1 +FLAGS (\Seen)`) }, "* 1 FETCH")
 	pushed(func() { env.deliver(t, testMessage(2)) }, "* 2 EXISTS", "* 2 RECENT")
+	// A keyword the session has not announced: FLAGS (and PERMANENTFLAGS)
+	// first (RFC 9051 §7.3.5), then the FETCH.
+	pushed(func() { other.ok(`UID STORE 2 +FLAGS (Project-X)`) }, "* FLAGS", "* OK [PERMANENTFLAGS", "* 2 FETCH")
 	pushed(func() { other.ok(`UID STORE 1 +FLAGS (\Deleted)`) }, "* 1 FETCH")
 	pushed(func() { other.ok("UID EXPUNGE 1") }, "* 1 EXPUNGE")
 
@@ -188,41 +231,43 @@ func TestHibernateTranscripts(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var off, on []string
-			// Both runs at once, each on its own test goroutine (they
-			// may FailNow); t.Run returns when both have ended.
+			modes := []idleMode{idleAwake, idleDirect, idleWoken, idleBlocked}
+			runs := make([][]string, len(modes))
+			// All runs at once, each on its own test goroutine (they
+			// may FailNow); t.Run returns when all have ended.
 			t.Run("runs", func(t *testing.T) {
-				t.Run("awake", func(t *testing.T) {
-					t.Parallel()
-					off = idleScenario(t, false, tc.short, tc.opts, tc.end)
-				})
-				t.Run("hibernating", func(t *testing.T) {
-					t.Parallel()
-					on = idleScenario(t, true, tc.short, tc.opts, tc.end)
-				})
+				for i, m := range modes {
+					t.Run(m.String(), func(t *testing.T) {
+						t.Parallel()
+						runs[i] = idleScenario(t, m, tc.short, tc.opts, tc.end)
+					})
+				}
 			})
 			if t.Failed() {
 				return
 			}
 			// Each run has its own store, whose UIDVALIDITY is taken from
-			// the clock: the two may differ by a second.
+			// the clock: two may differ by a second.
 			uidValidity := regexp.MustCompile(`\[UIDVALIDITY \d+\]`)
-			for _, lines := range [][]string{on, off} {
+			for _, lines := range runs {
 				for i, l := range lines {
 					lines[i] = uidValidity.ReplaceAllString(l, "[UIDVALIDITY n]")
 				}
 			}
-			if !slices.Equal(on, off) {
-				t.Errorf("hibernating session read\n\t%s\nawake session read\n\t%s", strings.Join(on, "\n\t"), strings.Join(off, "\n\t"))
-			}
-			t.Logf("transcript:\n\t%s", strings.Join(on, "\n\t"))
-			for _, want := range []string{"* 1 EXISTS", "* 2 EXISTS", `* 1 FETCH (UID 1 FLAGS (\Seen \Recent))`, "* 1 EXPUNGE"} {
-				if !tc.short && !slices.Contains(on, want) {
-					t.Errorf("transcript lacks %q:\n\t%s", want, strings.Join(on, "\n\t"))
+			off := runs[0]
+			for i, on := range runs[1:] {
+				if !slices.Equal(on, off) {
+					t.Errorf("%v session read\n\t%s\nawake session read\n\t%s", modes[i+1], strings.Join(on, "\n\t"), strings.Join(off, "\n\t"))
 				}
 			}
-			if n := len(on); n < 2 || on[n-1] != "(closed)" || tc.last != "" && on[n-2] != tc.last {
-				t.Errorf("transcript ends %q, want %q and the close", on[max(0, n-2):], tc.last)
+			t.Logf("transcript:\n\t%s", strings.Join(off, "\n\t"))
+			for _, want := range []string{"* 1 EXISTS", "* 2 EXISTS", `* 1 FETCH (UID 1 FLAGS (\Seen \Recent))`, `* 2 FETCH (UID 2 FLAGS (\Recent Project-X))`, "* 1 EXPUNGE"} {
+				if !tc.short && !slices.Contains(off, want) {
+					t.Errorf("transcript lacks %q:\n\t%s", want, strings.Join(off, "\n\t"))
+				}
+			}
+			if n := len(off); n < 2 || off[n-1] != "(closed)" || tc.last != "" && off[n-2] != tc.last {
+				t.Errorf("transcript ends %q, want %q and the close", off[max(0, n-2):], tc.last)
 			}
 		})
 	}
@@ -258,12 +303,13 @@ func sessionsOpen(s *Server) int {
 func dialParked(t *testing.T, env *testEnv, n int) []*idleClient {
 	t.Helper()
 	clients := make([]*idleClient, n)
+	errs := make([]error, n)
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for range 8 {
 		wg.Go(func() {
 			for i := range next {
-				clients[i] = dialIdle(t, env.addr)
+				clients[i], errs[i] = tryDialIdle(env.addr)
 			}
 		})
 	}
@@ -272,6 +318,17 @@ func dialParked(t *testing.T, env *testEnv, n int) []*idleClient {
 	}
 	close(next)
 	wg.Wait()
+	// Failures are reported here, on the test's goroutine.
+	for i, err := range errs {
+		if err != nil {
+			for _, c := range clients {
+				if c != nil {
+					c.conn.Close()
+				}
+			}
+			t.Fatalf("session %d: %v", i, err)
+		}
+	}
 	waitParked(t, env, n)
 	return clients
 }
@@ -287,48 +344,130 @@ func untilBaseline(t *testing.T, what string, base int, f func() int) {
 	}
 }
 
-// A hibernating session holds no goroutine, and a thousand that go away
-// while asleep, some with a reset, leave no descriptor, goroutine or
-// session behind.
+// A hibernating session holds no goroutine; a thousand are told of a
+// delivery without waking; and a thousand that go away while asleep,
+// some with a reset, leave no descriptor, goroutine or session behind.
+// Memory: the first thousand grow the runtime (heap arenas, GC metadata,
+// stack spans and the maps it keeps at their largest), so the baseline is
+// taken after them; a second thousand that come and go must leave RSS
+// where the first left it, within a tolerance.
 func TestHibernatedSessionsCostNoGoroutine(t *testing.T) {
 	env := newTestEnv(t, envOptions{server: Options{Hibernate: true, MaxConns: -1, MaxConnsPerIP: -1}})
-	// One session first, so that the loop's goroutine and descriptors
-	// (epoll, eventfd) are in the baseline.
+	// One session first, told of a delivery, so that the loop's
+	// goroutine and descriptors (epoll, eventfd) and the fan-out's
+	// workers are in the baseline.
 	warm := dialParked(t, env, 1)
+	env.deliver(t, testMessage(1))
+	if err := warm[0].conn.SetReadDeadline(time.Now().Add(waitTimeout)); err != nil {
+		t.Fatal(err)
+	}
+	warm[0].expect(t, "* 1 EXISTS")
 	warm[0].conn.Close()
 	untilBaseline(t, "sessions", 0, func() int { return sessionsOpen(env.srv) })
 	untilBaseline(t, "hibernating", 0, env.srv.hib.Len)
-	runtime.GC()
 	baseG, baseFD := runtime.NumGoroutine(), openFiles(t)
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
 
 	const n = 1000
-	clients := dialParked(t, env, n)
-	// The clients are plain sockets: every goroutine here is the
-	// server's. (The last to park may still be on its way out.)
-	untilBaseline(t, fmt.Sprintf("goroutines with %d sessions hibernating", n), baseG, runtime.NumGoroutine)
-	g, fds := runtime.NumGoroutine(), openFiles(t)
-	if fds > baseFD+2*n {
-		t.Errorf("%d open files with %d sessions, %d before: want at most 2 per session (client and server)", fds, n, baseFD)
+	// memory reads RSS, or under the race detector (whose shadow memory
+	// stays in RSS for good) the Go runtime's resident memory.
+	memory, what := residentKB, "RSS"
+	if raceEnabled {
+		memory, what = func(testing.TB) int { return goResidentKB() }, "the Go runtime's resident memory"
 	}
-	runtime.GC()
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
-	t.Logf("%d hibernating sessions: %d goroutines (%d before), heap in use %+d B per session (clients included)",
-		n, g, baseG, (int64(after.HeapInuse)-int64(before.HeapInuse))/n)
+	settled := func() int {
+		runtime.GC()
+		debug.FreeOSMemory()
+		return memory(t)
+	}
+	var mem [3]int // before each round, and after the last
+	for round := range 2 {
+		mem[round] = settled()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		clients := dialParked(t, env, n)
+		// The clients are plain sockets: every goroutine here is the
+		// server's. (The last to park may still be on its way out.)
+		untilBaseline(t, fmt.Sprintf("goroutines with %d sessions hibernating", n), baseG, runtime.NumGoroutine)
+		if fds := openFiles(t); fds > baseFD+2*n {
+			t.Errorf("%d open files with %d sessions, %d before: want at most 2 per session (client and server)", fds, n, baseFD)
+		}
+		peak := memory(t)
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		t.Logf("round %d: %d hibernating sessions: %d goroutines (%d before), heap in use %+d B per session, %s %d KB (%d KB before) (clients included)",
+			round+1, n, runtime.NumGoroutine(), baseG, (int64(after.HeapInuse)-int64(before.HeapInuse))/n, what, peak, mem[round])
 
-	for i, c := range clients {
-		if i%2 == 0 {
-			// A reset, as a client that vanishes on a phone network.
-			if err := c.conn.(*net.TCPConn).SetLinger(0); err != nil {
+		// One delivery reaches all of them by direct push: each client
+		// reads its EXISTS, and none of the sessions woke for it.
+		wakes := env.srv.hib.Wakes()
+		uid := env.deliver(t, testMessage(2+round))
+		exists := fmt.Sprintf("* %d EXISTS", 2+round)
+		for _, c := range clients {
+			if err := c.conn.SetReadDeadline(time.Now().Add(waitTimeout)); err != nil {
 				t.Fatal(err)
 			}
+			c.expect(t, exists)
 		}
-		c.conn.Close()
+		if w := env.srv.hib.Wakes() - wakes; w != 0 {
+			t.Errorf("%d sessions woke for a delivery, want none (direct push)", w)
+		}
+		if got := env.srv.hib.Len(); got != n {
+			t.Errorf("%d sessions hibernating after the delivery, want %d", got, n)
+		}
+		if st, err := env.store.Status(context.Background(), env.inbox.Mailbox); err != nil || st.Messages != uint32(2+round) || st.UIDNext != uid+1 {
+			t.Errorf("INBOX after the delivery: %+v, %v; want %d messages, UIDNEXT %d", st, err, 2+round, uid+1)
+		}
+
+		for i, c := range clients {
+			if i%2 == 0 {
+				// A reset, as a client that vanishes on a phone network.
+				if err := c.conn.(*net.TCPConn).SetLinger(0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.conn.Close()
+		}
+		untilBaseline(t, "sessions", 0, func() int { return sessionsOpen(env.srv) })
+		untilBaseline(t, "hibernating", 0, env.srv.hib.Len)
+		untilBaseline(t, "goroutines", baseG, runtime.NumGoroutine)
+		untilBaseline(t, "open files", baseFD, func() int { return openFiles(t) })
 	}
-	untilBaseline(t, "sessions", 0, func() int { return sessionsOpen(env.srv) })
-	untilBaseline(t, "hibernating", 0, env.srv.hib.Len)
-	untilBaseline(t, "goroutines", baseG, runtime.NumGoroutine)
-	untilBaseline(t, "open files", baseFD, func() int { return openFiles(t) })
+	mem[2] = settled()
+	t.Logf("%s: %d KB at the start, %d KB after a thousand sessions came and went, %d KB after a thousand more (%+d KB)",
+		what, mem[0], mem[1], mem[2], mem[2]-mem[1])
+	// A leak of what a hibernating session holds (5 KB and more, clients
+	// included) would be 5 MB; the runtime's own noise is a few hundred
+	// KB. Tolerance: 1 KB per session.
+	if grew := mem[2] - mem[1]; grew > n {
+		t.Errorf("%s grew by %d KB over a thousand sessions that came and went, want at most %d KB", what, grew, n)
+	}
+}
+
+// residentKB returns this process's resident set size (VmRSS) in KB.
+func residentKB(t testing.TB) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skipf("no /proc/self/status: %v", err)
+	}
+	for l := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatalf("VmRSS %q: %v", v, err)
+			}
+			return kb
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// goResidentKB returns the memory the Go runtime has mapped and not given
+// back to the system, in KB: RSS without the race detector's shadow.
+func goResidentKB() int {
+	samples := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(samples)
+	return int((samples[0].Value.Uint64() - samples[1].Value.Uint64()) >> 10)
 }

@@ -47,3 +47,16 @@ func (s *session) update(w updater, allowExpunge bool) error {
 	}
 	return s.notifyUpdate()
 }
+
+// updateFailed is what update returns after the view's update ended in
+// err: the mailbox's deletion says BYE, other errors become the command's
+// reply.
+func (s *session) updateFailed(err error) error {
+	if errors.Is(err, errMailboxGone) {
+		return s.mailboxGone()
+	}
+	if err != nil {
+		return s.reply(err, roleMailbox)
+	}
+	return nil
+}

@@ -25,40 +25,72 @@ type idleClient struct {
 // dialIdle connects, logs in, selects INBOX and enters IDLE.
 func dialIdle(tb testing.TB, addr string) *idleClient {
 	tb.Helper()
-	conn, err := net.DialTimeout("tcp", addr, waitTimeout)
+	c, err := tryDialIdle(addr)
 	if err != nil {
-		tb.Fatalf("Dial(%s) = %v", addr, err)
-	}
-	c := &idleClient{conn: conn, r: bufio.NewReaderSize(conn, 256)}
-	if err := conn.SetDeadline(time.Now().Add(waitTimeout)); err != nil {
-		tb.Fatal(err)
-	}
-	c.expect(tb, "* OK")
-	fmt.Fprintf(conn, "a LOGIN %s %s\r\n", testUser, testPassword)
-	c.expect(tb, "a OK")
-	fmt.Fprintf(conn, "b SELECT INBOX\r\n")
-	c.expect(tb, "b OK")
-	fmt.Fprintf(conn, "c IDLE\r\n")
-	c.expect(tb, "+ ")
-	if err := conn.SetDeadline(time.Time{}); err != nil {
 		tb.Fatal(err)
 	}
 	return c
 }
 
+// tryDialIdle is dialIdle for a goroutine other than the test's: it
+// returns its error.
+func tryDialIdle(addr string) (*idleClient, error) {
+	conn, err := net.DialTimeout("tcp", addr, waitTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("Dial(%s) = %v", addr, err)
+	}
+	c := &idleClient{conn: conn, r: bufio.NewReaderSize(conn, 256)}
+	if err := conn.SetDeadline(time.Now().Add(waitTimeout)); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	for _, step := range []struct{ send, want string }{
+		{"", "* OK"},
+		{fmt.Sprintf("a LOGIN %s %s\r\n", testUser, testPassword), "a OK"},
+		{"b SELECT INBOX\r\n", "b OK"},
+		{"c IDLE\r\n", "+ "},
+	} {
+		if step.send != "" {
+			if _, err := io.WriteString(conn, step.send); err != nil {
+				conn.Close()
+				return nil, err
+			}
+		}
+		if _, err := c.await(step.want); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // expect reads lines up to one that starts with prefix.
 func (c *idleClient) expect(tb testing.TB, prefix string) string {
 	tb.Helper()
+	line, err := c.await(prefix)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return line
+}
+
+// await reads lines up to one that starts with prefix; a NO or BAD, or
+// the connection's end, is an error.
+func (c *idleClient) await(prefix string) (string, error) {
 	for {
 		line, err := c.r.ReadString('\n')
 		if err != nil {
-			tb.Fatalf("waiting for %q: %v", prefix, err)
+			return "", fmt.Errorf("waiting for %q: %v", prefix, err)
 		}
 		if strings.HasPrefix(line, prefix) {
-			return line
+			return line, nil
 		}
 		if strings.Contains(line, " NO ") || strings.Contains(line, " BAD ") {
-			tb.Fatalf("waiting for %q: %q", prefix, line)
+			return "", fmt.Errorf("waiting for %q: %q", prefix, line)
 		}
 	}
 }

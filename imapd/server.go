@@ -15,6 +15,7 @@ import (
 
 	"pushmail/internal/authlimit"
 	"pushmail/internal/connslots"
+	"pushmail/internal/fanout"
 	"pushmail/internal/hibernate"
 	"pushmail/internal/membudget"
 	"pushmail/internal/netkey"
@@ -114,6 +115,13 @@ type Options struct {
 	// told NOTIFICATIONOVERFLOW and NOTIFY is turned off (notify.go).
 	// 0 means DefaultNotifyQueue.
 	NotifyQueue int
+
+	// Test seams (pushdirect.go): noDirectPush wakes a hibernating
+	// session for every event, as before direct push; directWriteMax,
+	// if positive, makes a direct push's write take at most that many
+	// bytes, as a socket whose buffer is full.
+	noDirectPush   bool
+	directWriteMax int
 }
 
 // Server is an IMAP server over a mailstore. Create it with New, run it
@@ -131,6 +139,9 @@ type Server struct {
 
 	// hib holds the hibernating sessions (Options.Hibernate); nil if off.
 	hib *hibernate.Loop
+	// push writes events to hibernating sessions (pushdirect.go); nil
+	// without hib, or if noDirectPush.
+	push *fanout.Pool[*pushScratch]
 	// Connection buffers, shared between sessions: a hibernating or
 	// closed session gives its own back.
 	readers, writers sync.Pool
@@ -200,6 +211,9 @@ func New(store *mailstore.Store, opts Options) *Server {
 	s.writers.New = func() any { return bufio.NewWriterSize(nil, writeBufSize) }
 	if opts.Hibernate {
 		s.hib = hibernate.New(s.log)
+		if !opts.noDirectPush {
+			s.push = newPushPool()
+		}
 	}
 	return s
 }
@@ -233,6 +247,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err := s.hib.Close(); err != nil {
 			s.log.Error("hibernate: close", "err", err)
 		}
+	}
+	if s.push != nil {
+		// What is queued finds its sessions woken, and leaves them.
+		s.push.Close()
 	}
 	var byes sync.WaitGroup
 	for _, sess := range sessions {

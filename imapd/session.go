@@ -42,6 +42,12 @@ type session struct {
 	// parked is set while the session hibernates in IDLE, without a
 	// goroutine, br or bw (hibernate.go); wmu.
 	parked *hibernate.Conn
+	// pushLeft is what a direct push left for the session to send and
+	// answer when it wakes (pushdirect.go), nil if nothing (a pointer:
+	// it is rare, and every hibernating session carries the field); wmu.
+	pushLeft *pushLeft
+	// pushAgain: a fan-out worker found wmu held (Deliver).
+	pushAgain atomic.Bool
 	// idleUntil is when the running IDLE times out (IdleTimeout).
 	idleUntil time.Time
 

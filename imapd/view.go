@@ -117,6 +117,12 @@ func (sel *selected) seqOf(uid mailstore.UID) (uint32, bool) {
 // allowExpunge; otherwise expunged UIDs stay in the view, marked gone.
 func (sel *selected) update(ctx context.Context, store *mailstore.Store, w updater, allowExpunge bool) error {
 	events, resync := sel.sub.Take()
+	return sel.applyTaken(ctx, store, events, resync, w, allowExpunge)
+}
+
+// applyTaken is update for events (and resync) already taken from the
+// subscription.
+func (sel *selected) applyTaken(ctx context.Context, store *mailstore.Store, events []notify.Event, resync bool, w updater, allowExpunge bool) error {
 	if resync {
 		if err := sel.resync(ctx, store, w); err != nil {
 			return err

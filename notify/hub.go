@@ -245,6 +245,26 @@ func (s *Subscription) Take() (events []Event, resync bool) {
 	return events, resync
 }
 
+// TakeIf is Take for a watcher that can apply some events only: if no
+// resync is due and ok accepts every queued event, it returns them and
+// empties the queue, as Take does; otherwise it takes nothing and reports
+// false, leaving them for Take. ok runs under the subscription's lock:
+// it must only look at the event.
+func (s *Subscription) TakeIf(ok func(*Event) bool) (events []Event, taken bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resync {
+		return nil, false
+	}
+	for i := range s.queue {
+		if !ok(&s.queue[i]) {
+			return nil, false
+		}
+	}
+	events, s.queue = s.queue, nil
+	return events, true
+}
+
 // Hook makes s call f instead of signalling Ready, until Hook(nil): a
 // watcher that has no goroutine to receive from Ready (a connection put
 // to sleep in a readiness loop) learns of events without one. f runs on

@@ -248,3 +248,50 @@ func TestSubscribeAll(t *testing.T) {
 		t.Errorf("Subscriptions() after closing both = %d, want 0", n)
 	}
 }
+
+// TakeIf takes the whole queue or nothing: not when one event is refused,
+// not when a resync is due; what it leaves, Take returns.
+func TestTakeIfAllOrNothing(t *testing.T) {
+	t.Parallel()
+	notMailbox := func(ev *Event) bool { return ev.Kind != MailboxChanged }
+	for _, tc := range []struct {
+		name      string
+		kinds     []Kind
+		queueLen  int
+		wantTaken bool
+	}{
+		{"empty", nil, 0, true},
+		{"all accepted", []Kind{Appended, FlagsChanged, Expunged}, 0, true},
+		{"one refused", []Kind{Appended, MailboxChanged, Appended}, 0, false},
+		{"resync due", []Kind{Appended, Appended, Appended}, 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := New(tc.queueLen)
+			s := h.Subscribe(1)
+			defer s.Close()
+			for i, k := range tc.kinds {
+				h.Publish(Event{Mailbox: 1, Kind: k, ModSeq: uint64(i + 1)})
+			}
+			events, taken := s.TakeIf(notMailbox)
+			if taken != tc.wantTaken {
+				t.Fatalf("TakeIf() taken = %v, want %v", taken, tc.wantTaken)
+			}
+			if taken {
+				if len(events) != len(tc.kinds) {
+					t.Errorf("TakeIf() = %d events, want %d", len(events), len(tc.kinds))
+				}
+				if rest, resync := s.Take(); len(rest) != 0 || resync {
+					t.Errorf("Take() after TakeIf = %d events, resync %v; want none", len(rest), resync)
+				}
+				return
+			}
+			if events != nil {
+				t.Errorf("TakeIf() refused but returned %d events", len(events))
+			}
+			rest, resync := s.Take()
+			if tc.queueLen == 0 && len(rest) != len(tc.kinds) || tc.queueLen > 0 && !resync {
+				t.Errorf("Take() after a refused TakeIf = %d events, resync %v; want what was queued", len(rest), resync)
+			}
+		})
+	}
+}

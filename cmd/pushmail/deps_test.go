@@ -46,6 +46,8 @@ func TestImportGraph(t *testing.T) {
 		{"pushmail/internal/connslots", nil, []string{"github.com/emersion/"}, false},
 		// The readiness loop knows no protocol: HTTP streams will use it too.
 		{"pushmail/internal/hibernate", nil, []string{"pushmail/", "github.com/emersion/"}, false},
+		// The fan-out pool neither: a Target is anything that delivers.
+		{"pushmail/internal/fanout", nil, []string{"pushmail/", "github.com/emersion/"}, false},
 		{"pushmail/mailstore", []string{"pushmail/message", "pushmail/notify"}, []string{"github.com/emersion/go-imap", "github.com/emersion/go-smtp"}, true},
 		{"pushmail/smtpd", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey"}, []string{"pushmail/imapd", "pushmail/pop3d", "github.com/emersion/go-imap"}, false},
 		// The harness measures through sockets and prepares data through
@@ -66,7 +68,7 @@ func TestImportGraph(t *testing.T) {
 		// The web inbox serves a page and its login; the page talks to
 		// the HTTP API over HTTP, not through Go.
 		{"pushmail/webinbox", []string{"pushmail/mailstore", "pushmail/internal/authlimit"}, []string{"pushmail/smtpd", "pushmail/imapd", "pushmail/pop3d", "pushmail/jmap", "github.com/emersion/go-smtp", "github.com/emersion/go-imap"}, false},
-		{"pushmail/imapd", []string{"pushmail/imapd/wire", "pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey", "pushmail/internal/hibernate", "pushmail/internal/acceptloop", "pushmail/internal/connslots"}, []string{"pushmail/smtpd", "pushmail/pop3d", "github.com/emersion/go-smtp", "github.com/emersion/go-imap/v2/imapserver"}, false},
+		{"pushmail/imapd", []string{"pushmail/imapd/wire", "pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/membudget", "pushmail/internal/netkey", "pushmail/internal/hibernate", "pushmail/internal/fanout", "pushmail/internal/acceptloop", "pushmail/internal/connslots"}, []string{"pushmail/smtpd", "pushmail/pop3d", "github.com/emersion/go-smtp", "github.com/emersion/go-imap/v2/imapserver"}, false},
 	}
 	for _, r := range rules {
 		p, ok := pkgs[r.pkg]

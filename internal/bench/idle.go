@@ -30,7 +30,15 @@ type IdleResult struct {
 	StackPerSession float64   `json:"stack_per_session_bytes,omitempty"`
 	GoroutinesPer   float64   `json:"goroutines_per_session,omitempty"`
 	Push            PushStats `json:"push"`
-	server          string
+	// SettleCPU is the server process's CPU time over --settle, with
+	// every session idle (--server child): what idle sessions cost.
+	SettleCPU *float64 `json:"settle_cpu_seconds,omitempty"`
+	SettleSec float64  `json:"settle_seconds,omitempty"`
+	// PushCPUPerNotification is the server process's CPU time over the
+	// deliveries (SMTP included) divided by the notifications they made
+	// (deliveries × sessions), in µs (--server child).
+	PushCPUPerNotification *float64 `json:"push_cpu_us_per_notification,omitempty"`
+	server                 string
 }
 
 func idleFlags(fs *flag.FlagSet) func(context.Context, *bench) (Result, error) {
@@ -73,6 +81,7 @@ func runIdle(ctx context.Context, b *bench, sessions, deliveries, size int, sett
 	res.SetupSec, res.PerSecond = setup.Seconds(), float64(sessions)/setup.Seconds()
 	res.RSSAfter, _ = t.rss()
 	b.progress("%d sessions in IDLE after %s", sessions, setup.Round(time.Millisecond))
+	cpu0, cpuOK := t.cpuTime()
 	if settle > 0 && t.pid != 0 {
 		timer := time.NewTimer(settle)
 		select {
@@ -81,6 +90,10 @@ func runIdle(ctx context.Context, b *bench, sessions, deliveries, size int, sett
 			timer.Stop()
 			return nil, ctx.Err()
 		}
+	}
+	if cpu1, ok := t.cpuTime(); cpuOK && ok && settle > 0 && t.kind != "inproc" {
+		v := (cpu1 - cpu0).Seconds()
+		res.SettleCPU, res.SettleSec = &v, settle.Seconds()
 	}
 	res.RSSSettled, _ = t.rss()
 	if res.RSSBefore > 0 && res.RSSSettled > 0 {
@@ -101,7 +114,12 @@ func runIdle(ctx context.Context, b *bench, sessions, deliveries, size int, sett
 	if err != nil {
 		return nil, err
 	}
+	cpu0, cpuOK = t.cpuTime()
 	ds, err := g.deliverAll(ctx, b, t, size)
+	if cpu1, ok := t.cpuTime(); err == nil && cpuOK && ok && t.kind != "inproc" {
+		v := float64((cpu1 - cpu0).Microseconds()) / float64(deliveries*sessions)
+		res.PushCPUPerNotification = &v
+	}
 	if perr := stopProfile(); err == nil {
 		err = perr
 	}
@@ -126,6 +144,12 @@ func (r *IdleResult) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "  Go runtime, per session   %.0f bytes heap in use, %.0f bytes of stacks, %.1f goroutines (server + client)\n",
 			r.HeapPerSession, r.StackPerSession, r.GoroutinesPer)
 	}
+	if r.SettleCPU != nil {
+		fmt.Fprintf(w, "  server CPU while idle     %.3fs over %.0fs\n", *r.SettleCPU, r.SettleSec)
+	}
 	fmt.Fprintf(w, "%d deliveries to all of them, one at a time:\n", r.Deliveries)
 	writePush(w, r.Push)
+	if r.PushCPUPerNotification != nil {
+		fmt.Fprintf(w, "  server CPU per notification %.2fµs (deliveries included)\n", *r.PushCPUPerNotification)
+	}
 }

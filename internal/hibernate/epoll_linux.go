@@ -92,3 +92,24 @@ func (p *poller) interrupt() error {
 func (p *poller) close() error {
 	return errors.Join(unix.Close(p.evfd), unix.Close(p.epfd))
 }
+
+// writeNonblock writes p to fd, a non-blocking socket (as Go's netpoller
+// keeps every socket), until it is written or the socket's buffer is
+// full: EAGAIN is not an error, only fewer bytes.
+func writeNonblock(fd int, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(fd, p[n:])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("hibernate: write: %w", err)
+		}
+		n += m
+	}
+	return n, nil
+}

@@ -12,7 +12,8 @@
 //   - One goroutine per Loop (started by the first Park, stopped by
 //     Close) waits on the readiness of every parked socket, through one
 //     epoll instance on Linux; nothing polls.
-//   - A parked connection costs a small record, its timer and its epoll
+//   - A parked connection costs a small record, its place in the Loop's
+//     deadline heap (one timer for all: the earliest) and its epoll
 //     registration: the socket's descriptor is registered as it is (from
 //     syscall.RawConn.Control), never duplicated, since descriptors are
 //     scarce. Go's own netpoller keeps it too; the two do not interfere.
@@ -27,9 +28,18 @@
 //     the last descriptor of the socket is closed, and there is only one).
 //   - The Loop reads nothing from the sockets: a wake-up for Readable
 //     leaves the bytes (or the end of the stream) for the owner to read.
+//   - The owner may write to a parked connection without waking it
+//     (Hold, Write, Release: an event pushed from a worker); Write never
+//     blocks, and a wake-up that comes while the connection is held is
+//     delivered by Release, so that the owner's goroutine never runs
+//     alongside that write.
+//   - If the readiness loop fails (epoll_wait errs), every parked
+//     connection wakes as Readable and Park refuses: nothing stays asleep
+//     where no input can wake it.
 package hibernate
 
 import (
+	"container/heap"
 	"errors"
 	"log/slog"
 	"sync"
@@ -77,7 +87,8 @@ func (r Reason) String() string {
 
 // Errors of Park.
 var (
-	// ErrClosed: the Loop is closed; the connection was not parked.
+	// ErrClosed: the Loop is closed, or its readiness loop failed; the
+	// connection was not parked.
 	ErrClosed = errors.New("hibernate: loop closed")
 	// ErrUnsupported: this platform has no readiness loop here, or the
 	// connection has no socket descriptor.
@@ -93,10 +104,15 @@ type Loop struct {
 
 	mu     sync.Mutex
 	closed bool
+	failed bool    // the readiness loop ended on an error (fail)
 	poll   *poller // nil until the first Park
 	parked map[uint64]*Conn
-	nextID uint64 // 0 is the poller's own wake-up
-	done   chan struct{}
+	// deadlines holds the parked connections that have one, earliest
+	// first; timer fires at the earliest (expire).
+	deadlines deadlineHeap
+	timer     *time.Timer
+	nextID    uint64 // 0 is the poller's own wake-up
+	done      chan struct{}
 
 	wakes atomic.Uint64
 }
@@ -110,13 +126,29 @@ func New(log *slog.Logger) *Loop {
 	return &Loop{log: log, parked: make(map[uint64]*Conn)}
 }
 
-// Conn is a parked connection: what its owner keeps to wake it.
+// Conn is a parked connection: what its owner keeps to wake it, or to
+// write to it without waking it (Hold, Write, Release).
 type Conn struct {
-	loop  *Loop
-	id    uint64
-	wake  func(Reason)
-	timer *time.Timer // nil without a deadline
+	loop *Loop
+	id   uint64
+	wake func(Reason)
+	// deadline (Unix ns) and hidx, its index in the Loop's deadline
+	// heap (-1: not in it); under the Loop's mu.
+	deadline int64
+	hidx     int
+	rc       syscall.RawConn // the socket, for Write
+	// state is held, woken and the reasons of wake-ups that came while
+	// held; see fire, Hold and Release.
+	state atomic.Uint32
 }
+
+// Conn.state's bits above the reasons.
+const (
+	held  = 1 << 8 // the owner writes to the connection: wake-ups wait
+	woken = 1 << 9 // wake was called, or is about to be
+	// reasonMask covers the Reason bits.
+	reasonMask = 0xff
+)
 
 // Park puts conn to sleep until it is readable, its owner calls Wake,
 // deadline passes (a zero deadline never does) or the Loop closes; then
@@ -135,7 +167,7 @@ func (l *Loop) Park(conn syscall.Conn, deadline time.Time, wake func(Reason)) (*
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
+	if l.closed || l.failed {
 		return nil, ErrClosed
 	}
 	if l.poll == nil {
@@ -148,7 +180,7 @@ func (l *Loop) Park(conn syscall.Conn, deadline time.Time, wake func(Reason)) (*
 		go l.run(p, l.done)
 	}
 	l.nextID++
-	c := &Conn{loop: l, id: l.nextID, wake: wake}
+	c := &Conn{loop: l, id: l.nextID, wake: wake, rc: rc}
 	// Registered under mu, so that Close finds every connection either
 	// parked in full or not at all; the syscall costs about a
 	// microsecond.
@@ -160,8 +192,13 @@ func (l *Loop) Park(conn syscall.Conn, deadline time.Time, wake func(Reason)) (*
 		return nil, perr
 	}
 	l.parked[c.id] = c
+	c.hidx = -1
 	if !deadline.IsZero() {
-		c.timer = time.AfterFunc(time.Until(deadline), func() { c.Wake(Expired) })
+		c.deadline = deadline.UnixNano()
+		heap.Push(&l.deadlines, c)
+		if c.hidx == 0 {
+			l.armLocked()
+		}
 	}
 	return c, nil
 }
@@ -178,16 +215,92 @@ func (l *Loop) wakeID(id uint64, r Reason) {
 	c, ok := l.parked[id]
 	if ok {
 		delete(l.parked, id)
+		if c.hidx >= 0 {
+			heap.Remove(&l.deadlines, c.hidx)
+		}
 	}
 	l.mu.Unlock()
 	if !ok {
 		return
 	}
-	l.wakes.Add(1)
-	if c.timer != nil {
-		c.timer.Stop()
+	c.fire(r)
+}
+
+// fire calls wake for r, unless the owner holds the connection: then
+// Release calls it. The connection is out of the Loop already.
+func (c *Conn) fire(r Reason) {
+	for {
+		st := c.state.Load()
+		if st&woken != 0 {
+			return
+		}
+		if st&held != 0 {
+			if c.state.CompareAndSwap(st, st|uint32(r)) {
+				return
+			}
+			continue
+		}
+		if c.state.CompareAndSwap(st, st|woken) {
+			c.loop.wakes.Add(1)
+			c.wake(r)
+			return
+		}
 	}
-	c.wake(r)
+}
+
+// Hold reserves a parked connection for its owner, who writes to it
+// (Write) without waking it, e.g. to push an event from a worker: while
+// held, a wake-up (input, deadline, Wake, Close) is recorded, not
+// delivered, and Release delivers it. Hold reports false if the
+// connection has woken or is held already; then the owner must leave
+// it. Hold does not synchronise the owner's own state: the owner that
+// may Hold from several goroutines keeps its own lock.
+func (c *Conn) Hold() bool {
+	for {
+		st := c.state.Load()
+		if st&(held|woken|reasonMask) != 0 {
+			return false
+		}
+		if c.state.CompareAndSwap(st, st|held) {
+			return true
+		}
+	}
+}
+
+// Release ends a Hold. If something woke the connection meanwhile, wake
+// is called now, on the caller's goroutine, with every reason recorded.
+func (c *Conn) Release() {
+	for {
+		st := c.state.Load()
+		r := Reason(st & reasonMask)
+		if r == 0 {
+			if c.state.CompareAndSwap(st, st&^held) {
+				return
+			}
+			continue
+		}
+		if c.state.CompareAndSwap(st, woken) {
+			c.loop.wakes.Add(1)
+			c.wake(r)
+			return
+		}
+	}
+}
+
+// Write writes p to the parked socket without blocking, as much as the
+// socket's send buffer takes, and returns how many bytes went: fewer than
+// len(p) with a nil error when the buffer is full (the owner then wakes
+// the connection to write the rest, as a blocking writer). The caller
+// holds the connection (Hold). Nothing else may write to the socket
+// meanwhile: Go's own writes are not serialised with it.
+func (c *Conn) Write(p []byte) (int, error) {
+	var n int
+	var werr error
+	err := c.rc.Control(func(fd uintptr) { n, werr = writeNonblock(int(fd), p) })
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
 }
 
 // Wakes returns how many parked connections have woken, for metrics.
@@ -210,19 +323,10 @@ func (l *Loop) Close() error {
 		return nil
 	}
 	l.closed = true
-	parked := make([]*Conn, 0, len(l.parked))
-	for id, c := range l.parked {
-		parked = append(parked, c)
-		delete(l.parked, id)
-	}
+	parked := l.takeAllLocked()
 	p, done := l.poll, l.done
 	l.mu.Unlock()
-	for _, c := range parked {
-		if c.timer != nil {
-			c.timer.Stop()
-		}
-		c.wake(Stopped)
-	}
+	wakeAll(parked, Stopped)
 	if p == nil {
 		return nil
 	}
@@ -231,15 +335,105 @@ func (l *Loop) Close() error {
 	return errors.Join(err, p.close())
 }
 
+// wakeAll wakes conns, which are out of the Loop already, for r.
+func wakeAll(conns []*Conn, r Reason) {
+	for _, c := range conns {
+		c.fire(r)
+	}
+}
+
+// takeAllLocked takes every parked connection out of the Loop, and stops
+// its timer. The caller holds mu.
+func (l *Loop) takeAllLocked() []*Conn {
+	parked := make([]*Conn, 0, len(l.parked))
+	for id, c := range l.parked {
+		parked = append(parked, c)
+		delete(l.parked, id)
+		c.hidx = -1
+	}
+	clear(l.deadlines)
+	l.deadlines = l.deadlines[:0]
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	return parked
+}
+
+// armLocked sets the Loop's timer for the earliest deadline. The caller
+// holds mu, and the heap is not empty.
+func (l *Loop) armLocked() {
+	d := time.Duration(l.deadlines[0].deadline - time.Now().UnixNano())
+	if l.timer == nil {
+		l.timer = time.AfterFunc(d, l.expire)
+		return
+	}
+	l.timer.Reset(d)
+}
+
+// expire is the Loop's timer: it wakes the connections whose deadline
+// has passed, and sets the timer for the next.
+func (l *Loop) expire() {
+	now := time.Now().UnixNano()
+	var due []*Conn
+	l.mu.Lock()
+	for len(l.deadlines) > 0 && l.deadlines[0].deadline <= now {
+		c := heap.Pop(&l.deadlines).(*Conn)
+		delete(l.parked, c.id)
+		due = append(due, c)
+	}
+	if len(l.deadlines) > 0 {
+		l.armLocked()
+	}
+	l.mu.Unlock()
+	wakeAll(due, Expired)
+}
+
+// deadlineHeap orders parked connections by deadline (container/heap).
+type deadlineHeap []*Conn
+
+func (h deadlineHeap) Len() int           { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
+func (h deadlineHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hidx, h[j].hidx = i, j
+}
+func (h *deadlineHeap) Push(x any) {
+	c := x.(*Conn)
+	c.hidx = len(*h)
+	*h = append(*h, c)
+}
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	c.hidx = -1
+	return c
+}
+
+// fail is the end of a readiness loop that can wait no more: every parked
+// connection wakes as Readable, so that its owner reads it (a session in
+// IDLE keeps waiting on its own goroutine, as an awake one does), and
+// Park refuses from now on with ErrClosed, so that nothing sleeps where
+// no input would wake it.
+func (l *Loop) fail() {
+	l.mu.Lock()
+	l.failed = true
+	parked := l.takeAllLocked()
+	l.mu.Unlock()
+	wakeAll(parked, Readable)
+}
+
 // run waits for readiness until Close interrupts it.
 func (l *Loop) run(p *poller, done chan<- struct{}) {
 	defer close(done)
 	for {
 		ids, err := p.wait()
 		if err != nil {
-			// Nothing can wake the parked connections but their timers
-			// and owners now: say so loudly.
-			l.log.Error("hibernate: readiness loop failed", "err", err)
+			// No input would wake a parked connection now: they all wake
+			// to wait on their own, and none parks again.
+			l.log.Error("hibernate: readiness loop failed; every parked connection wakes", "err", err, "parked", l.Len())
+			l.fail()
 			return
 		}
 		for _, id := range ids {
