@@ -46,6 +46,7 @@ type body struct {
 	raw    []byte
 	header []byte
 	parsed []byte // JSON of message.Parsed
+	text   bodyText
 }
 
 func newBody(raw []byte, p *message.Parsed) (body, error) {
@@ -53,7 +54,7 @@ func newBody(raw []byte, p *message.Parsed) (body, error) {
 	if err != nil {
 		return body{}, fmt.Errorf("encode parsed message: %w", err)
 	}
-	return body{raw: raw, header: raw[:p.Root.BodyStart], parsed: js}, nil
+	return body{raw: raw, header: raw[:p.Root.BodyStart], parsed: js, text: newBodyText(raw, toSearchPart(&p.Root))}, nil
 }
 
 func (s *Store) checkSize(n int) error {
@@ -224,7 +225,15 @@ func insertBodyTx(tx *wtx, b body) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store body: %w", err)
 	}
-	return res.LastInsertId()
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("store body: %w", err)
+	}
+	// In the body's transaction: SEARCH never misses a committed message.
+	if _, err := tx.Exec(insertBodyTextSQL, id, b.text.header, b.text.body); err != nil {
+		return 0, fmt.Errorf("index body: %w", err)
+	}
+	return id, nil
 }
 
 // nextUIDTx takes the mailbox's next UID and modseq. UIDNEXT only ever

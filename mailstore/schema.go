@@ -228,12 +228,17 @@ CREATE TRIGGER mailboxes_delete_usage AFTER DELETE ON mailboxes BEGIN
 	DELETE FROM metadata WHERE user_id = OLD.user_id AND mailbox_id = OLD.id;
 END;
 `,
+	// Version 10 (versionBodyText): the full-text index of message text
+	// for SEARCH BODY and TEXT (fulltext.go), filled from the stored
+	// bodies by indexBodyText.
+	migrationBodyText,
 }
 
 // migrationSteps[v] runs after migrations[v-1], in the same transaction:
 // the part of moving to version v that SQL cannot express.
 var migrationSteps = map[int]func(context.Context, *sql.Tx, *slog.Logger) error{
-	4: renormalizeAddresses,
+	4:               renormalizeAddresses,
+	versionBodyText: indexBodyText,
 }
 
 // renormalizeAddresses rewrites every user and alias address, and its

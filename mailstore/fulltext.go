@@ -1,0 +1,205 @@
+package mailstore
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"unicode/utf8"
+
+	"pushmail/message"
+)
+
+// The full-text index (schema version versionBodyText) serves SEARCH
+// BODY and TEXT (RFC 9051 §6.4.4) without decoding every message.
+//
+// body_text is an SQLite FTS5 table with the trigram tokenizer, one row
+// per body (rowid = bodies.id, so a copy shares its original's row), with
+// two columns: the decoded header fields of the message and of its MIME
+// parts, and the text of its text parts, as the scanning search reads
+// them (decodeHeaderText, decodeBodyText), already lower-cased by Go.
+// It is contentless (content=''): the text is not stored a second time,
+// only its trigrams; contentless_delete lets a row be deleted by rowid.
+//
+// The index only narrows: a needle of three characters or more selects
+// the bodies whose text holds all its trigrams in a row, which is a
+// superset of the bodies that contain it (see ftsPhrase), and the
+// scanning check then confirms each candidate, so the answer is exactly
+// the scanning search's. Shorter needles (trigrams cannot answer them)
+// scan, as before.
+//
+// A body's row is written in the transaction that inserts the body
+// (insertBodyTx: delivery, append) and deleted by a trigger in the
+// transaction that deletes the body (its last message's expunge, move
+// out of the last mailbox, DELETE of a mailbox or user); COPY and MOVE
+// share the body, and so its row. So SEARCH never misses a committed
+// message and never meets a stale row.
+
+// versionBodyText is the schema version whose migration creates the
+// full-text index and fills it (indexBodyText).
+const versionBodyText = 10
+
+// migrationBodyText is the migration to versionBodyText.
+const migrationBodyText = `
+CREATE VIRTUAL TABLE body_text USING fts5(
+	header, body,
+	content = '', contentless_delete = 1,
+	tokenize = 'trigram'
+);
+CREATE TRIGGER bodies_text_delete AFTER DELETE ON bodies BEGIN
+	DELETE FROM body_text WHERE rowid = OLD.id;
+END;
+`
+
+// errNoFTS5 explains the failure of a binary built without FTS5.
+var errNoFTS5 = errors.New("this binary's SQLite has no FTS5, which the full-text index needs: build with -tags sqlite_fts5")
+
+// checkFTS5 fails with errNoFTS5 if SQLite was compiled without FTS5
+// (go-sqlite3 compiles it in with the build tag sqlite_fts5 only).
+func checkFTS5(ctx context.Context, db *sql.DB) error {
+	var on bool
+	if err := db.QueryRowContext(ctx, "SELECT sqlite_compileoption_used('ENABLE_FTS5')").Scan(&on); err != nil {
+		return fmt.Errorf("check for FTS5: %w", err)
+	}
+	if !on {
+		return errNoFTS5
+	}
+	return nil
+}
+
+// bodyTextMatchSQL is a search term on messages m: the message's body
+// matches an FTS5 query (ftsPhrase).
+const bodyTextMatchSQL = "m.body_id IN (SELECT rowid FROM body_text WHERE body_text MATCH ?)"
+
+// insertBodyTextSQL writes one body's row of the index.
+const insertBodyTextSQL = "INSERT INTO body_text(rowid, header, body) VALUES (?, ?, ?)"
+
+// bodyText is what the index holds for one body.
+type bodyText struct{ header, body string }
+
+// newBodyText derives a body's index text from its raw bytes and parse
+// result: the same text the scanning search reads, parts separated by a
+// line break. The separator may make a needle match across two parts in
+// the index; the scanning check, which reads each part alone, then
+// rejects it. NUL bytes become spaces: FTS5 reads text as C strings in
+// places, and a needle with a NUL never uses the index (ftsPhrase).
+func newBodyText(raw []byte, root *searchPart) bodyText {
+	h := decodeHeaderText(raw[:message.HeaderEnd(raw)], raw, root)
+	b := bytes.Join(decodeBodyText(raw, root), []byte{'\n'})
+	return bodyText{
+		header: strings.ReplaceAll(h, "\x00", " "),
+		body:   string(bytes.ReplaceAll(b, []byte{0}, []byte{' '})),
+	}
+}
+
+// toSearchPart copies what search reads of a parsed MIME tree.
+func toSearchPart(p *message.Part) *searchPart {
+	sp := &searchPart{
+		Type:        p.Type,
+		Subtype:     p.Subtype,
+		Encoding:    p.Encoding,
+		HeaderStart: p.HeaderStart,
+		BodyStart:   p.BodyStart,
+		End:         p.End,
+	}
+	sp.Params.Charset = p.Params["charset"]
+	if len(p.Parts) > 0 {
+		sp.Parts = make([]searchPart, len(p.Parts))
+		for i := range p.Parts {
+			sp.Parts[i] = *toSearchPart(&p.Parts[i])
+		}
+	}
+	return sp
+}
+
+// ftsPhrase returns the FTS5 query that selects the bodies whose index
+// text may contain needle (lower-case), in column col ("" for either);
+// ok is false when the index cannot narrow the search for it.
+//
+// The trigram tokenizer matches a quoted string of three or more
+// characters as a substring of the text, folding case per code point
+// (SQLite's unicode folding, which may differ from Go's). Both the text
+// and the needle are lower-cased by Go before SQLite folds them, one code
+// point at a time; so where Go's lower-cased text contains Go's
+// lower-cased needle, SQLite's folded text contains the folded needle:
+// every match of the scanning search is a candidate. The converse may
+// fail (folding may merge what Go keeps apart), which the confirming
+// check absorbs. Needles of fewer than three characters match no row in
+// FTS5 and one with a NUL may be cut short there, so those go without the
+// index.
+func ftsPhrase(col, needle string) (string, bool) {
+	if utf8.RuneCountInString(needle) < 3 || strings.IndexByte(needle, 0) >= 0 {
+		return "", false
+	}
+	// FTS5 query syntax (sqlite.org/fts5.html §3.1): within a string, a
+	// double quote is written twice.
+	q := `"` + strings.ReplaceAll(needle, `"`, `""`) + `"`
+	if col != "" {
+		q = "{" + col + "} : " + q
+	}
+	return q, true
+}
+
+// indexBodyText is the migration step to versionBodyText: it indexes
+// every body already stored, a batch at a time, logging its progress
+// (a large store takes minutes).
+func indexBodyText(ctx context.Context, tx *sql.Tx, log *slog.Logger) error {
+	var total int64
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM bodies").Scan(&total); err != nil {
+		return err
+	}
+	if total == 0 {
+		return nil // a new store: nothing to index, nothing to say
+	}
+	log.Info("full-text index: indexing the stored messages", "bodies", total)
+	const batch = 256
+	var last, done int64
+	type row struct {
+		id      int64
+		raw, js []byte
+	}
+	for {
+		rows, err := tx.QueryContext(ctx,
+			"SELECT id, raw, json_extract(parsed, '$.root') FROM bodies WHERE id > ? ORDER BY id LIMIT ?", last, batch)
+		if err != nil {
+			return err
+		}
+		var got []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.id, &r.raw, &r.js); err != nil {
+				rows.Close()
+				return err
+			}
+			got = append(got, r)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if len(got) == 0 {
+			break
+		}
+		for _, r := range got {
+			var root *searchPart
+			if p := new(searchPart); json.Unmarshal(r.js, p) == nil {
+				root = p
+			}
+			t := newBodyText(r.raw, root)
+			if _, err := tx.ExecContext(ctx, insertBodyTextSQL, r.id, t.header, t.body); err != nil {
+				return fmt.Errorf("index body %d: %w", r.id, err)
+			}
+			last = r.id
+		}
+		before := done / 10000
+		done += int64(len(got))
+		if done/10000 != before {
+			log.Info("full-text index: progress", "indexed", done, "of", total)
+		}
+	}
+	log.Info("full-text index: done", "indexed", done)
+	return nil
+}
