@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"unicode/utf8"
 
 	"pushmail/message"
 )
@@ -22,15 +21,18 @@ import (
 // two columns: the decoded header fields of the message and of its MIME
 // parts, and the text of its text parts, as the scanning search reads
 // them (decodeHeaderText, decodeBodyText), already lower-cased by Go.
-// It is contentless (content=''): the text is not stored a second time,
-// only its trigrams; contentless_delete lets a row be deleted by rowid.
+// It is contentless (content=''): the text is not stored a second time;
+// contentless_delete lets a row be deleted by rowid. detail=none keeps
+// only which rows hold each trigram, not where: a tenth of the size of
+// the positions (detail=full) on the bench bigbox corpus, at the cost of
+// answering "has every trigram of the needle" rather than "has the
+// needle", which the confirming check settles.
 //
 // The index only narrows: a needle of three characters or more selects
-// the bodies whose text holds all its trigrams in a row, which is a
-// superset of the bodies that contain it (see ftsPhrase), and the
-// scanning check then confirms each candidate, so the answer is exactly
-// the scanning search's. Shorter needles (trigrams cannot answer them)
-// scan, as before.
+// the bodies that hold all its trigrams, a superset of the bodies that
+// contain it (see ftsQuery), and the scanning check then confirms each
+// candidate, so the answer is exactly the scanning search's. Shorter
+// needles (trigrams cannot answer them) scan, as before.
 //
 // A body's row is written in the transaction that inserts the body
 // (insertBodyTx: delivery, append) and deleted by a trigger in the
@@ -47,7 +49,7 @@ const versionBodyText = 10
 const migrationBodyText = `
 CREATE VIRTUAL TABLE body_text USING fts5(
 	header, body,
-	content = '', contentless_delete = 1,
+	content = '', contentless_delete = 1, detail = none,
 	tokenize = 'trigram'
 );
 CREATE TRIGGER bodies_text_delete AFTER DELETE ON bodies BEGIN
@@ -72,7 +74,7 @@ func checkFTS5(ctx context.Context, db *sql.DB) error {
 }
 
 // bodyTextMatchSQL is a search term on messages m: the message's body
-// matches an FTS5 query (ftsPhrase).
+// matches an FTS5 query (ftsQuery).
 const bodyTextMatchSQL = "m.body_id IN (SELECT rowid FROM body_text WHERE body_text MATCH ?)"
 
 // insertBodyTextSQL writes one body's row of the index.
@@ -86,7 +88,7 @@ type bodyText struct{ header, body string }
 // line break. The separator may make a needle match across two parts in
 // the index; the scanning check, which reads each part alone, then
 // rejects it. NUL bytes become spaces: FTS5 reads text as C strings in
-// places, and a needle with a NUL never uses the index (ftsPhrase).
+// places, and a needle with a NUL never uses the index (ftsQuery).
 func newBodyText(raw []byte, root *searchPart) bodyText {
 	h := decodeHeaderText(raw[:message.HeaderEnd(raw)], raw, root)
 	b := bytes.Join(decodeBodyText(raw, root), []byte{'\n'})
@@ -116,32 +118,52 @@ func toSearchPart(p *message.Part) *searchPart {
 	return sp
 }
 
-// ftsPhrase returns the FTS5 query that selects the bodies whose index
-// text may contain needle (lower-case), in column col ("" for either);
+// maxQueryTrigrams bounds the trigrams of one needle put to the index;
+// a long needle is narrowed enough by some of them.
+const maxQueryTrigrams = 24
+
+// ftsQuery returns the FTS5 query that selects the bodies whose index
+// text may contain needle (lower-case): those holding each of its
+// trigrams (at most maxQueryTrigrams of them, spread over the needle);
 // ok is false when the index cannot narrow the search for it.
 //
-// The trigram tokenizer matches a quoted string of three or more
-// characters as a substring of the text, folding case per code point
-// (SQLite's unicode folding, which may differ from Go's). Both the text
-// and the needle are lower-cased by Go before SQLite folds them, one code
-// point at a time; so where Go's lower-cased text contains Go's
-// lower-cased needle, SQLite's folded text contains the folded needle:
-// every match of the scanning search is a candidate. The converse may
-// fail (folding may merge what Go keeps apart), which the confirming
-// check absorbs. Needles of fewer than three characters match no row in
-// FTS5 and one with a NUL may be cut short there, so those go without the
-// index.
-func ftsPhrase(col, needle string) (string, bool) {
-	if utf8.RuneCountInString(needle) < 3 || strings.IndexByte(needle, 0) >= 0 {
+// The trigram tokenizer folds case per code point (SQLite's unicode
+// folding, which may differ from Go's). Both the text and the needle are
+// lower-cased by Go before SQLite folds them, one code point at a time;
+// so where Go's lower-cased text contains Go's lower-cased needle, the
+// folded text holds every folded trigram of the folded needle: every
+// match of the scanning search is a candidate. The converse fails (the
+// trigrams may lie apart, folding may merge what Go keeps apart), which
+// the confirming check absorbs. Needles of fewer than three characters
+// have no trigram, and one with a NUL may be cut short in FTS5, so those
+// go without the index.
+func ftsQuery(needle string) (string, bool) {
+	if strings.IndexByte(needle, 0) >= 0 {
 		return "", false
 	}
-	// FTS5 query syntax (sqlite.org/fts5.html §3.1): within a string, a
-	// double quote is written twice.
-	q := `"` + strings.ReplaceAll(needle, `"`, `""`) + `"`
-	if col != "" {
-		q = "{" + col + "} : " + q
+	runes := []rune(needle)
+	n := len(runes) - 2 // trigrams
+	if n < 1 {
+		return "", false
 	}
-	return q, true
+	step := max(1, (n+maxQueryTrigrams-1)/maxQueryTrigrams)
+	seen := map[string]bool{}
+	var terms []string
+	for i := 0; i < n; i += step {
+		if i+step >= n {
+			i = n - 1 // always the last trigram
+		}
+		tri := string(runes[i : i+3])
+		if seen[tri] {
+			continue
+		}
+		seen[tri] = true
+		// FTS5 query syntax (sqlite.org/fts5.html §3.1): a string in
+		// double quotes, a double quote in it written twice; one
+		// trigram is one token, which detail=none can answer.
+		terms = append(terms, `"`+strings.ReplaceAll(tri, `"`, `""`)+`"`)
+	}
+	return strings.Join(terms, " AND "), true
 }
 
 // indexBodyText is the migration step to versionBodyText: it indexes

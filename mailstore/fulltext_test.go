@@ -88,6 +88,8 @@ var fullTextNeedles = []string{
 	"before", "before\x00after", "æøå", "σίσυφοσ", "σίσυφος", "istanbul", "i̇stanbul", "subject: html",
 	"from: kim", "bob@example.net", "content-type: text/html", "quoted-printable", "alle!\nüberr",
 	"servus", "grüße aus münchen", "jörg", "priority", `"quoted"`, "nowhere-at-all",
+	"lorem ipsum dolor sit amet\nlorem ipsum dolor sit amet\nlorem ipsum dolor sit amet\nlorem",
+	"lorem ipsum dolor sit amet\nlorem ipsum dolor sit amet\nlorem ipsum dolor sit amet\nlorex",
 }
 
 // TestFullTextMatchesScan: over a varied corpus, Search with the index
@@ -173,9 +175,9 @@ func indexRows(t *testing.T, s *Store, needle string) (rows, matches int) {
 	if err := s.rdb.QueryRow("SELECT count(*) FROM body_text_docsize").Scan(&rows); err != nil {
 		t.Fatalf("count index rows: %v", err)
 	}
-	q, ok := ftsPhrase("", strings.ToLower(needle))
+	q, ok := ftsQuery(strings.ToLower(needle))
 	if !ok {
-		t.Fatalf("ftsPhrase(%q) cannot use the index", needle)
+		t.Fatalf("ftsQuery(%q) cannot use the index", needle)
 	}
 	if err := s.rdb.QueryRow("SELECT count(*) FROM body_text WHERE body_text MATCH ?", q).Scan(&matches); err != nil {
 		t.Fatalf("count index matches: %v", err)
@@ -322,5 +324,34 @@ func TestMigrationBodyText(t *testing.T) {
 	}
 	if got, err := s.Search(ctx, 1, &SearchCriteria{Text: []string{"kumquat"}}); err != nil || !slices.Equal(got, []UID{13, 14}) {
 		t.Errorf("after migration, Search(TEXT kumquat) = %v, %v; want [13 14]", got, err)
+	}
+}
+
+func TestFTSQuery(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		needle, want string
+		ok           bool
+	}{
+		{"", "", false},
+		{"ab", "", false},
+		{"ü€", "", false},
+		{"abc", `"abc"`, true},
+		{"kumquat", `"kum" AND "umq" AND "mqu" AND "qua" AND "uat"`, true},
+		{"aaaa", `"aaa"`, true},
+		{`a"b"c`, `"a""b" AND """b""" AND "b""c"`, true},
+		{"日本語の", `"日本語" AND "本語の"`, true},
+		{"ab\x00cd", "", false},
+	} {
+		got, ok := ftsQuery(tt.needle)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("ftsQuery(%q) = %q, %v; want %q, %v", tt.needle, got, ok, tt.want, tt.ok)
+		}
+	}
+	// A long needle: at most maxQueryTrigrams, the last one included.
+	long := strings.Repeat("abcdefghij", 10) + "xyz"
+	got, ok := ftsQuery(long)
+	if n := strings.Count(got, " AND ") + 1; !ok || n > maxQueryTrigrams || !strings.HasSuffix(got, `"xyz"`) {
+		t.Errorf("ftsQuery(%d characters) = %q (%d trigrams), %v; want at most %d, ending with the last", len(long), got, n, ok, maxQueryTrigrams)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -522,15 +523,11 @@ func (q *searchQuery) sql(depth int) (expr string, args []any, exact bool) {
 		exact = false // checked in Go on the body row
 	}
 	if q.index {
-		// Candidates only (ftsPhrase): the Go check confirms each.
-		for _, b := range q.body {
-			if p, ok := ftsPhrase("body", b); ok {
-				add(bodyTextMatchSQL, p)
-			}
-		}
-		for _, t := range q.text {
-			if p, ok := ftsPhrase("", t); ok {
-				add(bodyTextMatchSQL, p)
+		// Candidates only (ftsQuery): the Go check confirms each. BODY
+		// asks the whole row too: detail=none has no column filters.
+		for _, n := range slices.Concat(q.body, q.text) {
+			if fq, ok := ftsQuery(n); ok {
+				add(bodyTextMatchSQL, fq)
 			}
 		}
 	}
