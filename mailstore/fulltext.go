@@ -35,7 +35,8 @@ import (
 // needles (trigrams cannot answer them) scan, as before.
 //
 // A body's row is written in the transaction that inserts the body
-// (insertBodyTx: delivery, append) and deleted by a trigger in the
+// (insertBodyTx: delivery, append; writeBodyText, just before the
+// commit) and deleted by a trigger in the
 // transaction that deletes the body (its last message's expunge, move
 // out of the last mailbox, DELETE of a mailbox or user); COPY and MOVE
 // share the body, and so its row. So SEARCH never misses a committed
@@ -77,8 +78,63 @@ func checkFTS5(ctx context.Context, db *sql.DB) error {
 // matches an FTS5 query (ftsQuery).
 const bodyTextMatchSQL = "m.body_id IN (SELECT rowid FROM body_text WHERE body_text MATCH ?)"
 
-// insertBodyTextSQL writes one body's row of the index.
-const insertBodyTextSQL = "INSERT INTO body_text(rowid, header, body) VALUES (?, ?, ?)"
+// bodyTextRow is one body's row of the index, to be written.
+type bodyTextRow struct {
+	id   int64
+	text bodyText
+}
+
+// maxBodyTextRows bounds the rows of one INSERT (3 parameters each, well
+// under SQLite's 32766).
+const maxBodyTextRows = 512
+
+// writeBodyText writes rows to the index, as few statements as it can.
+//
+// FTS5 collects a transaction's rows in memory and writes them out as one
+// new segment at the commit, or earlier, whenever a statement opens a
+// statement journal (sqlite3VtabSavepoint calls FTS5's xSavepoint, which
+// flushes): every INSERT into an FTS5 table, and every UPDATE with a
+// trigger, does. Written one INSERT per message among the delivery's other
+// statements, each message became a segment of its own, for FTS5 to merge
+// again: twice the writer's time per delivery. One multi-row INSERT per
+// batch, as its last statement, makes one segment per commit.
+//
+// The rows were collected while the batch ran, and a later write of the
+// batch may have deleted a body (its delete trigger then found no row to
+// delete), and SQLite may have given its id to a newer body: so only the
+// last row collected for an id is written, and only if that body is
+// still there. FTS5 does not check that a rowid is new; a second row
+// under one would corrupt the index.
+func writeBodyText(ctx context.Context, tx *sql.Tx, rows []bodyTextRow) error {
+	last := make(map[int64]int, len(rows))
+	for i, r := range rows {
+		last[r.id] = i
+	}
+	args := make([]any, 0, 3*min(len(rows), maxBodyTextRows))
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		n := len(args) / 3
+		q := "INSERT INTO body_text(rowid, header, body) SELECT v.column1, v.column2, v.column3 FROM (VALUES " +
+			strings.Repeat("(?, ?, ?), ", n-1) + "(?, ?, ?)) v JOIN bodies b ON b.id = v.column1"
+		_, err := tx.ExecContext(ctx, q, args...)
+		args = args[:0]
+		return err
+	}
+	for i, r := range rows {
+		if last[r.id] != i {
+			continue // the body was deleted, and its id given again
+		}
+		args = append(args, r.id, r.text.header, r.text.body)
+		if len(args) == 3*maxBodyTextRows {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
 
 // bodyText is what the index holds for one body.
 type bodyText struct{ header, body string }
@@ -205,16 +261,17 @@ func indexBodyText(ctx context.Context, tx *sql.Tx, log *slog.Logger) error {
 		if len(got) == 0 {
 			break
 		}
+		index := make([]bodyTextRow, 0, len(got))
 		for _, r := range got {
 			var root *searchPart
 			if p := new(searchPart); json.Unmarshal(r.js, p) == nil {
 				root = p
 			}
-			t := newBodyText(r.raw, root)
-			if _, err := tx.ExecContext(ctx, insertBodyTextSQL, r.id, t.header, t.body); err != nil {
-				return fmt.Errorf("index body %d: %w", r.id, err)
-			}
+			index = append(index, bodyTextRow{id: r.id, text: newBodyText(r.raw, root)})
 			last = r.id
+		}
+		if err := writeBodyText(ctx, tx, index); err != nil {
+			return fmt.Errorf("index bodies up to %d: %w", last, err)
 		}
 		before := done / 10000
 		done += int64(len(got))

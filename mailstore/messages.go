@@ -229,10 +229,9 @@ func insertBodyTx(tx *wtx, b body) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store body: %w", err)
 	}
-	// In the body's transaction: SEARCH never misses a committed message.
-	if _, err := tx.Exec(insertBodyTextSQL, id, b.text.header, b.text.body); err != nil {
-		return 0, fmt.Errorf("index body: %w", err)
-	}
+	// In the body's transaction (writeBodyText, before the commit):
+	// SEARCH never misses a committed message.
+	*tx.bodyText = append(*tx.bodyText, bodyTextRow{id: id, text: b.text})
 	return id, nil
 }
 
