@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"pushmail/message"
+	"pushmail/notify"
 )
 
 // undoSchemaBodyText turns a file written at versionBodyText back into
@@ -353,5 +354,77 @@ func TestFTSQuery(t *testing.T) {
 	got, ok := ftsQuery(long)
 	if n := strings.Count(got, " AND ") + 1; !ok || n > maxQueryTrigrams || !strings.HasSuffix(got, `"xyz"`) {
 		t.Errorf("ftsQuery(%d characters) = %q (%d trigrams), %v; want at most %d, ending with the last", len(long), got, n, ok, maxQueryTrigrams)
+	}
+}
+
+// TestFullTextBatchReusesID: within one batch, a body stored, deleted (its
+// last message expunged) and its id given by SQLite to a newer body
+// leaves one index row under the id, the newer body's, and an index that
+// passes the integrity check; a body stored and deleted in the batch
+// leaves none.
+func TestFullTextBatchReusesID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStoreAt(t, filepath.Join(t.TempDir(), "fts.db"), Options{})
+	body := func(word string) body {
+		raw := fmt.Appendf(nil, "Subject: %s\r\n\r\nThe word is %s.\r\n", word, word)
+		b, err := newBody(raw, message.Parse(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var ids []int64
+	err := s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		ids = ids[:0]
+		for _, w := range []string{"kumquat", "rambutan", "durian"} {
+			id, err := insertBodyTx(tx, body(w))
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, id)
+			// The highest id deleted: SQLite gives it again.
+			if _, err := tx.Exec("DELETE FROM bodies WHERE id = ?", id); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatalf("write = %v", err)
+	}
+	if ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Fatalf("body ids %v: SQLite did not reuse the deleted id; the test needs it", ids)
+	}
+	if rows, _ := indexRows(t, s, "kumquat"); rows != 0 {
+		t.Errorf("index rows after storing and deleting in one batch = %d, want 0", rows)
+	}
+	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		for _, w := range []string{"kumquat", "rambutan"} {
+			id, err := insertBodyTx(tx, body(w))
+			if err != nil {
+				return nil, err
+			}
+			if w == "kumquat" {
+				if _, err := tx.Exec("DELETE FROM bodies WHERE id = ?", id); err != nil {
+					return nil, err
+				}
+			}
+		}
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatalf("write = %v", err)
+	}
+	for _, c := range []struct {
+		word string
+		want int
+	}{{"kumquat", 0}, {"rambutan", 1}} {
+		if rows, matches := indexRows(t, s, c.word); rows != 1 || matches != c.want {
+			t.Errorf("index: %d rows, %d matching %q; want 1, %d", rows, matches, c.word, c.want)
+		}
+	}
+	if err := s.IntegrityCheck(ctx); err != nil {
+		t.Errorf("IntegrityCheck() = %v", err)
 	}
 }
