@@ -43,7 +43,9 @@ import (
 // message and never meets a stale row.
 
 // versionBodyText is the schema version whose migration creates the
-// full-text index and fills it (indexBodyText).
+// full-text index and fills it (indexBodyText). The same migration
+// stores each body's size in CRLF form, for POP3 (maildrop.go), which
+// otherwise read every body of the INBOX at each login.
 const versionBodyText = 10
 
 // migrationBodyText is the migration to versionBodyText.
@@ -53,8 +55,16 @@ CREATE VIRTUAL TABLE body_text USING fts5(
 	content = '', contentless_delete = 1, detail = none,
 	tokenize = 'trigram'
 );
+CREATE TABLE body_crlf_size (
+	id   INTEGER PRIMARY KEY,  -- bodies.id
+	size INTEGER NOT NULL      -- octets with every bare LF sent as CRLF (maildrop.go)
+);
+INSERT INTO body_crlf_size(id, size)
+	SELECT id, n + (n - octet_length(replace(raw, char(10), ''))) - (n - octet_length(replace(raw, char(13, 10), ''))) / 2
+	FROM (SELECT id, raw, octet_length(raw) AS n FROM bodies);
 CREATE TRIGGER bodies_text_delete AFTER DELETE ON bodies BEGIN
 	DELETE FROM body_text WHERE rowid = OLD.id;
+	DELETE FROM body_crlf_size WHERE id = OLD.id;
 END;
 `
 

@@ -21,6 +21,7 @@ import (
 const undoSchemaBodyText = `
 DROP TRIGGER bodies_text_delete;
 DROP TABLE body_text;
+DROP TABLE body_crlf_size;
 `
 
 // fullTextCorpus adds to searchCorpus what the index must read like the
@@ -211,6 +212,10 @@ func TestFullTextFollowsMessages(t *testing.T) {
 		if rows, matches := indexRows(t, s, needle); rows != wantRows || matches != wantMatches {
 			t.Errorf("%s: index has %d rows, %d matching %q; want %d, %d", when, rows, matches, needle, wantRows, wantMatches)
 		}
+		var sizes int
+		if err := s.rdb.QueryRow("SELECT count(*) FROM body_crlf_size").Scan(&sizes); err != nil || sizes != wantRows {
+			t.Errorf("%s: %d stored CRLF sizes, %v; want %d, one per body", when, sizes, err, wantRows)
+		}
 	}
 	check("after delivery", "kumquat", 3, 1)
 	if got, err := s.Search(ctx, r.Mailbox, &SearchCriteria{Text: []string{"KUMQUAT"}}); err != nil || !slices.Equal(got, []UID{1}) {
@@ -285,8 +290,16 @@ func TestMigrationBodyText(t *testing.T) {
 		all = append(all, m.raw)
 	}
 	all = append(all, fullTextCorpus...)
+	// The last as it came, with bare and doubled line ends, for the
+	// stored CRLF sizes.
+	all = append(all, "Subject: bare kumquat\n\nline one\r\n\nline two\r\r\nend")
+	raws := make([][]byte, len(all))
 	for i, m := range all {
 		raw := searchCRLF(m)
+		if i == len(all)-1 {
+			raw = []byte(m)
+		}
+		raws[i] = raw
 		p := message.Parse(raw)
 		js, err := json.Marshal(p)
 		if err != nil {
@@ -323,8 +336,18 @@ func TestMigrationBodyText(t *testing.T) {
 			}
 		}
 	}
-	if got, err := s.Search(ctx, 1, &SearchCriteria{Text: []string{"kumquat"}}); err != nil || !slices.Equal(got, []UID{13, 14}) {
-		t.Errorf("after migration, Search(TEXT kumquat) = %v, %v; want [13 14]", got, err)
+	if got, err := s.Search(ctx, 1, &SearchCriteria{Text: []string{"kumquat"}}); err != nil || !slices.Equal(got, []UID{13, 14, UID(len(all))}) {
+		t.Errorf("after migration, Search(TEXT kumquat) = %v, %v; want [13 14 %d]", got, err, len(all))
+	}
+	// The same migration stored each body's CRLF size (POP3).
+	drop, err := s.Maildrop(ctx, 1)
+	if err != nil || len(drop) != len(all) {
+		t.Fatalf("after migration, Maildrop() = %d entries, %v; want %d", len(drop), err, len(all))
+	}
+	for i, e := range drop {
+		if want := wantCRLFSize(raws[i]); e.UID != UID(i+1) || e.Size != want {
+			t.Errorf("after migration, Maildrop()[%d] = %+v, want UID %d, size %d", i, e, i+1, want)
+		}
 	}
 }
 

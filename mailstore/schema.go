@@ -230,7 +230,8 @@ END;
 `,
 	// Version 10 (versionBodyText): the full-text index of message text
 	// for SEARCH BODY and TEXT (fulltext.go), filled from the stored
-	// bodies by indexBodyText.
+	// bodies by indexBodyText; and each body's size in CRLF form
+	// (body_crlf_size), for POP3's LIST and STAT (maildrop.go).
 	migrationBodyText,
 }
 
