@@ -8,6 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# go-sqlite3 compiles SQLite's FTS5 (the full-text index of mailstore)
+# only with this build tag. In GOFLAGS, every go command below has it,
+# and so do the go commands tests run (the binary cmd/pushmail's tests
+# build).
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-tags=sqlite_fts5"
+
 # Interop tests run real clients no one here wrote; install what is missing.
 missing=()
 for tool in swaks:swaks openssl:openssl python3:python3 mbsync:isync curl:curl postfix:postfix mutt:mutt script:bsdutils fetchmail:fetchmail chromium:chromium node:nodejs npm:npm; do

@@ -63,7 +63,11 @@ type Stats struct {
 	Bodies                    int64 // distinct stored bodies
 	MessageBytes              int64 // sum of message sizes, counting copies
 	FileBytes                 int64 // database file plus WAL on disk
-	SchemaVersion             int
+	// IndexBytes is the full-text index's payload (fulltext.go): the
+	// bytes of its FTS5 segments and per-row records, without SQLite's
+	// page overhead.
+	IndexBytes    int64
+	SchemaVersion int
 }
 
 // Stats counts what the store holds.
@@ -72,8 +76,10 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	err := s.queryRow(ctx, `SELECT
 		(SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM aliases), (SELECT COUNT(*) FROM mailboxes),
 		(SELECT COALESCE(SUM(message_count), 0) FROM mailboxes), (SELECT COUNT(*) FROM bodies),
-		(SELECT COALESCE(SUM(total_size), 0) FROM mailboxes)`).
-		Scan(&st.Users, &st.Aliases, &st.Mailboxes, &st.Messages, &st.Bodies, &st.MessageBytes)
+		(SELECT COALESCE(SUM(total_size), 0) FROM mailboxes),
+		(SELECT COALESCE(SUM(length(block)), 0) FROM body_text_data) +
+		(SELECT COALESCE(SUM(length(sz)) + 8 * COUNT(*), 0) FROM body_text_docsize)`).
+		Scan(&st.Users, &st.Aliases, &st.Mailboxes, &st.Messages, &st.Bodies, &st.MessageBytes, &st.IndexBytes)
 	if err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
 	}

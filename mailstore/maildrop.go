@@ -22,14 +22,10 @@ type MaildropEntry struct {
 }
 
 // Maildrop returns every message of mailbox, ascending by UID, with its
-// size in CRLF form. It reads every body once (to count bare line feeds),
-// in SQLite, without copying them out.
+// size in CRLF form. The sizes were counted when each body was stored
+// (crlfSize; body_crlf_size): no body is read.
 func (s *Store) Maildrop(ctx context.Context, mailbox MailboxID) ([]MaildropEntry, error) {
-	// n is the stored length; the two replace() calls count LF and CRLF.
-	// octet_length counts bytes, whatever the text's encoding (length()
-	// would count characters of text that is not valid UTF-8).
-	rows, err := s.query(ctx, `SELECT m.uid, n + (n - octet_length(replace(raw, char(10), ''))) - (n - octet_length(replace(raw, char(13, 10), ''))) / 2
-		FROM messages m JOIN (SELECT id, raw, octet_length(raw) AS n FROM bodies) b ON b.id = m.body_id
+	rows, err := s.query(ctx, `SELECT m.uid, c.size FROM messages m JOIN body_crlf_size c ON c.id = m.body_id
 		WHERE m.mailbox_id = ? ORDER BY m.uid`, mailbox)
 	if err != nil {
 		return nil, fmt.Errorf("maildrop: %w", err)
@@ -146,4 +142,16 @@ func sortedUIDs(set map[UID]bool) []UID {
 	}
 	slices.Sort(uids)
 	return uids
+}
+
+// crlfSize returns the size of raw in CRLF form: one more octet for every
+// LF without a CR before it (RFC 1939 §11).
+func crlfSize(raw []byte) int64 {
+	n := int64(len(raw))
+	for i, c := range raw {
+		if c == '\n' && (i == 0 || raw[i-1] != '\r') {
+			n++
+		}
+	}
+	return n
 }

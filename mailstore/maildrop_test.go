@@ -10,8 +10,9 @@ import (
 	"pushmail/notify"
 )
 
-// crlfSize is the size of raw with every bare LF sent as CRLF.
-func crlfSize(raw []byte) int64 {
+// wantCRLFSize is the size of raw with every bare LF sent as CRLF, counted
+// apart from the store's crlfSize.
+func wantCRLFSize(raw []byte) int64 {
 	return int64(len(raw) + bytes.Count(raw, []byte("\n")) - bytes.Count(raw, []byte("\r\n")))
 }
 
@@ -42,7 +43,7 @@ func TestMaildropSizesCountBareLFTwice(t *testing.T) {
 		if e.UID != UID(i+1) {
 			t.Errorf("entry %d has UID %d, want %d", i, e.UID, i+1)
 		}
-		if want := crlfSize(bodies[e.UID]); e.Size != want {
+		if want := wantCRLFSize(bodies[e.UID]); e.Size != want {
 			t.Errorf("UID %d: Size = %d, want %d (stored %d bytes)", e.UID, e.Size, want, len(bodies[e.UID]))
 		}
 	}

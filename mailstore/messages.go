@@ -46,6 +46,10 @@ type body struct {
 	raw    []byte
 	header []byte
 	parsed []byte // JSON of message.Parsed
+	text   bodyText
+	// crlfSize is len(raw) plus one for every LF without a CR before it:
+	// the size sent in CRLF form (maildrop.go).
+	crlfSize int64
 }
 
 func newBody(raw []byte, p *message.Parsed) (body, error) {
@@ -53,7 +57,8 @@ func newBody(raw []byte, p *message.Parsed) (body, error) {
 	if err != nil {
 		return body{}, fmt.Errorf("encode parsed message: %w", err)
 	}
-	return body{raw: raw, header: raw[:p.Root.BodyStart], parsed: js}, nil
+	return body{raw: raw, header: raw[:p.Root.BodyStart], parsed: js, text: newBodyText(raw, toSearchPart(&p.Root)),
+		crlfSize: crlfSize(raw)}, nil
 }
 
 func (s *Store) checkSize(n int) error {
@@ -230,6 +235,12 @@ func insertBodyTx(tx *wtx, b body) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store body: %w", err)
 	}
+	if _, err := tx.Exec("INSERT INTO body_crlf_size(id, size) VALUES (?, ?)", id, b.crlfSize); err != nil {
+		return 0, fmt.Errorf("store body size: %w", err)
+	}
+	// In the body's transaction (writeBodyText, before the commit):
+	// SEARCH never misses a committed message.
+	*tx.bodyText = append(*tx.bodyText, bodyTextRow{id: id, text: b.text})
 	return id, insertSortKeysTx(tx, id)
 }
 

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -93,7 +94,7 @@ func runModelSeed(ctx context.Context, s *Store, seed uint64, prefix string) err
 	b := genOpBytes(r, 20+r.IntN(21))
 	ops := modelSequence(b)
 	if at, err := runModelSequence(ctx, s, prefix, ops); err != nil {
-		return fmt.Errorf("sequence seed %d (replay: PUSHMAIL_MODEL_SEED=%d go test -race -run '^TestStoreModel$' ./mailstore)\n"+
+		return fmt.Errorf("sequence seed %d (replay: PUSHMAIL_MODEL_SEED=%d go test -tags sqlite_fts5 -race -run '^TestStoreModel$' ./mailstore)\n"+
 			"step %d: %v\nops:\n%s", seed, seed, at, err, fmtOps(ops[:at+1], b))
 	}
 	return nil
@@ -578,6 +579,45 @@ func (r *modelRun) checkMessages(mb *modelMailbox, mm modseqs, bodies bool) erro
 		}
 		if !w.date.IsZero() && !g.InternalDate.Equal(w.date) {
 			return fmt.Errorf("UID %d: internal date %v, want %v", g.UID, g.InternalDate, w.date)
+		}
+	}
+	if bodies {
+		return r.checkSearchText(mb, mm.after)
+	}
+	return nil
+}
+
+// checkSearchText compares SEARCH TEXT (the full-text index, then the
+// check) with the model for a few needles: a message's own body line and
+// subject (unique to the op that made it, shared by its copies), a header
+// only some deliveries carry, one no message holds, and one too short for
+// the index. The model's messages are plain ASCII, where the decoded text
+// TEXT searches contains a needle exactly when the raw message does.
+func (r *modelRun) checkSearchText(mb *modelMailbox, highest uint64) error {
+	needles := []string{"KUMQUAT", "x-model-rcpt: 1", "op"}
+	if len(mb.msgs) > 0 {
+		m := mb.msgs[rand.New(rand.NewPCG(uint64(mb.id), highest)).IntN(len(mb.msgs))]
+		if i := bytes.Index(m.body, []byte("Body ")); i >= 0 {
+			needles = append(needles, string(bytes.TrimRight(m.body[i:], "\r\n")))
+		}
+		if i := bytes.Index(m.body, []byte("Subject: ")); i >= 0 {
+			line, _, _ := bytes.Cut(m.body[i+len("Subject: "):], []byte("\r\n"))
+			needles = append(needles, strings.ToUpper(string(line)))
+		}
+	}
+	for _, n := range needles {
+		got, err := r.s.Search(r.ctx, mb.id, &SearchCriteria{Text: []string{n}})
+		if err != nil {
+			return fmt.Errorf("Search(TEXT %q) = %v", n, err)
+		}
+		var want []UID
+		for _, m := range mb.msgs {
+			if bytes.Contains(bytes.ToLower(m.body), []byte(strings.ToLower(n))) {
+				want = append(want, m.uid)
+			}
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("Search(TEXT %q) = %v, want %v", n, got, want)
 		}
 	}
 	return nil

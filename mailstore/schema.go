@@ -281,6 +281,11 @@ CREATE TABLE sortkeys (
 	refs         TEXT
 );
 `,
+	// Version 13 (versionBodyText): the full-text index of message text
+	// for SEARCH BODY and TEXT (fulltext.go), filled from the stored
+	// bodies by indexBodyText; and each body's size in CRLF form
+	// (body_crlf_size), for POP3's LIST and STAT (maildrop.go).
+	migrationBodyText,
 }
 
 // migrationSteps[v] runs after migrations[v-1], in the same transaction:
@@ -288,6 +293,7 @@ CREATE TABLE sortkeys (
 var migrationSteps = map[int]func(context.Context, *sql.Tx, *slog.Logger) error{
 	4:               renormalizeAddresses,
 	sortKeysVersion: backfillSortKeys,
+	versionBodyText: indexBodyText,
 }
 
 // renormalizeAddresses rewrites every user and alias address, and its

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,7 +61,9 @@ type SearchCriteria struct {
 
 	// Body: each string must occur, case-insensitively, in the decoded
 	// text of the body: every text/* part, with its transfer encoding
-	// (base64, quoted-printable) and charset decoded to UTF-8.
+	// (base64, quoted-printable) and charset decoded to UTF-8, and HTML
+	// reduced to the text a reader sees (message.PartText), each part
+	// on its own. The full-text index (fulltext.go) finds the candidates.
 	Body []string
 
 	// Text: each string must occur, case-insensitively, in the decoded
@@ -118,6 +121,13 @@ const (
 // then checked in Go, one streamed row at a time. NOT and OR nest freely:
 // whatever part of them SQL can state exactly is done there.
 func (s *Store) Search(ctx context.Context, mailbox MailboxID, c *SearchCriteria) ([]UID, error) {
+	return s.search(ctx, mailbox, c, true)
+}
+
+// search is Search; without index, Body and Text scan every candidate
+// left by the other criteria, as Search did before the full-text index
+// (tests compare the two).
+func (s *Store) search(ctx context.Context, mailbox MailboxID, c *SearchCriteria, index bool) ([]UID, error) {
 	if c == nil {
 		return nil, errors.New("search: no criteria (the zero SearchCriteria matches every message)")
 	}
@@ -138,6 +148,9 @@ func (s *Store) Search(ctx context.Context, mailbox MailboxID, c *SearchCriteria
 		maxUID = UID(last.Int64)
 	}
 	q := prepareSearch(c, maxUID)
+	if index {
+		q.useIndex()
+	}
 	where, args, exact := q.sql(0)
 	if len(args) > maxSQLArgs {
 		// Beyond SQLite's limits on parameters: check it all in Go.
@@ -276,6 +289,7 @@ type searchQuery struct {
 	never                 bool     // a Flag the store cannot keep
 	larger, smaller       int64
 	modseq                uint64
+	index                 bool // Body and Text narrowed by the full-text index
 	not                   []*searchQuery
 	or                    [][2]*searchQuery
 }
@@ -339,6 +353,19 @@ func prepareSearch(c *SearchCriteria, maxUID UID) *searchQuery {
 		q.or = append(q.or, [2]*searchQuery{prepareSearch(&c.Or[i][0], maxUID), prepareSearch(&c.Or[i][1], maxUID)})
 	}
 	return q
+}
+
+// useIndex lets q and every criteria nested in it narrow Body and Text
+// with the full-text index.
+func (q *searchQuery) useIndex() {
+	q.index = true
+	for _, n := range q.not {
+		n.useIndex()
+	}
+	for _, pair := range q.or {
+		pair[0].useIndex()
+		pair[1].useIndex()
+	}
 }
 
 // unixNano is t.UnixNano clamped to the int64 range (years 1678 to 2262),
@@ -495,6 +522,15 @@ func (q *searchQuery) sql(depth int) (expr string, args []any, exact bool) {
 	if q.sentSince != 0 || q.sentBefore != 0 || len(q.header) > 0 || len(q.address) > 0 || len(q.body) > 0 || len(q.text) > 0 {
 		exact = false // checked in Go on the body row
 	}
+	if q.index {
+		// Candidates only (ftsQuery): the Go check confirms each. BODY
+		// asks the whole row too: detail=none has no column filters.
+		for _, n := range slices.Concat(q.body, q.text) {
+			if fq, ok := ftsQuery(n); ok {
+				add(bodyTextMatchSQL, fq)
+			}
+		}
+	}
 	for _, n := range q.not {
 		e, a, x := n.sql(depth + 1)
 		if !x {
@@ -541,8 +577,9 @@ func (q *searchQuery) needs(n *searchNeeds) {
 // whole Part. TestSearchPartMatchesParsed keeps the JSON names in step
 // with message.Part.
 type searchPart struct {
-	Type   string `json:"type"`
-	Params struct {
+	Type    string `json:"type"`
+	Subtype string `json:"subtype"`
+	Params  struct {
 		Charset string `json:"charset"`
 	} `json:"params"`
 	Encoding    string       `json:"enc"`
@@ -739,10 +776,18 @@ func (m *searchMessage) envelopeMatch(h HeaderMatch) bool {
 // parts (and forwarded messages), decoded and lower-cased, one
 // "name: text" line each.
 func (m *searchMessage) decodedHeader() string {
-	if m.headerDone {
-		return m.headerText
+	if !m.headerDone {
+		m.headerDone = true
+		m.headerText = decodeHeaderText(m.headerBlock(), m.raw, m.getRoot())
 	}
-	m.headerDone = true
+	return m.headerText
+}
+
+// decodeHeaderText returns the fields of the header block hdr and, if raw
+// and root are known, of every MIME part below the root, decoded
+// (message.FieldText) and lower-cased, one "name: text" line each: what
+// TEXT searches besides the body (RFC 9051 §6.4.4).
+func decodeHeaderText(hdr, raw []byte, root *searchPart) string {
 	var sb strings.Builder
 	appendFields := func(b []byte) {
 		message.EachField(b, func(name, value []byte) bool {
@@ -753,19 +798,18 @@ func (m *searchMessage) decodedHeader() string {
 			return true
 		})
 	}
-	appendFields(m.headerBlock())
-	if p := m.getRoot(); p != nil && m.raw != nil {
-		walkParts(p, 0, func(part *searchPart, depth int) {
+	appendFields(hdr)
+	if root != nil && raw != nil {
+		walkParts(root, 0, func(part *searchPart, depth int) {
 			if depth == 0 {
 				return
 			}
-			if b, ok := sliceOK(m.raw, part.HeaderStart, part.BodyStart); ok {
+			if b, ok := sliceOK(raw, part.HeaderStart, part.BodyStart); ok {
 				appendFields(b)
 			}
 		})
 	}
-	m.headerText = strings.ToLower(sb.String())
-	return m.headerText
+	return strings.ToLower(sb.String())
 }
 
 // bodyContains reports whether needle (lower-case) is in the decoded text
@@ -810,9 +854,10 @@ func walkParts(p *searchPart, depth int, fn func(p *searchPart, depth int)) {
 	}
 }
 
-// decodeBodyText returns the lower-cased, decoded text of every text/*
-// part (RFC 9051 §6.4.4 BODY), forwarded messages included. Without a
-// parse result, the raw body after the header is used.
+// decodeBodyText returns the lower-cased text of every text/* part (RFC
+// 9051 §6.4.4 BODY), forwarded messages included, as message.PartText
+// reads it: decoded, and HTML reduced to its text. Without a parse
+// result, the raw body after the header is used.
 func decodeBodyText(raw []byte, root *searchPart) [][]byte {
 	if root == nil {
 		return [][]byte{bytes.ToLower(raw[message.HeaderEnd(raw):])}
@@ -823,7 +868,7 @@ func decodeBodyText(raw []byte, root *searchPart) [][]byte {
 			return
 		}
 		if b, ok := sliceOK(raw, part.BodyStart, part.End); ok {
-			out = append(out, bytes.ToLower(message.DecodeText(part.Encoding, part.Params.Charset, b)))
+			out = append(out, bytes.ToLower(message.PartText(part.Subtype, part.Encoding, part.Params.Charset, b)))
 		}
 	})
 	return out

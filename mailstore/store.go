@@ -180,6 +180,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		closeQuietly(s.wdb)
 		return nil, fmt.Errorf("open mailstore %s: %w", path, err)
 	}
+	if err := checkFTS5(ctx, s.wdb); err != nil {
+		closeQuietly(s.wdb)
+		return nil, fmt.Errorf("open mailstore %s: %w", path, err)
+	}
 	if err := migrate(ctx, s.wdb, s.log); err != nil {
 		closeQuietly(s.wdb)
 		return nil, fmt.Errorf("open mailstore %s: %w", path, err)

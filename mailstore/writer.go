@@ -27,6 +27,10 @@ type wtx struct {
 	w   *stmtCache
 	// maxVanished is Options.MaxVanished, for pruneVanishedTx.
 	maxVanished int
+	// bodyText collects the batch's full-text index rows, written all at
+	// once before the commit (writeBodyText); runOp drops a failed
+	// write's.
+	bodyText *[]bodyTextRow
 }
 
 // stmtCache holds the writer's prepared statements. Only the writer
@@ -274,6 +278,7 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 		return nil, false
 	}
 	ran := 0
+	var bodyText []bodyTextRow
 	for _, op := range ops {
 		if err := op.ctx.Err(); err != nil {
 			op.err = err
@@ -284,7 +289,7 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 			continue
 		}
 		var broken error
-		op.events, op.err, broken = s.runOp(&wtx{ctx: ctx, tx: tx, w: &s.stmts, maxVanished: s.opts.MaxVanished}, op.fn, savepoints)
+		op.events, op.err, broken = s.runOp(&wtx{ctx: ctx, tx: tx, w: &s.stmts, maxVanished: s.opts.MaxVanished, bodyText: &bodyText}, op.fn, savepoints)
 		if broken != nil {
 			// The transaction is gone, and with it the ops before this
 			// one: what follows would run outside any transaction.
@@ -312,6 +317,14 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 	claims, err := s.writeRecentMarks(tx)
 	if err != nil {
 		s.log.Warn("\\Recent marks not written; kept for the next commit", "err", err)
+	}
+	// Last before the commit, so that no other statement makes FTS5
+	// write its pending rows out early (fulltext.go).
+	if err := writeBodyText(ctx, tx, bodyText); err != nil {
+		rollback(tx)
+		s.restoreRecentMarks(claims)
+		failAll(classify(fmt.Errorf("full-text index: %w", err)))
+		return nil, false
 	}
 	if err := tx.Commit(); err != nil {
 		s.restoreRecentMarks(claims)
@@ -352,6 +365,7 @@ func (s *Store) runOp(tx *wtx, fn writeFunc, savepoint bool) (events []notify.Ev
 			return nil, nil, fmt.Errorf("savepoint: %w", err)
 		}
 	}
+	indexed := len(*tx.bodyText)
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("mailstore: write panicked: %v", r)
@@ -360,6 +374,7 @@ func (s *Store) runOp(tx *wtx, fn writeFunc, savepoint bool) (events []notify.Ev
 		if err != nil {
 			err = classify(err)
 			events = nil
+			*tx.bodyText = (*tx.bodyText)[:indexed] // its bodies are not stored
 		}
 		if !savepoint {
 			return

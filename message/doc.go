@@ -2,7 +2,7 @@
 // its envelope and addresses (Envelope, Address), its MIME tree with byte
 // offsets into the raw message (Part, Parsed), and, for search, the
 // decoded text of its header fields and text parts (EachField, FieldText,
-// DecodeText).
+// DecodeText, PartText, with HTML reduced to its text by HTMLText).
 //
 // mailstore calls Parse at delivery and stores the Parsed value as JSON;
 // protocol packages (imapd's ENVELOPE and BODYSTRUCTURE, later the HTTP

@@ -107,6 +107,20 @@ func DecodeText(encoding, charset string, b []byte) []byte {
 	return textToUTF8(charset, b)
 }
 
+// PartText returns the text that search reads in a leaf text part (type
+// text, the given subtype, lower-case as Part.Subtype): the part decoded
+// by DecodeText and, for text/html, reduced by HTMLText to what a reader
+// sees. RFC 9051 §6.4.4 leaves "the body" to the server; matching words
+// across inline markup, and not matching the markup itself, is what a
+// user searching HTML mail expects.
+func PartText(subtype, encoding, charset string, b []byte) []byte {
+	t := DecodeText(encoding, charset, b)
+	if subtype == "html" {
+		t = HTMLText(t)
+	}
+	return t
+}
+
 // textToUTF8 converts b from charset to UTF-8. UTF-8 and US-ASCII are
 // kept as they are (invalid bytes just never match), the Latin-1 family is
 // converted here, others through Parse's charset support; an unknown

@@ -462,7 +462,7 @@ func TestLoginStoreFault(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t, envOptions{})
 	e.deliver(t, testMessage(1))
-	breakBodies(t, e)
+	breakSizes(t, e)
 	c := e.dial(t)
 	c.cmd("USER "+testUser, `^\+OK`)
 	c.cmd("PASS "+testPassword, `^-ERR \[SYS/TEMP\] Internal server error, try again later$`)
@@ -527,9 +527,10 @@ func injectFault(t *testing.T, e *testEnv, when string) {
 	execRaw(t, e, fmt.Sprintf("CREATE TRIGGER test_fault %s BEGIN SELECT RAISE(ABORT, 'injected disk fault'); END", when))
 }
 
-// breakBodies makes every read of the bodies table fail, as a corrupt
-// database would: the table is renamed away.
-func breakBodies(t *testing.T, e *testEnv) {
+// breakSizes makes every read of the stored CRLF sizes (the login's
+// snapshot, mailstore.Maildrop) fail, as a corrupt database would: the
+// table is renamed away.
+func breakSizes(t *testing.T, e *testEnv) {
 	t.Helper()
-	execRaw(t, e, "PRAGMA foreign_keys = OFF; PRAGMA legacy_alter_table = ON; ALTER TABLE bodies RENAME TO bodies_gone")
+	execRaw(t, e, "PRAGMA legacy_alter_table = ON; ALTER TABLE body_crlf_size RENAME TO body_crlf_size_gone")
 }

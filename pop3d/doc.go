@@ -26,10 +26,10 @@
 //     decide whether to fetch). A session that never reaches QUIT sets
 //     no flag: RFC 1939 has no state but UPDATE that changes the
 //     maildrop.
-//   - Login reads every INBOX body once, inside SQLite, to count bare
-//     LFs (mailstore.Maildrop): the sizes must be exact before the first
-//     LIST (RFC 1939 §11). A large INBOX makes login slower, not memory
-//     larger; bodies are read again only for RETR and TOP.
+//   - Login reads the INBOX's sizes in CRLF form, counted when each body
+//     was stored (mailstore.Maildrop): the sizes must be exact before the
+//     first LIST (RFC 1939 §11), and no body is read for them; bodies are
+//     read only for RETR and TOP.
 //   - Messages are sent as the store holds them, with every line ended by
 //     CRLF (a stored bare LF becomes CRLF) and lines starting with "."
 //     byte-stuffed (RFC 1939 §3); sizes in STAT and LIST count the bytes

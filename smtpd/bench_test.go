@@ -28,7 +28,7 @@ import (
 // that sends MAIL, RCPT and DATA in one write as MTAs do when the server
 // offers PIPELINING (RFC 2920).
 //
-//	go test -run XXX -bench SMTPDeliver -benchtime 2000x ./smtpd/
+//	go test -tags sqlite_fts5 -run XXX -bench SMTPDeliver -benchtime 2000x ./smtpd/
 func BenchmarkSMTPDeliver(b *testing.B) {
 	for _, clients := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {

@@ -36,7 +36,7 @@ func pushmailBinary(t *testing.T) string {
 			return
 		}
 		binary.path = filepath.Join(dir, "pushmail")
-		out, err := exec.Command("go", "build", "-o", binary.path, ".").CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags", "sqlite_fts5", "-o", binary.path, ".").CombinedOutput()
 		if err != nil {
 			binary.err = &exitError{1, err}
 			t.Logf("go build: %s", out)

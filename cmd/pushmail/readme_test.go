@@ -122,7 +122,7 @@ func toServerPorts(t *testing.T, text string, srv *server) string {
 
 // quickstartRE is the Quickstart's first command: the build, then the one
 // command that runs the server.
-var quickstartRE = regexp.MustCompile(`^go build -o pushmail \./cmd/pushmail && \./pushmail serve((?: --[a-z-]+(?:=\S+)?)*)$`)
+var quickstartRE = regexp.MustCompile(`^go build -tags sqlite_fts5 -o pushmail \./cmd/pushmail && \./pushmail serve((?: --[a-z-]+(?:=\S+)?)*)$`)
 
 // quickstart checks the set-up block (exactly one command runs the server,
 // one runs the whole test suite) and returns the serve flags.

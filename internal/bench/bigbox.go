@@ -19,13 +19,18 @@ import (
 
 // BigboxResult is the outcome of "pushmail bench bigbox".
 type BigboxResult struct {
-	Messages   int        `json:"messages"` // in the INBOX when timed
-	Loaded     int        `json:"loaded"`   // added by this run
-	LoadSec    float64    `json:"load_seconds"`
-	LoadPerSec float64    `json:"load_msgs_per_sec"`
-	LoadedBy   string     `json:"loaded_by"` // mailstore Append, or SMTP
-	Repeat     int        `json:"repeat"`
-	Ops        []bigboxOp `json:"ops"`
+	Messages   int     `json:"messages"` // in the INBOX when timed
+	Loaded     int     `json:"loaded"`   // added by this run
+	LoadSec    float64 `json:"load_seconds"`
+	LoadPerSec float64 `json:"load_msgs_per_sec"`
+	LoadedBy   string  `json:"loaded_by"` // mailstore Append, or SMTP
+	// IndexBytesPerMsg and FileBytesPerMsg are the full-text index's
+	// payload and the store file's size, per message, after the load
+	// (mailstore.Stats); 0 when the store is another process's.
+	IndexBytesPerMsg float64    `json:"index_bytes_per_message,omitempty"`
+	FileBytesPerMsg  float64    `json:"file_bytes_per_message,omitempty"`
+	Repeat           int        `json:"repeat"`
+	Ops              []bigboxOp `json:"ops"`
 }
 
 // bigboxOp is one timed command.
@@ -172,7 +177,18 @@ func runBigbox(ctx context.Context, b *bench, messages, repeat, loaders int) (re
 		err := bigboxLoad(ctx, store, rcpt.Mailbox, messages, loaders, b)
 		loadTime = time.Since(start)
 		res.Loaded, res.LoadedBy = messages, "mailstore Append"
-		return err
+		if err != nil {
+			return err
+		}
+		st, err := store.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Messages > 0 {
+			res.IndexBytesPerMsg = float64(st.IndexBytes) / float64(st.Messages)
+			res.FileBytesPerMsg = float64(st.FileBytes) / float64(st.Messages)
+		}
+		return nil
 	}
 	t, err := b.start(ctx, 1, prepare) // one IMAP client
 	if err != nil {
@@ -349,6 +365,9 @@ func (r *BigboxResult) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "INBOX of %d messages", r.Messages)
 	if r.Loaded > 0 {
 		fmt.Fprintf(w, " (%d loaded by %s in %.1fs, %.0f msgs/s; not part of the timings)", r.Loaded, r.LoadedBy, r.LoadSec, r.LoadPerSec)
+	}
+	if r.IndexBytesPerMsg > 0 {
+		fmt.Fprintf(w, "\nstore file %.0f bytes per message, of which the full-text index %.0f", r.FileBytesPerMsg, r.IndexBytesPerMsg)
 	}
 	fmt.Fprintf(w, "\nmedian of %d, from sending the command to its tagged OK:\n", r.Repeat)
 	for _, op := range r.Ops {

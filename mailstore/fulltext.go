@@ -1,0 +1,294 @@
+package mailstore
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"pushmail/message"
+)
+
+// The full-text index (schema version versionBodyText) serves SEARCH
+// BODY and TEXT (RFC 9051 §6.4.4) without decoding every message.
+//
+// body_text is an SQLite FTS5 table with the trigram tokenizer, one row
+// per body (rowid = bodies.id, so a copy shares its original's row), with
+// two columns: the decoded header fields of the message and of its MIME
+// parts, and the text of its text parts, as the scanning search reads
+// them (decodeHeaderText, decodeBodyText), already lower-cased by Go.
+// It is contentless (content=''): the text is not stored a second time;
+// contentless_delete lets a row be deleted by rowid. detail=none keeps
+// only which rows hold each trigram, not where: a tenth of the size of
+// the positions (detail=full) on the bench bigbox corpus, at the cost of
+// answering "has every trigram of the needle" rather than "has the
+// needle", which the confirming check settles.
+//
+// The index only narrows: a needle of three characters or more selects
+// the bodies that hold all its trigrams, a superset of the bodies that
+// contain it (see ftsQuery), and the scanning check then confirms each
+// candidate, so the answer is exactly the scanning search's. Shorter
+// needles (trigrams cannot answer them) scan, as before.
+//
+// A body's row is written in the transaction that inserts the body
+// (insertBodyTx: delivery, append; writeBodyText, just before the
+// commit) and deleted by a trigger in the
+// transaction that deletes the body (its last message's expunge, move
+// out of the last mailbox, DELETE of a mailbox or user); COPY and MOVE
+// share the body, and so its row. So SEARCH never misses a committed
+// message and never meets a stale row.
+
+// versionBodyText is the schema version whose migration creates the
+// full-text index and fills it (indexBodyText). The same migration
+// stores each body's size in CRLF form, for POP3 (maildrop.go), which
+// otherwise read every body of the INBOX at each login.
+const versionBodyText = 13
+
+// migrationBodyText is the migration to versionBodyText.
+const migrationBodyText = `
+CREATE VIRTUAL TABLE body_text USING fts5(
+	header, body,
+	content = '', contentless_delete = 1, detail = none,
+	tokenize = 'trigram'
+);
+CREATE TABLE body_crlf_size (
+	id   INTEGER PRIMARY KEY,  -- bodies.id
+	size INTEGER NOT NULL      -- octets with every bare LF sent as CRLF (maildrop.go)
+);
+INSERT INTO body_crlf_size(id, size)
+	SELECT id, n + (n - octet_length(replace(raw, char(10), ''))) - (n - octet_length(replace(raw, char(13, 10), ''))) / 2
+	FROM (SELECT id, raw, octet_length(raw) AS n FROM bodies);
+CREATE TRIGGER bodies_text_delete AFTER DELETE ON bodies BEGIN
+	DELETE FROM body_text WHERE rowid = OLD.id;
+	DELETE FROM body_crlf_size WHERE id = OLD.id;
+END;
+`
+
+// errNoFTS5 explains the failure of a binary built without FTS5.
+var errNoFTS5 = errors.New("this binary's SQLite has no FTS5, which the full-text index needs: build with -tags sqlite_fts5")
+
+// checkFTS5 fails with errNoFTS5 if SQLite was compiled without FTS5
+// (go-sqlite3 compiles it in with the build tag sqlite_fts5 only).
+func checkFTS5(ctx context.Context, db *sql.DB) error {
+	var on bool
+	if err := db.QueryRowContext(ctx, "SELECT sqlite_compileoption_used('ENABLE_FTS5')").Scan(&on); err != nil {
+		return fmt.Errorf("check for FTS5: %w", err)
+	}
+	if !on {
+		return errNoFTS5
+	}
+	return nil
+}
+
+// bodyTextMatchSQL is a search term on messages m: the message's body
+// matches an FTS5 query (ftsQuery).
+const bodyTextMatchSQL = "m.body_id IN (SELECT rowid FROM body_text WHERE body_text MATCH ?)"
+
+// bodyTextRow is one body's row of the index, to be written.
+type bodyTextRow struct {
+	id   int64
+	text bodyText
+}
+
+// maxBodyTextRows bounds the rows of one INSERT (3 parameters each, well
+// under SQLite's 32766).
+const maxBodyTextRows = 512
+
+// writeBodyText writes rows to the index, as few statements as it can.
+//
+// FTS5 collects a transaction's rows in memory and writes them out as one
+// new segment at the commit, or earlier, whenever a statement opens a
+// statement journal (sqlite3VtabSavepoint calls FTS5's xSavepoint, which
+// flushes): every INSERT into an FTS5 table, and every UPDATE with a
+// trigger, does. Written one INSERT per message among the delivery's other
+// statements, each message became a segment of its own, for FTS5 to merge
+// again: twice the writer's time per delivery. One multi-row INSERT per
+// batch, as its last statement, makes one segment per commit.
+//
+// The rows were collected while the batch ran, and a later write of the
+// batch may have deleted a body (its delete trigger then found no row to
+// delete), and SQLite may have given its id to a newer body: so only the
+// last row collected for an id is written, and only if that body is
+// still there. FTS5 does not check that a rowid is new; a second row
+// under one would corrupt the index.
+func writeBodyText(ctx context.Context, tx *sql.Tx, rows []bodyTextRow) error {
+	last := make(map[int64]int, len(rows))
+	for i, r := range rows {
+		last[r.id] = i
+	}
+	args := make([]any, 0, 3*min(len(rows), maxBodyTextRows))
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		n := len(args) / 3
+		q := "INSERT INTO body_text(rowid, header, body) SELECT v.column1, v.column2, v.column3 FROM (VALUES " +
+			strings.Repeat("(?, ?, ?), ", n-1) + "(?, ?, ?)) v JOIN bodies b ON b.id = v.column1"
+		_, err := tx.ExecContext(ctx, q, args...)
+		args = args[:0]
+		return err
+	}
+	for i, r := range rows {
+		if last[r.id] != i {
+			continue // the body was deleted, and its id given again
+		}
+		args = append(args, r.id, r.text.header, r.text.body)
+		if len(args) == 3*maxBodyTextRows {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// bodyText is what the index holds for one body.
+type bodyText struct{ header, body string }
+
+// newBodyText derives a body's index text from its raw bytes and parse
+// result: the same text the scanning search reads, parts separated by a
+// line break. The separator may make a needle match across two parts in
+// the index; the scanning check, which reads each part alone, then
+// rejects it. NUL bytes become spaces: FTS5 reads text as C strings in
+// places, and a needle with a NUL never uses the index (ftsQuery).
+func newBodyText(raw []byte, root *searchPart) bodyText {
+	h := decodeHeaderText(raw[:message.HeaderEnd(raw)], raw, root)
+	b := bytes.Join(decodeBodyText(raw, root), []byte{'\n'})
+	return bodyText{
+		header: strings.ReplaceAll(h, "\x00", " "),
+		body:   string(bytes.ReplaceAll(b, []byte{0}, []byte{' '})),
+	}
+}
+
+// toSearchPart copies what search reads of a parsed MIME tree.
+func toSearchPart(p *message.Part) *searchPart {
+	sp := &searchPart{
+		Type:        p.Type,
+		Subtype:     p.Subtype,
+		Encoding:    p.Encoding,
+		HeaderStart: p.HeaderStart,
+		BodyStart:   p.BodyStart,
+		End:         p.End,
+	}
+	sp.Params.Charset = p.Params["charset"]
+	if len(p.Parts) > 0 {
+		sp.Parts = make([]searchPart, len(p.Parts))
+		for i := range p.Parts {
+			sp.Parts[i] = *toSearchPart(&p.Parts[i])
+		}
+	}
+	return sp
+}
+
+// maxQueryTrigrams bounds the trigrams of one needle put to the index;
+// a long needle is narrowed enough by some of them.
+const maxQueryTrigrams = 24
+
+// ftsQuery returns the FTS5 query that selects the bodies whose index
+// text may contain needle (lower-case): those holding each of its
+// trigrams (at most maxQueryTrigrams of them, spread over the needle);
+// ok is false when the index cannot narrow the search for it.
+//
+// The trigram tokenizer folds case per code point (SQLite's unicode
+// folding, which may differ from Go's). Both the text and the needle are
+// lower-cased by Go before SQLite folds them, one code point at a time;
+// so where Go's lower-cased text contains Go's lower-cased needle, the
+// folded text holds every folded trigram of the folded needle: every
+// match of the scanning search is a candidate. The converse fails (the
+// trigrams may lie apart, folding may merge what Go keeps apart), which
+// the confirming check absorbs. Needles of fewer than three characters
+// have no trigram, and one with a NUL may be cut short in FTS5, so those
+// go without the index.
+func ftsQuery(needle string) (string, bool) {
+	if strings.IndexByte(needle, 0) >= 0 {
+		return "", false
+	}
+	runes := []rune(needle)
+	n := len(runes) - 2 // trigrams
+	if n < 1 {
+		return "", false
+	}
+	step := max(1, (n+maxQueryTrigrams-1)/maxQueryTrigrams)
+	seen := map[string]bool{}
+	var terms []string
+	for i := 0; i < n; i += step {
+		if i+step >= n {
+			i = n - 1 // always the last trigram
+		}
+		tri := string(runes[i : i+3])
+		if seen[tri] {
+			continue
+		}
+		seen[tri] = true
+		// FTS5 query syntax (sqlite.org/fts5.html §3.1): a string in
+		// double quotes, a double quote in it written twice; one
+		// trigram is one token, which detail=none can answer.
+		terms = append(terms, `"`+strings.ReplaceAll(tri, `"`, `""`)+`"`)
+	}
+	return strings.Join(terms, " AND "), true
+}
+
+// indexBodyText is the migration step to versionBodyText: it indexes
+// every body already stored, a batch at a time, logging its progress
+// (a large store takes minutes).
+func indexBodyText(ctx context.Context, tx *sql.Tx, log *slog.Logger) error {
+	var total int64
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM bodies").Scan(&total); err != nil {
+		return err
+	}
+	if total == 0 {
+		return nil // a new store: nothing to index, nothing to say
+	}
+	log.Info("full-text index: indexing the stored messages", "bodies", total)
+	const batch = 256
+	var last, done int64
+	type row struct {
+		id      int64
+		raw, js []byte
+	}
+	for {
+		rows, err := tx.QueryContext(ctx,
+			"SELECT id, raw, json_extract(parsed, '$.root') FROM bodies WHERE id > ? ORDER BY id LIMIT ?", last, batch)
+		if err != nil {
+			return err
+		}
+		var got []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.id, &r.raw, &r.js); err != nil {
+				rows.Close()
+				return err
+			}
+			got = append(got, r)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if len(got) == 0 {
+			break
+		}
+		index := make([]bodyTextRow, 0, len(got))
+		for _, r := range got {
+			var root *searchPart
+			if p := new(searchPart); json.Unmarshal(r.js, p) == nil {
+				root = p
+			}
+			index = append(index, bodyTextRow{id: r.id, text: newBodyText(r.raw, root)})
+			last = r.id
+		}
+		if err := writeBodyText(ctx, tx, index); err != nil {
+			return fmt.Errorf("index bodies up to %d: %w", last, err)
+		}
+		before := done / 10000
+		done += int64(len(got))
+		if done/10000 != before {
+			log.Info("full-text index: progress", "indexed", done, "of", total)
+		}
+	}
+	log.Info("full-text index: done", "indexed", done)
+	return nil
+}
