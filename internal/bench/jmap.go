@@ -154,6 +154,15 @@ func runJMAP(ctx context.Context, b *bench, streams, messages, size int) (res *J
 	defer smtpc.close()
 	var fromAck, all []time.Duration
 	b.progress("delivering %d messages", messages)
+	stopProfile, err := b.startProfile()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if perr := stopProfile(); err == nil {
+			err = perr
+		}
+	}()
 	for i := 0; i < messages; i++ {
 		msg := benchMessage(fmt.Sprintf("jmap-%d", i), t.user, size)
 		if err := smtpc.transaction(benchSender, t.user, msg); err != nil {
