@@ -45,6 +45,13 @@ func newEnv(t testing.TB, limits Limits) *testEnv {
 // AuthLimiter are the test's).
 func newEnvOptions(t testing.TB, opts Options) *testEnv {
 	t.Helper()
+	return newEnvHTTP(t, opts, nil)
+}
+
+// newEnvHTTP is newEnvOptions with configure, if not nil, called on the
+// HTTP server before it serves.
+func newEnvHTTP(t testing.TB, opts Options, configure func(*http.Server)) *testEnv {
+	t.Helper()
 	ctx := context.Background()
 	store, err := mailstore.Open(ctx, filepath.Join(t.TempDir(), "mail.db"), mailstore.Options{PasswordCost: bcrypt.MinCost,
 		Logger: slog.New(slog.DiscardHandler)})
@@ -78,6 +85,9 @@ func newEnvOptions(t testing.TB, opts Options) *testEnv {
 		t.Fatal(err)
 	}
 	hs := &http.Server{Handler: mux}
+	if configure != nil {
+		configure(hs)
+	}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)

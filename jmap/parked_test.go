@@ -225,3 +225,49 @@ func (e *testEnv) feedCount() int {
 	defer e.srv.mu.Unlock()
 	return len(e.srv.feeds)
 }
+
+// TestEventSourceParkedBackpressure: a client that stops reading fills
+// its parked stream's socket; what a fan-out worker's non-blocking write
+// could not send goes to the stream's own goroutine, which writes it,
+// blocking, then catches up with the feed and parks again. The client,
+// reading again, gets whole events up to the last state.
+func TestEventSourceParkedBackpressure(t *testing.T) {
+	t.Parallel()
+	env := newEnvHTTP(t, Options{}, func(hs *http.Server) {
+		// Small server-side socket buffers: a few dozen events fill them.
+		hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(*net.TCPConn); ok {
+				if err := tc.SetWriteBuffer(4096); err != nil {
+					t.Errorf("SetWriteBuffer = %v", err)
+				}
+			}
+			return ctx
+		}
+	})
+	s, c := env.rawEvents(t, "types=*&closeafter=no&ping=0", "")
+	if err := c.SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the stream parks", func() bool { return env.parked() == 1 })
+	// Not reading: deliveries until the parked write falls short and
+	// the stream wakes (ping=0 and no input: nothing else wakes it).
+	for i := 0; env.srv.loop.Wakes() == 0; i++ {
+		if i == 2000 {
+			t.Fatalf("%d deliveries to a client that reads nothing and the parked stream never woke", i)
+		}
+		env.deliver(t, fmt.Sprintf("From: a@example.org\nSubject: %d\n\nx\n", i))
+	}
+	env.deliver(t, "From: a@example.org\nSubject: last\n\nx\n")
+	want, err := env.store.AccountState(context.Background(), env.user.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every event read whole, up to the last state.
+	for {
+		changed, _ := s.nextState(t, env.account())
+		if changed["Email"] == stateString(want.Email) {
+			break
+		}
+	}
+	eventually(t, "the stream parks again", func() bool { return env.parked() == 1 })
+}
