@@ -37,8 +37,8 @@ import (
 // possible.
 
 // streamWriteTimeout bounds a blocking write of an awake parked stream:
-// a client that reads nothing for that long loses its stream, and the
-// Server's Close never waits longer for one.
+// a client that reads nothing for that long loses its stream. The
+// Server's Close cuts such a write short.
 const streamWriteTimeout = 30 * time.Second
 
 // parkedStream is one event stream served outside net/http.
@@ -127,6 +127,11 @@ func (s *Server) serveParked(w http.ResponseWriter, f *feed, mask typeMask, last
 // streamWriteTimeout.
 func (p *parkedStream) write(b []byte) error {
 	if err := p.conn.SetWriteDeadline(time.Now().Add(streamWriteTimeout)); err != nil {
+		return err
+	}
+	// After the deadline is set: the Server's Close cancels the context,
+	// then cuts the writes under way short (Server.Close).
+	if err := p.s.ctx.Err(); err != nil {
 		return err
 	}
 	_, err := p.conn.Write(b)

@@ -226,15 +226,10 @@ func (e *testEnv) feedCount() int {
 	return len(e.srv.feeds)
 }
 
-// TestEventSourceParkedBackpressure: a client that stops reading fills
-// its parked stream's socket; what a fan-out worker's non-blocking write
-// could not send goes to the stream's own goroutine, which writes it,
-// blocking, then catches up with the feed and parks again. The client,
-// reading again, gets whole events up to the last state.
-func TestEventSourceParkedBackpressure(t *testing.T) {
-	t.Parallel()
-	env := newEnvHTTP(t, Options{}, func(hs *http.Server) {
-		// Small server-side socket buffers: a few dozen events fill them.
+// smallSendBuffers makes the test server's sockets' send buffers small:
+// a few dozen events fill them when the client does not read.
+func smallSendBuffers(t *testing.T) func(*http.Server) {
+	return func(hs *http.Server) {
 		hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 			if tc, ok := c.(*net.TCPConn); ok {
 				if err := tc.SetWriteBuffer(4096); err != nil {
@@ -243,20 +238,56 @@ func TestEventSourceParkedBackpressure(t *testing.T) {
 			}
 			return ctx
 		}
-	})
+	}
+}
+
+// fillStream delivers to a parked stream whose client reads nothing
+// until a parked write falls short and the stream wakes to write the
+// rest, blocking (ping=0 and no input: nothing else wakes it).
+func (e *testEnv) fillStream(t *testing.T) {
+	t.Helper()
+	for i := 0; e.srv.loop.Wakes() == 0; i++ {
+		if i == 2000 {
+			t.Fatalf("%d deliveries to a client that reads nothing and the parked stream never woke", i)
+		}
+		e.deliver(t, fmt.Sprintf("From: a@example.org\nSubject: %d\n\nx\n", i))
+	}
+}
+
+// TestEventSourceParkedCloseBlocked: Close ends a stream whose
+// goroutine is blocked writing to a client that reads nothing.
+func TestEventSourceParkedCloseBlocked(t *testing.T) {
+	t.Parallel()
+	env := newEnvHTTP(t, Options{}, smallSendBuffers(t))
 	s, c := env.rawEvents(t, "types=*&closeafter=no&ping=0", "")
 	if err := c.SetReadBuffer(4096); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the stream parks", func() bool { return env.parked() == 1 })
-	// Not reading: deliveries until the parked write falls short and
-	// the stream wakes (ping=0 and no input: nothing else wakes it).
-	for i := 0; env.srv.loop.Wakes() == 0; i++ {
-		if i == 2000 {
-			t.Fatalf("%d deliveries to a client that reads nothing and the parked stream never woke", i)
-		}
-		env.deliver(t, fmt.Sprintf("From: a@example.org\nSubject: %d\n\nx\n", i))
+	env.fillStream(t)
+	env.srv.Close()
+	if _, err := io.Copy(io.Discard, s.r); err != nil {
+		t.Errorf("reading the stream after Close: %v; want its end", err)
 	}
+	if n := env.feedCount(); n != 0 {
+		t.Errorf("%d feeds after Close; want none", n)
+	}
+}
+
+// TestEventSourceParkedBackpressure: a client that stops reading fills
+// its parked stream's socket; what a fan-out worker's non-blocking write
+// could not send goes to the stream's own goroutine, which writes it,
+// blocking, then catches up with the feed and parks again. The client,
+// reading again, gets whole events up to the last state.
+func TestEventSourceParkedBackpressure(t *testing.T) {
+	t.Parallel()
+	env := newEnvHTTP(t, Options{}, smallSendBuffers(t))
+	s, c := env.rawEvents(t, "types=*&closeafter=no&ping=0", "")
+	if err := c.SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the stream parks", func() bool { return env.parked() == 1 })
+	env.fillStream(t)
 	env.deliver(t, "From: a@example.org\nSubject: last\n\nx\n")
 	want, err := env.store.AccountState(context.Background(), env.user.User)
 	if err != nil {

@@ -154,6 +154,20 @@ func (s *Server) Close() {
 	if err := s.loop.Close(); err != nil {
 		s.log.Error("event source: close the readiness loop", "err", err)
 	}
+	// A stream blocked writing to a client that reads nothing ends now,
+	// not at streamWriteTimeout (parkedStream.write checks the context
+	// after it sets its own deadline, so this one comes last).
+	s.mu.Lock()
+	for _, f := range s.feeds {
+		f.mu.Lock()
+		for p := range f.parked {
+			if err := p.conn.SetWriteDeadline(time.Now()); err != nil {
+				s.log.Debug("event source: cut a write short", "err", err)
+			}
+		}
+		f.mu.Unlock()
+	}
+	s.mu.Unlock()
 	s.pool.Close()
 	s.streams.Wait()
 }
