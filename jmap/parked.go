@@ -1,6 +1,7 @@
 package jmap
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/http"
@@ -87,6 +88,7 @@ func (s *Server) serveParked(w http.ResponseWriter, f *feed, mask typeMask, last
 	// net/http hands over, is ignored: the response says
 	// Connection: close. Its buffers go with it: a parked stream keeps
 	// none.
+	head := w.Header()
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		s.streams.Done()
@@ -102,20 +104,25 @@ func (s *Server) serveParked(w http.ResponseWriter, f *feed, mask typeMask, last
 	if sc, ok := conn.(syscall.Conn); ok {
 		p.sc = sc
 	}
-	// The response head by hand: no Content-Length and no chunked
-	// coding, so the body is what comes until the connection closes
-	// (RFC 9112 §6.3, item 8), which is how the stream ends. A comment
-	// line first, as serveEvents sends it.
-	head := "HTTP/1.1 200 OK\r\n" +
-		"Content-Type: text/event-stream\r\n" +
-		"Cache-Control: no-cache\r\n" +
-		"X-Accel-Buffering: no\r\n" +
-		"Connection: close\r\n" +
-		"Date: " + time.Now().UTC().Format(http.TimeFormat) + "\r\n" +
-		"\r\n" +
-		": open\n\n"
+	// The response head by hand, with whatever headers the handlers
+	// before this one set: no Content-Length and no chunked coding, so
+	// the body is what comes until the connection closes (RFC 9112 §6.3,
+	// item 8), which is how the stream ends. A comment line first, as
+	// serveEvents sends it.
+	h := head.Clone()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Connection", "close")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	var b bytes.Buffer
+	b.WriteString("HTTP/1.1 200 OK\r\n")
+	if err := h.Write(&b); err != nil {
+		panic("jmap: write a header to memory: " + err.Error()) // bytes.Buffer does not fail
+	}
+	b.WriteString("\r\n: open\n\n")
 	f.attach(p)
-	if err := p.write([]byte(head)); err != nil {
+	if err := p.write(b.Bytes()); err != nil {
 		p.end()
 		return true
 	}

@@ -41,6 +41,9 @@ func (e *testEnv) rawEvents(t *testing.T, query, lastEventID string) (*sseStream
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("event source: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-cache" {
+		t.Errorf("event source: Cache-Control %q; want no-cache", cc)
+	}
 	s := &sseStream{resp: resp, r: bufio.NewReader(resp.Body)}
 	// The opening comment: the stream is set up (and, parked, about to
 	// park) once it is read.
