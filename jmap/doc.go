@@ -38,6 +38,13 @@
 //     subscription (notify.Hub.SubscribeUser), woken by commits and
 //     never by a timer, that reads the new states from the store once
 //     per wake-up for all of them.
-//   - Every stream goroutine belongs to its HTTP request; Close ends
-//     them all.
+//   - An event stream over plain HTTP/1.x leaves net/http (hijacked)
+//     and sleeps between events in the Server's readiness loop
+//     (internal/hibernate) with no goroutine and no buffer; each commit
+//     encodes its StateChange once per account and kind of stream
+//     (feed.event), and the Server's fan-out workers (internal/fanout)
+//     write it to the parked sockets without waking them (parked.go).
+//     TLS streams stay on a goroutine of their HTTP request.
+//   - Close ends every stream, parked or not, and waits for the parked
+//     ones, which the HTTP server's Shutdown does not know.
 package jmap

@@ -1,7 +1,6 @@
 package jmap
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -93,6 +92,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, u *user) {
 			ping = max(time.Duration(n)*time.Second, s.opts.PingMin)
 		}
 	}
+	mask := maskOf(types)
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		problem(w, http.StatusInternalServerError, "about:blank", "Streaming unsupported", nil)
@@ -105,7 +105,6 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, u *user) {
 		problem(w, http.StatusInternalServerError, "about:blank", "Server error", nil)
 		return
 	}
-	defer s.releaseFeed(f)
 	cur, changedCh, _ := f.current()
 	last := cur
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
@@ -113,6 +112,12 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, u *user) {
 			last = prev
 		}
 	}
+	// Plain HTTP/1.x: the stream leaves net/http and parks between
+	// events (parked.go), and the feed goes with it.
+	if s.parkable(r) && s.serveParked(w, f, mask, last, ping, closeAfter) {
+		return
+	}
+	defer s.releaseFeed(f)
 
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -133,13 +138,8 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, u *user) {
 		tick = t.C
 	}
 	for {
-		if changed := stateChange(u.ID, types, last, cur); changed != nil {
-			js, err := json.Marshal(changed)
-			if err != nil {
-				s.log.Error("event source: encode", "err", err)
-				return
-			}
-			if _, err := fmt.Fprintf(w, "event: state\nid: %s\ndata: %s\n\n", cur.eventID(), js); err != nil {
+		if ev := f.event(mask, last, cur); ev != nil {
+			if _, err := w.Write(ev); err != nil {
 				return // the client went away
 			}
 			flusher.Flush()
@@ -180,9 +180,12 @@ func delivered(evs []notify.Event) bool {
 
 // stateChange is the StateChange object (RFC 8620 §7.1) for the types
 // that differ between last and cur, nil when none does.
-func stateChange(u mailstore.UserID, types []string, last, cur streamState) map[string]any {
+func stateChange(u mailstore.UserID, types typeMask, last, cur streamState) map[string]any {
 	changed := map[string]string{}
-	for _, t := range types {
+	for _, t := range pushTypes {
+		if !types.has(t) {
+			continue
+		}
 		switch {
 		case t == "Email" && cur.email != last.email, t == "Thread" && cur.email != last.email:
 			changed[t] = stateString(cur.email)

@@ -2,6 +2,8 @@ package jmap
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"sync"
 
 	"pushmail/mailstore"
@@ -20,6 +22,17 @@ type feed struct {
 	state   streamState
 	changed chan struct{} // closed when state changes, then replaced
 	failed  bool          // the store could not be read: streams end
+	// parked holds the account's parked streams (parked.go), awake or
+	// asleep: at each change each is submitted to the fan-out pool.
+	parked map[*parkedStream]struct{}
+
+	// events caches the encoded state events for the current state,
+	// by the stream's types and what it was told last: the streams that
+	// were told the same share one encoding per commit. Reset when the
+	// state changes; under evMu.
+	evMu    sync.Mutex
+	evState streamState
+	events  map[eventKey][]byte
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -31,6 +44,66 @@ func (f *feed) current() (streamState, <-chan struct{}, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.state, f.changed, !f.failed
+}
+
+// eventKey picks a stream's state event for the feed's current state.
+type eventKey struct {
+	mask typeMask
+	last streamState
+}
+
+// event returns the state event (RFC 8620 §7.3: "state", its id and the
+// StateChange as data) that tells a stream of types mask, last told
+// last, of cur; nil when none of its types changed. The bytes are
+// shared: nobody may modify them.
+func (f *feed) event(mask typeMask, last, cur streamState) []byte {
+	if !mask.differs(last, cur) {
+		return nil
+	}
+	f.evMu.Lock()
+	defer f.evMu.Unlock()
+	if f.events == nil || f.evState != cur {
+		f.events, f.evState = map[eventKey][]byte{}, cur
+	}
+	k := eventKey{mask, last}
+	if ev, ok := f.events[k]; ok {
+		return ev
+	}
+	js, err := json.Marshal(stateChange(f.user, mask, last, cur))
+	if err != nil {
+		// A map of strings always encodes.
+		panic("jmap: encode a StateChange: " + err.Error())
+	}
+	ev := fmt.Appendf(nil, "event: state\nid: %s\ndata: %s\n\n", cur.eventID(), js)
+	f.events[k] = ev
+	return ev
+}
+
+// attach adds a parked stream to those told of every change.
+func (f *feed) attach(p *parkedStream) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.parked == nil {
+		f.parked = map[*parkedStream]struct{}{}
+	}
+	f.parked[p] = struct{}{}
+}
+
+// detach removes a parked stream that ends.
+func (f *feed) detach(p *parkedStream) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.parked, p)
+}
+
+// notifyParkedLocked submits every parked stream to the fan-out pool,
+// after the state changed or the feed failed. The caller holds f.mu;
+// Submit only queues. A Pool that refuses is closed: so is the Loop,
+// which has woken every parked stream already.
+func (s *Server) notifyParkedLocked(f *feed) {
+	for p := range f.parked {
+		s.pool.Submit(uint64(f.user), p)
+	}
 }
 
 // acquireFeed returns user's feed, starting it (subscribed, states read)
@@ -74,6 +147,7 @@ func (s *Server) acquireFeed(ctx context.Context, user mailstore.UserID) (*feed,
 				}
 				f.failed = true
 				close(f.changed)
+				s.notifyParkedLocked(f)
 				f.mu.Unlock()
 				return
 			}
@@ -85,6 +159,7 @@ func (s *Server) acquireFeed(ctx context.Context, user mailstore.UserID) (*feed,
 				f.state = next
 				close(f.changed)
 				f.changed = make(chan struct{})
+				s.notifyParkedLocked(f)
 			}
 			f.mu.Unlock()
 		}

@@ -38,6 +38,20 @@ type testEnv struct {
 
 func newEnv(t testing.TB, limits Limits) *testEnv {
 	t.Helper()
+	return newEnvOptions(t, Options{Limits: limits})
+}
+
+// newEnvOptions is newEnv with the Server's options (its Logger and
+// AuthLimiter are the test's).
+func newEnvOptions(t testing.TB, opts Options) *testEnv {
+	t.Helper()
+	return newEnvHTTP(t, opts, nil)
+}
+
+// newEnvHTTP is newEnvOptions with configure, if not nil, called on the
+// HTTP server before it serves.
+func newEnvHTTP(t testing.TB, opts Options, configure func(*http.Server)) *testEnv {
+	t.Helper()
 	ctx := context.Background()
 	store, err := mailstore.Open(ctx, filepath.Join(t.TempDir(), "mail.db"), mailstore.Options{PasswordCost: bcrypt.MinCost,
 		Logger: slog.New(slog.DiscardHandler)})
@@ -62,7 +76,8 @@ func newEnv(t testing.TB, limits Limits) *testEnv {
 		t.Fatal(err)
 	}
 	limiter := authlimit.New(authlimit.Config{Delay: time.Millisecond, PerIP: 1000, PerAccount: 3})
-	env.srv = New(store, Options{Logger: slog.New(slog.DiscardHandler), AuthLimiter: limiter, Limits: limits})
+	opts.Logger, opts.AuthLimiter = slog.New(slog.DiscardHandler), limiter
+	env.srv = New(store, opts)
 	mux := http.NewServeMux()
 	env.srv.Register(mux)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -70,6 +85,9 @@ func newEnv(t testing.TB, limits Limits) *testEnv {
 		t.Fatal(err)
 	}
 	hs := &http.Server{Handler: mux}
+	if configure != nil {
+		configure(hs)
+	}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)

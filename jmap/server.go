@@ -6,10 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
 	"pushmail/internal/authlimit"
+	"pushmail/internal/fanout"
+	"pushmail/internal/hibernate"
 	"pushmail/mailstore"
 )
 
@@ -71,6 +74,11 @@ type Options struct {
 	// a client asking for less gets this (RFC 8620 §7.3: "the server
 	// MAY choose a minimum value"). Default 1s.
 	PingMin time.Duration
+	// KeepStreamsAwake serves every event stream on its own goroutine
+	// inside net/http, as TLS streams are served, instead of parking
+	// plain-HTTP ones between events (parked.go); for comparison in
+	// tests and benchmarks.
+	KeepStreamsAwake bool
 }
 
 // Server serves the HTTP API. Create it with New, mount Handler on an
@@ -92,6 +100,15 @@ type Server struct {
 	uploading map[mailstore.UserID]int // uploads in progress
 	blobs     *blobStore
 	feeds     map[mailstore.UserID]*feed // event stream feeds, by account
+	closed    bool                       // Close was called: no new parked stream
+
+	// Parked event streams (parked.go): the readiness loop they sleep
+	// in, the workers that write events to them, and the count of those
+	// alive, which Close waits for (net/http's Shutdown does not know
+	// them).
+	loop    *hibernate.Loop
+	pool    *fanout.Pool[struct{}]
+	streams sync.WaitGroup
 }
 
 // New returns a Server over store.
@@ -119,12 +136,41 @@ func New(store *mailstore.Store, opts Options) *Server {
 		uploading: map[mailstore.UserID]int{},
 		blobs:     newBlobStore(4 * limits.MaxSizeUpload),
 		feeds:     map[mailstore.UserID]*feed{},
+		loop:      hibernate.New(opts.Logger),
+		pool:      fanout.New(runtime.GOMAXPROCS(0), func() struct{} { return struct{}{} }),
 	}
 }
 
 // Close ends every open event stream; requests already running finish.
-// It does not wait: the HTTP server's Shutdown waits for the handlers.
-func (s *Server) Close() { s.cancel() }
+// It waits for the parked streams (parked.go), which net/http no longer
+// knows, to end; the HTTP server's Shutdown waits for the handlers.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	// The Loop wakes every parked stream (Stopped), whose goroutine
+	// ends it; an awake one sees the context. Then the workers stop.
+	if err := s.loop.Close(); err != nil {
+		s.log.Error("event source: close the readiness loop", "err", err)
+	}
+	// A stream blocked writing to a client that reads nothing ends now,
+	// not at streamWriteTimeout (parkedStream.write checks the context
+	// after it sets its own deadline, so this one comes last).
+	s.mu.Lock()
+	for _, f := range s.feeds {
+		f.mu.Lock()
+		for p := range f.parked {
+			if err := p.conn.SetWriteDeadline(time.Now()); err != nil {
+				s.log.Debug("event source: cut a write short", "err", err)
+			}
+		}
+		f.mu.Unlock()
+	}
+	s.mu.Unlock()
+	s.pool.Close()
+	s.streams.Wait()
+}
 
 // Register mounts the API's routes on mux: the session resource at
 // /.well-known/jmap (RFC 8620 §2.2) and the rest under /jmap/.

@@ -61,7 +61,7 @@ func TestImportGraph(t *testing.T) {
 		{"pushmail/pop3d", []string{"pushmail/mailstore", "pushmail/internal/authlimit", "pushmail/internal/tlspolicy", "pushmail/internal/netkey", "pushmail/internal/acceptloop", "pushmail/internal/connslots"}, []string{"pushmail/smtpd", "pushmail/imapd", "github.com/emersion/go-smtp", "github.com/emersion/go-imap"}, false},
 		// The HTTP API: a front end beside imapd and pop3d, on the store,
 		// the parser, the notifier and the shared login limiter.
-		{"pushmail/jmap", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/wakeup"}, []string{"pushmail/smtpd", "pushmail/imapd", "pushmail/pop3d", "github.com/emersion/go-smtp", "github.com/emersion/go-imap"}, false},
+		{"pushmail/jmap", []string{"pushmail/mailstore", "pushmail/message", "pushmail/notify", "pushmail/internal/authlimit", "pushmail/internal/hibernate", "pushmail/internal/fanout", "pushmail/wakeup"}, []string{"pushmail/smtpd", "pushmail/imapd", "pushmail/pop3d", "github.com/emersion/go-smtp", "github.com/emersion/go-imap"}, false},
 		// The wake-up engine: a push channel fed by the notifier, on the
 		// store; it knows no front end (the HTTP API uses its ids).
 		{"pushmail/wakeup", []string{"pushmail/mailstore", "pushmail/notify"}, []string{"pushmail/smtpd", "pushmail/imapd", "pushmail/pop3d", "pushmail/jmap", "github.com/emersion/go-smtp", "github.com/emersion/go-imap"}, false},
