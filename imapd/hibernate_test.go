@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -83,10 +84,31 @@ const (
 	// bytes at most, as a full socket would: the session wakes to write
 	// the rest.
 	idleBlocked
+	// idleTLS: hibernating over implicit TLS (tlspark.go), woken for
+	// each change.
+	idleTLS
+	// idleStartTLS: hibernating after STARTTLS, woken for each change.
+	idleStartTLS
 )
 
 func (m idleMode) String() string {
-	return [...]string{"awake", "direct push", "woken", "direct push would block"}[m]
+	return [...]string{"awake", "direct push", "woken", "direct push would block", "implicit TLS", "STARTTLS"}[m]
+}
+
+// dial connects the scenario's client, logged in, over m's transport.
+func (m idleMode) dial(t *testing.T, env *testEnv, cfg *tls.Config) *rawConn {
+	switch m {
+	case idleTLS:
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("Listen() = %v", err)
+		}
+		go env.srv.ServeTLS(ln, cfg) // ends with the env's Shutdown
+		return dialTLSRaw(t, ln.Addr().String(), false, nil)
+	case idleStartTLS:
+		return dialTLSRaw(t, env.addr, true, nil)
+	}
+	return env.raw(t)
 }
 
 // wakesPerChange is how many times a hibernating session of srv wakes
@@ -110,8 +132,11 @@ func idleScenario(t *testing.T, mode idleMode, short bool, opts Options, end fun
 	if mode == idleBlocked {
 		opts.directWriteMax = 5
 	}
+	if mode == idleTLS || mode == idleStartTLS {
+		opts.TLSConfig = testTLSConfig(t)
+	}
 	env := newTestEnv(t, envOptions{server: opts})
-	tr := &transcript{c: env.raw(t)}
+	tr := &transcript{c: mode.dial(t, env, opts.TLSConfig)}
 	tr.lines = append(tr.lines, tr.c.ok("SELECT INBOX")...)
 	idle := func() string {
 		tag := tr.c.send("IDLE")
@@ -149,7 +174,11 @@ func idleScenario(t *testing.T, mode idleMode, short bool, opts Options, end fun
 		}
 		waitParked(t, env, 1)
 		other.ok("NOOP")
-		if n, want1 := wakes()-before, wakesPerChange(env.srv); env.srv.hib != nil && n != want1 {
+		want1 := wakesPerChange(env.srv)
+		if mode == idleTLS || mode == idleStartTLS {
+			want1 = 1 // no direct push over TLS (tlspark.go)
+		}
+		if n := wakes() - before; env.srv.hib != nil && n != want1 {
 			t.Errorf("%s: the session woke %d times, want %d", want[0], n, want1)
 		}
 	}
@@ -231,7 +260,7 @@ func TestHibernateTranscripts(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			modes := []idleMode{idleAwake, idleDirect, idleWoken, idleBlocked}
+			modes := []idleMode{idleAwake, idleDirect, idleWoken, idleBlocked, idleTLS, idleStartTLS}
 			runs := make([][]string, len(modes))
 			// All runs at once, each on its own test goroutine (they
 			// may FailNow); t.Run returns when all have ended.
