@@ -84,11 +84,9 @@ func (s *session) Select(a *wire.Select, readOnly bool) error {
 		uids:     list.UIDs,
 		shared:   true,
 		list:     list,
-		gone:     make(map[mailstore.UID]bool),
 		// The list's own modseq, at which it is exact; a change after
 		// it comes as an event.
 		modseq:   list.ModSeq,
-		reported: make(map[mailstore.UID]uint64),
 		metrics:  s.srv.opts.Metrics,
 		vanished: s.qresync,
 		uidNext:  st.UIDNext,

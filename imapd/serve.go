@@ -125,7 +125,7 @@ func (s *Server) newSession(nc net.Conn) *session {
 		cancel:   cancel,
 		ip:       ip,
 		limitKey: limitKey(nc.RemoteAddr()),
-		log:      newSessionLogger(s.log, "cid", id, "remote", nc.RemoteAddr().String()), // sessionlog.go
+		log:      newSessionLogger(s.log, id, nc.RemoteAddr().String()), // sessionlog.go
 		start:    time.Now(),
 		counter:  connCounter(nc),
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"slices"
-	"time"
 )
 
 // sessionHandler is a session's log handler: the server's, with the
@@ -16,20 +15,26 @@ import (
 // few (its start and end, errors), so formatting then costs little.
 type sessionHandler struct {
 	parent slog.Handler
-	attrs  []slog.Attr
+	cid    uint64
+	remote string
+	user   string      // "" until With("user", …)
+	extra  []slog.Attr // any other attributes, after these
 }
 
 // newSessionLogger returns a logger that logs through parent's handler
-// with attrs (key, value pairs as slog.Logger.With takes them).
-func newSessionLogger(parent *slog.Logger, args ...any) *slog.Logger {
-	r := slog.NewRecord(time.Time{}, 0, "", 0)
-	r.Add(args...)
-	h := &sessionHandler{parent: parent.Handler(), attrs: make([]slog.Attr, 0, r.NumAttrs())}
-	r.Attrs(func(a slog.Attr) bool {
-		h.attrs = append(h.attrs, a)
-		return true
-	})
-	return slog.New(h)
+// with the session's cid and remote address.
+func newSessionLogger(parent *slog.Logger, cid uint64, remote string) *slog.Logger {
+	return slog.New(&sessionHandler{parent: parent.Handler(), cid: cid, remote: remote})
+}
+
+// attrs returns the session's attributes, in the order they were added.
+func (h *sessionHandler) attrs() []slog.Attr {
+	a := make([]slog.Attr, 0, 3+len(h.extra))
+	a = append(a, slog.Uint64("cid", h.cid), slog.String("remote", h.remote))
+	if h.user != "" {
+		a = append(a, slog.String("user", h.user))
+	}
+	return append(a, h.extra...)
 }
 
 // Enabled reports whether the server's handler handles level.
@@ -40,16 +45,24 @@ func (h *sessionHandler) Enabled(ctx context.Context, level slog.Level) bool {
 // Handle handles r with the session's attributes, first as WithAttrs
 // would have put them.
 func (h *sessionHandler) Handle(ctx context.Context, r slog.Record) error {
-	return h.parent.WithAttrs(h.attrs).Handle(ctx, r)
+	return h.parent.WithAttrs(h.attrs()).Handle(ctx, r)
 }
 
 // WithAttrs adds attrs to the session's, without formatting them.
 func (h *sessionHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &sessionHandler{parent: h.parent, attrs: append(slices.Clip(h.attrs), attrs...)}
+	c := *h
+	for _, a := range attrs {
+		if a.Key == "user" && a.Value.Kind() == slog.KindString && c.user == "" && len(c.extra) == 0 {
+			c.user = a.Value.String()
+			continue
+		}
+		c.extra = append(slices.Clip(c.extra), a)
+	}
+	return &c
 }
 
 // WithGroup puts later attributes in a group: rare, so the session's
 // attributes are formatted into the parent first.
 func (h *sessionHandler) WithGroup(name string) slog.Handler {
-	return h.parent.WithAttrs(h.attrs).WithGroup(name)
+	return h.parent.WithAttrs(h.attrs()).WithGroup(name)
 }
