@@ -370,7 +370,7 @@ func (s *session) startTLS(tag string) error {
 	if err := s.flush(); err != nil {
 		return err
 	}
-	tc := tls.Server(s.nc, s.srv.opts.TLSConfig)
+	tc := newTLSServer(s.nc, s.srv.opts.TLSConfig) // tlspark.go
 	if err := s.raw.SetDeadline(time.Now().Add(s.srv.opts.CommandTimeout)); err != nil {
 		return err
 	}
@@ -386,7 +386,7 @@ func (s *session) startTLS(tag string) error {
 		return err
 	}
 	s.nc = tc
-	s.br.Reset(tc)
+	s.br.Reset(s.input())
 	s.bw.Reset(tc)
 	return nil
 }

@@ -44,7 +44,7 @@ func (s *session) Move(byUID bool, set wire.NumSet, dest string) error {
 	}
 	for _, uid := range res.Source {
 		if _, ok := sel.seqOf(uid); ok {
-			sel.gone[uid] = true
+			sel.markGone(uid)
 		}
 	}
 	if err := sel.flushExpunged(updates{s}); err != nil {

@@ -52,7 +52,7 @@ func (s *session) expunge(uids mailstore.UIDSet) ([]mailstore.UID, error) {
 	// and then expunged by the events, in that order.
 	for _, uid := range expunged {
 		if _, ok := sel.seqOf(uid); ok {
-			sel.gone[uid] = true
+			sel.markGone(uid)
 		}
 	}
 	return expunged, nil

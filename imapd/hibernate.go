@@ -39,19 +39,19 @@ import (
 // NOTIFY watch goroutine stopped by the IDLE after it took a wake-up
 // hands it to the parked session (notify.go watch). The
 // session parks only with nothing buffered in br, so the socket holds all
-// the input there is. TLS sessions never park: tls.Conn may hold
-// decrypted bytes that the socket no longer shows.
+// the input there is; a TLS session parks only when its tls.Conn holds no
+// input either (tlspark.go), and wakes for every event.
 
 // errParked is idle's result when the session hibernated: its goroutine
 // must leave it.
 var errParked = errors.New("imapd: session hibernated")
 
-// hibernate parks the session if it can: Options.Hibernate, a plain TCP
+// hibernate parks the session if it can: Options.Hibernate, a TCP
 // connection, nothing buffered, not ending. The caller holds wmu, in IDLE,
 // with everything flushed; on true it must return without touching the
 // session again once wmu is released.
 func (s *session) hibernate() bool {
-	if s.srv.hib == nil || s.byed || s.ctx.Err() != nil || s.br != nil && s.br.Buffered() > 0 || s.bw.Buffered() > 0 {
+	if s.srv.hib == nil || s.byed || s.ctx.Err() != nil || s.br != nil && s.br.Buffered() > 0 || s.bw.Buffered() > 0 || !s.tlsHoldsNothing() {
 		return false
 	}
 	sock := s.socket()
@@ -71,7 +71,7 @@ func (s *session) hibernate() bool {
 	// goroutine that waits for wmu.
 	if s.sel != nil {
 		hook := func() { pc.Wake(hibernate.Signaled) }
-		if s.srv.push != nil && s.notif == nil {
+		if s.srv.push != nil && s.notif == nil && !s.isTLS() {
 			hook = s.pushHook(pc) // pushdirect.go
 		}
 		s.sel.sub.Hook(hook)
@@ -84,17 +84,18 @@ func (s *session) hibernate() bool {
 	return true
 }
 
-// socket returns the TCP connection under a plaintext session, or nil:
-// countingConn and timeoutConn hold no bytes of their own; TLS, COMPRESS
-// (whose decompressor may hold input, compress.go) and other
-// wrappers (the PROXY protocol's, which may hold bytes read
-// with its header) do not hibernate.
+// socket returns the TCP connection under a session, or nil:
+// countingConn and timeoutConn hold no bytes of their own, TLS's
+// recordConn says when it does (tlspark.go); COMPRESS (whose
+// decompressor may hold input, compress.go) and other wrappers (the
+// PROXY protocol's, which may hold bytes read with its header) do not
+// hibernate.
 func (s *session) socket() *net.TCPConn {
-	if s.isTLS() || s.compressed() {
+	if s.compressed() {
 		return nil
 	}
-	c, ok := s.raw.(*countingConn)
-	if !ok {
+	c := connCounter(s.raw)
+	if c == nil {
 		return nil
 	}
 	t, ok := c.Conn.(*timeoutConn) // as limitListener accepts
@@ -242,7 +243,7 @@ func (s *session) takeReader() {
 		return
 	}
 	s.br = s.srv.readers.Get().(*bufio.Reader)
-	s.br.Reset(s.nc)
+	s.br.Reset(s.input())
 	if s.p == nil {
 		s.p = wire.NewParser(s.br, wire.Options{
 			Limits:    s.limits(),

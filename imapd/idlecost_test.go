@@ -39,6 +39,11 @@ func tryDialIdle(addr string) (*idleClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Dial(%s) = %v", addr, err)
 	}
+	return startIdleOn(conn)
+}
+
+// startIdleOn logs in on conn, selects INBOX and enters IDLE.
+func startIdleOn(conn net.Conn) (*idleClient, error) {
 	c := &idleClient{conn: conn, r: bufio.NewReaderSize(conn, 256)}
 	if err := conn.SetDeadline(time.Now().Add(waitTimeout)); err != nil {
 		conn.Close()

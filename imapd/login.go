@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"context"
 	"errors"
 	"net"
 	"time"
@@ -36,7 +37,11 @@ func (s *session) Login(username, password string) error {
 			Text: "Too many failed logins, try again later",
 		}
 	}
-	u, err := s.srv.store.Authenticate(s.ctx, username, password)
+	// One row by key, then bcrypt: not worth cancelling; and a query on
+	// the session's context leaves on it, for the session's life, the
+	// channel and the map of children that the driver's watch of it
+	// made (~360 bytes a hibernating session would keep, issue 15).
+	u, err := s.srv.store.Authenticate(context.WithoutCancel(s.ctx), username, password)
 	if errors.Is(err, mailstore.ErrAuthFailed) {
 		delay := s.srv.logins.Failed(s.ip, account, time.Now())
 		s.log.Info("login failed", "user", username, "delay", delay)

@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"context"
 	"strconv"
 	"strings"
 
@@ -37,7 +38,12 @@ func (s *session) Select(a *wire.Select, readOnly bool) error {
 		return s.reply(err, roleMailbox)
 	}
 	store := s.srv.store
-	mb, err := store.Mailbox(s.ctx, s.user.ID, name)
+	// SELECT's reads are short: not worth cancelling; and a query on
+	// the session's context leaves on it, for the session's life, the
+	// channel and the map of children that the driver's watch of it
+	// made (~360 bytes a hibernating session would keep, issue 15).
+	ctx := context.WithoutCancel(s.ctx)
+	mb, err := store.Mailbox(ctx, s.user.ID, name)
 	if err != nil {
 		return s.reply(err, roleMailbox)
 	}
@@ -46,7 +52,7 @@ func (s *session) Select(a *wire.Select, readOnly bool) error {
 	// it once (see selected.apply).
 	sub := store.Hub().Subscribe(int64(mb.ID))
 	// UIDNEXT and the counts; the view's modseq is its UID list's.
-	st, err := store.Status(s.ctx, mb.ID)
+	st, err := store.Status(ctx, mb.ID)
 	if err != nil {
 		sub.Close()
 		return s.reply(err, roleMailbox)
@@ -54,19 +60,19 @@ func (s *session) Select(a *wire.Select, readOnly bool) error {
 	// The store's shared list (mailstore.UIDList), no copy per session:
 	// exactly the mailbox's UIDs at list.ModSeq, the modseq the view
 	// starts from, so that no change falls between it and the events.
-	list, err := store.UIDList(s.ctx, mb.ID)
+	list, err := store.UIDList(ctx, mb.ID)
 	if err != nil {
 		sub.Close()
 		return s.reply(err, roleMailbox)
 	}
-	firstUnseen, err := store.FirstUnseen(s.ctx, mb.ID)
+	firstUnseen, err := store.FirstUnseen(ctx, mb.ID)
 	if err != nil {
 		sub.Close()
 		return s.reply(err, roleMailbox)
 	}
 	// RFC 9051 §7.3.5: FLAGS lists the keywords in use; one that comes
 	// later is announced before a FETCH shows it (flags.go).
-	keywords, err := store.Keywords(s.ctx, mb.ID)
+	keywords, err := store.Keywords(ctx, mb.ID)
 	if err != nil {
 		sub.Close()
 		return s.reply(err, roleMailbox)
@@ -78,11 +84,9 @@ func (s *session) Select(a *wire.Select, readOnly bool) error {
 		uids:     list.UIDs,
 		shared:   true,
 		list:     list,
-		gone:     make(map[mailstore.UID]bool),
 		// The list's own modseq, at which it is exact; a change after
 		// it comes as an event.
 		modseq:   list.ModSeq,
-		reported: make(map[mailstore.UID]uint64),
 		metrics:  s.srv.opts.Metrics,
 		vanished: s.qresync,
 		uidNext:  st.UIDNext,
@@ -105,7 +109,7 @@ func (s *session) Select(a *wire.Select, readOnly bool) error {
 	// RFC 3501 §6.3.1: the messages of the view are recent to this
 	// session if it is the first to hear of them; SELECT claims them, up
 	// to the last UID it announces (EXAMINE only looks, §6.3.2).
-	if err := sel.settleRecent(s.ctx, store); err != nil {
+	if err := sel.settleRecent(ctx, store); err != nil {
 		sub.Close()
 		return s.reply(err, roleMailbox)
 	}

@@ -79,7 +79,7 @@ func (s *Server) serve(ln net.Listener, tlsConfig *tls.Config) error {
 	wrapped := countingListener{limitListener{ln, s}}
 	err := acceptloop.Run(wrapped, s.log, s.isClosed, func(nc net.Conn) {
 		if tlsConfig != nil {
-			nc = tls.Server(nc, tlsConfig)
+			nc = newTLSServer(nc, tlsConfig) // tlspark.go
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -125,7 +125,7 @@ func (s *Server) newSession(nc net.Conn) *session {
 		cancel:   cancel,
 		ip:       ip,
 		limitKey: limitKey(nc.RemoteAddr()),
-		log:      s.log.With("cid", id, "remote", nc.RemoteAddr().String()),
+		log:      newSessionLogger(s.log, id, nc.RemoteAddr().String()), // sessionlog.go
 		start:    time.Now(),
 		counter:  connCounter(nc),
 	}

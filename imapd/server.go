@@ -362,6 +362,9 @@ func connCounter(nc net.Conn) *countingConn {
 	if t, ok := nc.(*tls.Conn); ok {
 		nc = t.NetConn()
 	}
+	if r, ok := nc.(*recordConn); ok {
+		nc = r.Conn
+	}
 	c, _ := nc.(*countingConn)
 	return c
 }

@@ -25,6 +25,7 @@ type session struct {
 	id     uint64          // connection id, in every log record
 	raw    net.Conn        // as accepted (under TLS, if any): deadlines, close
 	nc     net.Conn        // what the session reads and writes: raw, or TLS over it
+	tin    tlsInput        // the reader's input over TLS (tlspark.go)
 	ctx    context.Context // derived from the Server's; cancelled by Close
 	cancel context.CancelFunc
 	ip     string // for the login limiter and logs

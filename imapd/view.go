@@ -188,7 +188,7 @@ func (sel *selected) apply(ctx context.Context, store *mailstore.Store, ev *noti
 	case notify.Expunged:
 		for _, u := range ev.UIDs {
 			if _, ok := sel.seqOf(mailstore.UID(u)); ok && !sel.gone[mailstore.UID(u)] {
-				sel.gone[mailstore.UID(u)] = true
+				sel.markGone(mailstore.UID(u))
 				if sel.pendingSince == 0 {
 					sel.pendingSince = ev.ModSeq
 				}
@@ -334,7 +334,7 @@ func (sel *selected) resync(ctx context.Context, store *mailstore.Store, w updat
 			j++
 		}
 		if (j == len(fresh) || fresh[j] != uid) && !sel.gone[uid] {
-			sel.gone[uid] = true
+			sel.markGone(uid)
 			if sel.pendingSince == 0 {
 				// When exactly is not known: below every change since
 				// the last event applied.
@@ -369,7 +369,7 @@ func (sel *selected) resync(ctx context.Context, store *mailstore.Store, w updat
 		if err := w.WriteMessageFlags(seq, c.uid, c.flags, c.modseq); err != nil {
 			return err
 		}
-		sel.reported[c.uid] = c.modseq
+		sel.setReported(c.uid, c.modseq)
 		delete(sel.partial, c.uid)
 	}
 	return nil
@@ -422,7 +422,7 @@ func (sel *selected) noteReported(uid mailstore.UID, modseq uint64) {
 		delete(sel.partial, uid)
 	}
 	if modseq > sel.modseq && modseq > sel.reported[uid] {
-		sel.reported[uid] = modseq
+		sel.setReported(uid, modseq)
 	}
 }
 
@@ -442,7 +442,7 @@ func (sel *selected) noteSilent(uid mailstore.UID, modseq uint64, flags []string
 		sel.partial = make(map[mailstore.UID]partialFlags)
 	}
 	sel.partial[uid] = partialFlags{since: since, modseq: modseq, flags: flags}
-	sel.reported[uid] = modseq
+	sel.setReported(uid, modseq)
 }
 
 // resolve returns the messages of the view that set names, ascending:
@@ -577,4 +577,23 @@ func uidSetOf(refs []msgRef) mailstore.UIDSet {
 		uids[i] = r.uid
 	}
 	return mailstore.UIDSetOf(uids...)
+}
+
+// markGone records uid as expunged but not yet announced. The map is
+// made at the first: a hibernating session's view keeps none until
+// then (issue 15).
+func (sel *selected) markGone(uid mailstore.UID) {
+	if sel.gone == nil {
+		sel.gone = make(map[mailstore.UID]bool)
+	}
+	sel.gone[uid] = true
+}
+
+// setReported records that uid's flags were sent at modseq, making the
+// map at the first, as markGone does.
+func (sel *selected) setReported(uid mailstore.UID, modseq uint64) {
+	if sel.reported == nil {
+		sel.reported = make(map[mailstore.UID]uint64)
+	}
+	sel.reported[uid] = modseq
 }

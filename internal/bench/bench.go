@@ -116,6 +116,9 @@ type bench struct {
 	serve           ServeFunc
 	storeFile       string
 	shutdownTimeout time.Duration
+	// imaps: the watchers of "bench idle --tls" use implicit TLS, which a
+	// started child serves with a self-signed certificate (--dev-tls).
+	imaps bool
 
 	profiling bool
 }

@@ -13,6 +13,7 @@ import (
 // IdleResult is the outcome of "pushmail bench idle".
 type IdleResult struct {
 	Sessions   int     `json:"sessions"`
+	TLS        bool    `json:"tls,omitempty"` // the sessions use implicit TLS
 	Deliveries int     `json:"deliveries"`
 	SetupSec   float64 `json:"setup_seconds"`
 	PerSecond  float64 `json:"sessions_per_second"`
@@ -46,10 +47,15 @@ func idleFlags(fs *flag.FlagSet) func(context.Context, *bench) (Result, error) {
 	deliveries := fs.Int("deliveries", 3, "messages delivered to all of them, one at a time, to time the fan-out")
 	size := fs.Int("size", 4096, "message size in bytes")
 	settle := fs.Duration("settle", 2*time.Second, "pause before reading the RSS again, so the server's runtime returns freed memory")
+	useTLS := fs.Bool("tls", false, "the sessions use implicit TLS (IMAPS; --server child only, with a self-signed certificate)")
 	return func(ctx context.Context, b *bench) (Result, error) {
 		if *sessions <= 0 || *deliveries <= 0 {
 			return nil, errors.New("--sessions and --deliveries must be positive")
 		}
+		if *useTLS && b.server != "child" {
+			return nil, errors.New("--tls needs --server child")
+		}
+		b.imaps = *useTLS
 		return runIdle(ctx, b, *sessions, *deliveries, *size, *settle)
 	}
 }
@@ -60,7 +66,7 @@ func runIdle(ctx context.Context, b *bench, sessions, deliveries, size int, sett
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, t.stop()) }()
-	res = &IdleResult{Sessions: sessions, Deliveries: deliveries, server: t.kind}
+	res = &IdleResult{Sessions: sessions, Deliveries: deliveries, TLS: b.imaps, server: t.kind}
 	res.RSSBefore, _ = t.rss()
 	var before runtime.MemStats
 	goroutines := runtime.NumGoroutine()
@@ -131,7 +137,11 @@ func runIdle(ctx context.Context, b *bench, sessions, deliveries, size int, sett
 }
 
 func (r *IdleResult) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "%d IMAP sessions in IDLE on one INBOX: set up in %.2fs (%.0f/s)\n", r.Sessions, r.SetupSec, r.PerSecond)
+	over := ""
+	if r.TLS {
+		over = " over TLS"
+	}
+	fmt.Fprintf(w, "%d IMAP sessions%s in IDLE on one INBOX: set up in %.2fs (%.0f/s)\n", r.Sessions, over, r.SetupSec, r.PerSecond)
 	if r.RSSBefore > 0 {
 		what := "server"
 		if r.server == "inproc" {

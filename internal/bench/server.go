@@ -36,8 +36,10 @@ type benchTarget struct {
 	kind     string // inproc, child or external
 	smtpAddr string
 	imapAddr string
-	user     string
-	password string
+	// imapsAddr is implicit TLS's address, with bench.imaps only.
+	imapsAddr string
+	user      string
+	password  string
 	// pid is the process whose CPU time and RSS are the server's: the
 	// child, this process (inproc: shared with the clients) or --server-pid
 	// (0: unknown).
@@ -230,8 +232,13 @@ func (b *bench) startChild(ctx context.Context, dir string) (*benchTarget, error
 	}
 	limit := strconv.Itoa(MaxConns)
 	cmd := exec.Command(b.serverBin, "serve", "--data", dir, "--domain", "localhost", "--hostname", "bench.localhost",
-		"--smtp", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--lmtp", "", "--submission", "", "--imaps", "", "--pop3", "", "--pop3s", "", "--http", "127.0.0.1:0",
+		"--smtp", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--lmtp", "", "--submission", "", "--pop3", "", "--pop3s", "", "--http", "127.0.0.1:0",
 		"--max-conns", limit, "--max-conns-per-ip", limit, "--log-level", level, "--log-format", "text")
+	if b.imaps {
+		cmd.Args = append(cmd.Args, "--imaps", "127.0.0.1:0", "--dev-tls")
+	} else {
+		cmd.Args = append(cmd.Args, "--imaps", "")
+	}
 	// Only our flags configure it: no PUSHMAIL_* from this environment.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PUSHMAIL_") {
@@ -312,8 +319,11 @@ func (b *bench) startChild(ctx context.Context, dir string) (*benchTarget, error
 		return nil, errors.Join(ctx.Err(), t.stop())
 	}
 	mu.Lock()
-	t.smtpAddr, t.imapAddr, t.httpAddr = addrs["smtp"], addrs["imap"], addrs["http"]
+	t.smtpAddr, t.imapAddr, t.httpAddr, t.imapsAddr = addrs["smtp"], addrs["imap"], addrs["http"], addrs["imaps"]
 	mu.Unlock()
+	if b.imaps && t.imapsAddr == "" {
+		return nil, errors.Join(errors.New("pushmail serve did not log its IMAPS address"), t.stop())
+	}
 	if t.smtpAddr == "" || t.imapAddr == "" {
 		return nil, errors.Join(errors.New("pushmail serve did not log its SMTP and IMAP addresses"), t.stop())
 	}

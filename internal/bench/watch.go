@@ -175,7 +175,15 @@ func (g *watchGroup) establish(ctx context.Context, b *bench, t *benchTarget, co
 // startRaw sets up watcher w with the minimal client and starts its
 // reading goroutine.
 func (g *watchGroup) startRaw(ctx context.Context, w int, t *benchTarget) error {
-	c, err := dialRawIMAP(ctx, benchDialer(w, t.imapAddr), t.imapAddr, 512)
+	var (
+		c   *rawIMAP
+		err error
+	)
+	if t.imapsAddr != "" {
+		c, err = dialRawIMAPS(ctx, benchDialer(w, t.imapsAddr), t.imapsAddr, 512)
+	} else {
+		c, err = dialRawIMAP(ctx, benchDialer(w, t.imapAddr), t.imapAddr, 512)
+	}
 	if err != nil {
 		return err
 	}

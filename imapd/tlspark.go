@@ -1,0 +1,148 @@
+package imapd
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+)
+
+// TLS sessions hibernate too (issue 15), keeping their tls.Conn: the
+// parked socket must then show all the input there is, as it does for a
+// plaintext session with an empty reader. crypto/tls holds input in two
+// places the socket no longer shows:
+//   - decrypted bytes not read yet (tls.Conn's input): Read copies at
+//     most len(p) of them, so a Read that returned fewer than len(p)
+//     bytes, or an error, left none (tlsInput tracks it);
+//   - raw bytes read from the socket and not yet processed (rawInput):
+//     readFromUntil reads as much as the socket gives, which may be
+//     records past the one it needs. Under the tls.Conn, recordConn hands
+//     it at most the rest of the current record per Read, keeping the
+//     bytes past the record's end itself; so once tls.Conn has processed
+//     the record (Read returns only then, every record up to one with
+//     application data processed: TLS 1.3's post-handshake messages such
+//     as NewSessionTicket or KeyUpdate included, RFC 8446 §4.6),
+//     rawInput is empty, and recordConn knows whether a record is cut
+//     short or it keeps bytes.
+// A TLS session parks only when both say nothing is held.
+//
+// A parked TLS session wakes for every event: a direct push
+// (pushdirect.go) would have to encrypt on a fan-out worker through
+// tls.Conn.Write, whose failed or short write breaks the connection for
+// good (crypto/tls makes every write error permanent), so it cannot be
+// a non-blocking write that hands the rest to the session.
+
+// recordConn is the connection under a server's tls.Conn: it returns at
+// most one TLS record's bytes per Read (RFC 8446 §5.1: a 5-byte header
+// whose last two bytes are the length of the fragment that follows), and
+// keeps what the socket gave past the record's end for the next Read.
+// Only the tls.Conn's reader uses it (under tls.Conn's input lock).
+type recordConn struct {
+	net.Conn
+	hdr  [5]byte // the current record's header, hn bytes of it so far
+	hn   int
+	left int    // bytes of the current record's fragment still to come
+	more []byte // bytes read past the current record's end
+}
+
+// recordHeaderLen is a TLS record header's length (RFC 8446 §5.1,
+// RFC 5246 §6.2.1).
+const recordHeaderLen = 5
+
+// Read returns the next bytes of the stream, none past the end of the
+// current record.
+func (c *recordConn) Read(p []byte) (int, error) {
+	if len(c.more) > 0 {
+		k := c.within(c.more[:min(len(p), len(c.more))])
+		copy(p, c.more[:k])
+		c.more = c.more[k:]
+		if len(c.more) == 0 {
+			c.more = nil // rare: not kept for the next time
+		}
+		return k, nil
+	}
+	n, err := c.Conn.Read(p)
+	k := c.within(p[:n])
+	if k < n {
+		c.more = append([]byte(nil), p[k:n]...)
+	}
+	return k, err
+}
+
+// within returns how many of b's bytes belong to the current record,
+// and takes them as read.
+func (c *recordConn) within(b []byte) int {
+	i := 0
+	for i < len(b) {
+		if c.hn < recordHeaderLen {
+			c.hdr[c.hn] = b[i]
+			c.hn++
+			i++
+			if c.hn == recordHeaderLen {
+				c.left = int(c.hdr[3])<<8 | int(c.hdr[4])
+				if c.left == 0 {
+					c.hn = 0
+					return i
+				}
+			}
+			continue
+		}
+		take := min(c.left, len(b)-i)
+		i += take
+		c.left -= take
+		if c.left == 0 {
+			c.hn = 0
+			return i
+		}
+	}
+	return i
+}
+
+// holdsNothing reports whether every byte read from the socket has been
+// handed to tls.Conn as whole records.
+func (c *recordConn) holdsNothing() bool {
+	return c.hn == 0 && c.left == 0 && len(c.more) == 0
+}
+
+// newTLSServer is tls.Server over a recordConn.
+func newTLSServer(nc net.Conn, config *tls.Config) *tls.Conn {
+	return tls.Server(&recordConn{Conn: nc}, config)
+}
+
+// tlsInput is what the session's reader reads when the session has TLS:
+// the tls.Conn, remembering whether its last Read left decrypted bytes.
+type tlsInput struct {
+	c       *tls.Conn
+	drained bool // the last Read left no decrypted bytes in c
+}
+
+// Read reads from the tls.Conn.
+func (t *tlsInput) Read(p []byte) (int, error) {
+	n, err := t.c.Read(p)
+	// tls.Conn.Read fails only with no decrypted input left, and copies
+	// min(len(p), what it has).
+	t.drained = n < len(p) || err != nil
+	return n, err
+}
+
+// input returns what the session's reader reads: s.nc, or, over TLS,
+// s.tin on it.
+func (s *session) input() io.Reader {
+	if tc, ok := s.nc.(*tls.Conn); ok {
+		if s.tin.c != tc {
+			s.tin = tlsInput{c: tc}
+		}
+		return &s.tin
+	}
+	return s.nc
+}
+
+// tlsHoldsNothing reports whether the session's tls.Conn, if it has one,
+// holds no input the socket no longer shows, nor has it under it.
+func (s *session) tlsHoldsNothing() bool {
+	tc, ok := s.nc.(*tls.Conn)
+	if !ok {
+		return true
+	}
+	rc, ok := tc.NetConn().(*recordConn)
+	return ok && s.tin.c == tc && s.tin.drained && rc.holdsNothing()
+}
