@@ -58,6 +58,11 @@ const (
 	// SearchModSeq takes Num, and the entry name and type in Str and
 	// Value when given (lower case), RFC 7162 §3.1.5.
 	SearchModSeq SearchOp = "MODSEQ"
+
+	// Interval keys take Num, a number of seconds above zero, compared
+	// with the internal date (RFC 5032 §3, WITHIN).
+	SearchOlder   SearchOp = "OLDER"
+	SearchYounger SearchOp = "YOUNGER"
 )
 
 // SearchKey is one node of a search (RFC 9051 §6.4.4); which fields
@@ -85,6 +90,7 @@ const (
 	argNot
 	argOr
 	argModSeq
+	argNzNumber
 )
 
 var searchKeys = map[SearchOp]searchArg{
@@ -102,6 +108,7 @@ var searchKeys = map[SearchOp]searchArg{
 	SearchLarger: argNumber, SearchSmaller: argNumber,
 	SearchUID: argSet, SearchNot: argNot, SearchOr: argOr,
 	SearchModSeq: argModSeq,
+	SearchOlder:  argNzNumber, SearchYounger: argNzNumber,
 }
 
 // searchArgs reads what follows "SEARCH": [SP "RETURN" SP "(" … ")"]
@@ -262,6 +269,11 @@ func (p *Parser) searchKeyNamed(word string) (SearchKey, error) {
 		k.Date, err = p.date()
 	case argNumber:
 		k.Num, err = p.number(1<<63 - 1)
+	case argNzNumber:
+		// RFC 5032 §4: "OLDER" SP nz-number / "YOUNGER" SP nz-number.
+		if k.Num, err = p.number(1<<32 - 1); err == nil && k.Num == 0 {
+			err = p.syntax(word + " needs a number above zero")
+		}
 	case argSet:
 		k.Set, err = p.numSet()
 	case argNot:
