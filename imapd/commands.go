@@ -329,6 +329,8 @@ func (s *session) capabilities() []string {
 		"COMPRESS=DEFLATE",      // RFC 4978
 		"NOTIFY",                // RFC 5465
 		"WITHIN",                // RFC 5032
+		"OBJECTID",              // RFC 8474
+		"SAVEDATE",              // RFC 8514
 		"APPENDLIMIT="+strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10), // RFC 7889
 	)
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // Search keys of extensions that go-imap's criteria have no field for
-// (WITHIN, RFC 5032) do not pass through imap.SearchCriteria:
+// (WITHIN, RFC 5032; OBJECTID's EMAILID and THREADID, RFC 8474 §6;
+// SAVEDATE's keys, RFC 8514 §4.2) do not pass through imap.SearchCriteria:
 // keyCriteria walks the parsed key itself and converts only the
 // extension-free subtrees the usual way (searchCriteria, then
 // storeCriteria). A search without extension keys takes the usual path
@@ -19,7 +20,8 @@ import (
 // usesExtKey reports whether a search key has an extension key in it.
 func usesExtKey(k *wire.SearchKey) bool {
 	switch k.Op {
-	case wire.SearchYounger, wire.SearchOlder:
+	case wire.SearchYounger, wire.SearchOlder, wire.SearchEmailID, wire.SearchThreadID,
+		wire.SearchSavedBefore, wire.SearchSavedOn, wire.SearchSavedSince, wire.SearchSaveDateSupported:
 		return true
 	}
 	for i := range k.Keys {
@@ -71,6 +73,31 @@ func keyCriteria(k *wire.SearchKey, recent imap.UIDSet, cv *criteriaConverter, n
 		// RFC 5032 §3: "older than the specified interval": before the
 		// instant YOUNGER starts at, so OLDER n is NOT YOUNGER n.
 		out.Before = now.Add(-time.Duration(k.Num) * time.Second)
+	case wire.SearchSavedBefore:
+		// RFC 8514 §4.2: as BEFORE, SINCE and ON on the internal date
+		// (storeCriteria: day boundaries in the server's zone).
+		out.SavedBefore = cv.dayStart(k.Date)
+	case wire.SearchSavedOn:
+		out.SavedSince, out.SavedBefore = cv.dayStart(k.Date), cv.dayStart(k.Date.AddDate(0, 0, 1))
+	case wire.SearchSavedSince:
+		out.SavedSince = cv.dayStart(k.Date)
+	case wire.SearchSaveDateSupported:
+		// RFC 8514 §4.2: every message of a mailbox that keeps save
+		// dates, and every mailbox here does (mailstore/savedate.go).
+	case wire.SearchEmailID, wire.SearchThreadID:
+		// RFC 8474 §6: the messages with this EMAILID or THREADID. A
+		// thread is one email here (objectid.go), so both name an
+		// email; an id this server never gave out matches nothing (an
+		// empty UID set).
+		kind := byte('E')
+		if k.Op == wire.SearchThreadID {
+			kind = 'T'
+		}
+		if id, ok := parseObjectID(k.Str, kind); ok {
+			out.Email = append(out.Email, id)
+		} else {
+			out.UIDs = append(out.UIDs, mailstore.UIDSet{})
+		}
 	}
 	return out, nil
 }
@@ -106,6 +133,9 @@ func andCriteria(dst, src *mailstore.SearchCriteria) {
 		dst.Smaller = src.Smaller
 	}
 	dst.ModSeq = max(dst.ModSeq, src.ModSeq)
+	dst.Email = append(dst.Email, src.Email...)
+	dst.SavedSince = later(dst.SavedSince, src.SavedSince)
+	dst.SavedBefore = earlier(dst.SavedBefore, src.SavedBefore)
 	dst.Not = append(dst.Not, src.Not...)
 	dst.Or = append(dst.Or, src.Or...)
 }
