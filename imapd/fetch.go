@@ -339,7 +339,7 @@ func (s *session) writeFetch(seq uint32, m *mailstore.Message, attrs []wire.Fetc
 			item("THREADID (")
 			w.Raw(threadObjectID(m.Email)).Raw(")")
 		case wire.FetchSaveDate:
-			// RFC 8514 §4.1: "SAVEDATE" SP (date-time / nil), NIL
+			// RFC 8514 §4.2: "SAVEDATE" SP (date-time / nil), NIL
 			// where the store has no save date (mailstore/savedate.go).
 			item("SAVEDATE ")
 			if m.SaveDate.IsZero() {

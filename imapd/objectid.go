@@ -12,7 +12,7 @@ import (
 //
 //   - MAILBOXID (§4) is "M" and the mailbox's id. Mailbox ids are never
 //     handed out twice (mailstore schema version 3) and RENAME keeps the
-//     row, so the id follows the mailbox through RENAME (§4.2: "MUST NOT
+//     row, so the id follows the mailbox through RENAME (§4: "MUST NOT
 //     change"), as a renamed INBOX leaves its id with INBOX.
 //   - EMAILID (§5.1) is "E" and the message's email id, its body's id
 //     (mailstore.Message.Email): COPY and MOVE keep the body, so the copy

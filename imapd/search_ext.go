@@ -11,7 +11,7 @@ import (
 
 // Search keys of extensions that go-imap's criteria have no field for
 // (WITHIN, RFC 5032; OBJECTID's EMAILID and THREADID, RFC 8474 §6;
-// SAVEDATE's keys, RFC 8514 §4.2) do not pass through imap.SearchCriteria:
+// SAVEDATE's keys, RFC 8514 §4.3) do not pass through imap.SearchCriteria:
 // keyCriteria walks the parsed key itself and converts only the
 // extension-free subtrees the usual way (searchCriteria, then
 // storeCriteria). A search without extension keys takes the usual path
@@ -74,7 +74,7 @@ func keyCriteria(k *wire.SearchKey, recent imap.UIDSet, cv *criteriaConverter, n
 		// instant YOUNGER starts at, so OLDER n is NOT YOUNGER n.
 		out.Before = now.Add(-time.Duration(k.Num) * time.Second)
 	case wire.SearchSavedBefore:
-		// RFC 8514 §4.2: as BEFORE, SINCE and ON on the internal date
+		// RFC 8514 §4.3: as BEFORE, SINCE and ON on the internal date
 		// (storeCriteria: day boundaries in the server's zone).
 		out.SavedBefore = cv.dayStart(k.Date)
 	case wire.SearchSavedOn:
@@ -82,7 +82,7 @@ func keyCriteria(k *wire.SearchKey, recent imap.UIDSet, cv *criteriaConverter, n
 	case wire.SearchSavedSince:
 		out.SavedSince = cv.dayStart(k.Date)
 	case wire.SearchSaveDateSupported:
-		// RFC 8514 §4.2: every message of a mailbox that keeps save
+		// RFC 8514 §4.3: every message of a mailbox that keeps save
 		// dates, and every mailbox here does (mailstore/savedate.go).
 	case wire.SearchEmailID, wire.SearchThreadID:
 		// RFC 8474 §6: the messages with this EMAILID or THREADID. A

@@ -272,7 +272,7 @@ func insertMessageTx(tx *wtx, mailbox MailboxID, bodyID int64, fs flagSet, date 
 	if err != nil {
 		return 0, 0, err
 	}
-	// RFC 8514 §2: the save date is when the message is stored here.
+	// RFC 8514 §3: the save date is when the message is stored here.
 	_, err = tx.Exec("INSERT INTO messages(mailbox_id, uid, body_id, flags, keywords, internal_date, size, modseq, save_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		mailbox, uid, bodyID, fs.bits, encodeKeywords(fs.keywords), date.UnixNano(), size, modseq, time.Now().UnixNano())
 	if err != nil {
@@ -579,7 +579,7 @@ func copyMessagesTx(tx *wtx, src MailboxID, set UIDSet, dst MailboxID, origin ui
 		if err != nil {
 			return res, nil, err
 		}
-		// RFC 8514 §2: a copy's save date is when it was copied, though
+		// RFC 8514 §3: a copy's save date is when it was copied, though
 		// its internal date is the original's (RFC 9051 §6.4.7).
 		if _, err := tx.Exec("INSERT INTO messages(mailbox_id, uid, body_id, flags, keywords, internal_date, size, modseq, save_date) SELECT ?, ?, ?, ?, ?, ?, ?, highest_modseq, ? FROM mailboxes WHERE id = ?",
 			dst, uid, r.body, r.bits, r.kw, r.date, r.size, saved, dst); err != nil {

@@ -13,7 +13,7 @@ const versionSaveDate = 14
 // before has no record of when it was saved; it gets its internal date,
 // which is exactly its save date for mail delivered into the mailbox
 // (delivery sets the internal date to the time of storing) and the best
-// estimate there is for the rest. RFC 8514 §3 itself falls back to the
+// estimate there is for the rest. RFC 8514 §4.3 itself falls back to the
 // internal date for SAVEDBEFORE, SAVEDON and SAVEDSINCE where no save
 // date is known; filling it in once keeps every mailbox one that has
 // save dates (SAVEDATESUPPORTED matches all its messages, and FETCH

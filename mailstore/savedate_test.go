@@ -33,7 +33,7 @@ func messageAt(t *testing.T, s *Store, mailbox MailboxID, uid UID) Message {
 }
 
 // The save date is when a message was stored into its mailbox (RFC 8514
-// §2): an APPEND with an old internal date is saved now, and a COPY or
+// §3): an APPEND with an old internal date is saved now, and a COPY or
 // MOVE is saved anew in the destination, keeping its internal date and
 // email id. SavedSince and SavedBefore find them by it.
 func TestSaveDate(t *testing.T) {

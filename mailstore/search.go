@@ -89,7 +89,7 @@ type SearchCriteria struct {
 	// savedate.go) as Since and Before bound the internal date: instants,
 	// the caller passing day starts for SAVEDSINCE, SAVEDBEFORE and
 	// SAVEDON. A message without a save date is compared by its internal
-	// date (RFC 8514 §3). The zero time is unset.
+	// date (RFC 8514 §4.3). The zero time is unset.
 	SavedSince, SavedBefore time.Time
 
 	// Email: the message's email id (Message.Email) must be each of
@@ -103,7 +103,7 @@ type SearchCriteria struct {
 }
 
 // saveDateSQL is a message's save date for search: its internal date
-// where none is stored (RFC 8514 §3; savedate.go).
+// where none is stored (RFC 8514 §4.3; savedate.go).
 const saveDateSQL = "coalesce(m.save_date, m.internal_date)"
 
 // HeaderMatch is a header-field search: field Key (case-insensitive)

@@ -21,7 +21,7 @@ const (
 	FetchModSeq        // MODSEQ (RFC 7162 §3.1.4.2)
 	FetchEmailID       // EMAILID (RFC 8474 §5.1)
 	FetchThreadID      // THREADID (RFC 8474 §5.2)
-	FetchSaveDate      // SAVEDATE (RFC 8514 §4.1)
+	FetchSaveDate      // SAVEDATE (RFC 8514 §4.2)
 )
 
 // Fetch is FETCH (RFC 9051 §6.4.5). Macro is "ALL", "FAST" or "FULL" when

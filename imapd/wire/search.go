@@ -68,7 +68,7 @@ const (
 	SearchEmailID  SearchOp = "EMAILID"
 	SearchThreadID SearchOp = "THREADID"
 
-	// Save-date keys (RFC 8514 §4.2): the date keys take Date, as BEFORE,
+	// Save-date keys (RFC 8514 §4.3): the date keys take Date, as BEFORE,
 	// ON and SINCE do; SAVEDATESUPPORTED takes nothing.
 	SearchSavedBefore       SearchOp = "SAVEDBEFORE"
 	SearchSavedOn           SearchOp = "SAVEDON"
