@@ -328,6 +328,9 @@ func (s *session) capabilities() []string {
 		"MULTIAPPEND",           // RFC 3502
 		"COMPRESS=DEFLATE",      // RFC 4978
 		"NOTIFY",                // RFC 5465
+		"WITHIN",                // RFC 5032
+		"OBJECTID",              // RFC 8474
+		"SAVEDATE",              // RFC 8514
 		"APPENDLIMIT="+strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10), // RFC 7889
 	)
 }

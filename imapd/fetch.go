@@ -330,6 +330,23 @@ func (s *session) writeFetch(seq uint32, m *mailstore.Message, attrs []wire.Fetc
 			// RFC 7162 §3.1.4.2: "MODSEQ (n)".
 			item("MODSEQ (")
 			w.Number(m.ModSeq).Raw(")")
+		case wire.FetchEmailID:
+			// RFC 8474 §5.1: "EMAILID (id)"; objectid.go.
+			item("EMAILID (")
+			w.Raw(emailObjectID(m.Email)).Raw(")")
+		case wire.FetchThreadID:
+			// RFC 8474 §5.2: "THREADID (id)", every email its own thread.
+			item("THREADID (")
+			w.Raw(threadObjectID(m.Email)).Raw(")")
+		case wire.FetchSaveDate:
+			// RFC 8514 §4.2: "SAVEDATE" SP (date-time / nil), NIL
+			// where the store has no save date (mailstore/savedate.go).
+			item("SAVEDATE ")
+			if m.SaveDate.IsZero() {
+				w.Raw("NIL")
+			} else {
+				w.Raw(`"`).Raw(m.SaveDate.Format(internalDateLayout)).Raw(`"`)
+			}
 		case wire.FetchBinarySize:
 			item("BINARY.SIZE[")
 			writeParts(w, at.Section.Part)

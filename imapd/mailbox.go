@@ -42,7 +42,11 @@ func (s *session) Create(a *wire.Create) error {
 	default:
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "USEATTR", Text: "Only one special-use attribute per mailbox"}
 	}
-	_, err = s.srv.store.CreateMailbox(s.ctx, s.user.ID, name, use)
+	mb, err := s.srv.store.CreateMailbox(s.ctx, s.user.ID, name, use)
+	if err == nil {
+		// RFC 8474 §4.1: the tagged OK of CREATE carries MAILBOXID.
+		s.okCode = wire.Code{Name: "MAILBOXID", Args: "(" + mailboxObjectID(mb.ID) + ")"}
+	}
 	if use != "" {
 		return s.reply(err, roleCreateUse)
 	}
@@ -173,6 +177,9 @@ func (s *session) writeStatusOf(st mailstore.MailboxStatus, items []wire.StatusI
 		case wire.StatusHighestModSeq:
 			// RFC 7162 §3.1.6.
 			w.Number(st.HighestModSeq)
+		case wire.StatusMailboxID:
+			// RFC 8474 §4.3: "MAILBOXID (id)"; objectid.go.
+			w.Raw("(").Raw(mailboxObjectID(st.ID)).Raw(")")
 		}
 	}
 	w.Raw(")").CRLF()

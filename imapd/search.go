@@ -123,7 +123,8 @@ func (s *session) searchHits(key *wire.SearchKey) ([]msgRef, bool, error) {
 	if modseqKey {
 		s.enableCondStore() // RFC 7162 §3.1: a CONDSTORE enabling command
 	}
-	c, err := storeCriteriaSaved(searchCriteria(key, sel.recent.uidSet()), seqToUID, mailstore.UIDSetOf(sel.saved...))
+	cv := &criteriaConverter{seqToUID: seqToUID, saved: mailstore.UIDSetOf(sel.saved...), loc: time.Local}
+	c, err := keyCriteria(key, sel.recent.uidSet(), cv, time.Now())
 	if err != nil {
 		return nil, false, s.reply(err, roleMailbox)
 	}

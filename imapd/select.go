@@ -129,6 +129,8 @@ func (s *session) Select(a *wire.Select, readOnly bool) error {
 	uidNext := max(st.UIDNext, sel.known+1)
 	w.Untagged(wire.OK, wire.Code{Name: "UIDNEXT", Args: strconv.FormatUint(uint64(uidNext), 10)}, "Predicted next UID")
 	s.writeMailboxFlags(true)
+	// RFC 8474 §4.2: SELECT and EXAMINE report the mailbox's MAILBOXID.
+	w.Untagged(wire.OK, wire.Code{Name: "MAILBOXID", Args: "(" + mailboxObjectID(mb.ID) + ")"}, "Ok")
 	if s.condstore {
 		// RFC 7162 §3.1.2.1; the view starts from this modseq, so every
 		// later change reaches the client as an update.

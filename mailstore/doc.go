@@ -82,7 +82,13 @@
 //     was given never changes. Bounded in UIDs (least recently used
 //     lists go first), lost at Close.
 //   - A message copied to another mailbox shares its body row; a body is
-//     deleted with the last message that refers to it (a trigger).
+//     deleted with the last message that refers to it (a trigger). So a
+//     message's email id (Message.Email, the body id) is the same in
+//     every mailbox it was copied or moved to: the id JMAP's Email and
+//     IMAP's EMAILID (RFC 8474) show.
+//   - Each message row has its own save date (RFC 8514, savedate.go): set
+//     when the row is inserted (delivery, APPEND, COPY or MOVE in), never
+//     changed; rows from before versionSaveDate got their internal date.
 //   - Only writes that add mail (Deliver, Append, Copy) are held to the
 //     free-space reserve and the size cap; they are refused with
 //     ErrStorageFull before they run, so the writes that free space

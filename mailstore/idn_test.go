@@ -114,7 +114,7 @@ func TestMigrationIDN(t *testing.T) {
 	rawAddress(t, s, "INSERT INTO aliases(address, domain, user_id) VALUES (?, ?, ?)", "shop@bücher.example", "bücher.example", a.User)
 	b := addUser(t, s, "bob@localhost")
 	rawAddress(t, s, "UPDATE users SET address = ?, domain = ? WHERE id = ?", "bob@straße.example", "straße.example", b.User)
-	rawAddress(t, s, undoSchemaBodyText+undoSortKeys+undoSchemaPush+undoAccountLog+undoSchema9+undoSchema8+undoSchema7+undoSchema6+undoSchema5+"PRAGMA user_version = 3")
+	rawAddress(t, s, undoSaveDate+undoSchemaBodyText+undoSortKeys+undoSchemaPush+undoAccountLog+undoSchema9+undoSchema8+undoSchema7+undoSchema6+undoSchema5+"PRAGMA user_version = 3")
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestMigrationIDNConflict(t *testing.T) {
 	addUser(t, s, "info@xn--bcher-kva.example")
 	b := addUser(t, s, "other@localhost")
 	rawAddress(t, s, "UPDATE users SET address = ?, domain = ? WHERE id = ?", "info@bücher.example", "bücher.example", b.User)
-	rawAddress(t, s, undoSchemaBodyText+undoSortKeys+undoSchemaPush+undoAccountLog+undoSchema9+undoSchema8+undoSchema7+undoSchema6+undoSchema5+"PRAGMA user_version = 3")
+	rawAddress(t, s, undoSaveDate+undoSchemaBodyText+undoSortKeys+undoSchemaPush+undoAccountLog+undoSchema9+undoSchema8+undoSchema7+undoSchema6+undoSchema5+"PRAGMA user_version = 3")
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

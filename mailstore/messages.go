@@ -21,8 +21,15 @@ type Message struct {
 	InternalDate time.Time
 	Size         int64
 	ModSeq       uint64
-	Parsed       *message.Parsed // with FetchOptions.Parsed
-	Raw          []byte          // with FetchOptions.Body: the whole message
+	// Email is the message's email id (its body's, emails.go): the same
+	// for the copies of one message in every mailbox of the account
+	// (COPY, MOVE), and never handed out again (account.go).
+	Email EmailID
+	// SaveDate is when the message was stored into this mailbox (RFC
+	// 8514; savedate.go); the zero time if unknown.
+	SaveDate time.Time
+	Parsed   *message.Parsed // with FetchOptions.Parsed
+	Raw      []byte          // with FetchOptions.Body: the whole message
 }
 
 // FetchOptions says what Messages loads besides the flags, dates and sizes.
@@ -265,8 +272,9 @@ func insertMessageTx(tx *wtx, mailbox MailboxID, bodyID int64, fs flagSet, date 
 	if err != nil {
 		return 0, 0, err
 	}
-	_, err = tx.Exec("INSERT INTO messages(mailbox_id, uid, body_id, flags, keywords, internal_date, size, modseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-		mailbox, uid, bodyID, fs.bits, encodeKeywords(fs.keywords), date.UnixNano(), size, modseq)
+	// RFC 8514 §3: the save date is when the message is stored here.
+	_, err = tx.Exec("INSERT INTO messages(mailbox_id, uid, body_id, flags, keywords, internal_date, size, modseq, save_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		mailbox, uid, bodyID, fs.bits, encodeKeywords(fs.keywords), date.UnixNano(), size, modseq, time.Now().UnixNano())
 	if err != nil {
 		return 0, 0, fmt.Errorf("store message: %w", err)
 	}
@@ -565,13 +573,16 @@ func copyMessagesTx(tx *wtx, src MailboxID, set UIDSet, dst MailboxID, origin ui
 		return res, nil, nil
 	}
 	ev := notify.Event{Mailbox: int64(dst), Kind: notify.Appended, Origin: origin}
+	saved := time.Now().UnixNano()
 	for _, r := range list {
 		uid, _, err := nextUIDTx(tx, dst)
 		if err != nil {
 			return res, nil, err
 		}
-		if _, err := tx.Exec("INSERT INTO messages(mailbox_id, uid, body_id, flags, keywords, internal_date, size, modseq) SELECT ?, ?, ?, ?, ?, ?, ?, highest_modseq FROM mailboxes WHERE id = ?",
-			dst, uid, r.body, r.bits, r.kw, r.date, r.size, dst); err != nil {
+		// RFC 8514 §3: a copy's save date is when it was copied, though
+		// its internal date is the original's (RFC 9051 §6.4.7).
+		if _, err := tx.Exec("INSERT INTO messages(mailbox_id, uid, body_id, flags, keywords, internal_date, size, modseq, save_date) SELECT ?, ?, ?, ?, ?, ?, ?, highest_modseq, ? FROM mailboxes WHERE id = ?",
+			dst, uid, r.body, r.bits, r.kw, r.date, r.size, saved, dst); err != nil {
 			return res, nil, err
 		}
 		res.Source = append(res.Source, r.uid)
@@ -642,7 +653,7 @@ func (s *Store) FirstUnseen(ctx context.Context, mailbox MailboxID) (UID, error)
 // Store (it holds a read connection) and must not keep m.Raw after it
 // returns. An error from fn stops the iteration and is returned.
 func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opts FetchOptions, fn func(m *Message) error) error {
-	cols := "m.uid, m.flags, m.keywords, m.internal_date, m.size, m.modseq"
+	cols := "m.uid, m.flags, m.keywords, m.internal_date, m.size, m.modseq, m.body_id, m.save_date"
 	from := "messages m"
 	where := "m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
 	lo, hi := set.bounds()
@@ -686,7 +697,8 @@ func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opt
 		var kw string
 		var date int64
 		var parsed, raw []byte
-		dest := []any{&m.UID, &bits, &kw, &date, &m.Size, &m.ModSeq}
+		var saved sql.NullInt64
+		dest := []any{&m.UID, &bits, &kw, &date, &m.Size, &m.ModSeq, &m.Email, &saved}
 		if joined {
 			dest = append(dest, &parsed, &raw)
 		}
@@ -698,6 +710,9 @@ func (s *Store) Messages(ctx context.Context, mailbox MailboxID, set UIDSet, opt
 		}
 		m.Flags = decodeFlags(bits, kw)
 		m.InternalDate = time.Unix(0, date)
+		if saved.Valid {
+			m.SaveDate = time.Unix(0, saved.Int64)
+		}
 		if opts.Parsed {
 			m.Parsed = new(message.Parsed)
 			if err := json.Unmarshal(parsed, m.Parsed); err != nil {

@@ -286,6 +286,9 @@ CREATE TABLE sortkeys (
 	// bodies by indexBodyText; and each body's size in CRLF form
 	// (body_crlf_size), for POP3's LIST and STAT (maildrop.go).
 	migrationBodyText,
+	// Version 14 (versionSaveDate): each message's save date (RFC 8514;
+	// savedate.go), the existing ones' set to their internal date.
+	migrationSaveDate,
 }
 
 // migrationSteps[v] runs after migrations[v-1], in the same transaction:

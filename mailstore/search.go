@@ -85,11 +85,26 @@ type SearchCriteria struct {
 	// §3.1.5). 0 is unset.
 	ModSeq uint64
 
+	// SavedSince and SavedBefore bound the save date (RFC 8514;
+	// savedate.go) as Since and Before bound the internal date: instants,
+	// the caller passing day starts for SAVEDSINCE, SAVEDBEFORE and
+	// SAVEDON. A message without a save date is compared by its internal
+	// date (RFC 8514 §4.3). The zero time is unset.
+	SavedSince, SavedBefore time.Time
+
+	// Email: the message's email id (Message.Email) must be each of
+	// these (IMAP EMAILID and THREADID, RFC 8474 §6).
+	Email []EmailID
+
 	// Not: each criteria must not match.
 	Not []SearchCriteria
 	// Or: for each pair, at least one must match.
 	Or [][2]SearchCriteria
 }
+
+// saveDateSQL is a message's save date for search: its internal date
+// where none is stored (RFC 8514 §4.3; savedate.go).
+const saveDateSQL = "coalesce(m.save_date, m.internal_date)"
 
 // HeaderMatch is a header-field search: field Key (case-insensitive)
 // contains Value; an empty Value only asks that the field exists.
@@ -173,7 +188,7 @@ func (s *Store) search(ctx context.Context, mailbox MailboxID, c *SearchCriteria
 
 	var need searchNeeds
 	q.needs(&need)
-	cols := "m.uid, m.flags, m.keywords, m.internal_date, m.size, m.modseq"
+	cols := "m.uid, m.flags, m.keywords, m.internal_date, m.size, m.modseq, m.body_id, " + saveDateSQL
 	from := "messages m"
 	if need.header || need.body || need.date {
 		from += " JOIN bodies b ON b.id = m.body_id"
@@ -208,7 +223,7 @@ func (s *Store) search(ctx context.Context, mailbox MailboxID, c *SearchCriteria
 		m.reset()
 		// RawBytes: the blobs are used for this row only, so they need
 		// not be copied.
-		if err := rows.Scan(&m.uid, &m.bits, &m.keywords, &m.date, &m.size, &m.modseq,
+		if err := rows.Scan(&m.uid, &m.bits, &m.keywords, &m.date, &m.size, &m.modseq, &m.email, &m.saved,
 			(*sql.RawBytes)(&m.header), (*sql.RawBytes)(&m.raw), (*sql.RawBytes)(&m.rootJSON), &m.sentJSON,
 			(*sql.RawBytes)(&m.addrJSON)); err != nil {
 			return nil, fmt.Errorf("search: %w", err)
@@ -289,6 +304,11 @@ type searchQuery struct {
 	never                 bool     // a Flag the store cannot keep
 	larger, smaller       int64
 	modseq                uint64
+	email                 []EmailID
+	savedSince            int64 // unix nanoseconds, if hasSavedSince
+	savedBefore           int64 // unix nanoseconds, if hasSavedBefore
+	hasSavedSince         bool
+	hasSavedBefore        bool
 	index                 bool // Body and Text narrowed by the full-text index
 	not                   []*searchQuery
 	or                    [][2]*searchQuery
@@ -300,6 +320,7 @@ func prepareSearch(c *SearchCriteria, maxUID UID) *searchQuery {
 		larger:  c.Larger,
 		smaller: c.Smaller,
 		modseq:  c.ModSeq,
+		email:   c.Email,
 	}
 	for _, set := range c.UIDs {
 		q.uids = append(q.uids, resolveStar(set, maxUID))
@@ -309,6 +330,12 @@ func prepareSearch(c *SearchCriteria, maxUID UID) *searchQuery {
 	}
 	if !c.Before.IsZero() {
 		q.before, q.hasBefore = unixNano(c.Before), true
+	}
+	if !c.SavedSince.IsZero() {
+		q.savedSince, q.hasSavedSince = unixNano(c.SavedSince), true
+	}
+	if !c.SavedBefore.IsZero() {
+		q.savedBefore, q.hasSavedBefore = unixNano(c.SavedBefore), true
 	}
 	q.sentSince = civilDay(c.SentSince)
 	q.sentBefore = civilDay(c.SentBefore)
@@ -519,6 +546,15 @@ func (q *searchQuery) sql(depth int) (expr string, args []any, exact bool) {
 	if q.modseq != 0 {
 		add("m.modseq >= ?", q.modseq)
 	}
+	for _, e := range q.email {
+		add("m.body_id = ?", e)
+	}
+	if q.hasSavedSince {
+		add(saveDateSQL+" >= ?", q.savedSince)
+	}
+	if q.hasSavedBefore {
+		add(saveDateSQL+" < ?", q.savedBefore)
+	}
 	if q.sentSince != 0 || q.sentBefore != 0 || len(q.header) > 0 || len(q.address) > 0 || len(q.body) > 0 || len(q.text) > 0 {
 		exact = false // checked in Go on the body row
 	}
@@ -598,6 +634,8 @@ type searchMessage struct {
 	date     int64
 	size     int64
 	modseq   uint64
+	email    EmailID
+	saved    int64  // saveDateSQL
 	header   []byte // the header block, or nil if raw is loaded
 	raw      []byte
 	rootJSON []byte         // Parsed.Root as JSON
@@ -650,6 +688,14 @@ func (q *searchQuery) match(m *searchMessage) bool {
 		return false
 	}
 	if q.modseq != 0 && m.modseq < q.modseq {
+		return false
+	}
+	for _, e := range q.email {
+		if m.email != e {
+			return false
+		}
+	}
+	if (q.hasSavedSince && m.saved < q.savedSince) || (q.hasSavedBefore && m.saved >= q.savedBefore) {
 		return false
 	}
 	if q.sentSince != 0 || q.sentBefore != 0 {

@@ -47,7 +47,7 @@ func TestSortInfo(t *testing.T) {
 		WHERE id IN (SELECT body_id FROM messages WHERE uid IN (?, ?))`, uids[2], uids[3]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(undoSchemaBodyText + undoSortKeys + fmt.Sprintf("PRAGMA user_version = %d", sortKeysVersion-1)); err != nil {
+	if _, err := db.Exec(undoSaveDate + undoSchemaBodyText + undoSortKeys + fmt.Sprintf("PRAGMA user_version = %d", sortKeysVersion-1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {

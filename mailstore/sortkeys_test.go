@@ -63,6 +63,7 @@ func TestSchemaVersionConstants(t *testing.T) {
 	}{
 		{"sortKeysVersion", sortKeysVersion, "CREATE TABLE sortkeys"},
 		{"versionBodyText", versionBodyText, "body_crlf_size"},
+		{"versionSaveDate", versionSaveDate, "ADD COLUMN save_date"},
 	} {
 		if c.version < 1 || c.version > len(migrations) || !strings.Contains(migrations[c.version-1], c.creates) {
 			t.Errorf("%s = %d; migration %d does not %s", c.name, c.version, c.version, c.creates)

@@ -615,7 +615,7 @@ func TestMigrationFromVersion1(t *testing.T) {
 	}
 	// Turn it back into a version-1 file: what migrations 2, 3, 5, 6 and 7 add
 	// goes away.
-	if _, err := s.wdb.Exec(undoSchemaBodyText + undoSortKeys + undoSchemaPush + undoAccountLog + undoSchema9 + undoSchema8 + undoSchema7 + undoSchema6 + undoSchema5 + `DROP INDEX messages_unseen; DROP INDEX messages_deleted; DROP INDEX messages_modseq;
+	if _, err := s.wdb.Exec(undoSaveDate + undoSchemaBodyText + undoSortKeys + undoSchemaPush + undoAccountLog + undoSchema9 + undoSchema8 + undoSchema7 + undoSchema6 + undoSchema5 + `DROP INDEX messages_unseen; DROP INDEX messages_deleted; DROP INDEX messages_modseq;
 DROP TRIGGER users_id_hw; DROP TRIGGER mailboxes_id_hw; DELETE FROM meta WHERE key LIKE '%_id_hw';
 PRAGMA user_version = 1`); err != nil {
 		t.Fatal(err)

@@ -99,6 +99,8 @@ const (
 	StatusAppendLimit StatusItem = "APPENDLIMIT"
 	// StatusHighestModSeq is CONDSTORE's (RFC 7162 §3.1.6).
 	StatusHighestModSeq StatusItem = "HIGHESTMODSEQ"
+	// StatusMailboxID is OBJECTID's (RFC 8474 §4.3).
+	StatusMailboxID StatusItem = "MAILBOXID"
 )
 
 // Status is STATUS (RFC 9051 §6.3.11).

@@ -524,7 +524,7 @@ var statusItems = map[string]StatusItem{
 	"MESSAGES": StatusMessages, "RECENT": StatusRecent, "UIDNEXT": StatusUIDNext,
 	"UIDVALIDITY": StatusUIDValidity, "UNSEEN": StatusUnseen,
 	"DELETED": StatusDeleted, "SIZE": StatusSize, "APPENDLIMIT": StatusAppendLimit,
-	"HIGHESTMODSEQ": StatusHighestModSeq,
+	"HIGHESTMODSEQ": StatusHighestModSeq, "MAILBOXID": StatusMailboxID,
 }
 
 // statusItems reads "(" status-att *(SP status-att) ")".

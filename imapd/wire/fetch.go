@@ -19,6 +19,9 @@ const (
 	FetchBinary        // BINARY[part]<partial>, BINARY.PEEK[…] (RFC 3516)
 	FetchBinarySize    // BINARY.SIZE[part]
 	FetchModSeq        // MODSEQ (RFC 7162 §3.1.4.2)
+	FetchEmailID       // EMAILID (RFC 8474 §5.1)
+	FetchThreadID      // THREADID (RFC 8474 §5.2)
+	FetchSaveDate      // SAVEDATE (RFC 8514 §4.2)
 )
 
 // Fetch is FETCH (RFC 9051 §6.4.5). Macro is "ALL", "FAST" or "FULL" when
@@ -75,6 +78,9 @@ var fetchSimple = map[string]FetchKind{
 	"RFC822.HEADER": FetchRFC822Header,
 	"RFC822.TEXT":   FetchRFC822Text,
 	"MODSEQ":        FetchModSeq,
+	"EMAILID":       FetchEmailID,
+	"THREADID":      FetchThreadID,
+	"SAVEDATE":      FetchSaveDate,
 }
 
 func isFetchNameChar(b byte) bool {

@@ -81,6 +81,13 @@ func TestSearch(t *testing.T) {
 				SearchKey{Op: SearchSentOn, Date: day(2020, 3, 3)}, SearchKey{Op: SearchBefore, Date: day(1999, 12, 31)})}},
 		{"IMAP4rev1 NEW OLD RECENT", "SEARCH new old Recent", Search{Key: and(SearchKey{Op: SearchNew}, SearchKey{Op: SearchOld}, SearchKey{Op: SearchRecent})}},
 		{"a key named like an option", "SEARCH FROM charset", Search{Key: and(SearchKey{Op: SearchFrom, Str: "charset"})}},
+		{"RFC 5032 §3 example", "SEARCH UNSEEN YOUNGER 259200", Search{Key: and(SearchKey{Op: SearchUnseen}, SearchKey{Op: SearchYounger, Num: 259200})}},
+		{"RFC 8474 §6 EMAILID, THREADID", "SEARCH EMAILID M6d99ac3275bb4e THREADID T64b478a75b7ea9", Search{Key: and(
+			SearchKey{Op: SearchEmailID, Str: "M6d99ac3275bb4e"}, SearchKey{Op: SearchThreadID, Str: "T64b478a75b7ea9"})}},
+		{"RFC 8514 §4.2 save-date keys", "SEARCH SAVEDSINCE 1-Feb-1994 SAVEDON 2-Feb-1994 SAVEDBEFORE 3-Feb-1994 SAVEDATESUPPORTED", Search{Key: and(
+			SearchKey{Op: SearchSavedSince, Date: day(1994, 2, 1)}, SearchKey{Op: SearchSavedOn, Date: day(1994, 2, 2)},
+			SearchKey{Op: SearchSavedBefore, Date: day(1994, 2, 3)}, SearchKey{Op: SearchSaveDateSupported})}},
+		{"OLDER in NOT", "SEARCH NOT older 60", Search{Key: and(SearchKey{Op: SearchNot, Keys: []SearchKey{{Op: SearchOlder, Num: 60}}})}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +101,8 @@ func TestSearch(t *testing.T) {
 		"SEARCH", "SEARCH FOO", "SEARCH FROM", "SEARCH SINCE 1-Foo-2000", "SEARCH SINCE 30-Feb-2000",
 		"SEARCH OR SEEN", "SEARCH ()", "SEARCH (SEEN", "SEARCH RETURN (BOGUS) ALL", "SEARCH CHARSET",
 		"SEARCH ALL RETURN (MIN)", "SEARCH LARGER x", "SEARCH UID x", "SEARCH 1:abc", "SEARCH AND SEEN",
+		"SEARCH YOUNGER 0", "SEARCH OLDER", "SEARCH OLDER -1", "SEARCH YOUNGER 4294967296",
+		"SEARCH EMAILID", "SEARCH EMAILID a.b", `SEARCH THREADID "T1"`, "SEARCH SAVEDON", "SEARCH SAVEDSINCE x",
 	} {
 		t.Run(bad, func(t *testing.T) {
 			s := newSession(t, "a "+bad+"\r\nb NOOP\r\n", Limits{})

@@ -58,6 +58,22 @@ const (
 	// SearchModSeq takes Num, and the entry name and type in Str and
 	// Value when given (lower case), RFC 7162 §3.1.5.
 	SearchModSeq SearchOp = "MODSEQ"
+
+	// Interval keys take Num, a number of seconds above zero, compared
+	// with the internal date (RFC 5032 §3, WITHIN).
+	SearchOlder   SearchOp = "OLDER"
+	SearchYounger SearchOp = "YOUNGER"
+
+	// Object-id keys take Str, an objectid (RFC 8474 §6, §7).
+	SearchEmailID  SearchOp = "EMAILID"
+	SearchThreadID SearchOp = "THREADID"
+
+	// Save-date keys (RFC 8514 §4.3): the date keys take Date, as BEFORE,
+	// ON and SINCE do; SAVEDATESUPPORTED takes nothing.
+	SearchSavedBefore       SearchOp = "SAVEDBEFORE"
+	SearchSavedOn           SearchOp = "SAVEDON"
+	SearchSavedSince        SearchOp = "SAVEDSINCE"
+	SearchSaveDateSupported SearchOp = "SAVEDATESUPPORTED"
 )
 
 // SearchKey is one node of a search (RFC 9051 §6.4.4); which fields
@@ -85,6 +101,8 @@ const (
 	argNot
 	argOr
 	argModSeq
+	argNzNumber
+	argObjectID
 )
 
 var searchKeys = map[SearchOp]searchArg{
@@ -102,6 +120,10 @@ var searchKeys = map[SearchOp]searchArg{
 	SearchLarger: argNumber, SearchSmaller: argNumber,
 	SearchUID: argSet, SearchNot: argNot, SearchOr: argOr,
 	SearchModSeq: argModSeq,
+	SearchOlder:  argNzNumber, SearchYounger: argNzNumber,
+	SearchEmailID: argObjectID, SearchThreadID: argObjectID,
+	SearchSavedBefore: argDate, SearchSavedOn: argDate, SearchSavedSince: argDate,
+	SearchSaveDateSupported: argNone,
 }
 
 // searchArgs reads what follows "SEARCH": [SP "RETURN" SP "(" … ")"]
@@ -262,6 +284,16 @@ func (p *Parser) searchKeyNamed(word string) (SearchKey, error) {
 		k.Date, err = p.date()
 	case argNumber:
 		k.Num, err = p.number(1<<63 - 1)
+	case argNzNumber:
+		// RFC 5032 §4: "OLDER" SP nz-number / "YOUNGER" SP nz-number.
+		if k.Num, err = p.number(1<<32 - 1); err == nil && k.Num == 0 {
+			err = p.syntax(word + " needs a number above zero")
+		}
+	case argObjectID:
+		// RFC 8474 §7: objectid = 1*255(ALPHA / DIGIT / "_" / "-").
+		if k.Str, err = p.atom(); err == nil && !isObjectID(k.Str) {
+			err = p.syntax(word + " needs an object id")
+		}
 	case argSet:
 		k.Set, err = p.numSet()
 	case argNot:
@@ -333,4 +365,18 @@ func toLower(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// isObjectID reports whether s is an objectid (RFC 8474 §7).
+func isObjectID(s string) bool {
+	if len(s) == 0 || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -261,6 +261,18 @@ search(b"3", "BODY", charset="UTF-8", literal="crème".encode())
 search(b"3", "TEXT", charset="UTF-8", literal="Café".encode(), uid=True)
 search(b"1 2 3 4", "ALL", uid=True)
 search(b"4", "UID", "4", uid=True)
+# WITHIN (RFC 5032): UID 4 was appended with a 2020 internal date, the
+# others delivered just now; SAVEDATE (RFC 8514): all were saved now.
+search(b"4", "OLDER", "86400")
+search(b"1 2 3", "YOUNGER", "86400", uid=True)
+search(b"1 2 3 4", "SAVEDSINCE", "1-Jan-2021")
+search(b"4", "BEFORE", "1-Jan-2021", "SAVEDATESUPPORTED")
+# OBJECTID (RFC 8474): UID 3's EMAILID, to be found again after its MOVE.
+data = ok(M.uid("FETCH", "3", "(EMAILID THREADID SAVEDATE)"), "uid fetch objectid")
+m = re.search(rb"EMAILID \(([A-Za-z0-9_-]+)\) THREADID \(([A-Za-z0-9_-]+)\) SAVEDATE \"[^\"]+\"", data[0])
+check(m is not None, "UID FETCH EMAILID THREADID SAVEDATE: %r" % data)
+emailid = m.group(1).decode()
+search(b"3", "EMAILID", emailid, uid=True)
 
 # UID FETCH, STORE, COPY, MOVE.
 data = ok(M.uid("FETCH", "4", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])"), "uid fetch")
@@ -296,6 +308,10 @@ sync("expunge")
 # CLOSE expunges (RFC 9051 §6.4.1), UNSELECT does not (RFC 3691).
 data = ok(M.select("Saved"), "select Saved")
 check(data == [b"3"], "SELECT Saved: %r" % data)
+check(len(M.response("MAILBOXID")[1]) == 1, "SELECT Saved: no MAILBOXID")
+# UID 3 here is INBOX's UID 3, moved: the same EMAILID (RFC 8474 §5.1).
+data = ok(M.uid("SEARCH", "EMAILID", emailid), "uid search emailid in Saved")
+check(data == [b"3"], "UID SEARCH EMAILID %s in Saved: %r" % (emailid, data))
 ok(M.store("2", "+FLAGS", r"(\Deleted)"), "store deleted in Saved")
 ok(M.close(), "close Saved")
 check(M.state == "AUTH", "state after CLOSE: %s" % M.state)
