@@ -2,6 +2,7 @@ package jmap
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -37,11 +38,9 @@ func (s *Server) emailSet(c *call) (any, error) {
 	}
 	created := map[string]any{}
 	notCreated := map[string]any{}
-	keys := make([]string, 0, len(create))
-	for k := range create {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	// In a fixed order: creations are independent, but the answers
+	// and their errors should not change from run to run.
+	keys := slices.Sorted(maps.Keys(create))
 	for _, k := range keys {
 		ec, raw, se := buildMessage(create[k], time.Now())
 		if se != nil {
@@ -255,11 +254,9 @@ func (s *Server) emailImport(c *call) (any, error) {
 	}
 	created := map[string]any{}
 	notCreated := map[string]any{}
-	keys := make([]string, 0, len(emails))
-	for k := range emails {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	// In a fixed order: creations are independent, but the answers
+	// and their errors should not change from run to run.
+	keys := slices.Sorted(maps.Keys(emails))
 	for _, k := range keys {
 		im := emails[k]
 		raw, ok := s.blob(c, im.BlobID)

@@ -2,6 +2,7 @@ package jmap
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 
@@ -409,11 +410,7 @@ func (s *Server) mailboxSet(c *call) (any, error) {
 
 	// Creations in an order where parents come first: a parentId may be
 	// a creation id of the same call (RFC 8620 §5.3).
-	keys := make([]string, 0, len(create))
-	for k := range create {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	keys := slices.Sorted(maps.Keys(create))
 	for pending := keys; len(pending) > 0; {
 		var later []string
 		for _, k := range pending {
