@@ -37,8 +37,12 @@ func TestCondStoreGoIMAPClient(t *testing.T) {
 		env.deliver(t, testMessage(i))
 	}
 	c := env.login(t, nil)
-	if !c.Caps().Has(imap.CapCondStore) {
-		t.Fatalf("capabilities %v lack CONDSTORE", c.Caps())
+	// Asked for, not c.Caps(): the client resets its list after LOGIN's
+	// OK on its reader goroutine, so Caps() right after Login may still
+	// return the greeting's list, which has no CONDSTORE.
+	caps, err := c.Capability().Wait()
+	if err != nil || !caps.Has(imap.CapCondStore) {
+		t.Fatalf("CAPABILITY after login = %v, %v; want CONDSTORE listed", caps, err)
 	}
 	data, err := c.Select("INBOX", &imap.SelectOptions{CondStore: true}).Wait()
 	if err != nil {
