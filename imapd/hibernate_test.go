@@ -516,11 +516,13 @@ func testHibernatedSessionsCost(t *testing.T, overTLS bool) {
 		what, mem[0], mem[1], mem[2], mem[2]-mem[1])
 	// A leak of what a hibernating session holds (5 KB and more, clients
 	// included; over TLS 20 KB) would be 5 MB (20 MB); the runtime's own
-	// noise is a few hundred KB, about 1 MB over TLS, whose heap is four
-	// times larger. Tolerance: 1 KB per session, 2 KB over TLS.
-	tolerance := n
+	// noise is usually a few hundred KB, about 1 MB over TLS, whose heap
+	// is four times larger, but it reached 1.8 MB once in plaintext on a
+	// loaded machine. Tolerance: 2 KB per session, 4 KB over TLS, still
+	// well under a leak.
+	tolerance := 2 * n
 	if overTLS {
-		tolerance = 2 * n
+		tolerance = 4 * n
 	}
 	if grew := mem[2] - mem[1]; grew > tolerance {
 		t.Errorf("%s grew by %d KB over a thousand sessions that came and went, want at most %d KB", what, grew, tolerance)
