@@ -47,10 +47,12 @@ func (w *ccWorld) dialClient(t *testing.T, id int, seed uint64) *ccClient {
 	if err := c.c.Login(ccUser, ccPassword).Wait(); err != nil {
 		t.Fatalf("client %d: LOGIN: %v", id, err)
 	}
-	// Learn the capabilities now: imapclient would otherwise send
-	// CAPABILITY in the middle of a later command.
-	if !c.c.Caps().Has(imap.CapMove) || !c.c.Caps().Has(imap.CapUIDPlus) {
-		t.Fatalf("client %d: server lacks MOVE or UIDPLUS: %v", id, c.c.Caps())
+	// Learn the capabilities now, by asking: Caps() right after LOGIN
+	// may still return the greeting's list (imapclient resets it on its
+	// reader goroutine after the OK, and asks again on its own).
+	caps, err := c.c.Capability().Wait()
+	if err != nil || !caps.Has(imap.CapMove) || !caps.Has(imap.CapUIDPlus) {
+		t.Fatalf("client %d: CAPABILITY = %v, %v; want MOVE and UIDPLUS", id, caps, err)
 	}
 	return c
 }
