@@ -62,7 +62,7 @@ type Stats struct {
 	Messages                  int64 // message entries, counting copies
 	Bodies                    int64 // distinct stored bodies
 	MessageBytes              int64 // sum of message sizes, counting copies
-	FileBytes                 int64 // database file plus WAL on disk
+	FileBytes                 int64 // database file plus WAL on disk; on PostgreSQL, the database's size
 	// IndexBytes is the full-text index's payload (fulltext.go): the
 	// bytes of its FTS5 segments and per-row records, without SQLite's
 	// page overhead.
@@ -73,15 +73,23 @@ type Stats struct {
 // Stats counts what the store holds.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
+	// The FTS5 index's payload is SQLite's alone; on PostgreSQL,
+	// postgresStats measures the index table instead.
+	indexBytes := s.pick(`(SELECT COALESCE(SUM(length(block)), 0) FROM body_text_data) +
+		(SELECT COALESCE(SUM(length(sz)) + 8 * COUNT(*), 0) FROM body_text_docsize)`, "0")
 	err := s.queryRow(ctx, `SELECT
 		(SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM aliases), (SELECT COUNT(*) FROM mailboxes),
 		(SELECT COALESCE(SUM(message_count), 0) FROM mailboxes), (SELECT COUNT(*) FROM bodies),
-		(SELECT COALESCE(SUM(total_size), 0) FROM mailboxes),
-		(SELECT COALESCE(SUM(length(block)), 0) FROM body_text_data) +
-		(SELECT COALESCE(SUM(length(sz)) + 8 * COUNT(*), 0) FROM body_text_docsize)`).
+		(SELECT COALESCE(SUM(total_size), 0) FROM mailboxes), `+indexBytes).
 		Scan(&st.Users, &st.Aliases, &st.Mailboxes, &st.Messages, &st.Bodies, &st.MessageBytes, &st.IndexBytes)
 	if err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
+	}
+	if s.postgres {
+		if err := s.postgresStats(ctx, &st); err != nil {
+			return Stats{}, fmt.Errorf("stats: %w", err)
+		}
+		return st, nil
 	}
 	if err := s.queryRow(ctx, "PRAGMA user_version").Scan(&st.SchemaVersion); err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
@@ -101,6 +109,9 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 // file; put it back with Restore, not by copying it over the store: Restore
 // also gives every mailbox a new UIDVALIDITY.
 func (s *Store) Backup(ctx context.Context, dest string) error {
+	if s.postgres {
+		return ErrPostgresBackup
+	}
 	if _, err := os.Stat(dest); err == nil {
 		return fmt.Errorf("backup: %s already exists", dest)
 	}

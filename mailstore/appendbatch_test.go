@@ -91,11 +91,8 @@ func TestAppendBatchAllOrNone(t *testing.T) {
 			t.Errorf("%s: AppendBatch() = %v, want %v", tt.name, err, tt.want)
 		}
 	}
-	if _, err := s.wdb.ExecContext(ctx, `CREATE TRIGGER fail_third BEFORE INSERT ON messages
-		WHEN (SELECT count(*) FROM messages WHERE mailbox_id = NEW.mailbox_id) >= 2
-		BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
-		t.Fatal(err)
-	}
+	removeFailure := injectFailure(t, s, "fail_third", "INSERT", "messages",
+		"(SELECT count(*) FROM messages WHERE mailbox_id = NEW.mailbox_id) >= 2")
 	if _, err := s.AppendBatch(ctx, r.Mailbox, []AppendMessage{good(1), good(2), good(3)}, 0); err == nil {
 		t.Error("AppendBatch() with a failing third insert = nil, want an error")
 	}
@@ -106,9 +103,7 @@ func TestAppendBatchAllOrNone(t *testing.T) {
 	if err != nil || st.Messages != 0 || st.UIDNext != 1 {
 		t.Errorf("Status() = %+v, %v, want no messages and UIDNEXT 1", st, err)
 	}
-	if _, err := s.wdb.ExecContext(ctx, "DROP TRIGGER fail_third"); err != nil {
-		t.Fatal(err)
-	}
+	removeFailure()
 	if res, err := s.AppendBatch(ctx, r.Mailbox, []AppendMessage{good(1)}, 0); err != nil || !slices.Equal(res.UIDs, []UID{1}) {
 		t.Errorf("AppendBatch() after the failures = %+v, %v, want UID 1", res, err)
 	}

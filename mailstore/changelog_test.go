@@ -562,6 +562,7 @@ func TestMigrationChangeLog(t *testing.T) {
 // TestChangeLogQueryPlans: the change log's reads search indexes by
 // modseq; none scans a mailbox.
 func TestChangeLogQueryPlans(t *testing.T) {
+	sqliteOnly(t)
 	t.Parallel()
 	s := openTestStore(t, Options{})
 	for _, tc := range []struct {

@@ -13,6 +13,7 @@ import (
 // delivery acknowledged before is intact, reads keep working, and once
 // space is freed deliveries succeed again.
 func TestStorageFull(t *testing.T) {
+	sqliteOnly(t)
 	t.Parallel()
 	ctx := context.Background()
 	s := openTestStore(t, Options{MaxDatabaseBytes: 400 << 10})

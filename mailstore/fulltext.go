@@ -88,6 +88,25 @@ func checkFTS5(ctx context.Context, db *sql.DB) error {
 // matches an FTS5 query (ftsQuery).
 const bodyTextMatchSQL = "m.body_id IN (SELECT rowid FROM body_text WHERE body_text MATCH ?)"
 
+// bodyTextMatchPostgres is bodyTextMatchSQL on PostgreSQL, where
+// body_text is a plain table (schema_postgres.go) with a trigram index
+// (pg_trgm's gin_trgm_ops) on each column, which LIKE '%needle%' uses.
+// Its two parameters are the same likeContains pattern. Unlike FTS5
+// with detail=none, the index answers "contains the needle", but the
+// scanning check still confirms each candidate, as on SQLite.
+const bodyTextMatchPostgres = `m.body_id IN (SELECT id FROM body_text WHERE header LIKE ? ESCAPE '\' OR body LIKE ? ESCAPE '\')`
+
+// likeContains returns the LIKE pattern of the strings that contain
+// needle (lower-case, as the index text is); ok is false when the index
+// cannot narrow the search for it: PostgreSQL's text holds no NUL, which
+// newBodyText turned into spaces.
+func likeContains(needle string) (string, bool) {
+	if needle == "" || strings.IndexByte(needle, 0) >= 0 {
+		return "", false
+	}
+	return "%" + likePrefix(needle), true
+}
+
 // bodyTextRow is one body's row of the index, to be written.
 type bodyTextRow struct {
 	id   int64
@@ -115,7 +134,7 @@ const maxBodyTextRows = 512
 // last row collected for an id is written, and only if that body is
 // still there. FTS5 does not check that a rowid is new; a second row
 // under one would corrupt the index.
-func writeBodyText(ctx context.Context, tx *sql.Tx, rows []bodyTextRow) error {
+func writeBodyText(ctx context.Context, tx *sql.Tx, rows []bodyTextRow, postgres bool) error {
 	last := make(map[int64]int, len(rows))
 	for i, r := range rows {
 		last[r.id] = i
@@ -128,6 +147,12 @@ func writeBodyText(ctx context.Context, tx *sql.Tx, rows []bodyTextRow) error {
 		n := len(args) / 3
 		q := "INSERT INTO body_text(rowid, header, body) SELECT v.column1, v.column2, v.column3 FROM (VALUES " +
 			strings.Repeat("(?, ?, ?), ", n-1) + "(?, ?, ?)) v JOIN bodies b ON b.id = v.column1"
+		if postgres {
+			// A plain table (bodyTextMatchPostgres), whose VALUES need
+			// their types.
+			q = "INSERT INTO body_text(id, header, body) SELECT v.column1, v.column2, v.column3 FROM (VALUES " +
+				strings.Repeat("(?::bigint, ?::text, ?::text), ", n-1) + "(?::bigint, ?::text, ?::text)) v JOIN bodies b ON b.id = v.column1"
+		}
 		_, err := tx.ExecContext(ctx, q, args...)
 		args = args[:0]
 		return err
@@ -280,7 +305,7 @@ func indexBodyText(ctx context.Context, tx *sql.Tx, log *slog.Logger) error {
 			index = append(index, bodyTextRow{id: r.id, text: newBodyText(r.raw, root)})
 			last = r.id
 		}
-		if err := writeBodyText(ctx, tx, index); err != nil {
+		if err := writeBodyText(ctx, tx, index, false); err != nil {
 			return fmt.Errorf("index bodies up to %d: %w", last, err)
 		}
 		before := done / 10000

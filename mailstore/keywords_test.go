@@ -73,6 +73,7 @@ const undoSchema8 = `DROP INDEX messages_keywords;
 // Keywords reads the index of messages that carry any, not every message
 // of the mailbox (schema 8).
 func TestKeywordsQueryPlan(t *testing.T) {
+	sqliteOnly(t)
 	t.Parallel()
 	s := openTestStore(t, Options{})
 	var plan []string

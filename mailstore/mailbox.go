@@ -216,12 +216,9 @@ func createMailboxTx(tx *wtx, user UserID, name, specialUse string, subscribe bo
 	if err := tx.QueryRow("UPDATE meta SET value = value + 1 WHERE key = 'uidvalidity' RETURNING value").Scan(&validity); err != nil {
 		return Mailbox{}, fmt.Errorf("next uidvalidity: %w", err)
 	}
-	res, err := tx.Exec("INSERT INTO mailboxes(id, user_id, name, uidvalidity, special_use) VALUES ("+nextIDSQL("mailboxes")+", ?, ?, ?, ?)",
-		user, name, validity, specialUse)
-	if err != nil {
-		return Mailbox{}, err
-	}
-	id, err := res.LastInsertId()
+	var id int64
+	err := tx.QueryRow("INSERT INTO mailboxes(id, user_id, name, uidvalidity, special_use) VALUES ("+nextIDSQL("mailboxes")+", ?, ?, ?, ?) RETURNING id",
+		user, name, validity, specialUse).Scan(&id)
 	if err != nil {
 		return Mailbox{}, err
 	}
@@ -355,7 +352,15 @@ func (s *Store) RenameMailbox(ctx context.Context, user UserID, oldName, newName
 			// its new name, as unsubscribed. The names RENAME moves to
 			// hold no mailbox (checked above) but may hold a subscription
 			// of their own; OR REPLACE merges the two.
-			if _, err := tx.Exec("UPDATE OR REPLACE subscriptions SET name = ? WHERE user_id = ? AND name = ?", newName, user, r.name); err != nil {
+			// PostgreSQL has no OR REPLACE: the subscription of the new
+			// name goes first, if the old name has one to take its place.
+			if tx.postgres {
+				if _, err := tx.Exec("DELETE FROM subscriptions WHERE user_id = ?1 AND name = ?2 AND EXISTS (SELECT 1 FROM subscriptions WHERE user_id = ?1 AND name = ?3)",
+					user, newName, r.name); err != nil {
+					return nil, err
+				}
+			}
+			if _, err := tx.Exec(tx.pick("UPDATE OR REPLACE", "UPDATE")+" subscriptions SET name = ? WHERE user_id = ? AND name = ?", newName, user, r.name); err != nil {
 				return nil, err
 			}
 			events = append(events, notify.Event{Mailbox: r.id, User: int64(user), Kind: notify.MailboxChanged, Name: newName, OldName: r.name})

@@ -234,11 +234,8 @@ func (s *Store) Append(ctx context.Context, mailbox MailboxID, raw []byte, flags
 func insertBodyTx(tx *wtx, b body) (int64, error) {
 	// A body id is an email id of the HTTP API, never to be handed out
 	// twice (account.go).
-	res, err := tx.Exec("INSERT INTO bodies(id, header, raw, parsed) VALUES ("+nextIDSQL("bodies")+", ?, ?, ?)", b.header, b.raw, b.parsed)
-	if err != nil {
-		return 0, fmt.Errorf("store body: %w", err)
-	}
-	id, err := res.LastInsertId()
+	var id int64
+	err := tx.QueryRow("INSERT INTO bodies(id, header, raw, parsed) VALUES ("+nextIDSQL("bodies")+", ?, ?, ?) RETURNING id", b.header, b.raw, b.parsed).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("store body: %w", err)
 	}

@@ -139,7 +139,7 @@ func (s *Store) SetMetadata(ctx context.Context, user UserID, mailbox MailboxID,
 				if v == nil {
 					v = []byte{} // an empty value, not SQL NULL
 				}
-				_, err = tx.Exec("INSERT OR REPLACE INTO metadata(user_id, mailbox_id, name, value) VALUES (?, ?, ?, ?)", user, mailbox, e.Name, v)
+				_, err = tx.Exec("INSERT INTO metadata(user_id, mailbox_id, name, value) VALUES (?, ?, ?, ?) ON CONFLICT(user_id, mailbox_id, name) DO UPDATE SET value = excluded.value", user, mailbox, e.Name, v)
 			}
 			if err != nil {
 				return nil, err

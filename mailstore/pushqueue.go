@@ -47,8 +47,9 @@ func (s *Store) SavePendingPushes(ctx context.Context, put []PendingPush, done [
 			}
 		}
 		for _, p := range put {
-			if _, err := tx.Exec(`INSERT OR REPLACE INTO push_pending(endpoint, key, user_id, payload, attempts, not_before)
-				VALUES (?, ?, ?, ?, ?, ?)`, p.Endpoint, p.Key, p.User, p.Payload, p.Attempts, p.NotBefore.UnixMilli()); err != nil {
+			if _, err := tx.Exec(`INSERT INTO push_pending(endpoint, key, user_id, payload, attempts, not_before)
+				VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(endpoint, key) DO UPDATE SET user_id = excluded.user_id,
+				payload = excluded.payload, attempts = excluded.attempts, not_before = excluded.not_before`, p.Endpoint, p.Key, p.User, p.Payload, p.Attempts, p.NotBefore.UnixMilli()); err != nil {
 				return nil, err
 			}
 		}

@@ -83,12 +83,9 @@ func (s *Store) CreatePushSubscription(ctx context.Context, p PushSubscription) 
 		if n >= MaxPushSubscriptions {
 			return nil, ErrTooManyPushSubscriptions
 		}
-		res, err := tx.Exec("INSERT INTO push_subscriptions(user_id, device_client_id, url, p256dh, auth, code, verification_code, expires, types) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			p.User, p.DeviceClientID, p.URL, p.P256DH, p.Auth, p.Code, p.VerificationCode, p.Expires.Unix(), strings.Join(p.Types, ","))
+		err := tx.QueryRow("INSERT INTO push_subscriptions(user_id, device_client_id, url, p256dh, auth, code, verification_code, expires, types) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+			p.User, p.DeviceClientID, p.URL, p.P256DH, p.Auth, p.Code, p.VerificationCode, p.Expires.Unix(), strings.Join(p.Types, ",")).Scan(&id)
 		if err != nil {
-			return nil, err
-		}
-		if id, err = res.LastInsertId(); err != nil {
 			return nil, err
 		}
 		return pushSubEvent(p.User, id), nil

@@ -355,6 +355,7 @@ func TestMigrationRecent(t *testing.T) {
 // TestRecentCountUsesPrimaryKey: STATUS RECENT counts by a range of the
 // messages primary key, not by scanning the mailbox.
 func TestRecentCountUsesPrimaryKey(t *testing.T) {
+	sqliteOnly(t)
 	t.Parallel()
 	s := openTestStore(t, Options{})
 	rows, err := s.rdb.Query("EXPLAIN QUERY PLAN SELECT " + statusColumns + " FROM mailboxes WHERE id = 1")

@@ -158,6 +158,7 @@ func TestRestoreGivesEveryMailboxANewUIDValidity(t *testing.T) {
 }
 
 func TestRestoreIntoEmptyDirectoryUsesTheClockAsFloor(t *testing.T) {
+	sqliteOnly(t)
 	t.Parallel()
 	ctx := context.Background()
 	src := openTestStore(t, Options{})
@@ -185,6 +186,7 @@ func TestRestoreIntoEmptyDirectoryUsesTheClockAsFloor(t *testing.T) {
 }
 
 func TestRestoreRefusesBadBackups(t *testing.T) {
+	sqliteOnly(t)
 	t.Parallel()
 	ctx := context.Background()
 	src := openTestStore(t, Options{})
@@ -272,6 +274,7 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 }
 
 func TestRestoreOverAnUnreadableStoreNeedsForce(t *testing.T) {
+	sqliteOnly(t)
 	t.Parallel()
 	ctx := context.Background()
 	src := openTestStore(t, Options{})

@@ -47,16 +47,11 @@ func TestRecentMarkWriteFailureFailsNoDelivery(t *testing.T) {
 	if _, err := s.ClaimRecent(ctx, r.Mailbox, 2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.wdb.ExecContext(ctx, `CREATE TRIGGER no_recent BEFORE UPDATE OF recent_uid ON mailboxes
-		BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
-		t.Fatal(err)
-	}
+	removeFailure := injectFailure(t, s, "no_recent", "UPDATE OF recent_uid", "mailboxes", "TRUE")
 	if _, err := s.Deliver(ctx, testMessage(3), []Recipient{r}); err != nil {
 		t.Fatalf("Deliver with the mark's write failing = %v, want it delivered", err)
 	}
-	if _, err := s.wdb.ExecContext(ctx, "DROP TRIGGER no_recent"); err != nil {
-		t.Fatal(err)
-	}
+	removeFailure()
 	deliverN(t, s, r, 1)
 	var mark UID
 	if err := s.rdb.QueryRowContext(ctx, "SELECT recent_uid FROM mailboxes WHERE id = ?", r.Mailbox).Scan(&mark); err != nil || mark != 2 {

@@ -164,12 +164,12 @@ func (s *Store) search(ctx context.Context, mailbox MailboxID, c *SearchCriteria
 	}
 	q := prepareSearch(c, maxUID)
 	if index {
-		q.useIndex()
+		q.useIndex(s.postgres)
 	}
 	where, args, exact := q.sql(0)
 	if len(args) > maxSQLArgs {
 		// Beyond SQLite's limits on parameters: check it all in Go.
-		where, args, exact = "1", nil, false
+		where, args, exact = matchAll, nil, false
 	}
 	args = append([]any{mailbox}, args...)
 
@@ -310,6 +310,7 @@ type searchQuery struct {
 	hasSavedSince         bool
 	hasSavedBefore        bool
 	index                 bool // Body and Text narrowed by the full-text index
+	postgres              bool // ... the index of PostgreSQL (fulltext.go)
 	not                   []*searchQuery
 	or                    [][2]*searchQuery
 }
@@ -384,14 +385,14 @@ func prepareSearch(c *SearchCriteria, maxUID UID) *searchQuery {
 
 // useIndex lets q and every criteria nested in it narrow Body and Text
 // with the full-text index.
-func (q *searchQuery) useIndex() {
-	q.index = true
+func (q *searchQuery) useIndex(postgres bool) {
+	q.index, q.postgres = true, postgres
 	for _, n := range q.not {
-		n.useIndex()
+		n.useIndex(postgres)
 	}
 	for _, pair := range q.or {
-		pair[0].useIndex()
-		pair[1].useIndex()
+		pair[0].useIndex(postgres)
+		pair[1].useIndex(postgres)
 	}
 }
 
@@ -480,7 +481,7 @@ func classifyFlag(f string) (bit int, kw string, ok bool) {
 // caller is a bound parameter.
 func (q *searchQuery) sql(depth int) (expr string, args []any, exact bool) {
 	if depth > maxSQLDepth {
-		return "1", nil, false
+		return matchAll, nil, false
 	}
 	top := depth == 0
 	var terms []string
@@ -490,11 +491,11 @@ func (q *searchQuery) sql(depth int) (expr string, args []any, exact bool) {
 		args = append(args, a...)
 	}
 	if q.never {
-		return "0", nil, true
+		return matchNone, nil, true
 	}
 	for _, set := range q.uids {
 		if len(set) == 0 {
-			return "0", nil, true
+			return matchNone, nil, true
 		}
 		lo, hi := resolvedBounds(set)
 		if top || len(set) > maxSQLRanges {
@@ -562,7 +563,11 @@ func (q *searchQuery) sql(depth int) (expr string, args []any, exact bool) {
 		// Candidates only (ftsQuery): the Go check confirms each. BODY
 		// asks the whole row too: detail=none has no column filters.
 		for _, n := range slices.Concat(q.body, q.text) {
-			if fq, ok := ftsQuery(n); ok {
+			if q.postgres {
+				if pattern, ok := likeContains(n); ok {
+					add(bodyTextMatchPostgres, pattern, pattern)
+				}
+			} else if fq, ok := ftsQuery(n); ok {
 				add(bodyTextMatchSQL, fq)
 			}
 		}
@@ -580,16 +585,23 @@ func (q *searchQuery) sql(depth int) (expr string, args []any, exact bool) {
 		e0, a0, x0 := pair[0].sql(depth + 1)
 		e1, a1, x1 := pair[1].sql(depth + 1)
 		exact = exact && x0 && x1
-		if e0 == "1" || e1 == "1" {
+		if e0 == matchAll || e1 == matchAll {
 			continue // no restriction
 		}
 		add("(("+e0+") OR ("+e1+"))", append(a0, a1...)...)
 	}
 	if len(terms) == 0 {
-		return "1", nil, exact
+		return matchAll, nil, exact
 	}
 	return strings.Join(terms, " AND "), args, exact
 }
+
+// matchAll is the search term of no restriction: TRUE, which both SQLite
+// and PostgreSQL (where a bare 1 is no boolean) read.
+const matchAll = "TRUE"
+
+// matchNone is the search term that no message meets.
+const matchNone = "FALSE"
 
 // searchNeeds says which body columns the Go check reads.
 type searchNeeds struct{ header, body, date, addr bool }

@@ -204,7 +204,8 @@ func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 		if err != nil {
 			return nil, fmt.Errorf("sort info: %w", err)
 		}
-		where, args = " AND m.uid IN (SELECT value FROM json_each(?))", []any{mailbox, string(list)}
+		where, args = s.pick(" AND m.uid IN (SELECT value FROM json_each(?))",
+			" AND m.uid IN (SELECT value::bigint FROM jsonb_array_elements_text(?::jsonb) AS value)"), []any{mailbox, string(list)}
 	}
 	rows, err := s.rdb.QueryContext(ctx, "SELECT "+strings.Join(cols, ", ")+" FROM messages m"+join+
 		" WHERE m.mailbox_id = ?"+where+" ORDER BY m.uid", args...)

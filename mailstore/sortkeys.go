@@ -39,10 +39,40 @@ var sortKeyExprs = strings.Join([]string{
 	idListSQL("references"),
 }, ", ")
 
+// sortKeyExprsPostgres is sortKeyExprs on PostgreSQL, where the
+// envelope is read as jsonb: #>> gives a string's text, and a field that
+// is not an array (missing, or JSON null) has no elements.
+var sortKeyExprsPostgres = strings.Join([]string{
+	"b.parsed::jsonb #>> '{env,date}'",
+	"b.parsed::jsonb #>> '{env,subject}'",
+	"(SELECT a->>'mailbox' FROM " + pgArrayElements("from") + " a WHERE a->>'mailbox' IS NOT NULL LIMIT 1)",
+	"(SELECT a->>'mailbox' FROM " + pgArrayElements("to") + " a WHERE a->>'mailbox' IS NOT NULL LIMIT 1)",
+	"(SELECT a->>'mailbox' FROM " + pgArrayElements("cc") + " a WHERE a->>'mailbox' IS NOT NULL LIMIT 1)",
+	pgFirstDisplaySQL("from"),
+	pgFirstDisplaySQL("to"),
+	"b.parsed::jsonb #>> '{env,message_id}'",
+	"(SELECT string_agg(i #>> '{}', ' ') FROM " + pgArrayElements("in_reply_to") + " i)",
+	"(SELECT string_agg(i #>> '{}', ' ') FROM " + pgArrayElements("references") + " i)",
+}, ", ")
+
+// pgArrayElements is PostgreSQL SQL for the elements of the envelope's
+// list field (under $.env), none when it is not an array.
+func pgArrayElements(field string) string {
+	e := "(b.parsed::jsonb #> '{env," + field + "}')"
+	return "jsonb_array_elements(CASE WHEN jsonb_typeof(" + e + ") = 'array' THEN " + e + " ELSE '[]'::jsonb END)"
+}
+
+// pgFirstDisplaySQL is firstDisplaySQL on PostgreSQL.
+func pgFirstDisplaySQL(field string) string {
+	return "(SELECT coalesce(nullif(a->>'name', ''), a->>'mailbox' || " +
+		"CASE WHEN coalesce(a->>'host', '') = '' THEN '' ELSE '@' || (a->>'host') END) " +
+		"FROM " + pgArrayElements(field) + " a WHERE a->>'mailbox' IS NOT NULL LIMIT 1)"
+}
+
 // insertSortKeysTx writes the sort keys of a body just inserted, in the
 // same transaction: a message is never visible without them.
 func insertSortKeysTx(tx *wtx, bodyID int64) error {
-	if _, err := tx.Exec("INSERT INTO sortkeys(body_id, "+sortKeyColumns+") SELECT b.id, "+sortKeyExprs+
+	if _, err := tx.Exec("INSERT INTO sortkeys(body_id, "+sortKeyColumns+") SELECT b.id, "+tx.pick(sortKeyExprs, sortKeyExprsPostgres)+
 		" FROM bodies b WHERE b.id = ?", bodyID); err != nil {
 		return fmt.Errorf("store sort keys: %w", err)
 	}

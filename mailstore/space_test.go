@@ -183,6 +183,7 @@ func TestReserveOnFullDisk(t *testing.T) {
 // disk: with a reserve larger than the disk, every write that adds mail
 // is refused and every other write works.
 func TestReserveFromStatfs(t *testing.T) {
+	sqliteOnly(t)
 	t.Parallel()
 	ctx := context.Background()
 	s := openTestStore(t, Options{})

@@ -110,6 +110,14 @@ type Store struct {
 	recentMarks map[MailboxID]UID
 	recentDirty map[MailboxID]bool // claims not yet written
 
+	// postgres is set for a store on PostgreSQL (postgres.go), where the
+	// writer runs SERIALIZABLE and retries conflicts, and the few
+	// queries that differ in meaning take their PostgreSQL form (pick).
+	postgres bool
+	// listener is the LISTEN connection that brings other nodes' events
+	// (crossnode.go); nil on SQLite.
+	listener *crossNode
+
 	// dir is the database's directory, whose file system holds the
 	// reserve; pageSize is the database's, for its free page count.
 	dir      string
@@ -167,6 +175,25 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.postmaster = pm
 	}
 
+	if IsPostgresURL(path) {
+		if err := s.openPostgres(ctx, path); err != nil {
+			return nil, fmt.Errorf("open mailstore %s: %w", RedactURL(path), err)
+		}
+	} else if err := s.openSQLite(ctx, path); err != nil {
+		return nil, err
+	}
+
+	s.wakeq = make(chan *notify.Wakeups, wakeQueueLen)
+	s.wg.Add(2)
+	go s.runWriter()
+	go s.runWaker()
+	return s, nil
+}
+
+// openSQLite opens the SQLite database file at path: the writer's one
+// connection and the read pool, with the schema migrated.
+func (s *Store) openSQLite(ctx context.Context, path string) error {
+	opts := s.opts
 	// WAL lets readers run beside the writer; synchronous=FULL makes each
 	// commit durable before it returns; _txlock=immediate takes the write
 	// lock at BEGIN so a transaction never fails half way on SQLITE_BUSY.
@@ -178,35 +205,31 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	s.wdb.SetConnMaxIdleTime(0)
 	if err := s.wdb.PingContext(ctx); err != nil {
 		closeQuietly(s.wdb)
-		return nil, fmt.Errorf("open mailstore %s: %w", path, err)
+		return fmt.Errorf("open mailstore %s: %w", path, err)
 	}
 	if err := checkFTS5(ctx, s.wdb); err != nil {
 		closeQuietly(s.wdb)
-		return nil, fmt.Errorf("open mailstore %s: %w", path, err)
+		return fmt.Errorf("open mailstore %s: %w", path, err)
 	}
 	if err := migrate(ctx, s.wdb, s.log); err != nil {
 		closeQuietly(s.wdb)
-		return nil, fmt.Errorf("open mailstore %s: %w", path, err)
+		return fmt.Errorf("open mailstore %s: %w", path, err)
 	}
 
 	if err := s.wdb.QueryRowContext(ctx, "PRAGMA page_size").Scan(&s.pageSize); err != nil {
 		closeQuietly(s.wdb)
-		return nil, fmt.Errorf("open mailstore %s: page size: %w", path, err)
+		return fmt.Errorf("open mailstore %s: page size: %w", path, err)
 	}
 
 	s.rdb, err = sql.Open("sqlite3", base+"&_query_only=1")
 	if err != nil {
 		closeQuietly(s.wdb)
-		return nil, fmt.Errorf("open mailstore %s: %w", path, err)
+		return fmt.Errorf("open mailstore %s: %w", path, err)
 	}
 	s.rdb.SetMaxOpenConns(opts.MaxReaders)
 	s.rdb.SetMaxIdleConns(opts.MaxReaders)
 
-	s.wakeq = make(chan *notify.Wakeups, wakeQueueLen)
-	s.wg.Add(2)
-	go s.runWriter()
-	go s.runWaker()
-	return s, nil
+	return nil
 }
 
 // Hub returns the notifier the store publishes to.
@@ -227,6 +250,9 @@ func (s *Store) Close() error {
 	close(s.closing)
 	s.closeMu.Unlock()
 	s.wg.Wait()
+	if s.listener != nil {
+		s.listener.stop()
+	}
 	// The writer has stopped: the last claims go in on their own.
 	ferr := s.flushRecentMarks()
 	rerr := s.rdb.Close()
@@ -349,8 +375,17 @@ func closeQuietly(db *sql.DB) {
 }
 
 // IntegrityCheck runs SQLite's PRAGMA integrity_check and returns an error
-// unless it reports "ok".
+// unless it reports "ok". On PostgreSQL, which checks its pages itself
+// (and pg_amcheck checks them on demand), it checks that the database
+// answers.
 func (s *Store) IntegrityCheck(ctx context.Context) error {
+	if s.postgres {
+		var n int
+		if err := s.rdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM meta").Scan(&n); err != nil {
+			return fmt.Errorf("integrity check: %w", err)
+		}
+		return nil
+	}
 	var res string
 	if err := s.rdb.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&res); err != nil {
 		return fmt.Errorf("integrity check: %w", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -13,13 +14,62 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"pushmail/internal/pgtest"
 	"pushmail/notify"
 )
 
-// openTestStore opens a fresh store in a temporary directory.
+// testStoreEnv selects the backend of openTestStore: "postgres" runs the
+// suite on a fresh PostgreSQL database per test (pgtest; ./test.sh runs
+// the package once more that way), anything else on SQLite.
+const testStoreEnv = "PUSHMAIL_TEST_STORE"
+
+// testOnPostgres reports whether openTestStore opens PostgreSQL stores.
+func testOnPostgres() bool { return os.Getenv(testStoreEnv) == "postgres" }
+
+// openTestStore opens a fresh store: an SQLite file in a temporary
+// directory, or a fresh PostgreSQL database (testStoreEnv).
 func openTestStore(t testing.TB, opts Options) *Store {
 	t.Helper()
+	if testOnPostgres() {
+		return openStoreAt(t, pgtest.New(t), opts)
+	}
 	return openStoreAt(t, filepath.Join(t.TempDir(), "test.db"), opts)
+}
+
+// injectFailure makes every write of event ("INSERT", "UPDATE OF col")
+// on table fail with "injected failure" while cond (an SQL condition on
+// NEW, "TRUE" for always) holds, until the returned function is called:
+// a trigger, written for the store's backend.
+func injectFailure(t testing.TB, s *Store, name, event, table, cond string) (remove func()) {
+	t.Helper()
+	ctx := context.Background()
+	exec := func(q string) {
+		t.Helper()
+		if _, err := s.wdb.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if s.postgres {
+		exec("CREATE FUNCTION " + name + "() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN IF " + cond +
+			" THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $f$")
+		exec("CREATE TRIGGER " + name + " BEFORE " + event + " ON " + table + " FOR EACH ROW EXECUTE FUNCTION " + name + "()")
+		return func() {
+			exec("DROP TRIGGER " + name + " ON " + table)
+			exec("DROP FUNCTION " + name + "()")
+		}
+	}
+	exec("CREATE TRIGGER " + name + " BEFORE " + event + " ON " + table + " WHEN " + cond +
+		" BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+	return func() { exec("DROP TRIGGER " + name) }
+}
+
+// sqliteOnly skips a test of what only SQLite has (its file, PRAGMAs,
+// disk-space limits) on a PostgreSQL run.
+func sqliteOnly(t testing.TB) {
+	t.Helper()
+	if testOnPostgres() {
+		t.Skip("tests SQLite's file or PRAGMAs; this run is on PostgreSQL (" + testStoreEnv + ")")
+	}
 }
 
 func openStoreAt(t testing.TB, path string, opts Options) *Store {
@@ -29,7 +79,7 @@ func openStoreAt(t testing.TB, path string, opts Options) *Store {
 	}
 	s, err := Open(context.Background(), path, opts)
 	if err != nil {
-		t.Fatalf("Open(%s) = %v", path, err)
+		t.Fatalf("Open(%s) = %v", RedactURL(path), err)
 	}
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {

@@ -172,7 +172,8 @@ func (s *Store) readUIDs(ctx context.Context, mailbox MailboxID) ([]UID, uint64,
 	// The subquery's ORDER BY fixes the order group_concat sees.
 	var list sql.NullString
 	err = tx.QueryRowContext(ctx,
-		"SELECT group_concat(uid) FROM (SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid)", mailbox).Scan(&list)
+		s.pick("SELECT group_concat(uid) FROM (SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid)",
+			"SELECT string_agg(uid::text, ',' ORDER BY uid) FROM messages WHERE mailbox_id = ?"), mailbox).Scan(&list)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list uids: %w", err)
 	}
@@ -258,6 +259,37 @@ func (e *uidEntry) apply(ev *notify.Event) bool {
 		return false
 	}
 	return true
+}
+
+// drop forgets the mailbox's list, to be read again: its events may have
+// been missed or come out of order (crossnode.go). A read under way is
+// not kept.
+func (c *uidCache) drop(id MailboxID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropLocked(id)
+}
+
+// dropAll is drop for every mailbox.
+func (c *uidCache) dropAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range c.entries {
+		c.dropLocked(id)
+	}
+}
+
+func (c *uidCache) dropLocked(id MailboxID) {
+	e := c.entries[id]
+	if e == nil {
+		return
+	}
+	if e.loading != nil {
+		e.stale = true
+		return
+	}
+	delete(c.entries, id)
+	c.total -= len(e.uids)
 }
 
 // evictLocked drops the least recently used lists, other than keep's,

@@ -224,12 +224,9 @@ func (s *Store) AddUser(ctx context.Context, address, password string) (User, er
 		if exists > 0 {
 			return nil, ErrUserExists
 		}
-		res, err := tx.Exec("INSERT INTO users(id, address, domain, password, created) VALUES ("+nextIDSQL("users")+", ?, ?, ?, ?)",
-			addr, domainOf(addr), hash, u.Created.Unix())
-		if err != nil {
-			return nil, err
-		}
-		id, err := res.LastInsertId()
+		var id int64
+		err := tx.QueryRow("INSERT INTO users(id, address, domain, password, created) VALUES ("+nextIDSQL("users")+", ?, ?, ?, ?) RETURNING id",
+			addr, domainOf(addr), hash, u.Created.Unix()).Scan(&id)
 		if err != nil {
 			return nil, err
 		}

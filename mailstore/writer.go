@@ -25,6 +25,8 @@ type wtx struct {
 	ctx context.Context
 	tx  *sql.Tx
 	w   *stmtCache
+	// postgres is Store.postgres: pick chooses by it.
+	postgres bool
 	// maxVanished is Options.MaxVanished, for pruneVanishedTx.
 	maxVanished int
 	// bodyText collects the batch's full-text index rows, written all at
@@ -69,6 +71,14 @@ func (s *Store) prepareMissing(ctx context.Context) {
 		}
 		s.stmts.stmts[q] = st
 	}
+}
+
+// pick is Store.pick, in the writer's transaction.
+func (t *wtx) pick(sqlite, postgres string) string {
+	if t.postgres {
+		return postgres
+	}
+	return sqlite
 }
 
 // Exec runs a statement in the transaction.
@@ -245,22 +255,52 @@ func (s *Store) runBatch(ops []*writeOp) (wakeups *notify.Wakeups) {
 		s.prepareMissing(context.Background())
 	}()
 	s.admitGrowth(ops)
-	// A batch of one needs no second pass: its only op failing fails it.
-	if wakeups, retry := s.tryBatch(ops, false); !retry || len(ops) == 1 {
-		return wakeups
+	savepoints := false
+	for conflicts := 0; ; {
+		wakeups, outcome := s.tryBatch(ops, savepoints)
+		switch {
+		case outcome == batchConflict && conflicts < maxConflictRetries:
+			// Another node's writer committed a conflicting change
+			// first (PostgreSQL only): nothing of this batch was
+			// committed, and running it again reads that change.
+			conflicts++
+			s.log.Debug("mailstore write batch conflicted with another node's; running it again", "attempt", conflicts)
+			time.Sleep(time.Duration(conflicts) * 200 * time.Microsecond)
+		case outcome == batchFailedOp && !savepoints && len(ops) > 1:
+			// A batch of one needs no second pass: its only op failing
+			// fails it.
+			savepoints = true
+		default:
+			return wakeups
+		}
+		for _, op := range ops {
+			op.err, op.events = nil, nil
+		}
 	}
-	for _, op := range ops {
-		op.err, op.events = nil, nil
-	}
-	wakeups, _ = s.tryBatch(ops, true)
-	return wakeups
 }
+
+// maxConflictRetries bounds how many times runBatch runs a batch again
+// after serialization failures; past it, its writes fail with the
+// conflict. Two nodes delivering to one mailbox conflict at most once per
+// batch each: the bound is for a store under a storm from many nodes.
+const maxConflictRetries = 20
+
+// batchOutcome is how tryBatch ended.
+type batchOutcome int
+
+const (
+	batchDone     batchOutcome = iota // committed, or failed for good
+	batchFailedOp                     // an op failed without savepoints: all rolled back
+	batchConflict                     // a serialization failure (PostgreSQL): all rolled back
+)
 
 // tryBatch runs ops in one transaction, each within its own savepoint when
 // savepoints is set. Without savepoints, the first op to fail rolls the
-// whole transaction back and tryBatch returns retry; ops' results are then
-// meaningless, except for the failed op's error.
-func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeups, retry bool) {
+// whole transaction back and tryBatch returns batchFailedOp; ops' results
+// are then meaningless, except for the failed op's error. A serialization
+// failure anywhere rolls everything back and returns batchConflict, with
+// every op failed by it in case runBatch gives up.
+func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeups, outcome batchOutcome) {
 	ctx := context.Background() // the batch belongs to no single caller
 	start := time.Now()
 	failAll := func(err error) {
@@ -275,7 +315,7 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		failAll(classify(fmt.Errorf("begin transaction: %w", err)))
-		return nil, false
+		return nil, batchDone
 	}
 	ran := 0
 	var bodyText []bodyTextRow
@@ -289,19 +329,24 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 			continue
 		}
 		var broken error
-		op.events, op.err, broken = s.runOp(&wtx{ctx: ctx, tx: tx, w: &s.stmts, maxVanished: s.opts.MaxVanished, bodyText: &bodyText}, op.fn, savepoints)
+		op.events, op.err, broken = s.runOp(&wtx{ctx: ctx, tx: tx, w: &s.stmts, postgres: s.postgres, maxVanished: s.opts.MaxVanished, bodyText: &bodyText}, op.fn, savepoints)
 		if broken != nil {
 			// The transaction is gone, and with it the ops before this
 			// one: what follows would run outside any transaction.
 			rollback(tx)
 			failAll(classify(fmt.Errorf("transaction aborted: %w", broken)))
-			return nil, false
+			return nil, batchDone
+		}
+		if op.err != nil && isRetryable(op.err) {
+			rollback(tx)
+			failAll(op.err)
+			return nil, batchConflict
 		}
 		if op.err != nil && !savepoints {
 			// Its partial writes are in the transaction with everyone
 			// else's: undo them all, and let the caller decide.
 			rollback(tx)
-			return nil, true
+			return nil, batchFailedOp
 		}
 		if op.err == nil {
 			ran++
@@ -309,7 +354,7 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 	}
 	if ran == 0 {
 		rollback(tx)
-		return nil, false
+		return nil, batchDone
 	}
 	// \Recent claims made since the last commit ride along (recent.go).
 	// A failure leaves them for the next commit: \Recent is session
@@ -320,16 +365,33 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 	}
 	// Last before the commit, so that no other statement makes FTS5
 	// write its pending rows out early (fulltext.go).
-	if err := writeBodyText(ctx, tx, bodyText); err != nil {
+	if err := writeBodyText(ctx, tx, bodyText, s.postgres); err != nil {
 		rollback(tx)
 		s.restoreRecentMarks(claims)
 		failAll(classify(fmt.Errorf("full-text index: %w", err)))
-		return nil, false
+		if isRetryable(err) {
+			return nil, batchConflict
+		}
+		return nil, batchDone
+	}
+	if s.listener != nil {
+		if err := s.listener.notifyBatchTx(ctx, tx, ops); err != nil {
+			rollback(tx)
+			s.restoreRecentMarks(claims)
+			failAll(err)
+			if isRetryable(err) {
+				return nil, batchConflict
+			}
+			return nil, batchDone
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		s.restoreRecentMarks(claims)
 		failAll(classify(fmt.Errorf("commit: %w", err)))
-		return nil, false
+		if isRetryable(err) {
+			return nil, batchConflict
+		}
+		return nil, batchDone
 	}
 	committed := time.Now()
 	// RFC 5321 §6.1 and DESIGN.md: publish in commit order, before any
@@ -342,6 +404,11 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 		bytes += op.size
 		for _, ev := range op.events {
 			ev.Committed = committed
+			if s.listener != nil {
+				// Ordered with the other nodes' events (crossnode.go).
+				s.listener.publish(&ev, wakeups)
+				continue
+			}
 			// The shared UID lists first: a session that hears of the
 			// change finds its list past it (uidlist.go).
 			s.uidLists.applyEvent(&ev)
@@ -351,7 +418,7 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(len(ops), bytes, committed.Sub(start))
 	}
-	return wakeups, false
+	return wakeups, batchDone
 }
 
 // runOp runs fn, inside a savepoint when savepoint is set, turning a panic
@@ -423,12 +490,13 @@ func fillUsersTx(tx *wtx, events []notify.Event) error {
 	return nil
 }
 
-// classify marks SQLite's "database or disk is full" with ErrStorageFull,
-// so protocols can answer "mail system full" (RFC 3463 X.3.1) rather
-// than a generic error.
+// classify marks SQLite's "database or disk is full", and PostgreSQL's
+// disk_full, with ErrStorageFull, so protocols can answer "mail system
+// full" (RFC 3463 X.3.1) rather than a generic error.
 func classify(err error) error {
 	var se sqlite3.Error
-	if errors.As(err, &se) && se.Code == sqlite3.ErrFull && !errors.Is(err, ErrStorageFull) {
+	full := errors.As(err, &se) && se.Code == sqlite3.ErrFull || pgDiskFullErr(err)
+	if full && !errors.Is(err, ErrStorageFull) {
 		return fmt.Errorf("%w: %w", ErrStorageFull, err)
 	}
 	return err

@@ -161,6 +161,50 @@ func (w *Wakeups) Wake() {
 	w.subs = w.subs[:0]
 }
 
+// Resync marks for resynchronisation every subscriber that Enqueue would
+// give an event of mailbox and user (either may be 0), dropping what they
+// have queued, and adds them to w: a publisher that cannot say what
+// changed (events lost, or come out of order, from another node sharing
+// the store) makes them rebuild their state from the store instead.
+func (h *Hub) Resync(mailbox, user int64, w *Wakeups) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if mailbox != 0 {
+		for s := range h.subs[mailbox] {
+			s.markResync(w)
+		}
+	}
+	if user != 0 {
+		for s := range h.users[user] {
+			s.markResync(w)
+		}
+	}
+	for s := range h.all {
+		s.markResync(w)
+	}
+}
+
+// ResyncAll is Resync for every subscription of the hub: the publisher
+// may have missed any change (its feed of another node's commits was
+// cut).
+func (h *Hub) ResyncAll(w *Wakeups) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, m := range h.subs {
+		for s := range m {
+			s.markResync(w)
+		}
+	}
+	for _, m := range h.users {
+		for s := range m {
+			s.markResync(w)
+		}
+	}
+	for s := range h.all {
+		s.markResync(w)
+	}
+}
+
 // Resyncs returns how many times a subscription fell behind and was told
 // to resynchronise, since the Hub was made.
 func (h *Hub) Resyncs() uint64 { return h.resyncs.Load() }
@@ -331,6 +375,25 @@ func (s *Subscription) enqueue(ev Event) (mustList bool) {
 		return true
 	}
 	return false
+}
+
+// markResync drops s's queue, marks it to resynchronise and lists it in w
+// unless a wake-up is pending already.
+func (s *Subscription) markResync(w *Wakeups) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.queue = nil
+	if !s.resync {
+		s.resync = true
+		s.hub.resyncs.Add(1)
+	}
+	if !s.listed {
+		s.listed = true
+		w.subs = append(w.subs, s)
+	}
 }
 
 // wake signals the reader without blocking, through its hook if it has

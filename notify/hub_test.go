@@ -295,3 +295,43 @@ func TestTakeIfAllOrNothing(t *testing.T) {
 		})
 	}
 }
+
+func TestResync(t *testing.T) {
+	h := New(0)
+	mb := h.Subscribe(1)
+	other := h.Subscribe(2)
+	user := h.SubscribeUser(7, 0)
+	defer mb.Close()
+	defer other.Close()
+	defer user.Close()
+	h.Publish(Event{Mailbox: 1, User: 7, Kind: Appended, UIDs: []uint32{1}})
+	h.Publish(Event{Mailbox: 2, User: 8, Kind: Appended, UIDs: []uint32{1}})
+
+	var w Wakeups
+	h.Resync(1, 7, &w)
+	w.Wake()
+	for _, s := range []*Subscription{mb, user} {
+		if evs, resync := s.Take(); !resync || len(evs) != 0 {
+			t.Errorf("after Resync: %d events, resync %v; want none and true", len(evs), resync)
+		}
+	}
+	if evs, resync := other.Take(); resync || len(evs) != 1 {
+		t.Errorf("another mailbox's watcher: %d events, resync %v; want its 1 event", len(evs), resync)
+	}
+
+	h.ResyncAll(&w)
+	w.Wake()
+	for _, s := range []*Subscription{mb, other, user} {
+		select {
+		case <-s.Ready():
+		default:
+			t.Error("ResyncAll woke no reader")
+		}
+		if _, resync := s.Take(); !resync {
+			t.Error("ResyncAll: a subscription not marked")
+		}
+	}
+	if got := h.Resyncs(); got != 5 {
+		t.Errorf("Resyncs() = %d, want 5", got)
+	}
+}
