@@ -266,6 +266,10 @@ func (s *Store) runBatch(ops []*writeOp) (wakeups *notify.Wakeups) {
 			conflicts++
 			s.log.Debug("mailstore write batch conflicted with another node's; running it again", "attempt", conflicts)
 			time.Sleep(time.Duration(conflicts) * 200 * time.Microsecond)
+		case outcome == batchConflict:
+			s.log.Error("mailstore write batch failed: it conflicted with other nodes' writes every time it ran",
+				"attempts", conflicts+1, "writes", len(ops), "err", ops[0].err)
+			return wakeups
 		case outcome == batchFailedOp && !savepoints && len(ops) > 1:
 			// A batch of one needs no second pass: its only op failing
 			// fails it.
@@ -304,7 +308,11 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 	ctx := context.Background() // the batch belongs to no single caller
 	start := time.Now()
 	failAll := func(err error) {
-		s.log.Error("mailstore write batch failed", "err", err, "writes", len(ops))
+		if !isRetryable(err) {
+			// A conflict is run again (runBatch), and logged there if it
+			// is given up.
+			s.log.Error("mailstore write batch failed", "err", err, "writes", len(ops))
+		}
 		for _, op := range ops {
 			if op.err == nil {
 				op.err = err
