@@ -160,13 +160,27 @@ func pgIndexExists(t *testing.T, db *sql.DB, name string) bool {
 func TestMigratePostgresConcurrent(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	db := openTestPostgres(t)
+	url := pgtest.New(t)
 	const nodes = 2
+	var dbs [nodes]*sql.DB
+	for i := range dbs {
+		db, err := sql.Open("pgx", url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := db.Close(); err != nil {
+				t.Errorf("close postgres: %v", err)
+			}
+		})
+		dbs[i] = db
+	}
+	db := dbs[0]
 	errs := make([]error, nodes)
 	var wg sync.WaitGroup
 	for i := range nodes {
 		wg.Go(func() {
-			errs[i] = migratePostgres(ctx, db, slog.New(slog.DiscardHandler))
+			errs[i] = migratePostgres(ctx, dbs[i], slog.New(slog.DiscardHandler))
 		})
 	}
 	wg.Wait()
@@ -181,6 +195,62 @@ func TestMigratePostgresConcurrent(t *testing.T) {
 	var rows int
 	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pushmail_schema").Scan(&rows); err != nil || rows != 1 {
 		t.Fatalf("pushmail_schema rows = %d, %v; want 1", rows, err)
+	}
+}
+
+// Without pg_trgm, the schema is created all the same, without the
+// trigram indexes, and a warning says why; once the extension can be
+// created, the next start adds them.
+func TestMigratePostgresWithoutTrigram(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := openTestPostgres(t)
+	// pgtest created the extension; a function of one of its names in
+	// the way makes CREATE EXTENSION fail, as a missing package or a role
+	// without the privilege would.
+	for _, q := range []string{
+		"DROP EXTENSION pg_trgm",
+		"CREATE FUNCTION similarity(text, text) RETURNS real LANGUAGE sql AS 'SELECT 0::real'",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	if err := migratePostgres(ctx, db, log); err != nil {
+		t.Fatalf("migratePostgres without pg_trgm = %v", err)
+	}
+	if v, err := postgresSchemaVersion(ctx, db); err != nil || v != len(postgresMigrations) {
+		t.Fatalf("postgresSchemaVersion = %d, %v; want %d", v, err, len(postgresMigrations))
+	}
+	for _, ix := range postgresTrigramIndexes {
+		if pgIndexExists(t, db, ix.name) {
+			t.Errorf("index %s exists without pg_trgm", ix.name)
+		}
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "pg_trgm") {
+		t.Errorf("log = %q; want a warning about pg_trgm", logs.String())
+	}
+	// The table works without its indexes.
+	if _, err := db.ExecContext(ctx, "INSERT INTO body_text(id, header, body) VALUES (1, 'subject: hello', 'some text')"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM body_text WHERE strpos(body, 'text') > 0").Scan(&n); err != nil || n != 1 {
+		t.Errorf("search without the trigram indexes = %d, %v; want 1", n, err)
+	}
+
+	if _, err := db.ExecContext(ctx, "DROP FUNCTION similarity(text, text)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := migratePostgres(ctx, db, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("migratePostgres once pg_trgm can be created = %v", err)
+	}
+	for _, ix := range postgresTrigramIndexes {
+		if !pgIndexExists(t, db, ix.name) {
+			t.Errorf("index %s missing once pg_trgm can be created", ix.name)
+		}
 	}
 }
 
