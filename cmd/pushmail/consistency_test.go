@@ -29,6 +29,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
+	"pushmail/internal/pgtest"
 	"pushmail/mailstore"
 )
 
@@ -82,10 +83,21 @@ var ccFlags = []imap.Flag{imap.FlagSeen, imap.FlagDeleted, imap.FlagFlagged, ima
 // unilateral FETCH to the handler in a new goroutine, so its order against
 // EXPUNGE and EXISTS is lost, and it routes a FETCH whose number is in a
 // pending FETCH or STORE's set to that command instead.
+// TestIMAPMultiClientConsistency runs on both backends: an SQLite file,
+// and a PostgreSQL database when the tests have a server (pgtest).
 func TestIMAPMultiClientConsistency(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs several clients for a few seconds")
 	}
+	t.Run("sqlite", func(t *testing.T) {
+		testIMAPMultiClientConsistency(t, filepath.Join(t.TempDir(), "mail.db"))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		testIMAPMultiClientConsistency(t, pgtest.New(t))
+	})
+}
+
+func testIMAPMultiClientConsistency(t *testing.T, location string) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv(ccSeedEnv); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -96,7 +108,7 @@ func TestIMAPMultiClientConsistency(t *testing.T) {
 	}
 	t.Logf("master seed %d (replay with %s=%d)", seed, ccSeedEnv, seed)
 
-	w := newCCWorld(t, seed)
+	w := newCCWorld(t, seed, location)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w.stop = cancel
@@ -210,11 +222,11 @@ type ccExpunged struct {
 	cmd    string
 }
 
-func newCCWorld(t *testing.T, seed uint64) *ccWorld {
+func newCCWorld(t *testing.T, seed uint64, location string) *ccWorld {
 	t.Helper()
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := mailstore.Open(ctx, filepath.Join(t.TempDir(), "mail.db"), mailstore.Options{
+	store, err := mailstore.Open(ctx, location, mailstore.Options{
 		Logger: logger, PasswordCost: bcrypt.MinCost,
 	})
 	if err != nil {

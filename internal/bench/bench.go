@@ -44,6 +44,7 @@ func Modes() []Mode {
 		{"bigbox", "a large mailbox: SELECT, UID FETCH 1:* (UID FLAGS), SEARCH, one BODY[]", "inproc", bigboxFlags},
 		{"jmap", "push over HTTP: SMTP 250 to the StateChange on JMAP event streams (one or many)", "inproc", jmapFlags},
 		{"qresync", "a QRESYNC client's reconnect to a large mailbox after 100 changes (RFC 7162 §3.2.5)", "inproc", qresyncFlags},
+		{"crossnode", "two nodes on one PostgreSQL store: SMTP 250 on one to * N EXISTS on the other, and ingest split over both", "child", crossnodeFlags},
 		{"fsync", "the disk: write+fsync per second in --dir (what bounds a durable commit)", "", fsyncFlags},
 	}
 }
@@ -116,6 +117,9 @@ type bench struct {
 	serve           ServeFunc
 	storeFile       string
 	shutdownTimeout time.Duration
+	// store, when set, is the --store of the servers startChild runs
+	// (crossnode: a PostgreSQL database); "" for their data directory's.
+	store string
 	// imaps: the watchers of "bench idle --tls" use implicit TLS, which a
 	// started child serves with a self-signed certificate (--dev-tls).
 	imaps bool

@@ -117,7 +117,15 @@ func runIngest(ctx context.Context, b *bench, client string, senders, messages, 
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, t.stop()) }()
+	return ingest(ctx, b, []*benchTarget{t}, client, senders, messages, size)
+}
 
+// ingest delivers messages with senders concurrent SMTP connections, sender
+// s to targets[s % len(targets)] (the nodes of one store), then checks
+// over IMAP on the first target that every acknowledged message is there
+// once. CPU time and commit counts are summed over the targets.
+func ingest(ctx context.Context, b *bench, targets []*benchTarget, client string, senders, messages, size int) (res *IngestResult, err error) {
+	t := targets[0]
 	clients := make([]ingestClient, senders)
 	defer func() {
 		for _, c := range clients {
@@ -127,7 +135,7 @@ func runIngest(ctx context.Context, b *bench, client string, senders, messages, 
 		}
 	}()
 	for i := range clients {
-		if clients[i], err = dialIngestClient(ctx, client, t.smtpAddr, b.timeout); err != nil {
+		if clients[i], err = dialIngestClient(ctx, client, targets[i%len(targets)].smtpAddr, b.timeout); err != nil {
 			return nil, err
 		}
 	}
@@ -141,9 +149,9 @@ func runIngest(ctx context.Context, b *bench, client string, senders, messages, 
 	if err != nil {
 		return nil, err
 	}
-	serverCPU0, serverOK := t.cpuTime()
+	serverCPU0, serverOK := targetsCPU(targets)
 	selfCPU0 := selfCPU()
-	batches0, writes0, _ := t.commitStats(ctx)
+	batches0, writes0, _ := targetsCommits(ctx, targets)
 	start := time.Now()
 	errc := make(chan error, senders)
 	var wg sync.WaitGroup
@@ -179,7 +187,7 @@ func runIngest(ctx context.Context, b *bench, client string, senders, messages, 
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	serverCPU1, _ := t.cpuTime()
+	serverCPU1, _ := targetsCPU(targets)
 	selfCPU1 := selfCPU()
 	if err := stopProfile(); err != nil {
 		return nil, err
@@ -209,7 +217,7 @@ func runIngest(ctx context.Context, b *bench, client string, senders, messages, 
 			res.ClientCPUPerMsg = &v
 		}
 	}
-	if batches1, writes1, ok := t.commitStats(ctx); ok && batches1 > batches0 {
+	if batches1, writes1, ok := targetsCommits(ctx, targets); ok && batches1 > batches0 {
 		res.Batches, res.AvgBatch = int64(batches1-batches0), (writes1-writes0)/(batches1-batches0)
 	}
 
@@ -232,6 +240,28 @@ func runIngest(ctx context.Context, b *bench, client string, senders, messages, 
 		}
 	}
 	return res, nil
+}
+
+// targetsCPU is the CPU time of every target's process, summed; ok only
+// if every one is known.
+func targetsCPU(targets []*benchTarget) (d time.Duration, ok bool) {
+	ok = true
+	for _, t := range targets {
+		c, known := t.cpuTime()
+		d += c
+		ok = ok && known
+	}
+	return d, ok
+}
+
+// targetsCommits is commitStats summed over the targets.
+func targetsCommits(ctx context.Context, targets []*benchTarget) (commits, writes float64, ok bool) {
+	ok = true
+	for _, t := range targets {
+		c, w, known := t.commitStats(ctx)
+		commits, writes, ok = commits+c, writes+w, ok && known
+	}
+	return commits, writes, ok
 }
 
 // fetchBenchIDs reads the X-Bench-Id of every message in the INBOX over

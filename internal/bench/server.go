@@ -234,6 +234,9 @@ func (b *bench) startChild(ctx context.Context, dir string) (*benchTarget, error
 	cmd := exec.Command(b.serverBin, "serve", "--data", dir, "--domain", "localhost", "--hostname", "bench.localhost",
 		"--smtp", "127.0.0.1:0", "--imap", "127.0.0.1:0", "--lmtp", "", "--submission", "", "--pop3", "", "--pop3s", "", "--http", "127.0.0.1:0",
 		"--max-conns", limit, "--max-conns-per-ip", limit, "--log-level", level, "--log-format", "text")
+	if b.store != "" {
+		cmd.Args = append(cmd.Args, "--store", b.store)
+	}
 	if b.imaps {
 		cmd.Args = append(cmd.Args, "--imaps", "127.0.0.1:0", "--dev-tls")
 	} else {
