@@ -30,7 +30,12 @@ import (
 // variables, then flags: each later source overrides the earlier ones.
 // pushmail.sample.toml documents every key.
 type Config struct {
-	Data     string   `toml:"data"`
+	Data string `toml:"data"`
+	// Store is where the mail is: "" for DATA/pushmail.db, sqlite:PATH or
+	// a PATH for another SQLite file, or a postgres:// URL for a
+	// PostgreSQL database that several servers may share
+	// (storeLocation). The data directory keeps everything else.
+	Store    string   `toml:"store"`
 	Hostname string   `toml:"hostname"`
 	Domains  []string `toml:"domains"`
 	// Postmaster receives postmaster@ mail for domains without a
@@ -275,7 +280,8 @@ type setting struct {
 }
 
 var settings = []setting{
-	{flag: "data", key: "data", usage: "data directory; the store is DIR/" + dbFile, field: func(c *Config) any { return &c.Data }},
+	{flag: "data", key: "data", usage: "data directory: TLS and VAPID keys, the spool, the lock, and the store unless --store names another", field: func(c *Config) any { return &c.Data }},
+	{flag: "store", key: "store", usage: storeUsage, field: func(c *Config) any { return &c.Store }},
 	{flag: "hostname", key: "hostname", usage: "host name used in greetings and Received fields", field: func(c *Config) any { return &c.Hostname }},
 	{flag: "domain", key: "domains", usage: "a mail domain served here, repeatable (env: comma-separated); users' and aliases' domains are served too", field: func(c *Config) any { return &c.Domains }},
 	{flag: "postmaster", key: "postmaster", usage: "user or alias that gets postmaster@ mail for domains without a postmaster user or alias (default: the first user created)", field: func(c *Config) any { return &c.Postmaster }},
@@ -473,6 +479,8 @@ func (c *Config) validate() error {
 	var errs []error
 	if c.Data == "" {
 		errs = append(errs, errors.New("data: must not be empty"))
+	} else if _, err := storeLocation(c.Data, c.Store); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.Domains) == 0 {
 		errs = append(errs, errors.New("domains: at least one domain"))
@@ -597,6 +605,7 @@ func (l ListenConfig) validateProxy() []error {
 
 // masked returns a copy of c with secrets replaced, for printing.
 func (c Config) masked() Config {
+	c.Store = mailstore.RedactURL(c.Store)
 	for _, s := range settings {
 		if p, ok := s.field(&c).(*string); ok && s.secret && *p != "" {
 			*p = "********"
