@@ -172,14 +172,15 @@ type LimitsConfig struct {
 	SpoolThresholdBytes int64 `toml:"spool_threshold_bytes"`
 	// MaxStoreBytes caps the store on disk, the database file and its
 	// write-ahead log (0: only the disk does); deliveries past it fail as
-	// on a full disk (mailstore.Options.MaxDatabaseBytes).
+	// on a full disk (mailstore.Options.MaxDatabaseBytes). SQLite only
+	// (serveStoreLimits).
 	MaxStoreBytes int64 `toml:"max_store_bytes"`
-	// MinFreeBytes is the free space kept on the data directory's file
+	// MinFreeBytes is the free space kept on the SQLite store's file
 	// system: deliveries, APPEND and COPY that would leave less are
 	// refused, so that deletes, which SQLite must first write to its log,
 	// still work (mailstore.Options.MinFreeBytes). /healthz reports
 	// "degraded", and SMTP answers MAIL with 452 4.3.1, while a message
-	// of max_message_bytes would not fit.
+	// of max_message_bytes would not fit. SQLite only (serveStoreLimits).
 	MinFreeBytes  int64         `toml:"min_free_bytes"`
 	MaxRecipients int           `toml:"max_recipients"`
 	MaxConnsPerIP int           `toml:"max_conns_per_ip"`
@@ -309,8 +310,8 @@ var settings = []setting{
 	{flag: "max-message-bytes", key: "limits.max_message_bytes", usage: "largest message accepted, in bytes", field: func(c *Config) any { return &c.Limits.MaxMessageBytes }},
 	{flag: "max-inflight-bytes", key: "limits.max_inflight_bytes", usage: "memory for messages in transit, all SMTP, LMTP and submission sessions together, in bytes; when it is spent, new transactions get 451 4.3.1", field: func(c *Config) any { return &c.Limits.MaxInflightBytes }},
 	{flag: "spool-threshold-bytes", key: "limits.spool_threshold_bytes", usage: "a message larger than this is received into a file in DATA/" + spoolDir + " instead of memory, in bytes", field: func(c *Config) any { return &c.Limits.SpoolThresholdBytes }},
-	{flag: "max-store-bytes", key: "limits.max_store_bytes", usage: "cap on the store's database file and write-ahead log, in bytes (0: none); past it, deliveries get 451 4.3.0 and APPEND NO [OVERQUOTA], as on a full disk, and MAIL 452 4.3.1 while a message of max-message-bytes would not fit", field: func(c *Config) any { return &c.Limits.MaxStoreBytes }},
-	{flag: "min-free-bytes", key: "limits.min_free_bytes", usage: "free space kept on the data directory's file system for deletes, in bytes (0: none); below it, deliveries get 451 4.3.0, APPEND and COPY NO [OVERQUOTA]; while a message of max-message-bytes would not fit, /healthz says degraded and MAIL gets 452 4.3.1", field: func(c *Config) any { return &c.Limits.MinFreeBytes }},
+	{flag: "max-store-bytes", key: "limits.max_store_bytes", usage: "cap on the SQLite store's database file and write-ahead log, in bytes (0: none; not applied to PostgreSQL); past it, deliveries get 451 4.3.0 and APPEND NO [OVERQUOTA], as on a full disk, and MAIL 452 4.3.1 while a message of max-message-bytes would not fit", field: func(c *Config) any { return &c.Limits.MaxStoreBytes }},
+	{flag: "min-free-bytes", key: "limits.min_free_bytes", usage: "free space kept on the SQLite store's file system for deletes, in bytes (0: none; not applied to PostgreSQL); below it, deliveries get 451 4.3.0, APPEND and COPY NO [OVERQUOTA]; while a message of max-message-bytes would not fit, /healthz says degraded and MAIL gets 452 4.3.1", field: func(c *Config) any { return &c.Limits.MinFreeBytes }},
 	{flag: "max-recipients", key: "limits.max_recipients", usage: "most recipients per SMTP transaction", field: func(c *Config) any { return &c.Limits.MaxRecipients }},
 	{flag: "max-conns-per-ip", key: "limits.max_conns_per_ip", usage: "most simultaneous connections from one IPv4 address or IPv6 /64, per listener", field: func(c *Config) any { return &c.Limits.MaxConnsPerIP }},
 	{flag: "smtp-timeout", key: "limits.smtp_timeout", usage: "SMTP command read/write timeout (e.g. 5m)", field: func(c *Config) any { return &c.Limits.SMTPTimeout }},
