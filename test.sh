@@ -2,9 +2,11 @@
 # pushmail's whole test suite: the one test command the README gives and
 # .ci/run calls. It installs the third-party clients the interop tests
 # drive (swaks, openssl, python3, mbsync from isync, curl, postfix, mutt,
-# script from bsdutils, fetchmail, chromium, node and npm) when they are
-# missing, then checks formatting, vets, and runs every test with the race
-# detector.
+# script from bsdutils, fetchmail, chromium, node and npm) and Debian's
+# postgresql package when they are missing, starts a throwaway PostgreSQL
+# cluster (scripts/pgcluster.sh) whose URL the tests read from
+# PUSHMAIL_TEST_POSTGRES, then checks formatting, vets, and runs every test
+# with the race detector. The cluster is stopped and removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,6 +21,11 @@ missing=()
 for tool in swaks:swaks openssl:openssl python3:python3 mbsync:isync curl:curl postfix:postfix mutt:mutt script:bsdutils fetchmail:fetchmail chromium:chromium node:nodejs npm:npm; do
 	command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
+# PostgreSQL's server binaries, for the cluster below (Debian puts them
+# outside PATH; its postgresql package brings pg_trgm too).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+	missing+=(postgresql)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ]; then
 		echo "test.sh: installing ${missing[*]}"
@@ -48,6 +55,22 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
+
+# A throwaway PostgreSQL cluster for the tests of the PostgreSQL store
+# (internal/pgtest makes a fresh database in it per test). Without the
+# server binaries, PUSHMAIL_TEST_POSTGRES stays unset and those tests skip;
+# set to an admin URL beforehand, it names a server to use instead.
+if [ -n "${PUSHMAIL_TEST_POSTGRES:-}" ]; then
+	echo "test.sh: PostgreSQL for the tests at $PUSHMAIL_TEST_POSTGRES (given)"
+elif ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+	pgdir=$(mktemp -d)
+	trap 'scripts/pgcluster.sh stop "$pgdir" || true; rm -rf "$pgdir"' EXIT
+	PUSHMAIL_TEST_POSTGRES=$(scripts/pgcluster.sh start "$pgdir")
+	export PUSHMAIL_TEST_POSTGRES
+	echo "test.sh: PostgreSQL for the tests at $PUSHMAIL_TEST_POSTGRES"
+else
+	echo "test.sh: no PostgreSQL server binaries: the PostgreSQL store's tests will skip" >&2
+fi
 go test -race -count=1 -timeout 20m "$@" ./...
 
 # Then every fuzz target (func FuzzX in any package) runs for a bounded

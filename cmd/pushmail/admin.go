@@ -38,7 +38,7 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func runMailbox(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "list" {
-		fmt.Fprintln(stderr, "Usage: pushmail mailbox list [--data DIR] USER\n\nLists USER's mailboxes with message, unseen and size counts.")
+		fmt.Fprintln(stderr, "Usage: pushmail mailbox list [--data DIR] [--store STORE] USER\n\nLists USER's mailboxes with message, unseen and size counts.")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return errHelp
 		}
@@ -67,19 +67,29 @@ func runMailbox(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	return tw.Flush()
 }
 
-// openForCommand gives fs the --data flag, parses args, which must leave
-// exactly wantArgs positional arguments, and opens the existing store.
-// The caller closes it with closeStore.
+// openForCommand gives fs the --data and --store flags, parses args,
+// which must leave exactly wantArgs positional arguments, and opens the
+// existing store. The caller closes it with closeStore.
 func openForCommand(fs *flag.FlagSet, args []string, wantArgs int, stderr io.Writer) (*mailstore.Store, error) {
-	data := fs.String("data", envDefault("PUSHMAIL_DATA", "./pushmail-data"), "data directory (env PUSHMAIL_DATA)")
-	if err := parseFlags(fs, args); err != nil {
+	sf, err := parseStoreCommand(fs, args, wantArgs)
+	if err != nil {
 		return nil, err
+	}
+	return sf.open(context.Background(), false)
+}
+
+// parseStoreCommand gives fs the --data and --store flags and parses
+// args, which must leave exactly wantArgs positional arguments.
+func parseStoreCommand(fs *flag.FlagSet, args []string, wantArgs int) (storeFlags, error) {
+	sf := addStoreFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return sf, err
 	}
 	if fs.NArg() != wantArgs {
 		fs.Usage()
-		return nil, errUsage
+		return sf, errUsage
 	}
-	return openStore(context.Background(), *data, false)
+	return sf, nil
 }
 
 func dash(s string) string {
@@ -110,7 +120,7 @@ func runStats(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 func runBackup(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("backup", "FILE", stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: pushmail backup [--data DIR] FILE
+		fmt.Fprintln(stderr, `Usage: pushmail backup [--data DIR] [--store STORE] FILE
 
 Writes a consistent copy of the store to FILE (which must not exist) while
 the server keeps running. To restore: stop the server, run
@@ -119,15 +129,29 @@ DIR/pushmail.db by hand: restore also gives every mailbox a new
 UIDVALIDITY, without which IMAP clients would take new messages for ones
 they saw before the restore.
 
+SQLite stores only: a PostgreSQL store (--store postgres://...) is backed
+up with pg_dump and restored with pg_restore.
+
 Flags:`)
 		fs.PrintDefaults()
 	}
-	store, err := openForCommand(fs, args, 1, stderr)
+	sf, err := parseStoreCommand(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	loc, err := sf.location()
+	if err != nil {
+		return err
+	}
+	if mailstore.IsPostgresURL(loc) {
+		return errPostgresFileCommand("backup", loc)
+	}
+	ctx := context.Background()
+	store, err := openStore(ctx, *sf.data, loc, false)
 	if err != nil {
 		return err
 	}
 	defer closeStore(store, stderr)
-	ctx := context.Background()
 	start := time.Now()
 	if err := store.Backup(ctx, fs.Arg(0)); err != nil {
 		return err

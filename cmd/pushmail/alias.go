@@ -18,7 +18,7 @@ func runAlias(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "\n  add ALIAS USER   deliver mail for ALIAS to USER (an existing user)")
 		fmt.Fprintln(stderr, "  del ALIAS        remove an alias")
 		fmt.Fprintln(stderr, "  list             list aliases as \"alias -> user\"")
-		fmt.Fprintln(stderr, "\nEach takes --data DIR (default $PUSHMAIL_DATA or ./pushmail-data).")
+		fmt.Fprintln(stderr, "\nEach takes --data DIR (default $PUSHMAIL_DATA or ./pushmail-data) and --store\n(default $PUSHMAIL_STORE or DIR/pushmail.db: sqlite:PATH, PATH or postgres://…).")
 	}
 	sub, err := subcommand(args, usage)
 	if err != nil {
@@ -39,7 +39,7 @@ func runAlias(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	fs := newFlagSet("alias "+sub, argsUsage, stderr)
-	data := fs.String("data", envDefault("PUSHMAIL_DATA", "./pushmail-data"), "data directory (env PUSHMAIL_DATA)")
+	sf := addStoreFlags(fs)
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func runAlias(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 
 	ctx := context.Background()
-	store, err := openStore(ctx, *data, false)
+	store, err := sf.open(ctx, false)
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,12 @@ import (
 // variables, then flags: each later source overrides the earlier ones.
 // pushmail.sample.toml documents every key.
 type Config struct {
-	Data     string   `toml:"data"`
+	Data string `toml:"data"`
+	// Store is where the mail is: "" for DATA/pushmail.db, sqlite:PATH or
+	// a PATH for another SQLite file, or a postgres:// URL for a
+	// PostgreSQL database that several servers may share
+	// (storeLocation). The data directory keeps everything else.
+	Store    string   `toml:"store"`
 	Hostname string   `toml:"hostname"`
 	Domains  []string `toml:"domains"`
 	// Postmaster receives postmaster@ mail for domains without a
@@ -167,14 +172,15 @@ type LimitsConfig struct {
 	SpoolThresholdBytes int64 `toml:"spool_threshold_bytes"`
 	// MaxStoreBytes caps the store on disk, the database file and its
 	// write-ahead log (0: only the disk does); deliveries past it fail as
-	// on a full disk (mailstore.Options.MaxDatabaseBytes).
+	// on a full disk (mailstore.Options.MaxDatabaseBytes). SQLite only
+	// (serveStoreLimits).
 	MaxStoreBytes int64 `toml:"max_store_bytes"`
-	// MinFreeBytes is the free space kept on the data directory's file
+	// MinFreeBytes is the free space kept on the SQLite store's file
 	// system: deliveries, APPEND and COPY that would leave less are
 	// refused, so that deletes, which SQLite must first write to its log,
 	// still work (mailstore.Options.MinFreeBytes). /healthz reports
 	// "degraded", and SMTP answers MAIL with 452 4.3.1, while a message
-	// of max_message_bytes would not fit.
+	// of max_message_bytes would not fit. SQLite only (serveStoreLimits).
 	MinFreeBytes  int64         `toml:"min_free_bytes"`
 	MaxRecipients int           `toml:"max_recipients"`
 	MaxConnsPerIP int           `toml:"max_conns_per_ip"`
@@ -275,7 +281,8 @@ type setting struct {
 }
 
 var settings = []setting{
-	{flag: "data", key: "data", usage: "data directory; the store is DIR/" + dbFile, field: func(c *Config) any { return &c.Data }},
+	{flag: "data", key: "data", usage: "data directory: TLS and VAPID keys, the spool, the lock, and the store unless --store names another", field: func(c *Config) any { return &c.Data }},
+	{flag: "store", key: "store", usage: storeUsage, field: func(c *Config) any { return &c.Store }},
 	{flag: "hostname", key: "hostname", usage: "host name used in greetings and Received fields", field: func(c *Config) any { return &c.Hostname }},
 	{flag: "domain", key: "domains", usage: "a mail domain served here, repeatable (env: comma-separated); users' and aliases' domains are served too", field: func(c *Config) any { return &c.Domains }},
 	{flag: "postmaster", key: "postmaster", usage: "user or alias that gets postmaster@ mail for domains without a postmaster user or alias (default: the first user created)", field: func(c *Config) any { return &c.Postmaster }},
@@ -303,8 +310,8 @@ var settings = []setting{
 	{flag: "max-message-bytes", key: "limits.max_message_bytes", usage: "largest message accepted, in bytes", field: func(c *Config) any { return &c.Limits.MaxMessageBytes }},
 	{flag: "max-inflight-bytes", key: "limits.max_inflight_bytes", usage: "memory for messages in transit, all SMTP, LMTP and submission sessions together, in bytes; when it is spent, new transactions get 451 4.3.1", field: func(c *Config) any { return &c.Limits.MaxInflightBytes }},
 	{flag: "spool-threshold-bytes", key: "limits.spool_threshold_bytes", usage: "a message larger than this is received into a file in DATA/" + spoolDir + " instead of memory, in bytes", field: func(c *Config) any { return &c.Limits.SpoolThresholdBytes }},
-	{flag: "max-store-bytes", key: "limits.max_store_bytes", usage: "cap on the store's database file and write-ahead log, in bytes (0: none); past it, deliveries get 451 4.3.0 and APPEND NO [OVERQUOTA], as on a full disk, and MAIL 452 4.3.1 while a message of max-message-bytes would not fit", field: func(c *Config) any { return &c.Limits.MaxStoreBytes }},
-	{flag: "min-free-bytes", key: "limits.min_free_bytes", usage: "free space kept on the data directory's file system for deletes, in bytes (0: none); below it, deliveries get 451 4.3.0, APPEND and COPY NO [OVERQUOTA]; while a message of max-message-bytes would not fit, /healthz says degraded and MAIL gets 452 4.3.1", field: func(c *Config) any { return &c.Limits.MinFreeBytes }},
+	{flag: "max-store-bytes", key: "limits.max_store_bytes", usage: "cap on the SQLite store's database file and write-ahead log, in bytes (0: none; not applied to PostgreSQL); past it, deliveries get 451 4.3.0 and APPEND NO [OVERQUOTA], as on a full disk, and MAIL 452 4.3.1 while a message of max-message-bytes would not fit", field: func(c *Config) any { return &c.Limits.MaxStoreBytes }},
+	{flag: "min-free-bytes", key: "limits.min_free_bytes", usage: "free space kept on the SQLite store's file system for deletes, in bytes (0: none; not applied to PostgreSQL); below it, deliveries get 451 4.3.0, APPEND and COPY NO [OVERQUOTA]; while a message of max-message-bytes would not fit, /healthz says degraded and MAIL gets 452 4.3.1", field: func(c *Config) any { return &c.Limits.MinFreeBytes }},
 	{flag: "max-recipients", key: "limits.max_recipients", usage: "most recipients per SMTP transaction", field: func(c *Config) any { return &c.Limits.MaxRecipients }},
 	{flag: "max-conns-per-ip", key: "limits.max_conns_per_ip", usage: "most simultaneous connections from one IPv4 address or IPv6 /64, per listener", field: func(c *Config) any { return &c.Limits.MaxConnsPerIP }},
 	{flag: "smtp-timeout", key: "limits.smtp_timeout", usage: "SMTP command read/write timeout (e.g. 5m)", field: func(c *Config) any { return &c.Limits.SMTPTimeout }},
@@ -473,6 +480,8 @@ func (c *Config) validate() error {
 	var errs []error
 	if c.Data == "" {
 		errs = append(errs, errors.New("data: must not be empty"))
+	} else if _, err := storeLocation(c.Data, c.Store); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.Domains) == 0 {
 		errs = append(errs, errors.New("domains: at least one domain"))
@@ -597,6 +606,7 @@ func (l ListenConfig) validateProxy() []error {
 
 // masked returns a copy of c with secrets replaced, for printing.
 func (c Config) masked() Config {
+	c.Store = mailstore.RedactURL(c.Store)
 	for _, s := range settings {
 		if p, ok := s.field(&c).(*string); ok && s.secret && *p != "" {
 			*p = "********"

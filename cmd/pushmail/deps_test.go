@@ -38,6 +38,8 @@ func TestImportGraph(t *testing.T) {
 		// through a dependency), no SQL, no protocol library.
 		{"pushmail/message", nil, []string{"pushmail/", "github.com/emersion/go-imap", "github.com/emersion/go-smtp"}, false},
 		{"pushmail/internal/authlimit", nil, []string{"github.com/emersion/"}, false},
+		// pgtest makes test databases; it knows nothing of ours.
+		{"pushmail/internal/pgtest", nil, []string{"pushmail/", "github.com/emersion/"}, false},
 		{"pushmail/internal/tlspolicy", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/internal/membudget", nil, []string{"github.com/emersion/"}, false},
 		{"pushmail/internal/proxylisten", nil, []string{"github.com/emersion/"}, false},
@@ -98,6 +100,15 @@ func TestImportGraph(t *testing.T) {
 		for _, imp := range p.imports {
 			if imp == "pushmail/internal/bench" && name != "pushmail/cmd/pushmail" {
 				t.Errorf("%s imports %s: only cmd/pushmail wires the bench", name, imp)
+			}
+		}
+	}
+	// pgtest is for tests: go list's Imports leaves test files out, so
+	// no package may list it.
+	for name, p := range pkgs {
+		for _, imp := range p.imports {
+			if imp == "pushmail/internal/pgtest" {
+				t.Errorf("%s imports %s outside its tests", name, imp)
 			}
 		}
 	}

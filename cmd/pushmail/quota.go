@@ -16,7 +16,7 @@ import (
 // usage (RFC 9208 STORAGE and MESSAGE, kept by the store).
 func runUserQuota(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("user quota", "ADDRESS", stderr)
-	data := fs.String("data", envDefault("PUSHMAIL_DATA", "./pushmail-data"), "data directory (env PUSHMAIL_DATA)")
+	sf := addStoreFlags(fs)
 	storage := fs.String("storage", "", "storage limit in bytes (suffixes K, M, G: powers of 1024); 0 or none: no limit")
 	messages := fs.String("messages", "", "limit on the number of messages; 0 or none: no limit")
 	if err := parseFlags(fs, args); err != nil {
@@ -44,7 +44,7 @@ func runUserQuota(args []string, stdout, stderr io.Writer) error {
 	}
 
 	ctx := context.Background()
-	store, err := openStore(ctx, *data, false)
+	store, err := sf.open(ctx, false)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"pushmail/mailstore"
 )
@@ -14,13 +13,15 @@ import (
 // mailstore.Restore for what it checks and how it keeps UIDs unique.
 func runRestore(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("restore", "FILE", stderr)
-	data := fs.String("data", envDefault("PUSHMAIL_DATA", "./pushmail-data"), "data directory (env PUSHMAIL_DATA)")
+	sf := addStoreFlags(fs)
 	force := fs.Bool("force", false, "restore even if the current store cannot be read (its UIDVALIDITY values are then unknown)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: pushmail restore [--data DIR] FILE
+		fmt.Fprintln(stderr, `Usage: pushmail restore [--data DIR] [--store STORE] FILE
 
-Replaces the store in DIR with FILE, a file written by "pushmail backup".
-Stop the server first: restore refuses while "pushmail serve" runs on DIR.
+Replaces the store in DIR (or the SQLite file --store names) with FILE, a
+file written by "pushmail backup". Stop the server first: restore refuses
+while "pushmail serve" runs on DIR. SQLite stores only: a PostgreSQL store
+(--store postgres://...) is restored with pg_restore.
 
 FILE is checked (SQLite integrity, pushmail schema no newer than this
 binary) and copied in; the current store is kept beside it as
@@ -40,6 +41,14 @@ Flags:`)
 		return errUsage
 	}
 	backup := fs.Arg(0)
+	dbPath, err := sf.location()
+	if err != nil {
+		return err
+	}
+	if mailstore.IsPostgresURL(dbPath) {
+		return errPostgresFileCommand("restore", dbPath)
+	}
+	data := sf.data
 	if err := os.MkdirAll(*data, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -53,8 +62,19 @@ Flags:`)
 		}
 	}()
 
+	storeLock, err := lockStoreDir(*data, dbPath, "restore")
+	if err != nil {
+		return err
+	}
+	if storeLock != nil {
+		defer func() {
+			if err := storeLock.Close(); err != nil {
+				fmt.Fprintf(stderr, "pushmail restore: %v\n", err)
+			}
+		}()
+	}
+
 	ctx := context.Background()
-	dbPath := filepath.Join(*data, dbFile)
 	res, err := mailstore.Restore(ctx, backup, dbPath, mailstore.RestoreOptions{Force: *force})
 	if err != nil {
 		return err

@@ -123,6 +123,19 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			logger.Error("unlock data directory", "err", err)
 		}
 	}()
+	location, err := storeLocation(cfg.Data, cfg.Store)
+	if err != nil {
+		return err
+	}
+	if storeLock, err := lockStoreDir(cfg.Data, location, "serve"); err != nil {
+		return err
+	} else if storeLock != nil {
+		defer func() {
+			if err := storeLock.Close(); err != nil {
+				logger.Error("unlock the store's directory", "err", err)
+			}
+		}()
+	}
 	spool, err := resetSpool(cfg.Data)
 	if err != nil {
 		return err
@@ -135,11 +148,12 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	reg := newRegistry()
 	hub := notify.New(0)
 	registerHubMetrics(reg, hub)
-	store, err := mailstore.Open(ctx, filepath.Join(cfg.Data, dbFile), mailstore.Options{
+	maxDatabaseBytes, minFreeBytes := serveStoreLimits(location, cfg.Limits, logger)
+	store, err := mailstore.Open(ctx, location, mailstore.Options{
 		Hub: hub, Logger: logger, Domains: cfg.Domains, Postmaster: cfg.Postmaster,
 		MaxMessageSize:   cfg.Limits.MaxMessageBytes + 64<<10, // room for trace fields
-		MaxDatabaseBytes: cfg.Limits.MaxStoreBytes,
-		MinFreeBytes:     cfg.Limits.MinFreeBytes,
+		MaxDatabaseBytes: maxDatabaseBytes,
+		MinFreeBytes:     minFreeBytes,
 		OnCommit:         newStoreMetrics(reg).observe,
 	})
 	if err != nil {
@@ -337,7 +351,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			errc <- nil
 		}()
 	}
-	logger.Info("pushmail started", "version", version, "data", cfg.Data, "domains", cfg.Domains)
+	logger.Info("pushmail started", "version", version, "data", cfg.Data, "store", mailstore.RedactURL(location), "domains", cfg.Domains)
 
 	var runErr error
 	select {

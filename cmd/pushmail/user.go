@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/term"
@@ -40,7 +39,7 @@ func runUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "  del ADDRESS      delete a user and all their mail")
 		fmt.Fprintln(stderr, "  list             list users")
 		fmt.Fprintln(stderr, "  quota ADDRESS    show a user's quota and usage; set it with --storage BYTES, --messages N (0 or none: no limit)")
-		fmt.Fprintln(stderr, "\nEach takes --data DIR (default $PUSHMAIL_DATA or ./pushmail-data).")
+		fmt.Fprintln(stderr, "\nEach takes --data DIR (default $PUSHMAIL_DATA or ./pushmail-data) and --store\n(default $PUSHMAIL_STORE or DIR/pushmail.db: sqlite:PATH, PATH or postgres://…).")
 	}
 	sub, err := subcommand(args, usage)
 	if err != nil {
@@ -50,7 +49,7 @@ func runUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return runUserQuota(args[1:], stdout, stderr)
 	}
 	fs := newFlagSet("user "+sub, "ADDRESS", stderr)
-	data := fs.String("data", envDefault("PUSHMAIL_DATA", "./pushmail-data"), "data directory (env PUSHMAIL_DATA)")
+	sf := addStoreFlags(fs)
 	var pwStdin *bool
 	wantAddr := true
 	switch sub {
@@ -88,7 +87,7 @@ func runUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 
 	ctx := context.Background()
-	store, err := openStore(ctx, *data, sub == "add")
+	store, err := sf.open(ctx, sub == "add")
 	if err != nil {
 		return err
 	}
@@ -129,19 +128,6 @@ func runUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
-}
-
-// openStore opens the store in dir. Only create (user add, serve) makes a
-// missing data directory; the others fail on a mistyped --data.
-func openStore(ctx context.Context, dir string, create bool) (*mailstore.Store, error) {
-	if create {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("create data directory: %w", err)
-		}
-	} else if _, err := os.Stat(filepath.Join(dir, dbFile)); err != nil {
-		return nil, fmt.Errorf("no pushmail data in %s (use --data DIR, or add a user first): %w", dir, err)
-	}
-	return mailstore.Open(ctx, filepath.Join(dir, dbFile), mailstore.Options{})
 }
 
 func closeStore(store *mailstore.Store, stderr io.Writer) {
