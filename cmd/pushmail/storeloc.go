@@ -111,12 +111,13 @@ func openStore(ctx context.Context, data, location string, create bool) (*mailst
 // serveStoreLimits returns the limits on the store's disk use that serve
 // passes to mailstore. They measure an SQLite file and the file system
 // it is on; a PostgreSQL server's disk is its own to watch, so there they
-// are not applied, and one warning says so when any is set.
+// are not applied, and one warning says so when the operator set either
+// (min_free_bytes has a default, which says nothing on PostgreSQL).
 func serveStoreLimits(location string, l LimitsConfig, logger *slog.Logger) (maxDatabaseBytes, minFreeBytes int64) {
 	if !mailstore.IsPostgresURL(location) {
 		return l.MaxStoreBytes, l.MinFreeBytes
 	}
-	if l.MaxStoreBytes != 0 || l.MinFreeBytes != 0 {
+	if l.MaxStoreBytes != 0 || l.MinFreeBytes != 0 && l.MinFreeBytes != DefaultMinFreeBytes {
 		logger.Warn("limits.max_store_bytes and limits.min_free_bytes measure an SQLite file and are not applied to a PostgreSQL store: watch the database server's disk instead",
 			"max_store_bytes", l.MaxStoreBytes, "min_free_bytes", l.MinFreeBytes)
 	}

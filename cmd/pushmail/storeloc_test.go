@@ -111,7 +111,7 @@ func TestBackupAndRestoreRefusePostgres(t *testing.T) {
 }
 
 // TestServeStoreLimits: the SQLite file's limits pass through; on
-// PostgreSQL they are off, with one warning when any was set.
+// PostgreSQL they are off, with one warning when the operator set one.
 func TestServeStoreLimits(t *testing.T) {
 	set := LimitsConfig{MaxStoreBytes: 1 << 30, MinFreeBytes: DefaultMinFreeBytes}
 	for _, tc := range []struct {
@@ -125,6 +125,8 @@ func TestServeStoreLimits(t *testing.T) {
 		{"sqlite", "/d/pushmail.db", set, 1 << 30, DefaultMinFreeBytes, 0},
 		{"postgres, limits set", "postgres://db.example/mail", set, 0, 0, 1},
 		{"postgres, limits off", "postgres://db.example/mail", LimitsConfig{}, 0, 0, 0},
+		{"postgres, default reserve", "postgres://db.example/mail", LimitsConfig{MinFreeBytes: DefaultMinFreeBytes}, 0, 0, 0},
+		{"postgres, reserve set", "postgres://db.example/mail", LimitsConfig{MinFreeBytes: 1 << 30}, 0, 0, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var log bytes.Buffer

@@ -79,7 +79,12 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 	onA := watchInbox(t, a.addr("imap"), "carol@localhost", "secret")
 
 	msg := "From: dave@example.org\r\nTo: carol@localhost\r\nSubject: across nodes\r\n\r\nhello from A\r\n"
-	if err := smtp.SendMail(a.addr("smtp"), nil, "dave@example.org", []string{"carol@localhost"}, strings.NewReader(msg)); err != nil {
+	sc, err := smtp.Dial(a.addr("smtp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if err := sc.SendMail("dave@example.org", []string{"carol@localhost"}, strings.NewReader(msg)); err != nil {
 		t.Fatalf("SMTP to node A: %v", err)
 	}
 	for name, w := range map[string]*idleWatcher{"B": onB, "A": onA} {
