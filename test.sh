@@ -5,8 +5,9 @@
 # script from bsdutils, fetchmail, chromium, node and npm) and Debian's
 # postgresql package when they are missing, starts a throwaway PostgreSQL
 # cluster (scripts/pgcluster.sh) whose URL the tests read from
-# PUSHMAIL_TEST_POSTGRES, then checks formatting, vets, and runs every test
-# with the race detector. The cluster is stopped and removed on exit.
+# PUSHMAIL_TEST_POSTGRES, then checks formatting, vets, runs every test
+# with the race detector, and the mailstore suite once more on PostgreSQL.
+# The cluster is stopped and removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -72,6 +73,12 @@ else
 	echo "test.sh: no PostgreSQL server binaries: the PostgreSQL store's tests will skip" >&2
 fi
 go test -race -count=1 -timeout 20m "$@" ./...
+# The store's own suite once more on PostgreSQL, the model tests among
+# it: openTestStore gives each test a fresh database (PUSHMAIL_TEST_STORE).
+if [ -n "${PUSHMAIL_TEST_POSTGRES:-}" ]; then
+	echo "test.sh: the mailstore suite on PostgreSQL"
+	PUSHMAIL_TEST_STORE=postgres go test -race -count=1 -timeout 20m "$@" ./mailstore
+fi
 
 # Then every fuzz target (func FuzzX in any package) runs for a bounded
 # number of executions, about ten seconds each here. The budget is a count
