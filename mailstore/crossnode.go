@@ -160,6 +160,7 @@ func (c *crossNode) HandleNotification(_ context.Context, n *pgconn.Notification
 	committed := time.Unix(0, msg.Time)
 	for i := range msg.Events {
 		msg.Events[i].Committed = committed
+		msg.Events[i].Remote = true
 		c.publish(&msg.Events[i], &w)
 	}
 	for _, r := range msg.Resync {

@@ -286,8 +286,9 @@ func (s *Store) RenameMailbox(ctx context.Context, user UserID, oldName, newName
 			return nil, err
 		}
 		var n int
-		if err := tx.QueryRow("SELECT COUNT(*) FROM mailboxes WHERE user_id = ? AND (name = ? OR name LIKE ? ESCAPE '\\')",
-			user, to, likePrefix(to+Separator)).Scan(&n); err != nil {
+		toLo, toHi := inferiorRange(to)
+		if err := tx.QueryRow("SELECT COUNT(*) FROM mailboxes WHERE user_id = ? AND (name = ? OR (name > ? AND name < ?))",
+			user, to, toLo, toHi).Scan(&n); err != nil {
 			return nil, err
 		}
 		if n > 0 {
@@ -317,8 +318,9 @@ func (s *Store) RenameMailbox(ctx context.Context, user UserID, oldName, newName
 			return append(events, expunged...), nil
 		}
 		// Rename the mailbox and every inferior: "a/b" -> "c/b".
-		rows, err := tx.Query("SELECT id, name FROM mailboxes WHERE user_id = ? AND (name = ? OR name LIKE ? ESCAPE '\\')",
-			user, from, likePrefix(from+Separator))
+		fromLo, fromHi := inferiorRange(from)
+		rows, err := tx.Query("SELECT id, name FROM mailboxes WHERE user_id = ? AND (name = ? OR (name > ? AND name < ?))",
+			user, from, fromLo, fromHi)
 		if err != nil {
 			return nil, err
 		}
@@ -394,6 +396,17 @@ func createParentsTx(tx *wtx, user UserID, name string) ([]notify.Event, error) 
 		events = append(events, notify.Event{Mailbox: int64(mb.ID), User: int64(user), Kind: notify.MailboxChanged, Name: mb.Name})
 	}
 	return events, nil
+}
+
+// inferiorRange returns the bounds, both exclusive, of the names of
+// name's inferiors: those that start with name and the separator. Names
+// compare byte by byte (SQLite's BINARY collation; the PostgreSQL schema's
+// "C"), and IMAP mailbox names are case-sensitive (RFC 9051 §5.1, but for
+// INBOX): a range, not LIKE, which ignores ASCII case in SQLite, so that
+// RENAME of "Work" never takes "work/2026" along.
+func inferiorRange(name string) (lo, hi string) {
+	// Separator is one byte, "/"; the next byte value ends the range.
+	return name + Separator, name + string(rune(Separator[0]+1))
 }
 
 // likePrefix returns a LIKE pattern matching strings that start with p.

@@ -12,7 +12,8 @@ import (
 
 // A store on PostgreSQL (Open with a postgres:// URL) serves several
 // pushmail nodes at once. Each node has its own writer (one connection,
-// batches as on SQLite, SERIALIZABLE: pgdriver.go) and read pool; the
+// batches as on SQLite, taking turns with the other nodes' writers under
+// one lock: pgdriver.go) and read pool; the
 // nodes learn of each other's commits through LISTEN/NOTIFY
 // (crossnode.go). What SQLite's file gives for free and PostgreSQL does
 // not, or the other way round:
@@ -74,6 +75,12 @@ func (s *Store) pick(sqlite, postgres string) string {
 	}
 	return sqlite
 }
+
+// writeLockSQL takes the store's write lock, a transaction-level advisory
+// lock that PostgreSQL releases once the COMMIT (or ROLLBACK) is done:
+// every node's writer runs it first in each batch (pgdriver.go). The key
+// is pushmail's own, in the advisory lock space of this database only.
+const writeLockSQL = "SELECT pg_advisory_xact_lock(7075736801)"
 
 // PostgreSQL's error codes (Appendix A of its manual) that the writer and
 // classify act on.

@@ -111,7 +111,7 @@ type Store struct {
 	recentDirty map[MailboxID]bool // claims not yet written
 
 	// postgres is set for a store on PostgreSQL (postgres.go), where the
-	// writer runs SERIALIZABLE and retries conflicts, and the few
+	// writers of all the nodes take turns under one lock, and the few
 	// queries that differ in meaning take their PostgreSQL form (pick).
 	postgres bool
 	// listener is the LISTEN connection that brings other nodes' events

@@ -193,3 +193,43 @@ func TestMigrationSubscriptions(t *testing.T) {
 		t.Errorf("Subscriptions(7) after DELETE Lists/Go = %q, want %q", got, want)
 	}
 }
+
+// RENAME moves a mailbox's inferiors and no other: mailbox names are
+// case-sensitive (RFC 9051 §5.1), and "work/2026" is not an inferior of
+// "Work". The store's names afterwards are checked, on both backends.
+func TestRenameMovesOnlyItsOwnInferiors(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := openTestStore(t, Options{})
+	r := addUser(t, s, "u@localhost")
+	for _, name := range []string{"Work", "Work/a", "work", "work/2026", "Work_x", "Work/a/b"} {
+		if _, err := s.CreateMailbox(ctx, r.User, name, ""); err != nil {
+			t.Fatalf("CreateMailbox(%s) = %v", name, err)
+		}
+	}
+	if err := s.RenameMailbox(ctx, r.User, "Work", "Job"); err != nil {
+		t.Fatal(err)
+	}
+	// "job/x" exists only in another case: renaming to "Job" again is
+	// refused for "Job" itself, and "work" may become "Job2" though
+	// "job2/…" might exist in another case.
+	if _, err := s.CreateMailbox(ctx, r.User, "job2/x", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RenameMailbox(ctx, r.User, "work", "Job2"); err != nil {
+		t.Errorf("RENAME work Job2 with only job2/x in another case = %v, want it done", err)
+	}
+	mbs, err := s.Mailboxes(ctx, r.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mb := range mbs {
+		names = append(names, mb.Name)
+	}
+	slices.Sort(names)
+	want := []string{"Archive", "Drafts", "INBOX", "Job", "Job/a", "Job/a/b", "Job2", "Job2/2026", "Junk", "Sent", "Trash", "Work_x", "job2", "job2/x"}
+	if !slices.Equal(names, want) {
+		t.Errorf("mailboxes after the renames = %v\nwant %v", names, want)
+	}
+}

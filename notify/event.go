@@ -87,6 +87,12 @@ type Event struct {
 	// Committed is when the change became durable; a subscriber measures
 	// push latency from it.
 	Committed time.Time
+	// Remote marks a change committed by another node sharing the store
+	// (PostgreSQL; mailstore's crossnode.go). Every watcher acts on it
+	// like on a local one, except the server's own work that one node
+	// does for each commit, such as the wake-ups (package wakeup): the
+	// committing node does it.
+	Remote bool `json:"-"`
 	// Origin identifies the writer that caused the change (an IMAP
 	// session's Subscription.ID, or 0 for deliveries). Events are sent to
 	// their origin too, so every session keeps its view by the same path;

@@ -161,11 +161,13 @@ func (w *Wakeups) Wake() {
 	w.subs = w.subs[:0]
 }
 
-// Resync marks for resynchronisation every subscriber that Enqueue would
-// give an event of mailbox and user (either may be 0), dropping what they
-// have queued, and adds them to w: a publisher that cannot say what
-// changed (events lost, or come out of order, from another node sharing
-// the store) makes them rebuild their state from the store instead.
+// Resync marks for resynchronisation every watcher of mailbox and of user
+// (either may be 0), dropping what they have queued, and adds them to w:
+// a publisher that cannot say what changed (events lost, or come out of
+// order, from another node sharing the store) makes them rebuild their
+// state from the store instead. The server's own subscriptions
+// (SubscribeAll) are left alone: they act on their node's commits only
+// (Event.Remote), which come in order and are never lost this way.
 func (h *Hub) Resync(mailbox, user int64, w *Wakeups) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -179,14 +181,10 @@ func (h *Hub) Resync(mailbox, user int64, w *Wakeups) {
 			s.markResync(w)
 		}
 	}
-	for s := range h.all {
-		s.markResync(w)
-	}
 }
 
-// ResyncAll is Resync for every subscription of the hub: the publisher
-// may have missed any change (its feed of another node's commits was
-// cut).
+// ResyncAll is Resync for every watcher of the hub: the publisher may
+// have missed any change (its feed of another node's commits was cut).
 func (h *Hub) ResyncAll(w *Wakeups) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -199,9 +197,6 @@ func (h *Hub) ResyncAll(w *Wakeups) {
 		for s := range m {
 			s.markResync(w)
 		}
-	}
-	for s := range h.all {
-		s.markResync(w)
 	}
 }
 

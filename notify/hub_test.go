@@ -335,3 +335,19 @@ func TestResync(t *testing.T) {
 		t.Errorf("Resyncs() = %d, want 5", got)
 	}
 }
+
+// The server's own subscriptions act on their node's commits only: a
+// resync for other nodes' events leaves them alone.
+func TestResyncLeavesServerSubscriptions(t *testing.T) {
+	h := New(0)
+	all := h.SubscribeAll(0)
+	defer all.Close()
+	h.Publish(Event{Mailbox: 1, User: 7, Kind: Appended, UIDs: []uint32{1}})
+	var w Wakeups
+	h.Resync(1, 7, &w)
+	h.ResyncAll(&w)
+	w.Wake()
+	if evs, resync := all.Take(); resync || len(evs) != 1 {
+		t.Errorf("SubscribeAll after Resync: %d events, resync %v; want its event and no resync", len(evs), resync)
+	}
+}

@@ -381,7 +381,9 @@ func (e *Engine) resync() {
 
 // handle queues the wake-ups one event calls for.
 func (e *Engine) handle(ev notify.Event) {
-	if ev.User == 0 {
+	if ev.User == 0 || ev.Remote {
+		// Another node's commit is that node's engine's to wake for
+		// (nodes sharing a PostgreSQL store): one wake-up per change.
 		return
 	}
 	user := mailstore.UserID(ev.User)

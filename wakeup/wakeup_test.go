@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"pushmail/mailstore"
+	"pushmail/notify"
 )
 
 // env is a store with users alice and bob, and a receiver that records
@@ -397,4 +398,23 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			t.Errorf("%s: New succeeded", name)
 		}
 	}
+}
+
+// TestRemoteEventsWakeNothing: a change another node committed (nodes
+// sharing a PostgreSQL store) is that node's to wake for; this engine
+// sends only what its own node committed.
+func TestRemoteEventsWakeNothing(t *testing.T) {
+	e := newEnv(t)
+	hook := Webhook{URL: e.recv.URL + "/hook", Users: []string{"alice@localhost", "bob@localhost"}, Types: []string{"Email"}, Secret: "s"}
+	eng := e.engine(Options{Webhooks: []Webhook{hook}})
+	alice := e.rcpt["alice@localhost"]
+	e.store.Hub().Publish(notify.Event{Mailbox: int64(alice.Mailbox), User: int64(alice.User), Kind: notify.Appended,
+		UIDs: []uint32{1}, ModSeq: 2, Messages: 1, Remote: true})
+	e.deliver("bob@localhost")
+	sc := e.stateChange(e.next())
+	bob := "u" + strconv.FormatInt(int64(e.rcpt["bob@localhost"].User), 10)
+	if _, ok := sc.Changed[bob]; !ok || len(sc.Changed) != 1 {
+		t.Errorf("StateChange %+v, want bob's alone: alice's change was another node's", sc)
+	}
+	waitPending(t, eng, "webhook "+hook.URL, 0)
 }

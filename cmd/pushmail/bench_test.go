@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"pushmail/internal/bench"
+	"pushmail/internal/pgtest"
 )
 
 // runBenchJSON runs "pushmail bench ARGS --json" in this process and
@@ -298,5 +299,32 @@ func TestBenchJMAP(t *testing.T) {
 	}
 	if res.FromAck.N != 15 || res.AllNotified.N != 5 {
 		t.Errorf("samples = %d and %d; want 15 (per stream and message) and 5 (per message)", res.FromAck.N, res.AllNotified.N)
+	}
+}
+
+// TestBenchCrossNode runs the two-node mode on the tests' PostgreSQL
+// server (skipped without one): every delivery to node A is seen in IDLE
+// on node B, and the ingest over both nodes loses nothing.
+func TestBenchCrossNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	if !pgtest.Available() {
+		t.Skipf("%s is not set: no PostgreSQL server for the two nodes", pgtest.EnvVar)
+	}
+	t.Parallel()
+	var res bench.CrossNodeResult
+	runBenchJSON(t, &res, "crossnode", "--server-binary", pushmailBinary(t), "--postgres", os.Getenv(pgtest.EnvVar),
+		"--messages", "5", "--senders", "4", "--ingest", "40", "--size", "2000")
+	if res.Nodes != 2 {
+		t.Errorf("nodes = %d, want 2", res.Nodes)
+	}
+	checkPush(t, res.Push, 1, 5)
+	in := res.Ingest
+	if in == nil || in.Acked != 40 || in.Failed != 0 || in.Found != 40 || in.Lost != 0 || in.Duplicates != 0 {
+		t.Fatalf("ingest over two nodes = %+v; want 40 acknowledged, found once each", in)
+	}
+	if in.ServerCPUPerMsg == nil || in.Batches == 0 {
+		t.Errorf("ingest: CPU %v, %d batches; want both nodes' CPU and commits", in.ServerCPUPerMsg, in.Batches)
 	}
 }

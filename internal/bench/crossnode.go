@@ -18,6 +18,7 @@ import (
 // CrossNodeResult is the outcome of "pushmail bench crossnode": two
 // "pushmail serve" nodes on one PostgreSQL database.
 type CrossNodeResult struct {
+	Nodes int `json:"nodes"` // 2; 1 for the single-node comparison
 	// Push: one IDLE watcher on node B, deliveries over SMTP to node A,
 	// one at a time: from A's 250 to B's * N EXISTS.
 	Push PushStats `json:"push"`
@@ -36,6 +37,7 @@ func crossnodeFlags(fs *flag.FlagSet) func(context.Context, *bench) (Result, err
 	senders := fs.Int("senders", 16, "concurrent SMTP senders of the ingest phase, half to each node")
 	ingestN := fs.Int("ingest", 6000, "messages the ingest phase delivers (0: no ingest phase)")
 	size := fs.Int("size", 4096, "message size in bytes")
+	nodes := fs.Int("nodes", 2, "nodes to run: 2, or 1 for the same figures from one node on PostgreSQL (SMTP and IDLE on that node)")
 	return func(ctx context.Context, b *bench) (Result, error) {
 		if *admin == "" {
 			fmt.Fprintf(b.stderr, "pushmail bench crossnode: needs a PostgreSQL server: --postgres URL or $%s\n", benchPostgresEnv)
@@ -45,14 +47,14 @@ func crossnodeFlags(fs *flag.FlagSet) func(context.Context, *bench) (Result, err
 			fmt.Fprintln(b.stderr, "pushmail bench crossnode: runs two child servers (--server child)")
 			return nil, ErrUsage
 		}
-		if *messages <= 0 || *senders <= 0 || *ingestN < 0 {
-			return nil, errors.New("--messages and --senders must be positive, --ingest not negative")
+		if *messages <= 0 || *senders <= 0 || *ingestN < 0 || *nodes < 1 || *nodes > 2 {
+			return nil, errors.New("--messages and --senders must be positive, --ingest not negative, --nodes 1 or 2")
 		}
-		return runCrossNode(ctx, b, *admin, *messages, *senders, *ingestN, *size)
+		return runCrossNode(ctx, b, *admin, *nodes, *messages, *senders, *ingestN, *size)
 	}
 }
 
-func runCrossNode(ctx context.Context, b *bench, admin string, messages, senders, ingestN, size int) (res *CrossNodeResult, err error) {
+func runCrossNode(ctx context.Context, b *bench, admin string, nodeCount, messages, senders, ingestN, size int) (res *CrossNodeResult, err error) {
 	dbURL, drop, err := createBenchDatabase(ctx, admin)
 	if err != nil {
 		return nil, err
@@ -76,7 +78,7 @@ func runCrossNode(ctx context.Context, b *bench, admin string, messages, senders
 			err = errors.Join(err, t.stop())
 		}
 	}()
-	for _, name := range []string{"a", "b"} {
+	for _, name := range []string{"a", "b"}[:nodeCount] {
 		data := filepath.Join(dir, name)
 		if err := os.Mkdir(data, 0o700); err != nil {
 			return nil, err
@@ -87,8 +89,8 @@ func runCrossNode(ctx context.Context, b *bench, admin string, messages, senders
 		}
 		nodes = append(nodes, t)
 	}
-	a, bn := nodes[0], nodes[1]
-	b.progress("nodes A (SMTP %s) and B (IMAP %s) on one database; %d deliveries to A watched on B", a.smtpAddr, bn.imapAddr, messages)
+	a, bn := nodes[0], nodes[len(nodes)-1]
+	b.progress("%d node(s) on one database: SMTP to %s, IDLE on %s; %d deliveries", nodeCount, a.smtpAddr, bn.imapAddr, messages)
 
 	g := newWatchGroup(1, messages)
 	if _, err := g.establish(ctx, b, bn, 1); err != nil {
@@ -103,7 +105,7 @@ func runCrossNode(ctx context.Context, b *bench, admin string, messages, senders
 	if err != nil {
 		return nil, err
 	}
-	res = &CrossNodeResult{Push: g.stats(ds)}
+	res = &CrossNodeResult{Nodes: nodeCount, Push: g.stats(ds)}
 	if ingestN > 0 {
 		b.progress("ingest: %d senders over both nodes, %d messages", senders, ingestN)
 		if res.Ingest, err = ingest(ctx, b, nodes, "pipelining", senders, ingestN, size); err != nil {
@@ -145,10 +147,14 @@ func createBenchDatabase(ctx context.Context, admin string) (dbURL string, drop 
 }
 
 func (r *CrossNodeResult) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "two nodes, one PostgreSQL store: SMTP to node A, IDLE on node B\n")
+	if r.Nodes == 1 {
+		fmt.Fprintf(w, "one node on PostgreSQL: SMTP and IDLE on it\n")
+	} else {
+		fmt.Fprintf(w, "two nodes, one PostgreSQL store: SMTP to node A, IDLE on node B\n")
+	}
 	writePush(w, r.Push)
 	if r.Ingest != nil {
-		fmt.Fprintf(w, "ingest over both nodes:\n")
+		fmt.Fprintf(w, "ingest over %d node(s):\n", r.Nodes)
 		r.Ingest.WriteText(w)
 	}
 }
