@@ -1,20 +1,22 @@
 // Package pgtest gives tests a fresh PostgreSQL database of their own on
 // the server named by the environment variable EnvVar, and skips them
-// when it is unset.
+// when it is unset. It speaks to the server with pgx directly, not
+// database/sql, which only mailstore may import (cmd/pushmail's
+// TestImportGraph).
 //
 // Each database is created by New and dropped WITH (FORCE) when the test
 // ends, so tests may run in parallel and leave nothing behind.
 package pgtest
 
 import (
+	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"net/url"
 	"os"
 	"testing"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5"
 )
 
 // EnvVar names the environment variable holding the URL of a PostgreSQL
@@ -46,38 +48,46 @@ func New(t testing.TB) string {
 	}
 	name := "pushmail_test_" + hex.EncodeToString(b[:])
 
-	adb, err := sql.Open("pgx", admin)
+	adb, err := pgx.Connect(t.Context(), admin)
 	if err != nil {
-		t.Fatalf("open %s: %v", EnvVar, err)
+		t.Fatalf("connect to %s: %v", EnvVar, err)
 	}
-	defer adb.Close()
+	defer closeConn(t, adb)
 	// The name is our own hex string: no quoting needed, and CREATE
 	// DATABASE takes no bind parameters.
-	if _, err := adb.ExecContext(t.Context(), "CREATE DATABASE "+name); err != nil {
+	if _, err := adb.Exec(t.Context(), "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create database: %v", err)
 	}
 	t.Cleanup(func() {
-		db, err := sql.Open("pgx", admin)
+		// t.Context is done by now; the drop must still run.
+		ctx := context.Background()
+		db, err := pgx.Connect(ctx, admin)
 		if err != nil {
-			t.Errorf("open %s for cleanup: %v", EnvVar, err)
+			t.Errorf("connect to %s for cleanup: %v", EnvVar, err)
 			return
 		}
-		defer db.Close()
-		// t.Context is done by now; the drop must still run.
-		if _, err := db.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
+		defer closeConn(t, db)
+		if _, err := db.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
 			t.Errorf("drop database %s: %v", name, err)
 		}
 	})
 
 	u.Path = "/" + name
 	dsn := u.String()
-	db, err := sql.Open("pgx", dsn)
+	db, err := pgx.Connect(t.Context(), dsn)
 	if err != nil {
-		t.Fatalf("open test database: %v", err)
+		t.Fatalf("connect to test database: %v", err)
 	}
-	defer db.Close()
-	if _, err := db.ExecContext(t.Context(), "CREATE EXTENSION IF NOT EXISTS pg_trgm"); err != nil {
+	defer closeConn(t, db)
+	if _, err := db.Exec(t.Context(), "CREATE EXTENSION IF NOT EXISTS pg_trgm"); err != nil {
 		t.Fatalf("create extension pg_trgm: %v", err)
 	}
 	return dsn
+}
+
+// closeConn closes a connection of New's, reporting a failure.
+func closeConn(t testing.TB, c *pgx.Conn) {
+	if err := c.Close(context.Background()); err != nil {
+		t.Errorf("close connection: %v", err)
+	}
 }
