@@ -801,21 +801,11 @@ func findPart(root *message.Part, partID string) *message.Part {
 
 // emailChanges is Email/changes (RFC 8621 §4.3).
 func (s *Server) emailChanges(c *call) (any, error) {
-	since, max, err := changesArgs(c)
+	out, _, err := changes(s, c, mailstore.KindEmail, emailID)
 	if err != nil {
 		return nil, err
 	}
-	ch, err := s.store.ChangesSinceState(c.ctx, c.user.ID, mailstore.KindEmail, since, max)
-	if err != nil {
-		return nil, storeError(err)
-	}
-	return map[string]any{
-		"accountId": accountID(c.user.ID), "oldState": stateString(since), "newState": stateString(ch.NewState),
-		"hasMoreChanges": ch.HasMore,
-		"created":        idStrings(ch.Created, emailID, asEmail),
-		"updated":        idStrings(ch.Updated, emailID, asEmail),
-		"destroyed":      idStrings(ch.Destroyed, emailID, asEmail),
-	}, nil
+	return out, nil
 }
 
 // threadGet is Thread/get (RFC 8621 §3.1): every Email is its own
@@ -867,19 +857,10 @@ func (s *Server) threadGet(c *call) (any, error) {
 // and destroyed with its one Email and never otherwise changes; the
 // Thread state is the Email state.
 func (s *Server) threadChanges(c *call) (any, error) {
-	since, max, err := changesArgs(c)
+	out, _, err := changes(s, c, mailstore.KindEmail, threadID)
 	if err != nil {
 		return nil, err
 	}
-	ch, err := s.store.ChangesSinceState(c.ctx, c.user.ID, mailstore.KindEmail, since, max)
-	if err != nil {
-		return nil, storeError(err)
-	}
-	return map[string]any{
-		"accountId": accountID(c.user.ID), "oldState": stateString(since), "newState": stateString(ch.NewState),
-		"hasMoreChanges": ch.HasMore,
-		"created":        idStrings(ch.Created, threadID, asEmail),
-		"updated":        []string{},
-		"destroyed":      idStrings(ch.Destroyed, threadID, asEmail),
-	}, nil
+	out["updated"] = []string{}
+	return out, nil
 }

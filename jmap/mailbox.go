@@ -194,26 +194,11 @@ func changesArgs(c *call) (since uint64, max int, err error) {
 	return since, min(max, 1000), nil
 }
 
-func idStrings[T any](list []int64, f func(T) string, conv func(int64) T) []string {
-	out := make([]string, 0, len(list))
-	for _, n := range list {
-		out = append(out, f(conv(n)))
-	}
-	return out
-}
-
-func asMailbox(n int64) mailstore.MailboxID { return mailstore.MailboxID(n) }
-func asEmail(n int64) mailstore.EmailID     { return mailstore.EmailID(n) }
-
 // mailboxChanges is Mailbox/changes (RFC 8621 §2.2).
 func (s *Server) mailboxChanges(c *call) (any, error) {
-	since, max, err := changesArgs(c)
+	out, ch, err := changes(s, c, mailstore.KindMailbox, mailboxID)
 	if err != nil {
 		return nil, err
-	}
-	ch, err := s.store.ChangesSinceState(c.ctx, c.user.ID, mailstore.KindMailbox, since, max)
-	if err != nil {
-		return nil, storeError(err)
 	}
 	// RFC 8621 §2.2: updatedProperties lists the counts when only they
 	// changed, and is null otherwise.
@@ -221,14 +206,8 @@ func (s *Server) mailboxChanges(c *call) (any, error) {
 	if ch.CountsOnly && len(ch.Updated) > 0 {
 		updatedProps = []string{"totalEmails", "unreadEmails", "totalThreads", "unreadThreads"}
 	}
-	return map[string]any{
-		"accountId": accountID(c.user.ID), "oldState": stateString(since), "newState": stateString(ch.NewState),
-		"hasMoreChanges":    ch.HasMore,
-		"created":           idStrings(ch.Created, mailboxID, asMailbox),
-		"updated":           idStrings(ch.Updated, mailboxID, asMailbox),
-		"destroyed":         idStrings(ch.Destroyed, mailboxID, asMailbox),
-		"updatedProperties": updatedProps,
-	}, nil
+	out["updatedProperties"] = updatedProps
+	return out, nil
 }
 
 // mailboxQuery is Mailbox/query (RFC 8621 §2.3): filters parentId,
@@ -379,34 +358,16 @@ func window(c *call, ids []string, state string) (any, error) {
 // role, isSubscribed), update (the same), destroy with
 // onDestroyRemoveEmails.
 func (s *Server) mailboxSet(c *call) (any, error) {
-	if err := c.known("accountId", "ifInState", "create", "update", "destroy", "onDestroyRemoveEmails"); err != nil {
-		return nil, err
-	}
 	var create map[string]map[string]any
 	var update map[string]map[string]any
 	var destroy []string
 	var removeEmails bool
-	for name, v := range map[string]any{"create": &create, "update": &update, "destroy": &destroy, "onDestroyRemoveEmails": &removeEmails} {
-		if err := c.arg(name, v); err != nil {
-			return nil, err
-		}
-	}
-	if len(create)+len(update)+len(destroy) > s.limits.MaxObjectsInSet {
-		return nil, &methodError{Type: "requestTooLarge", Description: "More objects than maxObjectsInSet"}
-	}
-	old, err := s.store.AccountState(c.ctx, c.user.ID)
+	op, err := s.openSet(c, setSpec{kind: mailstore.KindMailbox,
+		args:    map[string]any{"create": &create, "update": &update, "destroy": &destroy, "onDestroyRemoveEmails": &removeEmails},
+		objects: func() int { return len(create) + len(update) + len(destroy) }, what: "objects"})
 	if err != nil {
 		return nil, err
 	}
-	if err := ifInState(c, old.Mailbox); err != nil {
-		return nil, err
-	}
-	created := map[string]any{}
-	notCreated := map[string]any{}
-	updated := map[string]any{}
-	notUpdated := map[string]any{}
-	destroyed := []string{}
-	notDestroyed := map[string]any{}
 
 	// Creations in an order where parents come first: a parentId may be
 	// a creation id of the same call (RFC 8620 §5.3).
@@ -425,15 +386,14 @@ func (s *Server) mailboxSet(c *call) (any, error) {
 				return nil, err
 			}
 			if se != nil {
-				notCreated[k] = se
+				op.notCreated[k] = se
 				continue
 			}
-			created[k] = obj
-			c.req.created[k] = obj["id"].(string)
+			op.create(k, obj, obj["id"].(string))
 		}
 		if len(later) == len(pending) {
 			for _, k := range later {
-				notCreated[k] = &setError{Type: "invalidProperties", Properties: []string{"parentId"}, Description: "Parent creation failed or is circular"}
+				op.notCreated[k] = &setError{Type: "invalidProperties", Properties: []string{"parentId"}, Description: "Parent creation failed or is circular"}
 			}
 			break
 		}
@@ -445,10 +405,10 @@ func (s *Server) mailboxSet(c *call) (any, error) {
 			return nil, err
 		}
 		if se != nil {
-			notUpdated[id] = se
+			op.notUpdated[id] = se
 			continue
 		}
-		updated[id] = nil
+		op.updated[id] = nil
 	}
 	for _, id := range destroy {
 		se, err := s.destroyMailbox(c, id, removeEmails)
@@ -456,50 +416,12 @@ func (s *Server) mailboxSet(c *call) (any, error) {
 			return nil, err
 		}
 		if se != nil {
-			notDestroyed[id] = se
+			op.notDestroyed[id] = se
 			continue
 		}
-		destroyed = append(destroyed, id)
+		op.destroyed = append(op.destroyed, id)
 	}
-	now, err := s.store.AccountState(c.ctx, c.user.ID)
-	if err != nil {
-		return nil, err
-	}
-	return setResponse(c, old.Mailbox, now.Mailbox, created, notCreated, updated, notUpdated, destroyed, notDestroyed), nil
-}
-
-// ifInState checks /set's ifInState (RFC 8620 §5.3: stateMismatch).
-func ifInState(c *call, current uint64) error {
-	if !c.has("ifInState") {
-		return nil
-	}
-	var want string
-	if err := c.arg("ifInState", &want); err != nil {
-		return err
-	}
-	if want != stateString(current) {
-		return &methodError{Type: "stateMismatch", Description: "The state is " + stateString(current)}
-	}
-	return nil
-}
-
-func setResponse(c *call, old, now uint64, created, notCreated, updated, notUpdated map[string]any, destroyed []string, notDestroyed map[string]any) map[string]any {
-	nilIfEmpty := func(m map[string]any) any {
-		if len(m) == 0 {
-			return nil
-		}
-		return m
-	}
-	var d any
-	if len(destroyed) > 0 {
-		d = destroyed
-	}
-	return map[string]any{
-		"accountId": accountID(c.user.ID), "oldState": stateString(old), "newState": stateString(now),
-		"created": nilIfEmpty(created), "notCreated": nilIfEmpty(notCreated),
-		"updated": nilIfEmpty(updated), "notUpdated": nilIfEmpty(notUpdated),
-		"destroyed": d, "notDestroyed": nilIfEmpty(notDestroyed),
-	}
+	return op.response(setFields...)
 }
 
 // resolveMailboxRef turns a Mailbox id or "#creationId" into a store id.
