@@ -551,6 +551,9 @@ func (s *Server) searchSnippetGet(c *call) (any, error) {
 	list := []any{}
 	for i := range emails {
 		e := &emails[i]
+		if hidden(e) {
+			continue // notFound, as Email/get answers it
+		}
 		found[e.ID] = true
 		hdr := e.Raw[:min(int(e.Parsed.Root.BodyStart), len(e.Raw))]
 		subject, _ := headerValue(hdr, headerProperty{name: "Subject", form: "Text"}).(string)

@@ -1,6 +1,7 @@
 package jmap
 
 import (
+	"net/http"
 	"slices"
 	"testing"
 
@@ -187,4 +188,115 @@ func TestSetPreamble(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDeletedInvisible: RFC 8621 §4.1.1, "Any message with the \Deleted
+// keyword MUST NOT be visible via JMAP". An email flagged \Deleted (as
+// an IMAP client flags it) is left out by Email/query, and every other
+// way to name it answers as for an email that does not exist:
+// Email/get, Thread/get and SearchSnippet/get list it in notFound, its
+// blobs are not found for download or Email/import, and Email/set
+// neither updates nor destroys it. The store still holds it; once the
+// flag is gone, it is visible again and can be destroyed.
+func TestDeletedInvisible(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t, Limits{})
+	ctx := t.Context()
+	env.deliver(t, "From: x@example.org\nSubject: kept\n\nthe needle is here\n")
+	env.deliver(t, "From: x@example.org\nSubject: gone\n\nthe needle is there\n")
+	all := env.emailIDs(t, nil)
+	if len(all) != 2 {
+		t.Fatalf("emails %v; want 2", all)
+	}
+	// The second delivery is UID 2 in INBOX.
+	setDeleted := func(op mailstore.FlagOp) {
+		t.Helper()
+		if _, err := env.store.StoreFlags(ctx, env.user.Mailbox, mailstore.UIDSetOf(2), op, []string{mailstore.FlagDeleted}, 0); err != nil {
+			t.Fatalf("StoreFlags = %v", err)
+		}
+	}
+	setDeleted(mailstore.FlagsAdd)
+	visible := env.emailIDs(t, nil)
+	if len(visible) != 1 {
+		t.Fatalf("Email/query after \\Deleted: %v; want 1 email", visible)
+	}
+	kept := visible[0]
+	gone := all[0]
+	if gone == kept {
+		gone = all[1]
+	}
+	n, _ := parseEmail(gone)
+	inboxHolds := func(want uint32) {
+		t.Helper()
+		st, err := env.store.Status(ctx, env.user.Mailbox)
+		if err != nil || st.Messages != want {
+			t.Fatalf("INBOX holds %d messages (%v); want %d", st.Messages, err, want)
+		}
+	}
+
+	// check asserts that gone is (in)visible everywhere but Email/query.
+	check := func(wantVisible bool) {
+		t.Helper()
+		var wantNotFound []string
+		if !wantVisible {
+			wantNotFound = []string{gone}
+		}
+		listed := func(list any, key string) []string {
+			var out []string
+			for _, o := range list.([]any) {
+				out = append(out, o.(map[string]any)[key].(string))
+			}
+			slices.Sort(out)
+			return out
+		}
+		wantListed := []string{kept}
+		if wantVisible {
+			wantListed = slices.Sorted(slices.Values([]string{kept, gone}))
+		}
+		get := env.call1(t, "Email/get", map[string]any{"ids": []string{kept, gone}, "properties": []string{"id"}})
+		if !slices.Equal(listed(get["list"], "id"), wantListed) || !slices.Equal(strs(get["notFound"]), wantNotFound) {
+			t.Errorf("Email/get: %s; want list %v, notFound %v", jsonString(get), wantListed, wantNotFound)
+		}
+		snip := env.call1(t, "SearchSnippet/get", map[string]any{"emailIds": []string{kept, gone}, "filter": map[string]any{"text": "needle"}})
+		if !slices.Equal(listed(snip["list"], "emailId"), wantListed) || !slices.Equal(strs(snip["notFound"]), wantNotFound) {
+			t.Errorf("SearchSnippet/get: %s; want list %v, notFound %v", jsonString(snip), wantListed, wantNotFound)
+		}
+		th := env.call1(t, "Thread/get", map[string]any{"ids": []string{threadID(n)}})
+		if wantVisible != (len(th["list"].([]any)) == 1) {
+			t.Errorf("Thread/get: %s; want visible %v", jsonString(th), wantVisible)
+		}
+		wantStatus := http.StatusNotFound
+		if wantVisible {
+			wantStatus = http.StatusOK
+		}
+		for _, blob := range []string{emailBlobID(n), partBlobID(n, "1")} {
+			if status, body := env.do(t, "GET", "/jmap/download/"+env.account()+"/"+blob+"/m.eml", testUser, testPassword, nil); status != wantStatus {
+				t.Errorf("download %s: %d %s; want %d", blob, status, body, wantStatus)
+			}
+		}
+	}
+	check(false)
+	imp := env.call1(t, "Email/import", map[string]any{"emails": map[string]any{
+		"a": map[string]any{"blobId": emailBlobID(n), "mailboxIds": map[string]bool{mailboxID(env.user.Mailbox): true}}}})
+	nc, _ := imp["notCreated"].(map[string]any)
+	if e, _ := nc["a"].(map[string]any); e["type"] != "blobNotFound" {
+		t.Errorf("Email/import of its blob: %s; want blobNotFound", jsonString(imp))
+	}
+	set := env.call1(t, "Email/set", map[string]any{"update": map[string]any{gone: map[string]any{"keywords/$seen": true}}, "destroy": []string{gone}})
+	notUpdated, _ := set["notUpdated"].(map[string]any)
+	notDestroyed, _ := set["notDestroyed"].(map[string]any)
+	nu, _ := notUpdated[gone].(map[string]any)
+	nd, _ := notDestroyed[gone].(map[string]any)
+	if nu["type"] != "notFound" || nd["type"] != "notFound" {
+		t.Errorf("Email/set update and destroy: %s; want notFound for both", jsonString(set))
+	}
+	inboxHolds(2)
+
+	setDeleted(mailstore.FlagsRemove)
+	check(true)
+	set = env.call1(t, "Email/set", map[string]any{"destroy": []string{gone}})
+	if !slices.Equal(strs(set["destroyed"]), []string{gone}) {
+		t.Errorf("Email/set destroy once visible: %s", jsonString(set))
+	}
+	inboxHolds(1)
 }
