@@ -44,13 +44,19 @@ func (s *Server) emailSet(c *call) (any, error) {
 			op.updated[id] = nil
 		}
 	}
-	invisible, err := s.hiddenEmails(c, destroy)
+	// RFC 8621 §4.1.1: an email with \Deleted is not visible, so not
+	// found, as for an update.
+	visible, _, err := s.visibleEmails(c, destroy, parseEmail, emailID, mailstore.EmailOptions{})
 	if err != nil {
 		return nil, err
 	}
+	shown := map[mailstore.EmailID]bool{}
+	for _, e := range visible {
+		shown[e.ID] = true
+	}
 	for _, id := range destroy {
 		n, ok := parseEmail(id)
-		if !ok || invisible[n] {
+		if !ok || !shown[n] {
 			op.notDestroyed[id] = &setError{Type: "notFound"}
 			continue
 		}
@@ -64,32 +70,6 @@ func (s *Server) emailSet(c *call) (any, error) {
 		op.destroyed = append(op.destroyed, id)
 	}
 	return op.response(setFields...)
-}
-
-// hiddenEmails are those of ids (Email ids; others are skipped) that
-// have \Deleted, which Email/set must not destroy: RFC 8621 §4.1.1,
-// they are not visible via JMAP, so notFound, as for an update.
-func (s *Server) hiddenEmails(c *call, ids []string) (map[mailstore.EmailID]bool, error) {
-	var want []mailstore.EmailID
-	for _, id := range ids {
-		if n, ok := parseEmail(id); ok {
-			want = append(want, n)
-		}
-	}
-	out := map[mailstore.EmailID]bool{}
-	if len(want) == 0 {
-		return out, nil
-	}
-	emails, err := s.store.Emails(c.ctx, c.user.ID, want, mailstore.EmailOptions{})
-	if err != nil {
-		return nil, err
-	}
-	for i := range emails {
-		if hidden(&emails[i]) {
-			out[emails[i].ID] = true
-		}
-	}
-	return out, nil
 }
 
 // newEmail is one Email/set creation or Email/import: the message, and

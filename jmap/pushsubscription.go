@@ -92,19 +92,11 @@ func (s *Server) pushSubscriptionGet(c *call) (any, error) {
 			case "deviceClientId":
 				out[prop] = p.DeviceClientID
 			case "verificationCode":
-				if p.VerificationCode == "" {
-					out[prop] = nil
-				} else {
-					out[prop] = p.VerificationCode
-				}
+				out[prop] = nullable(p.VerificationCode, p.VerificationCode != "")
 			case "expires":
 				out[prop] = p.Expires.UTC().Format(time.RFC3339)
 			case "types":
-				if p.Types == nil {
-					out[prop] = nil
-				} else {
-					out[prop] = p.Types
-				}
+				out[prop] = nullable(p.Types, p.Types != nil)
 			}
 		}
 		return out
