@@ -135,40 +135,11 @@ type emailGetArgs struct {
 
 // emailGet is Email/get (RFC 8621 §4.2).
 func (s *Server) emailGet(c *call) (any, error) {
-	if err := c.known("accountId", "ids", "properties", "bodyProperties", "fetchTextBodyValues",
-		"fetchHTMLBodyValues", "fetchAllBodyValues", "maxBodyValueBytes"); err != nil {
+	ids, props, err := s.getArgs(c, getSpec{all: emailProperties, defaults: emailDefaultProperties, headers: true,
+		needIDs: "Email/get needs ids",
+		extra:   []string{"bodyProperties", "fetchTextBodyValues", "fetchHTMLBodyValues", "fetchAllBodyValues", "maxBodyValueBytes"}})
+	if err != nil {
 		return nil, err
-	}
-	var ids []string
-	if err := c.arg("ids", &ids); err != nil {
-		return nil, err
-	}
-	if !c.has("ids") {
-		// RFC 8620 §5.1: a server MAY refuse ids null when the set is
-		// large; an account's email always may be.
-		return nil, &methodError{Type: "requestTooLarge", Description: "Email/get needs ids"}
-	}
-	if len(ids) > s.limits.MaxObjectsInGet {
-		return nil, &methodError{Type: "requestTooLarge", Description: "More ids than maxObjectsInGet"}
-	}
-	props := emailDefaultProperties
-	if c.has("properties") {
-		// Into a new slice: decoding into props would write into the
-		// shared default's array.
-		props = nil
-		if err := c.arg("properties", &props); err != nil {
-			return nil, err
-		}
-		for _, p := range props {
-			if !slices.Contains(emailProperties, p) {
-				if _, ok := parseHeaderProperty(p); !ok {
-					return nil, invalidArgs("Unknown property "+p, "properties")
-				}
-			}
-		}
-		if !slices.Contains(props, "id") {
-			props = append(props, "id")
-		}
 	}
 	a := emailGetArgs{bodyProps: bodyDefaultProperties}
 	if c.has("bodyProperties") {
@@ -809,7 +780,7 @@ func (s *Server) emailChanges(c *call) (any, error) {
 // threadGet is Thread/get (RFC 8621 §3.1): every Email is its own
 // Thread.
 func (s *Server) threadGet(c *call) (any, error) {
-	ids, _, err := s.getArgs(c, []string{"id", "emailIds"})
+	ids, _, err := s.getArgs(c, getSpec{all: []string{"id", "emailIds"}})
 	if err != nil {
 		return nil, err
 	}

@@ -310,17 +310,11 @@ func (s *Server) emailQuery(c *call) (any, error) {
 			return nil, err
 		}
 	}
-	var sorts []comparator
-	if err := c.arg("sort", &sorts); err != nil {
+	// RFC 8620 §5.5: a collation is one of the session's
+	// collationAlgorithms; "" leaves it to the server.
+	sorts, err := sortArg(c, emailSortOptions, []string{"", "i;ascii-casemap"})
+	if err != nil {
 		return nil, err
-	}
-	for _, so := range sorts {
-		if !slices.Contains(emailSortOptions, so.Property) {
-			return nil, &methodError{Type: "unsupportedSort", Description: "Cannot sort by " + so.Property}
-		}
-		if so.Collation != "" && so.Collation != "i;ascii-casemap" {
-			return nil, &methodError{Type: "unsupportedSort", Description: "Unsupported collation " + so.Collation}
-		}
 	}
 	state, err := s.store.AccountState(c.ctx, c.user.ID)
 	if err != nil {

@@ -93,14 +93,32 @@ func (s *Server) mailboxes(c *call) ([]mailstore.MailboxStatus, map[string]mails
 	return list, byName, nil
 }
 
+// getSpec is what a /get method tells getArgs about its arguments.
+type getSpec struct {
+	// all are the properties a client may ask for; defaults those it
+	// gets when it names none (nil: all).
+	all, defaults []string
+	// headers allows header:… properties too (RFC 8621 §4.1.3).
+	headers bool
+	// needIDs, when not "", refuses ids null as requestTooLarge with
+	// this description: RFC 8620 §5.1 lets a server refuse it when the
+	// set is large.
+	needIDs string
+	// extra are the method's own arguments.
+	extra []string
+}
+
 // getArgs reads /get's ids and properties (RFC 8620 §5.1), with
 // maxObjectsInGet enforced. ids nil means all.
-func (s *Server) getArgs(c *call, all []string, extra ...string) (ids []string, props []string, err error) {
-	if err := c.known(append([]string{"accountId", "ids", "properties"}, extra...)...); err != nil {
+func (s *Server) getArgs(c *call, spec getSpec) (ids []string, props []string, err error) {
+	if err := c.known(append([]string{"accountId", "ids", "properties"}, spec.extra...)...); err != nil {
 		return nil, nil, err
 	}
 	if err := c.arg("ids", &ids); err != nil {
 		return nil, nil, err
+	}
+	if spec.needIDs != "" && !c.has("ids") {
+		return nil, nil, &methodError{Type: "requestTooLarge", Description: spec.needIDs}
 	}
 	if c.has("ids") && ids == nil {
 		ids = []string{}
@@ -108,14 +126,20 @@ func (s *Server) getArgs(c *call, all []string, extra ...string) (ids []string, 
 	if len(ids) > s.limits.MaxObjectsInGet {
 		return nil, nil, &methodError{Type: "requestTooLarge", Description: "More ids than maxObjectsInGet"}
 	}
-	props = all
+	props = spec.defaults
+	if props == nil {
+		props = spec.all
+	}
 	if c.has("properties") {
-		props = nil // not into all's array, which is shared
+		props = nil // not into a default's array, which is shared
 		if err := c.arg("properties", &props); err != nil {
 			return nil, nil, err
 		}
 		for _, p := range props {
-			if !slices.Contains(all, p) {
+			if slices.Contains(spec.all, p) {
+				continue
+			}
+			if _, ok := parseHeaderProperty(p); !ok || !spec.headers {
 				return nil, nil, invalidArgs("Unknown property "+p, "properties")
 			}
 		}
@@ -136,7 +160,7 @@ func pick(obj map[string]any, props []string) map[string]any {
 
 // mailboxGet is Mailbox/get (RFC 8621 §2.1).
 func (s *Server) mailboxGet(c *call) (any, error) {
-	ids, props, err := s.getArgs(c, mailboxProperties)
+	ids, props, err := s.getArgs(c, getSpec{all: mailboxProperties})
 	if err != nil {
 		return nil, err
 	}
@@ -242,14 +266,9 @@ func (s *Server) mailboxQuery(c *call) (any, error) {
 			return nil, err
 		}
 	}
-	var sorts []comparator
-	if err := c.arg("sort", &sorts); err != nil {
+	sorts, err := sortArg(c, []string{"name", "sortOrder"}, nil)
+	if err != nil {
 		return nil, err
-	}
-	for _, so := range sorts {
-		if so.Property != "name" && so.Property != "sortOrder" {
-			return nil, &methodError{Type: "unsupportedSort", Description: "Cannot sort by " + so.Property}
-		}
 	}
 	state, err := s.store.AccountState(c.ctx, c.user.ID)
 	if err != nil {
@@ -311,6 +330,25 @@ type comparator struct {
 	IsAscending *bool  `json:"isAscending"`
 	Collation   string `json:"collation"`
 	Keyword     string `json:"keyword"`
+}
+
+// sortArg reads /query's sort (RFC 8620 §5.5): a property not in
+// properties, or a collation not in collations (nil: any), is
+// unsupportedSort.
+func sortArg(c *call, properties, collations []string) ([]comparator, error) {
+	var sorts []comparator
+	if err := c.arg("sort", &sorts); err != nil {
+		return nil, err
+	}
+	for _, so := range sorts {
+		if !slices.Contains(properties, so.Property) {
+			return nil, &methodError{Type: "unsupportedSort", Description: "Cannot sort by " + so.Property}
+		}
+		if collations != nil && !slices.Contains(collations, so.Collation) {
+			return nil, &methodError{Type: "unsupportedSort", Description: "Unsupported collation " + so.Collation}
+		}
+	}
+	return sorts, nil
 }
 
 // window applies /query's position, anchor, anchorOffset, limit and
