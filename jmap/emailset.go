@@ -17,9 +17,7 @@ func (s *Server) emailSet(c *call) (any, error) {
 	var create map[string]json.RawMessage
 	var update map[string]map[string]json.RawMessage
 	var destroy []string
-	op, err := s.openSet(c, setSpec{kind: mailstore.KindEmail,
-		args:    map[string]any{"create": &create, "update": &update, "destroy": &destroy},
-		objects: func() int { return len(create) + len(update) + len(destroy) }, what: "objects"})
+	op, err := s.openSet(c, crudSpec(mailstore.KindEmail, &create, &update, &destroy))
 	if err != nil {
 		return nil, err
 	}

@@ -400,9 +400,9 @@ func (s *Server) mailboxSet(c *call) (any, error) {
 	var update map[string]map[string]any
 	var destroy []string
 	var removeEmails bool
-	op, err := s.openSet(c, setSpec{kind: mailstore.KindMailbox,
-		args:    map[string]any{"create": &create, "update": &update, "destroy": &destroy, "onDestroyRemoveEmails": &removeEmails},
-		objects: func() int { return len(create) + len(update) + len(destroy) }, what: "objects"})
+	spec := crudSpec(mailstore.KindMailbox, &create, &update, &destroy)
+	spec.args["onDestroyRemoveEmails"] = &removeEmails
+	op, err := s.openSet(c, spec)
 	if err != nil {
 		return nil, err
 	}

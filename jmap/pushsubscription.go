@@ -137,9 +137,7 @@ func (s *Server) pushSubscriptionSet(c *call) (any, error) {
 	var update map[string]map[string]json.RawMessage
 	var destroy []string
 	// RFC 8620 §7.2.2: no accountId, no ifInState, no states.
-	op, err := s.openSet(c, setSpec{kind: noState,
-		args:    map[string]any{"create": &create, "update": &update, "destroy": &destroy},
-		objects: func() int { return len(create) + len(update) + len(destroy) }, what: "objects"})
+	op, err := s.openSet(c, crudSpec(noState, &create, &update, &destroy))
 	if err != nil {
 		return nil, err
 	}

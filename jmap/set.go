@@ -43,6 +43,14 @@ type setSpec struct {
 	what    string
 }
 
+// crudSpec is the setSpec of a /set whose arguments are create, update
+// and destroy (RFC 8620 §5.3), decoded into the pointers given; a
+// method adds its own arguments to args.
+func crudSpec[C, U any](kind mailstore.ChangeKind, create *map[string]C, update *map[string]U, destroy *[]string) setSpec {
+	return setSpec{kind: kind, args: map[string]any{"create": create, "update": update, "destroy": destroy},
+		objects: func() int { return len(*create) + len(*update) + len(*destroy) }, what: "objects"}
+}
+
 // setOp is one /set or /import call past openSet: the state its changes
 // start from and each object's outcome so far, for the answer. Not safe
 // for concurrent use (a call runs on one goroutine).
