@@ -331,6 +331,7 @@ func (s *session) capabilities() []string {
 		"WITHIN",                // RFC 5032
 		"OBJECTID",              // RFC 8474
 		"SAVEDATE",              // RFC 8514
+		"PARTIAL",               // RFC 9394
 		"APPENDLIMIT="+strconv.FormatUint(uint64(s.srv.opts.AppendLimit), 10), // RFC 7889
 	)
 }

@@ -75,6 +75,14 @@ var (
 		Code: imap.ResponseCodeClientBug,
 		Text: "VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC (RFC 7162)",
 	}
+	// RFC 9394 §3.2: the PARTIAL fetch modifier is defined for UID FETCH;
+	// positions in a set of sequence numbers are the client's own
+	// arithmetic, so plain FETCH with it is a client error.
+	errPartialNeedsUID = &imap.Error{
+		Type: imap.StatusResponseTypeBad,
+		Code: imap.ResponseCodeClientBug,
+		Text: "the PARTIAL fetch modifier needs UID FETCH (RFC 9394)",
+	}
 	errServerBug = &imap.Error{
 		Type: imap.StatusResponseTypeNo,
 		Code: imap.ResponseCodeServerBug,

@@ -27,6 +27,8 @@ const fetchChunk = 128
 // CONDSTORE (RFC 7162 §3.1.4): MODSEQ is an item, CHANGEDSINCE limits
 // the messages to those changed after it, and with QRESYNC's VANISHED
 // (§3.2.6) a UID FETCH first reports the UIDs of its set expunged since.
+// PARTIAL (RFC 9394 §3.2) narrows a UID FETCH to some positions of its
+// set.
 func (s *session) Fetch(byUID bool, a *wire.Fetch) error {
 	sel := s.sel
 	if err := s.checkSelected(sel); err != nil {
@@ -34,6 +36,9 @@ func (s *session) Fetch(byUID bool, a *wire.Fetch) error {
 	}
 	if a.Vanished && !(byUID && a.HasChangedSince && s.qresync) {
 		return errVanishedMisused
+	}
+	if a.Partial != nil && !byUID {
+		return errPartialNeedsUID
 	}
 	hasModSeq := slices.ContainsFunc(a.Attrs, func(at wire.FetchAttr) bool { return at.Kind == wire.FetchModSeq })
 	if hasModSeq || a.HasChangedSince {
@@ -54,6 +59,17 @@ func (s *session) Fetch(byUID bool, a *wire.Fetch) error {
 		// changes them.
 		if refs, err = s.changedSince(refs, a.ChangedSince); err != nil || len(refs) == 0 {
 			return err
+		}
+	}
+	if a.Partial != nil {
+		// RFC 9394 §3.2: only the messages at those positions of the
+		// set, in UID order (refs ascends), negative ones counted from
+		// the highest UID. The positions are taken after CHANGEDSINCE,
+		// so that a client can page through what changed; nothing at
+		// those positions is an empty, successful FETCH.
+		lo, hi := a.Partial.Indexes(len(refs))
+		if refs = refs[lo:hi]; len(refs) == 0 {
+			return nil
 		}
 	}
 	attrs := a.Attrs

@@ -11,7 +11,8 @@ import (
 )
 
 // Search answers SEARCH and UID SEARCH (RFC 9051 §6.4.4), with ESEARCH
-// return options (RFC 4731) and SAVE (RFC 5182). The store evaluates the
+// return options (RFC 4731), SAVE (RFC 5182) and PARTIAL (RFC 9394 §3.1).
+// The store evaluates the
 // criteria; the result is limited to the session's view, since the client
 // cannot name messages it has not been told about.
 func (s *session) Search(byUID bool, a *wire.Search) error {
@@ -42,11 +43,7 @@ func (s *session) Search(byUID bool, a *wire.Search) error {
 	// RFC 7162 §3.1.5: a search with MODSEQ reports the highest modseq
 	// of the messages it returns (none when it returns none).
 	var highest uint64
-	if modseqKey && len(hits) > 0 {
-		returned := hits
-		if ret != nil && !ret.All && !ret.Count && (ret.Min || ret.Max) {
-			returned = []msgRef{hits[0], hits[len(hits)-1]}
-		}
+	if returned := returnedRefs(hits, ret); modseqKey && len(returned) > 0 {
 		if highest, err = s.highestModSeq(returned); err != nil {
 			return err
 		}
@@ -64,14 +61,14 @@ func (s *session) Search(byUID bool, a *wire.Search) error {
 		w.CRLF()
 		return w.Err()
 	}
-	if ret.Save && !(ret.All || ret.Min || ret.Max || ret.Count) {
+	if ret.Save && !(ret.All || ret.Min || ret.Max || ret.Count || ret.Partial != nil) {
 		// RFC 5182 §2.2 and RFC 9051 §6.4.4 (their examples): with SAVE
 		// the only result option, the result is kept for "$" and no
 		// ESEARCH response is sent.
 		return nil
 	}
 	// RFC 4731 §3.1: RETURN () means ALL.
-	all := ret.All || !(ret.Min || ret.Max || ret.Count)
+	all := ret.All || !(ret.Min || ret.Max || ret.Count || ret.Partial != nil)
 	w.Raw(`* ESEARCH (TAG `).String(s.tag).Raw(")")
 	if byUID {
 		w.Raw(" UID")
@@ -91,6 +88,11 @@ func (s *session) Search(byUID bool, a *wire.Search) error {
 			}
 			w.Raw(compactSet(nums))
 		}
+	}
+	if ret.Partial != nil {
+		// RFC 9394 §3.1: the positions are in mailbox order, the order
+		// of hits.
+		writePartial(w, ret.Partial, hits, num, compactSet)
 	}
 	if ret.Count {
 		w.Raw(" COUNT ").Number(uint64(len(hits)))
@@ -176,10 +178,54 @@ func compactSet(nums []uint64) string {
 	return uidList(uids)
 }
 
-// savedResult is what SEARCH RETURN (SAVE) keeps: with MIN or MAX but not
-// ALL, only those messages (RFC 5182 §2.4).
+// returnedRefs returns the messages a search reports, for RFC 7162
+// §3.1.5's MODSEQ ("the highest mod-sequence for all messages being
+// returned"): all of hits without RETURN or with ALL or COUNT; else the
+// first and last with MIN or MAX, and PARTIAL's page (RFC 9394 §3.1),
+// possibly none.
+func returnedRefs(hits []msgRef, ret *wire.SearchReturn) []msgRef {
+	if ret == nil || ret.All || ret.Count || len(hits) == 0 {
+		return hits
+	}
+	var out []msgRef
+	if ret.Min || ret.Max {
+		out = append(out, hits[0], hits[len(hits)-1])
+	}
+	if ret.Partial != nil {
+		lo, hi := ret.Partial.Indexes(len(hits))
+		out = append(out, hits[lo:hi]...)
+	}
+	return out
+}
+
+// writePartial writes PARTIAL's return data, " PARTIAL (range set)" (RFC
+// 9394 §3.1, §5 search-return-data): the range as the client wrote it,
+// then the messages at those positions of refs, or NIL when there are
+// none. set renders their numbers: compactSet for SEARCH's mailbox order,
+// orderedSet for SORT's order.
+func writePartial(w *wire.Writer, r *wire.PartialRange, refs []msgRef, num func(msgRef) uint64, set func([]uint64) string) {
+	w.Raw(" PARTIAL (").Raw(r.String()).SP()
+	lo, hi := r.Indexes(len(refs))
+	if lo == hi {
+		// RFC 9394 §3.1: "If the whole range references results that do
+		// not exist, a special value "NIL" is returned".
+		w.Raw("NIL)")
+		return
+	}
+	nums := make([]uint64, 0, hi-lo)
+	for _, r := range refs[lo:hi] {
+		nums = append(nums, num(r))
+	}
+	w.Raw(set(nums)).Raw(")")
+}
+
+// savedResult is what SEARCH RETURN (SAVE) keeps (RFC 5182 §2.4): with
+// MIN or MAX but neither ALL nor COUNT, only those messages; in every
+// other combination the whole result. PARTIAL, which RFC 5182 predates,
+// is such another combination: the saved result is the whole result, not
+// the page, so that "$" means the same with or without paging.
 func savedResult(hits []msgRef, ret *wire.SearchReturn) []mailstore.UID {
-	if len(hits) > 0 && (ret.Min || ret.Max) && !ret.All {
+	if len(hits) > 0 && (ret.Min || ret.Max) && !ret.All && !ret.Count {
 		var uids []mailstore.UID
 		if ret.Min {
 			uids = append(uids, hits[0].uid)

@@ -13,7 +13,7 @@ import (
 )
 
 // Sort answers SORT and UID SORT (RFC 5256 §3), with ESORT's RETURN
-// (RFC 5267 §3.2). The search-criteria select messages as SEARCH does;
+// (RFC 5267 §3.2) and PARTIAL (RFC 9394 §3.1). The search-criteria select messages as SEARCH does;
 // the sort keys come from the envelope stored at delivery
 // (mailstore.SortInfo), never from the bodies.
 func (s *session) Sort(byUID bool, a *wire.Sort) error {
@@ -54,11 +54,7 @@ func (s *session) Sort(byUID bool, a *wire.Sort) error {
 	// RFC 7162 §3.1.5: with MODSEQ in the criteria, SORT reports the
 	// highest modseq of the messages it returns.
 	var highest uint64
-	if modseqKey && len(sorted) > 0 {
-		returned := sorted
-		if ret != nil && !ret.All && !ret.Count && (ret.Min || ret.Max) {
-			returned = []msgRef{sorted[0], sorted[len(sorted)-1]}
-		}
+	if returned := returnedRefs(sorted, ret); modseqKey && len(returned) > 0 {
 		if highest, err = s.highestModSeq(returned); err != nil {
 			return err
 		}
@@ -76,12 +72,12 @@ func (s *session) Sort(byUID bool, a *wire.Sort) error {
 		w.CRLF()
 		return w.Err()
 	}
-	if ret.Save && !(ret.All || ret.Min || ret.Max || ret.Count) {
+	if ret.Save && !(ret.All || ret.Min || ret.Max || ret.Count || ret.Partial != nil) {
 		return nil // RFC 5182 §2.2: SAVE alone sends no ESEARCH
 	}
 	// RFC 5267 §3.2: an ESEARCH response whose MIN and MAX are the first
 	// and last in sort order and whose ALL keeps the sort order.
-	all := ret.All || !(ret.Min || ret.Max || ret.Count)
+	all := ret.All || !(ret.Min || ret.Max || ret.Count || ret.Partial != nil)
 	w.Raw(`* ESEARCH (TAG `).String(s.tag).Raw(")")
 	if byUID {
 		w.Raw(" UID")
@@ -100,6 +96,11 @@ func (s *session) Sort(byUID bool, a *wire.Sort) error {
 			}
 			w.Raw(" ALL ").Raw(orderedSet(nums))
 		}
+	}
+	if ret.Partial != nil {
+		// RFC 9394 §3.1 (updating RFC 5267): for SORT the positions
+		// are positions in the sorted result, written in that order.
+		writePartial(w, ret.Partial, sorted, num, orderedSet)
 	}
 	if ret.Count {
 		w.Raw(" COUNT ").Number(uint64(len(sorted)))

@@ -115,7 +115,8 @@ func (s *Server) blob(c *call, id string) ([]byte, bool) {
 }
 
 // blobData resolves any blob id of user's to its bytes and natural
-// media type.
+// media type. The blobs of an email with \Deleted are not found: RFC
+// 8621 §4.1.1, it is not visible via JMAP.
 func (s *Server) blobData(ctx context.Context, user mailstore.UserID, id string) ([]byte, string, bool) {
 	switch {
 	case strings.HasPrefix(id, "U"):
@@ -130,7 +131,7 @@ func (s *Server) blobData(ctx context.Context, user mailstore.UserID, id string)
 			return nil, "", false
 		}
 		emails, err := s.store.Emails(ctx, user, []mailstore.EmailID{mailstore.EmailID(n)}, mailstore.EmailOptions{Body: true})
-		if err != nil || len(emails) == 0 {
+		if err != nil || len(emails) == 0 || hidden(&emails[0]) {
 			return nil, "", false
 		}
 		return emails[0].Raw, "message/rfc822", true
@@ -144,7 +145,7 @@ func (s *Server) blobData(ctx context.Context, user mailstore.UserID, id string)
 			return nil, "", false
 		}
 		emails, err := s.store.Emails(ctx, user, []mailstore.EmailID{mailstore.EmailID(n)}, mailstore.EmailOptions{Parsed: true, Body: true})
-		if err != nil || len(emails) == 0 {
+		if err != nil || len(emails) == 0 || hidden(&emails[0]) {
 			return nil, "", false
 		}
 		p := findPart(&emails[0].Parsed.Root, strings.ReplaceAll(section, "_", "."))

@@ -33,6 +33,14 @@
 //     (maxSizeRequest, maxCallsInRequest, maxConcurrentRequests,
 //     maxObjectsInGet, maxObjectsInSet, maxSizeUpload,
 //     maxConcurrentUpload).
+//   - Every /set and /import opens with openSet and answers with
+//     setOp.response (set.go), so all of them check their arguments,
+//     maxObjectsInSet and ifInState in one order; every /changes is
+//     changes' body.
+//   - An Email with \Deleted is not visible (RFC 8621 §4.1.1): Email/query
+//     leaves it out, the mailbox counts leave it out, and every method
+//     or blob that names it answers as for one that does not exist
+//     (visibleEmails, hidden).
 //   - Writes go through mailstore and publish like every other write;
 //     the event streams of an account share one feed (feed.go): one
 //     subscription (notify.Hub.SubscribeUser), woken by commits and

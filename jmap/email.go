@@ -88,6 +88,42 @@ func keywordsOf(flags []string) map[string]bool {
 // message with the \Deleted keyword MUST NOT be visible via JMAP".
 func hidden(e *mailstore.Email) bool { return slices.Contains(e.Flags, mailstore.FlagDeleted) }
 
+// visibleEmails loads the emails that ids name, each read by parse
+// (Email or Thread ids), and returns those JMAP shows, in the store's
+// order, and notFound: the ids that do not parse, in ids' order, then
+// as idOf names them those the account lacks or hides (\Deleted).
+func (s *Server) visibleEmails(c *call, ids []string, parse func(string) (mailstore.EmailID, bool), idOf func(mailstore.EmailID) string,
+	opts mailstore.EmailOptions) (visible []*mailstore.Email, notFound []string, err error) {
+	notFound = []string{}
+	var want []mailstore.EmailID
+	for _, id := range ids {
+		n, ok := parse(id)
+		if !ok {
+			notFound = append(notFound, id)
+			continue
+		}
+		want = append(want, n)
+	}
+	emails, err := s.store.Emails(c.ctx, c.user.ID, want, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	found := map[mailstore.EmailID]bool{}
+	for i := range emails {
+		if hidden(&emails[i]) {
+			continue
+		}
+		found[emails[i].ID] = true
+		visible = append(visible, &emails[i])
+	}
+	for _, n := range want {
+		if !found[n] {
+			notFound = append(notFound, idOf(n))
+		}
+	}
+	return visible, notFound, nil
+}
+
 // emailGetArgs are Email/get's arguments beyond /get's (RFC 8621 §4.2).
 type emailGetArgs struct {
 	bodyProps         []string
@@ -99,40 +135,11 @@ type emailGetArgs struct {
 
 // emailGet is Email/get (RFC 8621 §4.2).
 func (s *Server) emailGet(c *call) (any, error) {
-	if err := c.known("accountId", "ids", "properties", "bodyProperties", "fetchTextBodyValues",
-		"fetchHTMLBodyValues", "fetchAllBodyValues", "maxBodyValueBytes"); err != nil {
+	ids, props, err := s.getArgs(c, getSpec{all: emailProperties, defaults: emailDefaultProperties, headers: true,
+		needIDs: "Email/get needs ids",
+		extra:   []string{"bodyProperties", "fetchTextBodyValues", "fetchHTMLBodyValues", "fetchAllBodyValues", "maxBodyValueBytes"}})
+	if err != nil {
 		return nil, err
-	}
-	var ids []string
-	if err := c.arg("ids", &ids); err != nil {
-		return nil, err
-	}
-	if !c.has("ids") {
-		// RFC 8620 §5.1: a server MAY refuse ids null when the set is
-		// large; an account's email always may be.
-		return nil, &methodError{Type: "requestTooLarge", Description: "Email/get needs ids"}
-	}
-	if len(ids) > s.limits.MaxObjectsInGet {
-		return nil, &methodError{Type: "requestTooLarge", Description: "More ids than maxObjectsInGet"}
-	}
-	props := emailDefaultProperties
-	if c.has("properties") {
-		// Into a new slice: decoding into props would write into the
-		// shared default's array.
-		props = nil
-		if err := c.arg("properties", &props); err != nil {
-			return nil, err
-		}
-		for _, p := range props {
-			if !slices.Contains(emailProperties, p) {
-				if _, ok := parseHeaderProperty(p); !ok {
-					return nil, invalidArgs("Unknown property "+p, "properties")
-				}
-			}
-		}
-		if !slices.Contains(props, "id") {
-			props = append(props, "id")
-		}
 	}
 	a := emailGetArgs{bodyProps: bodyDefaultProperties}
 	if c.has("bodyProperties") {
@@ -161,40 +168,19 @@ func (s *Server) emailGet(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	notFound := []string{}
-	var want []mailstore.EmailID
-	for _, id := range ids {
-		n, ok := parseEmail(id)
-		if !ok {
-			notFound = append(notFound, id)
-			continue
-		}
-		want = append(want, n)
-	}
 	needBody := false
 	for _, p := range props {
 		if !slices.Contains([]string{"id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt"}, p) {
 			needBody = true
 		}
 	}
-	emails, err := s.store.Emails(c.ctx, c.user.ID, want, mailstore.EmailOptions{Parsed: needBody, Body: needBody})
+	emails, notFound, err := s.visibleEmails(c, ids, parseEmail, emailID, mailstore.EmailOptions{Parsed: needBody, Body: needBody})
 	if err != nil {
 		return nil, err
 	}
-	found := map[mailstore.EmailID]bool{}
 	list := []any{}
-	for i := range emails {
-		e := &emails[i]
-		if hidden(e) {
-			continue
-		}
-		found[e.ID] = true
+	for _, e := range emails {
 		list = append(list, renderEmail(e, props, &a))
-	}
-	for _, n := range want {
-		if !found[n] {
-			notFound = append(notFound, emailID(n))
-		}
 	}
 	return map[string]any{"accountId": accountID(c.user.ID), "state": stateString(state.Email), "list": list, "notFound": notFound}, nil
 }
@@ -452,17 +438,9 @@ func (bp *bodyPart) render(props []string, e *mailstore.Email) map[string]any {
 	for _, prop := range props {
 		switch prop {
 		case "partId":
-			if bp.partID == "" {
-				out[prop] = nil
-			} else {
-				out[prop] = bp.partID
-			}
+			out[prop] = nullable(bp.partID, bp.partID != "")
 		case "blobId":
-			if bp.partID == "" {
-				out[prop] = nil
-			} else {
-				out[prop] = partBlobID(e.ID, bp.partID)
-			}
+			out[prop] = nullable(partBlobID(e.ID, bp.partID), bp.partID != "")
 		case "size":
 			if bp.partID == "" {
 				out[prop] = 0
@@ -484,39 +462,15 @@ func (bp *bodyPart) render(props []string, e *mailstore.Email) map[string]any {
 				out[prop] = nil
 			}
 		case "disposition":
-			if p.Disposition != "" {
-				out[prop] = p.Disposition
-			} else {
-				out[prop] = nil
-			}
+			out[prop] = nullable(p.Disposition, p.Disposition != "")
 		case "cid":
-			if p.ID != "" {
-				out[prop] = strings.Trim(p.ID, "<>")
-			} else {
-				out[prop] = nil
-			}
+			out[prop] = nullable(strings.Trim(p.ID, "<>"), p.ID != "")
 		case "language":
-			if len(p.Language) > 0 {
-				out[prop] = p.Language
-			} else {
-				out[prop] = nil
-			}
+			out[prop] = nullable(p.Language, len(p.Language) > 0)
 		case "location":
-			if p.Location != "" {
-				out[prop] = p.Location
-			} else {
-				out[prop] = nil
-			}
+			out[prop] = nullable(p.Location, p.Location != "")
 		case "subParts":
-			if bp.subParts == nil {
-				out[prop] = nil
-			} else {
-				subs := make([]any, 0, len(bp.subParts))
-				for _, sub := range bp.subParts {
-					subs = append(subs, sub.render(props, e))
-				}
-				out[prop] = subs
-			}
+			out[prop] = nullable(bp.renderSubParts(props, e), bp.subParts != nil)
 		default:
 			if hp, ok := parseHeaderProperty(prop); ok {
 				out[prop] = headerValue(hdr, hp)
@@ -526,13 +480,28 @@ func (bp *bodyPart) render(props []string, e *mailstore.Email) map[string]any {
 	if bp.subParts != nil && !slices.Contains(props, "subParts") {
 		// RFC 8621 §4.1.4: a multipart's subParts are how its children
 		// are reached; bodyStructure always carries them.
-		subs := make([]any, 0, len(bp.subParts))
-		for _, sub := range bp.subParts {
-			subs = append(subs, sub.render(props, e))
-		}
-		out["subParts"] = subs
+		out["subParts"] = bp.renderSubParts(props, e)
 	}
 	return out
+}
+
+// renderSubParts renders a multipart's children with props; empty for
+// a leaf.
+func (bp *bodyPart) renderSubParts(props []string, e *mailstore.Email) []any {
+	subs := make([]any, 0, len(bp.subParts))
+	for _, sub := range bp.subParts {
+		subs = append(subs, sub.render(props, e))
+	}
+	return subs
+}
+
+// nullable is v when present, otherwise JSON's null: how a property
+// without a value is returned (RFC 8620 §5.1).
+func nullable(v any, present bool) any {
+	if !present {
+		return nil
+	}
+	return v
 }
 
 // partText is a text part's content, decoded to UTF-8.
@@ -801,27 +770,17 @@ func findPart(root *message.Part, partID string) *message.Part {
 
 // emailChanges is Email/changes (RFC 8621 §4.3).
 func (s *Server) emailChanges(c *call) (any, error) {
-	since, max, err := changesArgs(c)
+	out, _, err := changes(s, c, mailstore.KindEmail, emailID)
 	if err != nil {
 		return nil, err
 	}
-	ch, err := s.store.ChangesSinceState(c.ctx, c.user.ID, mailstore.KindEmail, since, max)
-	if err != nil {
-		return nil, storeError(err)
-	}
-	return map[string]any{
-		"accountId": accountID(c.user.ID), "oldState": stateString(since), "newState": stateString(ch.NewState),
-		"hasMoreChanges": ch.HasMore,
-		"created":        idStrings(ch.Created, emailID, asEmail),
-		"updated":        idStrings(ch.Updated, emailID, asEmail),
-		"destroyed":      idStrings(ch.Destroyed, emailID, asEmail),
-	}, nil
+	return out, nil
 }
 
 // threadGet is Thread/get (RFC 8621 §3.1): every Email is its own
 // Thread.
 func (s *Server) threadGet(c *call) (any, error) {
-	ids, _, err := s.getArgs(c, []string{"id", "emailIds"})
+	ids, _, err := s.getArgs(c, getSpec{all: []string{"id", "emailIds"}})
 	if err != nil {
 		return nil, err
 	}
@@ -832,33 +791,13 @@ func (s *Server) threadGet(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var want []mailstore.EmailID
-	notFound := []string{}
-	for _, id := range ids {
-		n, ok := parseThread(id)
-		if !ok {
-			notFound = append(notFound, id)
-			continue
-		}
-		want = append(want, n)
-	}
-	emails, err := s.store.Emails(c.ctx, c.user.ID, want, mailstore.EmailOptions{})
+	emails, notFound, err := s.visibleEmails(c, ids, parseThread, threadID, mailstore.EmailOptions{})
 	if err != nil {
 		return nil, err
 	}
-	found := map[mailstore.EmailID]bool{}
 	list := []any{}
-	for i := range emails {
-		if hidden(&emails[i]) {
-			continue
-		}
-		found[emails[i].ID] = true
-		list = append(list, map[string]any{"id": threadID(emails[i].ID), "emailIds": []string{emailID(emails[i].ID)}})
-	}
-	for _, n := range want {
-		if !found[n] {
-			notFound = append(notFound, threadID(n))
-		}
+	for _, e := range emails {
+		list = append(list, map[string]any{"id": threadID(e.ID), "emailIds": []string{emailID(e.ID)}})
 	}
 	return map[string]any{"accountId": accountID(c.user.ID), "state": stateString(state.Email), "list": list, "notFound": notFound}, nil
 }
@@ -867,19 +806,10 @@ func (s *Server) threadGet(c *call) (any, error) {
 // and destroyed with its one Email and never otherwise changes; the
 // Thread state is the Email state.
 func (s *Server) threadChanges(c *call) (any, error) {
-	since, max, err := changesArgs(c)
+	out, _, err := changes(s, c, mailstore.KindEmail, threadID)
 	if err != nil {
 		return nil, err
 	}
-	ch, err := s.store.ChangesSinceState(c.ctx, c.user.ID, mailstore.KindEmail, since, max)
-	if err != nil {
-		return nil, storeError(err)
-	}
-	return map[string]any{
-		"accountId": accountID(c.user.ID), "oldState": stateString(since), "newState": stateString(ch.NewState),
-		"hasMoreChanges": ch.HasMore,
-		"created":        idStrings(ch.Created, threadID, asEmail),
-		"updated":        []string{},
-		"destroyed":      idStrings(ch.Destroyed, threadID, asEmail),
-	}, nil
+	out["updated"] = []string{}
+	return out, nil
 }

@@ -310,17 +310,11 @@ func (s *Server) emailQuery(c *call) (any, error) {
 			return nil, err
 		}
 	}
-	var sorts []comparator
-	if err := c.arg("sort", &sorts); err != nil {
+	// RFC 8620 §5.5: a collation is one of the session's
+	// collationAlgorithms; "" leaves it to the server.
+	sorts, err := sortArg(c, emailSortOptions, []string{"", "i;ascii-casemap"})
+	if err != nil {
 		return nil, err
-	}
-	for _, so := range sorts {
-		if !slices.Contains(emailSortOptions, so.Property) {
-			return nil, &methodError{Type: "unsupportedSort", Description: "Cannot sort by " + so.Property}
-		}
-		if so.Collation != "" && so.Collation != "i;ascii-casemap" {
-			return nil, &methodError{Type: "unsupportedSort", Description: "Unsupported collation " + so.Collation}
-		}
 	}
 	state, err := s.store.AccountState(c.ctx, c.user.ID)
 	if err != nil {
@@ -534,24 +528,14 @@ func (s *Server) searchSnippetGet(c *call) (any, error) {
 		}
 		terms = filterTerms(f, nil)
 	}
-	var want []mailstore.EmailID
-	notFound := []string{}
-	for _, id := range ids {
-		if n, ok := parseEmail(id); ok {
-			want = append(want, n)
-		} else {
-			notFound = append(notFound, id)
-		}
-	}
-	emails, err := s.store.Emails(c.ctx, c.user.ID, want, mailstore.EmailOptions{Parsed: true, Body: true})
+	// RFC 8621 §4.1.1: an email with \Deleted is notFound, as Email/get
+	// answers it.
+	emails, notFound, err := s.visibleEmails(c, ids, parseEmail, emailID, mailstore.EmailOptions{Parsed: true, Body: true})
 	if err != nil {
 		return nil, err
 	}
-	found := map[mailstore.EmailID]bool{}
 	list := []any{}
-	for i := range emails {
-		e := &emails[i]
-		found[e.ID] = true
+	for _, e := range emails {
 		hdr := e.Raw[:min(int(e.Parsed.Root.BodyStart), len(e.Raw))]
 		subject, _ := headerValue(hdr, headerProperty{name: "Subject", form: "Text"}).(string)
 		root := buildPart(e, &e.Parsed.Root, "")
@@ -562,11 +546,6 @@ func (s *Server) searchSnippetGet(c *call) (any, error) {
 			body = strings.Join(strings.Fields(partText(e, text[0])), " ")
 		}
 		list = append(list, map[string]any{"emailId": emailID(e.ID), "subject": highlight(subject, terms, false), "preview": highlight(body, terms, true)})
-	}
-	for _, n := range want {
-		if !found[n] {
-			notFound = append(notFound, emailID(n))
-		}
 	}
 	return map[string]any{"accountId": accountID(c.user.ID), "list": list, "notFound": notFound}, nil
 }

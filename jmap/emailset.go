@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -15,89 +14,93 @@ import (
 // (keywords, mailboxIds, whole or by "keywords/…" and "mailboxIds/…"
 // patch paths) and destroy.
 func (s *Server) emailSet(c *call) (any, error) {
-	if err := c.known("accountId", "ifInState", "create", "update", "destroy"); err != nil {
-		return nil, err
-	}
 	var create map[string]json.RawMessage
 	var update map[string]map[string]json.RawMessage
 	var destroy []string
-	for name, v := range map[string]any{"create": &create, "update": &update, "destroy": &destroy} {
-		if err := c.arg(name, v); err != nil {
-			return nil, err
-		}
-	}
-	if len(create)+len(update)+len(destroy) > s.limits.MaxObjectsInSet {
-		return nil, &methodError{Type: "requestTooLarge", Description: "More objects than maxObjectsInSet"}
-	}
-	old, err := s.store.AccountState(c.ctx, c.user.ID)
+	op, err := s.openSet(c, crudSpec(mailstore.KindEmail, &create, &update, &destroy))
 	if err != nil {
 		return nil, err
 	}
-	if err := ifInState(c, old.Email); err != nil {
-		return nil, err
-	}
-	created := map[string]any{}
-	notCreated := map[string]any{}
-	// In a fixed order: creations are independent, but the answers
-	// and their errors should not change from run to run.
-	keys := slices.Sorted(maps.Keys(create))
-	for _, k := range keys {
+	err = s.createEmails(op, slices.Sorted(maps.Keys(create)), func(k string) (newEmail, *setError) {
 		ec, raw, se := buildMessage(create[k], time.Now())
 		if se != nil {
-			notCreated[k] = se
-			continue
+			return newEmail{}, se
 		}
-		obj, se, err := s.storeNewEmail(c, raw, ec.MailboxIDs, ec.Keywords, ec.ReceivedAt)
-		if err != nil {
-			return nil, err
-		}
-		if se != nil {
-			notCreated[k] = se
-			continue
-		}
-		created[k] = obj
-		c.req.created[k] = obj["id"].(string)
+		return newEmail{raw, ec.MailboxIDs, ec.Keywords, ec.ReceivedAt}, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	updated := map[string]any{}
-	notUpdated := map[string]any{}
-	ids := make([]string, 0, len(update))
-	for id := range update {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(update)) {
 		se, err := s.updateEmail(c, id, update[id])
 		if err != nil {
 			return nil, err
 		}
 		if se != nil {
-			notUpdated[id] = se
+			op.notUpdated[id] = se
 		} else {
-			updated[id] = nil
+			op.updated[id] = nil
 		}
 	}
-	destroyed := []string{}
-	notDestroyed := map[string]any{}
+	// RFC 8621 §4.1.1: an email with \Deleted is not visible, so not
+	// found, as for an update.
+	visible, _, err := s.visibleEmails(c, destroy, parseEmail, emailID, mailstore.EmailOptions{})
+	if err != nil {
+		return nil, err
+	}
+	shown := map[mailstore.EmailID]bool{}
+	for _, e := range visible {
+		shown[e.ID] = true
+	}
 	for _, id := range destroy {
 		n, ok := parseEmail(id)
-		if !ok {
-			notDestroyed[id] = &setError{Type: "notFound"}
+		if !ok || !shown[n] {
+			op.notDestroyed[id] = &setError{Type: "notFound"}
 			continue
 		}
 		if err := s.store.DestroyEmail(c.ctx, c.user.ID, n, 0); err != nil {
 			if se, ok := setErrorOf(err); ok {
-				notDestroyed[id] = se
+				op.notDestroyed[id] = se
 				continue
 			}
 			return nil, err
 		}
-		destroyed = append(destroyed, id)
+		op.destroyed = append(op.destroyed, id)
 	}
-	now, err := s.store.AccountState(c.ctx, c.user.ID)
-	if err != nil {
-		return nil, err
+	return op.response(setFields...)
+}
+
+// newEmail is one Email/set creation or Email/import: the message, and
+// the mailboxes, keywords and receivedAt it is stored with.
+type newEmail struct {
+	raw        []byte
+	mailboxIDs map[string]bool
+	keywords   map[string]bool
+	receivedAt *string
+}
+
+// createEmails stores the emails that build makes of creations keys, in
+// that order, recording each outcome in op. In a fixed order (the
+// callers sort): creations are independent, but the answers and their
+// errors should not change from run to run.
+func (s *Server) createEmails(op *setOp, keys []string, build func(k string) (newEmail, *setError)) error {
+	for _, k := range keys {
+		ne, se := build(k)
+		if se != nil {
+			op.notCreated[k] = se
+			continue
+		}
+		obj, se, err := s.storeNewEmail(op.c, ne.raw, ne.mailboxIDs, ne.keywords, ne.receivedAt)
+		if err != nil {
+			return err
+		}
+		if se != nil {
+			op.notCreated[k] = se
+			continue
+		}
+		op.create(k, obj, obj["id"].(string))
 	}
-	return setResponse(c, old.Email, now.Email, created, notCreated, updated, notUpdated, destroyed, notDestroyed), nil
+	return nil
 }
 
 // updateEmail applies one PatchObject (RFC 8620 §5.3) to an email.
@@ -226,9 +229,6 @@ func unescapePointer(s string) string {
 // emailImport is Email/import (RFC 8621 §4.8): each blob (an upload, or
 // an existing email's) becomes a new Email in the given mailboxes.
 func (s *Server) emailImport(c *call) (any, error) {
-	if err := c.known("accountId", "ifInState", "emails"); err != nil {
-		return nil, err
-	}
 	type emailImport struct {
 		BlobID     string          `json:"blobId"`
 		MailboxIDs map[string]bool `json:"mailboxIds"`
@@ -236,56 +236,22 @@ func (s *Server) emailImport(c *call) (any, error) {
 		ReceivedAt *string         `json:"receivedAt"`
 	}
 	var emails map[string]emailImport
-	if err := c.arg("emails", &emails); err != nil {
-		return nil, err
-	}
-	if emails == nil {
-		return nil, invalidArgs("emails is required", "emails")
-	}
-	if len(emails) > s.limits.MaxObjectsInSet {
-		return nil, &methodError{Type: "requestTooLarge", Description: "More emails than maxObjectsInSet"}
-	}
-	old, err := s.store.AccountState(c.ctx, c.user.ID)
+	op, err := s.openSet(c, setSpec{kind: mailstore.KindEmail, args: map[string]any{"emails": &emails},
+		required: []string{"emails"}, objects: func() int { return len(emails) }, what: "emails"})
 	if err != nil {
 		return nil, err
 	}
-	if err := ifInState(c, old.Email); err != nil {
-		return nil, err
-	}
-	created := map[string]any{}
-	notCreated := map[string]any{}
-	// In a fixed order: creations are independent, but the answers
-	// and their errors should not change from run to run.
-	keys := slices.Sorted(maps.Keys(emails))
-	for _, k := range keys {
+	err = s.createEmails(op, slices.Sorted(maps.Keys(emails)), func(k string) (newEmail, *setError) {
 		im := emails[k]
 		raw, ok := s.blob(c, im.BlobID)
 		if !ok {
-			notCreated[k] = &setError{Type: "blobNotFound"}
-			continue
+			return newEmail{}, &setError{Type: "blobNotFound"}
 		}
-		obj, se, err := s.storeNewEmail(c, raw, im.MailboxIDs, im.Keywords, im.ReceivedAt)
-		if err != nil {
-			return nil, err
-		}
-		if se != nil {
-			notCreated[k] = se
-			continue
-		}
-		created[k] = obj
-		c.req.created[k] = obj["id"].(string)
-	}
-	now, err := s.store.AccountState(c.ctx, c.user.ID)
+		return newEmail{raw, im.MailboxIDs, im.Keywords, im.ReceivedAt}, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]any{"accountId": accountID(c.user.ID), "oldState": stateString(old.Email), "newState": stateString(now.Email),
-		"created": nil, "notCreated": nil}
-	if len(created) > 0 {
-		out["created"] = created
-	}
-	if len(notCreated) > 0 {
-		out["notCreated"] = notCreated
-	}
-	return out, nil
+	// RFC 8621 §4.8: the answer has no updated or destroyed.
+	return op.response("created", "notCreated")
 }

@@ -93,14 +93,32 @@ func (s *Server) mailboxes(c *call) ([]mailstore.MailboxStatus, map[string]mails
 	return list, byName, nil
 }
 
+// getSpec is what a /get method tells getArgs about its arguments.
+type getSpec struct {
+	// all are the properties a client may ask for; defaults those it
+	// gets when it names none (nil: all).
+	all, defaults []string
+	// headers allows header:… properties too (RFC 8621 §4.1.3).
+	headers bool
+	// needIDs, when not "", refuses ids null as requestTooLarge with
+	// this description: RFC 8620 §5.1 lets a server refuse it when the
+	// set is large.
+	needIDs string
+	// extra are the method's own arguments.
+	extra []string
+}
+
 // getArgs reads /get's ids and properties (RFC 8620 §5.1), with
 // maxObjectsInGet enforced. ids nil means all.
-func (s *Server) getArgs(c *call, all []string, extra ...string) (ids []string, props []string, err error) {
-	if err := c.known(append([]string{"accountId", "ids", "properties"}, extra...)...); err != nil {
+func (s *Server) getArgs(c *call, spec getSpec) (ids []string, props []string, err error) {
+	if err := c.known(append([]string{"accountId", "ids", "properties"}, spec.extra...)...); err != nil {
 		return nil, nil, err
 	}
 	if err := c.arg("ids", &ids); err != nil {
 		return nil, nil, err
+	}
+	if spec.needIDs != "" && !c.has("ids") {
+		return nil, nil, &methodError{Type: "requestTooLarge", Description: spec.needIDs}
 	}
 	if c.has("ids") && ids == nil {
 		ids = []string{}
@@ -108,14 +126,20 @@ func (s *Server) getArgs(c *call, all []string, extra ...string) (ids []string, 
 	if len(ids) > s.limits.MaxObjectsInGet {
 		return nil, nil, &methodError{Type: "requestTooLarge", Description: "More ids than maxObjectsInGet"}
 	}
-	props = all
+	props = spec.defaults
+	if props == nil {
+		props = spec.all
+	}
 	if c.has("properties") {
-		props = nil // not into all's array, which is shared
+		props = nil // not into a default's array, which is shared
 		if err := c.arg("properties", &props); err != nil {
 			return nil, nil, err
 		}
 		for _, p := range props {
-			if !slices.Contains(all, p) {
+			if slices.Contains(spec.all, p) {
+				continue
+			}
+			if _, ok := parseHeaderProperty(p); !ok || !spec.headers {
 				return nil, nil, invalidArgs("Unknown property "+p, "properties")
 			}
 		}
@@ -136,7 +160,7 @@ func pick(obj map[string]any, props []string) map[string]any {
 
 // mailboxGet is Mailbox/get (RFC 8621 §2.1).
 func (s *Server) mailboxGet(c *call) (any, error) {
-	ids, props, err := s.getArgs(c, mailboxProperties)
+	ids, props, err := s.getArgs(c, getSpec{all: mailboxProperties})
 	if err != nil {
 		return nil, err
 	}
@@ -194,26 +218,11 @@ func changesArgs(c *call) (since uint64, max int, err error) {
 	return since, min(max, 1000), nil
 }
 
-func idStrings[T any](list []int64, f func(T) string, conv func(int64) T) []string {
-	out := make([]string, 0, len(list))
-	for _, n := range list {
-		out = append(out, f(conv(n)))
-	}
-	return out
-}
-
-func asMailbox(n int64) mailstore.MailboxID { return mailstore.MailboxID(n) }
-func asEmail(n int64) mailstore.EmailID     { return mailstore.EmailID(n) }
-
 // mailboxChanges is Mailbox/changes (RFC 8621 §2.2).
 func (s *Server) mailboxChanges(c *call) (any, error) {
-	since, max, err := changesArgs(c)
+	out, ch, err := changes(s, c, mailstore.KindMailbox, mailboxID)
 	if err != nil {
 		return nil, err
-	}
-	ch, err := s.store.ChangesSinceState(c.ctx, c.user.ID, mailstore.KindMailbox, since, max)
-	if err != nil {
-		return nil, storeError(err)
 	}
 	// RFC 8621 §2.2: updatedProperties lists the counts when only they
 	// changed, and is null otherwise.
@@ -221,14 +230,8 @@ func (s *Server) mailboxChanges(c *call) (any, error) {
 	if ch.CountsOnly && len(ch.Updated) > 0 {
 		updatedProps = []string{"totalEmails", "unreadEmails", "totalThreads", "unreadThreads"}
 	}
-	return map[string]any{
-		"accountId": accountID(c.user.ID), "oldState": stateString(since), "newState": stateString(ch.NewState),
-		"hasMoreChanges":    ch.HasMore,
-		"created":           idStrings(ch.Created, mailboxID, asMailbox),
-		"updated":           idStrings(ch.Updated, mailboxID, asMailbox),
-		"destroyed":         idStrings(ch.Destroyed, mailboxID, asMailbox),
-		"updatedProperties": updatedProps,
-	}, nil
+	out["updatedProperties"] = updatedProps
+	return out, nil
 }
 
 // mailboxQuery is Mailbox/query (RFC 8621 §2.3): filters parentId,
@@ -263,14 +266,9 @@ func (s *Server) mailboxQuery(c *call) (any, error) {
 			return nil, err
 		}
 	}
-	var sorts []comparator
-	if err := c.arg("sort", &sorts); err != nil {
+	sorts, err := sortArg(c, []string{"name", "sortOrder"}, nil)
+	if err != nil {
 		return nil, err
-	}
-	for _, so := range sorts {
-		if so.Property != "name" && so.Property != "sortOrder" {
-			return nil, &methodError{Type: "unsupportedSort", Description: "Cannot sort by " + so.Property}
-		}
 	}
 	state, err := s.store.AccountState(c.ctx, c.user.ID)
 	if err != nil {
@@ -334,6 +332,25 @@ type comparator struct {
 	Keyword     string `json:"keyword"`
 }
 
+// sortArg reads /query's sort (RFC 8620 §5.5): a property not in
+// properties, or a collation not in collations (nil: any), is
+// unsupportedSort.
+func sortArg(c *call, properties, collations []string) ([]comparator, error) {
+	var sorts []comparator
+	if err := c.arg("sort", &sorts); err != nil {
+		return nil, err
+	}
+	for _, so := range sorts {
+		if !slices.Contains(properties, so.Property) {
+			return nil, &methodError{Type: "unsupportedSort", Description: "Cannot sort by " + so.Property}
+		}
+		if collations != nil && !slices.Contains(collations, so.Collation) {
+			return nil, &methodError{Type: "unsupportedSort", Description: "Unsupported collation " + so.Collation}
+		}
+	}
+	return sorts, nil
+}
+
 // window applies /query's position, anchor, anchorOffset, limit and
 // calculateTotal (RFC 8620 §5.5) to the full result ids.
 func window(c *call, ids []string, state string) (any, error) {
@@ -379,34 +396,16 @@ func window(c *call, ids []string, state string) (any, error) {
 // role, isSubscribed), update (the same), destroy with
 // onDestroyRemoveEmails.
 func (s *Server) mailboxSet(c *call) (any, error) {
-	if err := c.known("accountId", "ifInState", "create", "update", "destroy", "onDestroyRemoveEmails"); err != nil {
-		return nil, err
-	}
 	var create map[string]map[string]any
 	var update map[string]map[string]any
 	var destroy []string
 	var removeEmails bool
-	for name, v := range map[string]any{"create": &create, "update": &update, "destroy": &destroy, "onDestroyRemoveEmails": &removeEmails} {
-		if err := c.arg(name, v); err != nil {
-			return nil, err
-		}
-	}
-	if len(create)+len(update)+len(destroy) > s.limits.MaxObjectsInSet {
-		return nil, &methodError{Type: "requestTooLarge", Description: "More objects than maxObjectsInSet"}
-	}
-	old, err := s.store.AccountState(c.ctx, c.user.ID)
+	spec := crudSpec(mailstore.KindMailbox, &create, &update, &destroy)
+	spec.args["onDestroyRemoveEmails"] = &removeEmails
+	op, err := s.openSet(c, spec)
 	if err != nil {
 		return nil, err
 	}
-	if err := ifInState(c, old.Mailbox); err != nil {
-		return nil, err
-	}
-	created := map[string]any{}
-	notCreated := map[string]any{}
-	updated := map[string]any{}
-	notUpdated := map[string]any{}
-	destroyed := []string{}
-	notDestroyed := map[string]any{}
 
 	// Creations in an order where parents come first: a parentId may be
 	// a creation id of the same call (RFC 8620 §5.3).
@@ -425,15 +424,14 @@ func (s *Server) mailboxSet(c *call) (any, error) {
 				return nil, err
 			}
 			if se != nil {
-				notCreated[k] = se
+				op.notCreated[k] = se
 				continue
 			}
-			created[k] = obj
-			c.req.created[k] = obj["id"].(string)
+			op.create(k, obj, obj["id"].(string))
 		}
 		if len(later) == len(pending) {
 			for _, k := range later {
-				notCreated[k] = &setError{Type: "invalidProperties", Properties: []string{"parentId"}, Description: "Parent creation failed or is circular"}
+				op.notCreated[k] = &setError{Type: "invalidProperties", Properties: []string{"parentId"}, Description: "Parent creation failed or is circular"}
 			}
 			break
 		}
@@ -445,10 +443,10 @@ func (s *Server) mailboxSet(c *call) (any, error) {
 			return nil, err
 		}
 		if se != nil {
-			notUpdated[id] = se
+			op.notUpdated[id] = se
 			continue
 		}
-		updated[id] = nil
+		op.updated[id] = nil
 	}
 	for _, id := range destroy {
 		se, err := s.destroyMailbox(c, id, removeEmails)
@@ -456,50 +454,12 @@ func (s *Server) mailboxSet(c *call) (any, error) {
 			return nil, err
 		}
 		if se != nil {
-			notDestroyed[id] = se
+			op.notDestroyed[id] = se
 			continue
 		}
-		destroyed = append(destroyed, id)
+		op.destroyed = append(op.destroyed, id)
 	}
-	now, err := s.store.AccountState(c.ctx, c.user.ID)
-	if err != nil {
-		return nil, err
-	}
-	return setResponse(c, old.Mailbox, now.Mailbox, created, notCreated, updated, notUpdated, destroyed, notDestroyed), nil
-}
-
-// ifInState checks /set's ifInState (RFC 8620 §5.3: stateMismatch).
-func ifInState(c *call, current uint64) error {
-	if !c.has("ifInState") {
-		return nil
-	}
-	var want string
-	if err := c.arg("ifInState", &want); err != nil {
-		return err
-	}
-	if want != stateString(current) {
-		return &methodError{Type: "stateMismatch", Description: "The state is " + stateString(current)}
-	}
-	return nil
-}
-
-func setResponse(c *call, old, now uint64, created, notCreated, updated, notUpdated map[string]any, destroyed []string, notDestroyed map[string]any) map[string]any {
-	nilIfEmpty := func(m map[string]any) any {
-		if len(m) == 0 {
-			return nil
-		}
-		return m
-	}
-	var d any
-	if len(destroyed) > 0 {
-		d = destroyed
-	}
-	return map[string]any{
-		"accountId": accountID(c.user.ID), "oldState": stateString(old), "newState": stateString(now),
-		"created": nilIfEmpty(created), "notCreated": nilIfEmpty(notCreated),
-		"updated": nilIfEmpty(updated), "notUpdated": nilIfEmpty(notUpdated),
-		"destroyed": d, "notDestroyed": nilIfEmpty(notDestroyed),
-	}
+	return op.response(setFields...)
 }
 
 // resolveMailboxRef turns a Mailbox id or "#creationId" into a store id.

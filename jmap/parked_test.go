@@ -257,17 +257,26 @@ func (e *testEnv) fillStream(t *testing.T) {
 	}
 }
 
+// blockedStream opens a parked stream whose client reads nothing, with
+// small buffers (the env's from smallSendBuffers), and fills it until
+// the server's writes would block.
+func (e *testEnv) blockedStream(t *testing.T) *sseStream {
+	t.Helper()
+	s, c := e.rawEvents(t, "types=*&closeafter=no&ping=0", "")
+	if err := c.SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the stream parks", func() bool { return e.parked() == 1 })
+	e.fillStream(t)
+	return s
+}
+
 // TestEventSourceParkedCloseBlocked: Close ends a stream whose
 // goroutine is blocked writing to a client that reads nothing.
 func TestEventSourceParkedCloseBlocked(t *testing.T) {
 	t.Parallel()
 	env := newEnvHTTP(t, Options{}, smallSendBuffers(t))
-	s, c := env.rawEvents(t, "types=*&closeafter=no&ping=0", "")
-	if err := c.SetReadBuffer(4096); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the stream parks", func() bool { return env.parked() == 1 })
-	env.fillStream(t)
+	s := env.blockedStream(t)
 	env.srv.Close()
 	if _, err := io.Copy(io.Discard, s.r); err != nil {
 		t.Errorf("reading the stream after Close: %v; want its end", err)
@@ -285,12 +294,7 @@ func TestEventSourceParkedCloseBlocked(t *testing.T) {
 func TestEventSourceParkedBackpressure(t *testing.T) {
 	t.Parallel()
 	env := newEnvHTTP(t, Options{}, smallSendBuffers(t))
-	s, c := env.rawEvents(t, "types=*&closeafter=no&ping=0", "")
-	if err := c.SetReadBuffer(4096); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the stream parks", func() bool { return env.parked() == 1 })
-	env.fillStream(t)
+	s := env.blockedStream(t)
 	env.deliver(t, "From: a@example.org\nSubject: last\n\nx\n")
 	want, err := env.store.AccountState(context.Background(), env.user.User)
 	if err != nil {

@@ -92,19 +92,11 @@ func (s *Server) pushSubscriptionGet(c *call) (any, error) {
 			case "deviceClientId":
 				out[prop] = p.DeviceClientID
 			case "verificationCode":
-				if p.VerificationCode == "" {
-					out[prop] = nil
-				} else {
-					out[prop] = p.VerificationCode
-				}
+				out[prop] = nullable(p.VerificationCode, p.VerificationCode != "")
 			case "expires":
 				out[prop] = p.Expires.UTC().Format(time.RFC3339)
 			case "types":
-				if p.Types == nil {
-					out[prop] = nil
-				} else {
-					out[prop] = p.Types
-				}
+				out[prop] = nullable(p.Types, p.Types != nil)
 			}
 		}
 		return out
@@ -141,26 +133,18 @@ type pkeys struct {
 }
 
 func (s *Server) pushSubscriptionSet(c *call) (any, error) {
-	if err := c.known("create", "update", "destroy"); err != nil {
-		return nil, err
-	}
 	var create map[string]map[string]json.RawMessage
 	var update map[string]map[string]json.RawMessage
 	var destroy []string
-	for name, v := range map[string]any{"create": &create, "update": &update, "destroy": &destroy} {
-		if err := c.arg(name, v); err != nil {
-			return nil, err
-		}
+	// RFC 8620 §7.2.2: no accountId, no ifInState, no states.
+	op, err := s.openSet(c, crudSpec(noState, &create, &update, &destroy))
+	if err != nil {
+		return nil, err
 	}
-	if len(create)+len(update)+len(destroy) > s.limits.MaxObjectsInSet {
-		return nil, &methodError{Type: "requestTooLarge", Description: "More objects than maxObjectsInSet"}
-	}
-	out := map[string]any{"created": nil, "updated": nil, "destroyed": nil, "notCreated": nil, "notUpdated": nil, "notDestroyed": nil}
-	created, notCreated := map[string]any{}, map[string]any{}
 	for cid, raw := range create {
 		obj, serr := parsePushCreate(raw)
 		if serr != nil {
-			notCreated[cid] = serr
+			op.notCreated[cid] = serr
 			continue
 		}
 		sub := mailstore.PushSubscription{User: c.user.ID, DeviceClientID: obj.DeviceClientID, URL: obj.URL,
@@ -173,25 +157,24 @@ func (s *Server) pushSubscriptionSet(c *call) (any, error) {
 		}
 		id, err := s.store.CreatePushSubscription(c.ctx, sub)
 		if errors.Is(err, mailstore.ErrTooManyPushSubscriptions) {
-			notCreated[cid] = &setError{Type: "overQuota", Description: "Too many push subscriptions"}
+			op.notCreated[cid] = &setError{Type: "overQuota", Description: "Too many push subscriptions"}
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		created[cid] = map[string]any{"id": wakeup.SubscriptionID(id), "expires": sub.Expires.UTC().Format(time.RFC3339)}
-		c.req.created[cid] = wakeup.SubscriptionID(id)
+		op.create(cid, map[string]any{"id": wakeup.SubscriptionID(id), "expires": sub.Expires.UTC().Format(time.RFC3339)},
+			wakeup.SubscriptionID(id))
 	}
-	updated, notUpdated := map[string]any{}, map[string]any{}
 	for id, patch := range update {
 		n, ok := wakeup.ParseSubscriptionID(id)
 		if !ok {
-			notUpdated[id] = &setError{Type: "notFound"}
+			op.notUpdated[id] = &setError{Type: "notFound"}
 			continue
 		}
 		sub, err := s.store.PushSubscription(c.ctx, c.user.ID, n)
 		if errors.Is(err, mailstore.ErrNoSuchPushSubscription) {
-			notUpdated[id] = &setError{Type: "notFound"}
+			op.notUpdated[id] = &setError{Type: "notFound"}
 			continue
 		}
 		if err != nil {
@@ -199,7 +182,7 @@ func (s *Server) pushSubscriptionSet(c *call) (any, error) {
 		}
 		var changed map[string]any
 		if serr := applyPushPatch(&sub, patch); serr != nil {
-			notUpdated[id] = serr
+			op.notUpdated[id] = serr
 			continue
 		}
 		if _, ok := patch["expires"]; ok {
@@ -207,40 +190,30 @@ func (s *Server) pushSubscriptionSet(c *call) (any, error) {
 		}
 		if err := s.store.UpdatePushSubscription(c.ctx, sub); err != nil {
 			if errors.Is(err, mailstore.ErrNoSuchPushSubscription) {
-				notUpdated[id] = &setError{Type: "notFound"}
+				op.notUpdated[id] = &setError{Type: "notFound"}
 				continue
 			}
 			return nil, err
 		}
-		updated[id] = changed
+		op.updated[id] = changed
 	}
-	destroyed, notDestroyed := []string{}, map[string]any{}
 	for _, id := range destroy {
 		n, ok := wakeup.ParseSubscriptionID(id)
 		if !ok {
-			notDestroyed[id] = &setError{Type: "notFound"}
+			op.notDestroyed[id] = &setError{Type: "notFound"}
 			continue
 		}
 		err := s.store.DestroyPushSubscription(c.ctx, c.user.ID, n)
 		if errors.Is(err, mailstore.ErrNoSuchPushSubscription) {
-			notDestroyed[id] = &setError{Type: "notFound"}
+			op.notDestroyed[id] = &setError{Type: "notFound"}
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		destroyed = append(destroyed, id)
+		op.destroyed = append(op.destroyed, id)
 	}
-	for k, v := range map[string]any{"created": created, "notCreated": notCreated, "updated": updated, "notUpdated": notUpdated,
-		"notDestroyed": notDestroyed} {
-		if m, _ := v.(map[string]any); len(m) > 0 {
-			out[k] = m
-		}
-	}
-	if len(destroyed) > 0 {
-		out["destroyed"] = destroyed
-	}
-	return out, nil
+	return op.response(setFields...)
 }
 
 // parsePushCreate checks a create's properties (RFC 8620 §7.2).

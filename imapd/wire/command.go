@@ -142,8 +142,12 @@ type Search struct {
 	Key    SearchKey // an And of the keys given
 }
 
-// SearchReturn holds the search-return-opts.
-type SearchReturn struct{ Min, Max, All, Count, Save bool }
+// SearchReturn holds the search-return-opts. Partial is PARTIAL's range
+// (RFC 9394 §3.1), nil without it; the parser refuses it beside ALL.
+type SearchReturn struct {
+	Min, Max, All, Count, Save bool
+	Partial                    *PartialRange
+}
 
 // StoreOp is STORE's FLAGS, +FLAGS or -FLAGS.
 type StoreOp int

@@ -40,10 +40,11 @@
 // options and LIST-STATUS, LSUB, NAMESPACE, STATUS with SIZE and
 // DELETED and HIGHESTMODSEQ, APPEND with literal8 and UTF8, IDLE and
 // DONE, CHECK, CLOSE, UNSELECT, EXPUNGE, UID EXPUNGE, SEARCH with RETURN
-// and CHARSET and the RFC 9051 §6.4.4 keys plus NEW/OLD/RECENT and MODSEQ
-// (RFC 7162 §3.1.5), FETCH with macros, BODY/BINARY sections and
-// partials, MODSEQ and the CHANGEDSINCE and VANISHED modifiers (RFC 7162
-// §3.1.4, §3.2.6), STORE with UNCHANGEDSINCE (§3.1.3), COPY, MOVE, their
+// (PARTIAL too, RFC 9394 §3.1) and CHARSET and the RFC 9051 §6.4.4 keys
+// plus NEW/OLD/RECENT and MODSEQ (RFC 7162 §3.1.5), FETCH with macros,
+// BODY/BINARY sections and partials, MODSEQ and the CHANGEDSINCE,
+// VANISHED and PARTIAL modifiers (RFC 7162 §3.1.4, §3.2.6; RFC 9394
+// §3.2), STORE with UNCHANGEDSINCE (§3.1.3), COPY, MOVE, their
 // UID forms) and ID (RFC 2971).
 //
 // Not yet here (issue 14 and after): MULTIAPPEND, extensions' commands (NOTIFY, COMPRESS, SORT/THREAD,

@@ -36,6 +36,10 @@ type Fetch struct {
 	HasChangedSince bool
 	ChangedSince    uint64
 	Vanished        bool
+	// Partial is the PARTIAL fetch modifier's range (RFC 9394 §3.2), nil
+	// without it; that only UID FETCH may carry it is the session's to
+	// check.
+	Partial *PartialRange
 }
 
 // FetchAttr is one fetch-att.
@@ -103,8 +107,9 @@ func (p *Parser) fetchArgs(f *Fetch) error {
 }
 
 // fetchModifiers reads "(" fetch-modifier *(SP fetch-modifier) ")"
-// (RFC 4466 §2.4): CHANGEDSINCE mod-sequence-value (RFC 7162 §3.1.4.1)
-// and VANISHED (§3.2.6), each at most once.
+// (RFC 4466 §2.4): CHANGEDSINCE mod-sequence-value (RFC 7162 §3.1.4.1),
+// VANISHED (§3.2.6) and PARTIAL partial-range (RFC 9394 §3.2), each at
+// most once.
 func (p *Parser) fetchModifiers(f *Fetch) error {
 	return p.list(false, func() error {
 		a, err := p.atom()
@@ -129,6 +134,16 @@ func (p *Parser) fetchModifiers(f *Fetch) error {
 				return p.syntax("VANISHED given twice")
 			}
 			f.Vanished = true
+		case "PARTIAL":
+			if f.Partial != nil {
+				return p.syntax("PARTIAL given twice")
+			}
+			if err := p.sp(); err != nil {
+				return err
+			}
+			if f.Partial, err = p.partialRange(); err != nil {
+				return err
+			}
 		default:
 			return p.syntax("unknown fetch modifier " + a)
 		}

@@ -76,6 +76,7 @@ func FuzzParser(f *testing.F) {
 		"a UID FETCH 300:500 (FLAGS MODSEQ) (CHANGEDSINCE 12345 VANISHED)\r\nb STATUS x (HIGHESTMODSEQ)\r\n",
 		"a STORE 1:* (UNCHANGEDSINCE 0) +FLAGS.SILENT (\\Deleted)\r\nb SEARCH OR MODSEQ \"/flags/\\\\draft\" all 620162338 MODSEQ 7\r\n",
 		"a NOTIFY SET STATUS (selected (MessageNew (UID BODY.PEEK[HEADER.FIELDS (From)]) MessageExpunge)) (subtree (a {1+}\r\nb) NONE)\r\nb NOTIFY NONE\r\n",
+		"a UID SEARCH RETURN (COUNT PARTIAL -1:-100) ALL\r\nb UID FETCH 1:* (UID) (CHANGEDSINCE 1 PARTIAL 4294967295:1)\r\nc SEARCH RETURN (PARTIAL 0:-1) ALL\r\n",
 		"GET / HTTP/1.1\r\n\r\n", "a FOO {00000000000000000000000000000000000005+}\r\nhello\r\n",
 	} {
 		f.Add([]byte(s))

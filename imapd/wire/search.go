@@ -187,7 +187,7 @@ func (p *Parser) searchArgs() (*Search, error) {
 }
 
 // searchReturn reads "RETURN" SP "(" [opt *(SP opt)] ")" (RFC 4731 §3.1,
-// RFC 5182 §2 SAVE). RETURN () means ALL.
+// RFC 5182 §2 SAVE, RFC 9394 §3.1 PARTIAL). RETURN () means ALL.
 func (p *Parser) searchReturn() (*SearchReturn, error) {
 	if err := p.sp(); err != nil {
 		return nil, err
@@ -209,6 +209,18 @@ func (p *Parser) searchReturn() (*SearchReturn, error) {
 			r.Count = true
 		case "SAVE":
 			r.Save = true
+		case "PARTIAL":
+			// RFC 9394 §3.1: "A single command MUST NOT contain more
+			// than one PARTIAL or ALL search return option".
+			if r.Partial != nil {
+				return p.syntax("PARTIAL given twice")
+			}
+			if err := p.sp(); err != nil {
+				return err
+			}
+			if r.Partial, err = p.partialRange(); err != nil {
+				return err
+			}
 		default:
 			return p.syntax("unknown search return option " + opt)
 		}
@@ -217,7 +229,10 @@ func (p *Parser) searchReturn() (*SearchReturn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !r.Min && !r.Max && !r.All && !r.Count && !r.Save {
+	if r.All && r.Partial != nil {
+		return nil, p.syntax("PARTIAL and ALL cannot be used together (RFC 9394 §3.1)")
+	}
+	if !r.Min && !r.Max && !r.All && !r.Count && !r.Save && r.Partial == nil {
 		r.All = true
 	}
 	return r, nil
