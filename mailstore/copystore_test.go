@@ -132,8 +132,11 @@ func buildCopySource(t *testing.T) string {
 	}
 	for i := range 6 {
 		raw := testMessage(i)
-		if i == 2 {
+		switch i {
+		case 2:
 			raw = []byte("From: x@example.org\r\nSubject: travel\r\n\r\nMeet me in Zanzibar.\r\n")
+		case 3: // 8-bit bytes in no declared charset, a NUL: the text columns must take what the writer made of them
+			raw = []byte("From: x@example.org\r\nSubject: caf\xe9\r\nX-\xff: y\r\nContent-Type: text/plain\r\n\r\ncaf\xe9 \xff\xfe \x00 end\r\n")
 		}
 		if _, err := s.Deliver(ctx, raw, []Recipient{alice, bob}); err != nil {
 			t.Fatal(err)
