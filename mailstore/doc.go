@@ -19,7 +19,10 @@
 //     multi-recipient delivery is all or none.
 //   - UIDs strictly increase per mailbox and are never reused: UIDNEXT only
 //     grows, a deleted and re-created mailbox gets a new UIDVALIDITY, and
-//     so does every mailbox of a restored backup (Restore).
+//     so does every mailbox of a restored backup (Restore). CopyStore,
+//     which moves a store to PostgreSQL, keeps every id, UIDVALIDITY,
+//     UIDNEXT, modseq and counter as it was, and advances the target's
+//     identity sequences past the ids it copied.
 //   - User and mailbox ids are never handed out twice (schema version 3).
 //   - A message is \Recent (RFC 3501 §2.3.2) in at most one session of a
 //     running server: a per-mailbox high-water mark (schema version 6)

@@ -4,6 +4,7 @@
 //	pushmail user add|passwd|del|list|quota
 //	pushmail alias add|del|list
 //	pushmail backup FILE, pushmail restore FILE
+//	pushmail store migrate    copy an SQLite store to PostgreSQL
 //	pushmail bench MODE       measure a server (package internal/bench)
 //	pushmail wait --user U    wait for a matching message (a JMAP client)
 //	pushmail version
@@ -57,6 +58,7 @@ func commands() []command {
 		{"stats", "count users, mailboxes, messages and bytes in the store", runStats},
 		{"backup", "write a consistent copy of the store while it serves", runBackup},
 		{"restore", "replace the store of a stopped server with a backup", runRestore},
+		{"store", "migrate: copy a stopped server's SQLite store to PostgreSQL, verified", runStore},
 		{"deliver", "hand a message on stdin to the running server over LMTP (an LDA)", runDeliver},
 		{"bench", "measure push latency, ingest, idle sessions and large mailboxes", runBench},
 		{"wait", "wait for a matching message to arrive (JMAP event source), print it", runWait},
