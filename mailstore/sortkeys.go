@@ -40,25 +40,30 @@ var sortKeyExprs = strings.Join([]string{
 }, ", ")
 
 // sortKeyExprsPostgres is sortKeyExprs on PostgreSQL, where the
-// envelope is read as jsonb: #>> gives a string's text, and a field that
-// is not an array (missing, or JSON null) has no elements.
+// envelope is read as jsonb, parsed once per body (sortKeysFromPostgres
+// names it p.j): #>> gives a string's text, and a field that is not an
+// array (missing, or JSON null) has no elements.
 var sortKeyExprsPostgres = strings.Join([]string{
-	"b.parsed::jsonb #>> '{env,date}'",
-	"b.parsed::jsonb #>> '{env,subject}'",
+	"p.j #>> '{env,date}'",
+	"p.j #>> '{env,subject}'",
 	"(SELECT a->>'mailbox' FROM " + pgArrayElements("from") + " a WHERE a->>'mailbox' IS NOT NULL LIMIT 1)",
 	"(SELECT a->>'mailbox' FROM " + pgArrayElements("to") + " a WHERE a->>'mailbox' IS NOT NULL LIMIT 1)",
 	"(SELECT a->>'mailbox' FROM " + pgArrayElements("cc") + " a WHERE a->>'mailbox' IS NOT NULL LIMIT 1)",
 	pgFirstDisplaySQL("from"),
 	pgFirstDisplaySQL("to"),
-	"b.parsed::jsonb #>> '{env,message_id}'",
+	"p.j #>> '{env,message_id}'",
 	"(SELECT string_agg(i #>> '{}', ' ') FROM " + pgArrayElements("in_reply_to") + " i)",
 	"(SELECT string_agg(i #>> '{}', ' ') FROM " + pgArrayElements("references") + " i)",
 }, ", ")
 
+// sortKeysFromPostgres is the FROM clause of sortKeyExprsPostgres: the
+// body b and its envelope parsed once as jsonb, p.j.
+const sortKeysFromPostgres = " FROM bodies b, LATERAL (SELECT b.parsed::jsonb AS j) p"
+
 // pgArrayElements is PostgreSQL SQL for the elements of the envelope's
 // list field (under $.env), none when it is not an array.
 func pgArrayElements(field string) string {
-	e := "(b.parsed::jsonb #> '{env," + field + "}')"
+	e := "(p.j #> '{env," + field + "}')"
 	return "jsonb_array_elements(CASE WHEN jsonb_typeof(" + e + ") = 'array' THEN " + e + " ELSE '[]'::jsonb END)"
 }
 
@@ -73,7 +78,7 @@ func pgFirstDisplaySQL(field string) string {
 // same transaction: a message is never visible without them.
 func insertSortKeysTx(tx *wtx, bodyID int64) error {
 	if _, err := tx.Exec("INSERT INTO sortkeys(body_id, "+sortKeyColumns+") SELECT b.id, "+tx.pick(sortKeyExprs, sortKeyExprsPostgres)+
-		" FROM bodies b WHERE b.id = ?", bodyID); err != nil {
+		tx.pick(" FROM bodies b", sortKeysFromPostgres)+" WHERE b.id = ?", bodyID); err != nil {
 		return fmt.Errorf("store sort keys: %w", err)
 	}
 	return nil
