@@ -29,8 +29,8 @@ import (
 //
 // SERIALIZABLE writers without the lock were measured first: two nodes
 // delivering to one mailbox conflicted on nearly every batch (the
-// mailbox row, the id counters), and ingest fell to about 300 messages/s
-// with some deliveries refused after every retry (BENCHMARKS.md).
+// mailbox row, the id counters), and some deliveries were refused after
+// every retry (BENCHMARKS.md, 2026-12-06).
 type pgConnector struct {
 	base   driver.Connector
 	writer bool
