@@ -140,7 +140,9 @@ func (s *Store) Deliver(ctx context.Context, raw []byte, rcpts []Recipient) ([]U
 			uids[i] = uid
 			ev := byMailbox[r.Mailbox]
 			if ev == nil {
-				ev = &notify.Event{Mailbox: int64(r.Mailbox), Kind: notify.Appended}
+				// r.Mailbox is r.User's INBOX: no lookup of its owner
+				// (fillUsersTx), a round trip on PostgreSQL.
+				ev = &notify.Event{Mailbox: int64(r.Mailbox), User: int64(r.User), Kind: notify.Appended}
 				byMailbox[r.Mailbox] = ev
 				order = append(order, r.Mailbox)
 			}
@@ -232,6 +234,9 @@ func (s *Store) Append(ctx context.Context, mailbox MailboxID, raw []byte, flags
 }
 
 func insertBodyTx(tx *wtx, b body) (int64, error) {
+	if tx.postgres {
+		return insertBodyPostgresTx(tx, b)
+	}
 	// A body id is an email id of the HTTP API, never to be handed out
 	// twice (account.go).
 	var id int64
@@ -246,6 +251,29 @@ func insertBodyTx(tx *wtx, b body) (int64, error) {
 	// SEARCH never misses a committed message.
 	*tx.bodyText = append(*tx.bodyText, bodyTextRow{id: id, text: b.text})
 	return id, insertSortKeysTx(tx, id)
+}
+
+// insertBodyPostgresSQL is insertBodyTx's three INSERTs (the body, its
+// CRLF size, its sort keys) as one statement, for PostgreSQL, where each
+// statement is a round trip to the server: the body's row is the CTE b,
+// which the other two read (data-modifying WITH, PostgreSQL manual
+// §7.8.4). The foreign keys are checked at the end of the statement, when
+// the body is there.
+var insertBodyPostgresSQL = "WITH b AS (INSERT INTO bodies(id, header, raw, parsed) VALUES (" + nextIDSQL("bodies") +
+	", ?1, ?2, ?3) RETURNING id, parsed), " +
+	"c AS (INSERT INTO body_crlf_size(id, size) SELECT id, ?4 FROM b), " +
+	"k AS (INSERT INTO sortkeys(body_id, " + sortKeyColumns + ") SELECT b.id, " + sortKeyExprsPostgres +
+	" FROM b, LATERAL (SELECT b.parsed::jsonb AS j) p) " +
+	"SELECT id FROM b"
+
+// insertBodyPostgresTx is insertBodyTx on PostgreSQL, in one round trip.
+func insertBodyPostgresTx(tx *wtx, b body) (int64, error) {
+	var id int64
+	if err := tx.QueryRow(insertBodyPostgresSQL, b.header, b.raw, b.parsed, b.crlfSize).Scan(&id); err != nil {
+		return 0, fmt.Errorf("store body: %w", err)
+	}
+	*tx.bodyText = append(*tx.bodyText, bodyTextRow{id: id, text: b.text})
+	return id, nil
 }
 
 // nextUIDTx takes the mailbox's next UID and modseq. UIDNEXT only ever
