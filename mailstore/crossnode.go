@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,14 +30,21 @@ import (
 // and NOTIFY, the HTTP API's event streams and the wake-ups all read the
 // hub, and then the store.
 //
-// A node publishes its own commits at once, without waiting for the
-// notification to come back; so on one node a mailbox's events may come
-// out of commit order (its own commit published before another node's
-// earlier one is heard). crossNode keeps each mailbox's highest modseq
-// published and, instead of publishing an older event, tells the
-// mailbox's watchers to resynchronise from the store. A lost LISTEN
-// connection is treated the same way for every watcher once it is back:
-// what was committed meanwhile was never heard. Never a silent gap.
+// A node publishes its own commits too when it hears their notification
+// back (publishOwn), not as soon as they are committed: the listener then
+// publishes every node's commits in commit order. That order matters: a
+// session announces new messages by EXISTS at the end of its view, so it
+// must never hear of UID 289 of a mailbox before UID 288, which another
+// node committed first (the writers take turns, so UIDs follow the commit
+// order). The writer waits for it before it releases its callers, as it
+// publishes before it releases them on SQLite. If the notification does
+// not come back (the LISTEN connection is down), the batch's mailboxes
+// are resynchronised instead: their watchers read the store, a committed
+// prefix, and miss nothing. A lost LISTEN connection makes every watcher
+// resynchronise once it is back: what was committed meanwhile was never
+// heard. Never a silent gap. crossNode also keeps each mailbox's highest
+// modseq published and turns an older event, which the order above rules
+// out, into a resync.
 
 // crossNodeChannel is the NOTIFY channel of the events.
 const crossNodeChannel = "pushmail_events"
@@ -53,6 +61,11 @@ type wireEvents struct {
 	// Resync lists [mailbox, user] pairs whose event was too large to
 	// send: their watchers resynchronise.
 	Resync [][2]int64 `json:"r,omitempty"`
+	// Barrier is SyncOtherNodes's token, which only its sender reads.
+	Barrier string `json:"b,omitempty"`
+	// Batch numbers the sender's write batches; its own listener
+	// publishes the batch's events on hearing it (publishOwn).
+	Batch uint64 `json:"k,omitempty"`
 }
 
 // crossNode is a node's view of the other nodes' commits.
@@ -66,7 +79,26 @@ type crossNode struct {
 	last    map[int64]uint64 // mailbox -> highest modseq published here
 	started chan struct{}    // closed at the first LISTEN
 	listens int              // LISTENs so far
+	// barriers are SyncOtherNodes's tokens not yet heard back.
+	barriers map[string]chan struct{}
+	// own are this node's committed batches whose notification has not
+	// come back yet, by Batch; listening is false while the LISTEN
+	// connection is down, when publishOwn does not wait.
+	own       map[uint64]*ownBatch
+	listening bool
+	// batches numbers this node's batches (the writer's alone).
+	batches uint64
 }
+
+// ownBatch is a batch of this node's events waiting for its notification.
+type ownBatch struct {
+	events    []notify.Event
+	published chan struct{} // closed once the listener published them
+}
+
+// ownBatchWait bounds how long the writer waits for its own
+// notification before resynchronising the batch's mailboxes instead.
+const ownBatchWait = 2 * time.Second
 
 // startCrossNode starts listening for the other nodes' events on a
 // connection of its own to url, and returns once the first LISTEN is in
@@ -83,12 +115,18 @@ func (s *Store) startCrossNode(ctx context.Context, url string) error {
 	cfg.RuntimeParams["application_name"] = "pushmail-listen"
 	lctx, cancel := context.WithCancel(context.Background())
 	c := &crossNode{s: s, id: binary.BigEndian.Uint64(idb[:]), cancel: cancel, done: make(chan struct{}),
-		last: make(map[int64]uint64), started: make(chan struct{})}
+		last: make(map[int64]uint64), started: make(chan struct{}), barriers: make(map[string]chan struct{}),
+		own: make(map[uint64]*ownBatch)}
 	l := &pgxlisten.Listener{
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {
 			return pgx.ConnectConfig(ctx, cfg.Copy())
 		},
 		LogError: func(_ context.Context, err error) {
+			// Listen failed or the connection dropped: until the next
+			// LISTEN, no notification comes back.
+			c.mu.Lock()
+			c.listening = false
+			c.mu.Unlock()
 			if lctx.Err() == nil {
 				s.log.Warn("mailstore: cross-node listener", "err", err)
 			}
@@ -124,6 +162,7 @@ func (c *crossNode) stop() {
 func (c *crossNode) HandleBacklog(context.Context, string, *pgx.Conn) error {
 	c.mu.Lock()
 	c.listens++
+	c.listening = true
 	first := c.listens == 1
 	if !first {
 		clear(c.last)
@@ -154,13 +193,28 @@ func (c *crossNode) HandleNotification(_ context.Context, n *pgconn.Notification
 		return fmt.Errorf("cross-node event: %w", err)
 	}
 	if msg.Node == c.id {
-		return nil // published when committed
+		if msg.Batch != 0 {
+			c.publishHeard(msg.Batch, time.Unix(0, msg.Time))
+		}
+		if msg.Barrier != "" {
+			c.mu.Lock()
+			if ch := c.barriers[msg.Barrier]; ch != nil {
+				close(ch)
+				delete(c.barriers, msg.Barrier)
+			}
+			c.mu.Unlock()
+		}
+		return nil
 	}
 	var w notify.Wakeups
 	committed := time.Unix(0, msg.Time)
 	for i := range msg.Events {
 		msg.Events[i].Committed = committed
 		msg.Events[i].Remote = true
+		// Origin names a subscription of the sending node: here it
+		// could name another one, which would take the change for its
+		// own and not report it.
+		msg.Events[i].Origin = 0
 		c.publish(&msg.Events[i], &w)
 	}
 	for _, r := range msg.Resync {
@@ -198,9 +252,11 @@ func (c *crossNode) resync(mailbox, user int64, w *notify.Wakeups) {
 	c.s.hub.Resync(mailbox, user, w)
 }
 
-// notifyBatchTx sends a batch's events to the other nodes, in the batch's
-// transaction, in as few notifications as the payload limit allows.
-func (c *crossNode) notifyBatchTx(ctx context.Context, tx *sql.Tx, ops []*writeOp) error {
+// notifyBatchTx sends a batch's events to every node, this one included,
+// in the batch's transaction, in as few notifications as the payload
+// limit allows, and registers them for publishOwn. It returns the batch's
+// number, 0 when it has no events (nothing to send or publish).
+func (c *crossNode) notifyBatchTx(ctx context.Context, tx *sql.Tx, ops []*writeOp) (uint64, error) {
 	var events []notify.Event
 	for _, op := range ops {
 		if op.err == nil {
@@ -208,27 +264,105 @@ func (c *crossNode) notifyBatchTx(ctx context.Context, tx *sql.Tx, ops []*writeO
 		}
 	}
 	if len(events) == 0 {
-		return nil
+		return 0, nil
 	}
-	payloads, err := c.notifyPayloads(events, time.Now())
+	c.batches++
+	batch := c.batches
+	now := time.Now()
+	payloads, err := c.notifyPayloads(events, now, batch)
 	if err != nil {
-		return fmt.Errorf("encode events for the other nodes: %w", err)
+		return 0, fmt.Errorf("encode events for the other nodes: %w", err)
 	}
 	for _, p := range payloads {
 		if _, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", crossNodeChannel, p); err != nil {
-			return fmt.Errorf("notify the other nodes: %w", err)
+			return 0, fmt.Errorf("notify the other nodes: %w", err)
 		}
 	}
-	return nil
+	for i := range events {
+		events[i].Committed = now
+	}
+	// Registered before the COMMIT: the notification may come back
+	// before the writer is past it.
+	c.mu.Lock()
+	c.own[batch] = &ownBatch{events: events, published: make(chan struct{})}
+	c.mu.Unlock()
+	return batch, nil
+}
+
+// forgetOwn drops a registered batch whose transaction did not commit.
+func (c *crossNode) forgetOwn(batch uint64) {
+	if batch == 0 {
+		return
+	}
+	c.mu.Lock()
+	delete(c.own, batch)
+	c.mu.Unlock()
+}
+
+// publishHeard publishes this node's batch on hearing its notification
+// (the first, if it took several), in order with the other nodes'.
+func (c *crossNode) publishHeard(batch uint64, committed time.Time) {
+	c.mu.Lock()
+	b := c.own[batch]
+	delete(c.own, batch)
+	c.mu.Unlock()
+	if b == nil {
+		return // given up by publishOwn, or published already
+	}
+	var w notify.Wakeups
+	for i := range b.events {
+		b.events[i].Committed = committed
+		c.publish(&b.events[i], &w)
+	}
+	close(b.published)
+	w.Wake()
+}
+
+// publishOwn returns once the committed batch's events are published: by
+// the listener, when it hears the batch's notification, in commit order
+// with the other nodes' events; or, when that does not come within
+// ownBatchWait or the LISTEN connection is down, as resyncs of the
+// batch's mailboxes, which is always right (their watchers read the
+// store) if slower. Called by the writer after the COMMIT, before it
+// releases the batch's callers.
+func (c *crossNode) publishOwn(batch uint64) {
+	c.mu.Lock()
+	b := c.own[batch]
+	listening := c.listening
+	c.mu.Unlock()
+	if b == nil {
+		return
+	}
+	if listening {
+		select {
+		case <-b.published:
+			return
+		case <-time.After(ownBatchWait):
+		}
+	}
+	c.mu.Lock()
+	_, mine := c.own[batch]
+	delete(c.own, batch)
+	c.mu.Unlock()
+	if !mine {
+		<-b.published // the listener has it: being published now
+		return
+	}
+	c.s.log.Warn("mailstore: own commit not heard back from PostgreSQL; its mailboxes' watchers resynchronise", "listening", listening)
+	var w notify.Wakeups
+	for _, ev := range b.events {
+		c.resync(ev.Mailbox, ev.User, &w)
+	}
+	w.Wake()
 }
 
 // notifyPayloads encodes events as notification payloads of at most
 // maxNotifyPayload bytes each. An event that alone exceeds it (an expunge
 // of thousands of messages) is sent as a request to resynchronise its
 // mailbox.
-func (c *crossNode) notifyPayloads(events []notify.Event, now time.Time) ([]string, error) {
+func (c *crossNode) notifyPayloads(events []notify.Event, now time.Time, batch uint64) ([]string, error) {
 	var out []string
-	msg := wireEvents{Node: c.id, Time: now.UnixNano()}
+	msg := wireEvents{Node: c.id, Time: now.UnixNano(), Batch: batch}
 	size := 64 // the envelope
 	flush := func() error {
 		if len(msg.Events) == 0 && len(msg.Resync) == 0 {
@@ -271,4 +405,48 @@ func (c *crossNode) notifyPayloads(events []notify.Event, now time.Time) ([]stri
 		return nil, err
 	}
 	return out, nil
+}
+
+// SyncOtherNodes returns once this node has published every change the
+// other nodes sharing its PostgreSQL store committed before the call: it
+// commits a notification of its own and waits to hear it back, which
+// PostgreSQL delivers after every notification committed before it. On
+// SQLite, with no other node, it returns at once. Tests use it to compare
+// what two nodes' sessions show once activity has stopped.
+func (s *Store) SyncOtherNodes(ctx context.Context) error {
+	c := s.listener
+	if c == nil {
+		return nil
+	}
+	var tok [8]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return err
+	}
+	token := hex.EncodeToString(tok[:])
+	heard := make(chan struct{})
+	c.mu.Lock()
+	c.barriers[token] = heard
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.barriers, token)
+		c.mu.Unlock()
+	}()
+	payload, err := json.Marshal(wireEvents{Node: c.id, Time: time.Now().UnixNano(), Barrier: token})
+	if err != nil {
+		return err
+	}
+	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		_, err := tx.Exec("SELECT pg_notify(?, ?)", crossNodeChannel, string(payload))
+		return nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("sync with the other nodes: %w", err)
+	}
+	select {
+	case <-heard:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sync with the other nodes: %w", ctx.Err())
+	}
 }

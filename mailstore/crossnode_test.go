@@ -65,12 +65,17 @@ func TestCrossNodeEvents(t *testing.T) {
 	}
 
 	// Flags set on B reach A.
-	if _, err := b.StoreFlags(ctx, r.Mailbox, UIDSet{{1, 1}}, FlagsAdd, []string{`\Seen`}, 0); err != nil {
+	// Origin 77: a subscription of B; on A it names nobody (or another
+	// session, which must not take the change for its own).
+	if _, err := b.StoreFlags(ctx, r.Mailbox, UIDSet{{1, 1}}, FlagsAdd, []string{`\Seen`}, 77); err != nil {
 		t.Fatal(err)
 	}
 	evs, resync = nextEvents(t, subA)
 	if resync || len(evs) != 1 || evs[0].Kind != notify.FlagsChanged || len(evs[0].Flags) != 1 || !slices.Contains(evs[0].Flags[0].Flags, `\Seen`) {
 		t.Fatalf("A heard %+v (resync %v), want FlagsChanged \\Seen", evs, resync)
+	}
+	if evs[0].Origin != 0 || !evs[0].Remote {
+		t.Errorf("A's event of B's STORE: origin %d, remote %v; want 0 and true", evs[0].Origin, evs[0].Remote)
 	}
 	st, err := a.Status(ctx, r.Mailbox)
 	if err != nil || st.Unseen != 0 {
@@ -78,18 +83,17 @@ func TestCrossNodeEvents(t *testing.T) {
 	}
 	select {
 	case <-subB.Ready():
-		if evs, _ := subB.Take(); len(evs) != 1 {
-			t.Errorf("B heard %d events of its own STORE, want 1", len(evs))
+		if evs, _ := subB.Take(); len(evs) != 1 || evs[0].Origin != 77 || evs[0].Remote {
+			t.Errorf("B heard %+v of its own STORE, want 1 event with origin 77, not remote", evs)
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("B did not hear its own STORE")
 	}
 }
 
-// Two nodes delivering to one mailbox at once: every delivery succeeds
-// (conflicts are run again, never surfaced), UIDs are distinct and never
-// reused, and each node's watcher ends with the store's UIDs, from
-// events or, where events came out of order, from a resync.
+// Two nodes delivering to one mailbox at once: every delivery succeeds,
+// UIDs are distinct and never reused, and each node's watcher hears every
+// UID, in ascending order, with no resync.
 func TestCrossNodeConcurrentDeliveriesConverge(t *testing.T) {
 	a, b := openTwoNodes(t)
 	ctx := t.Context()
@@ -98,6 +102,7 @@ func TestCrossNodeConcurrentDeliveriesConverge(t *testing.T) {
 	type view struct {
 		sub  *notify.Subscription
 		uids map[uint32]bool
+		last uint32 // the highest UID heard
 	}
 	views := []*view{{sub: a.Hub().Subscribe(int64(r.Mailbox))}, {sub: b.Hub().Subscribe(int64(r.Mailbox))}}
 	for _, v := range views {
@@ -146,6 +151,9 @@ func TestCrossNodeConcurrentDeliveriesConverge(t *testing.T) {
 			}
 			evs, resync := v.sub.Take()
 			if resync {
+				// Every node publishes in commit order (publishOwn):
+				// no resync is ever needed here.
+				t.Errorf("node %d's watcher was told to resynchronise", n)
 				// Rebuild from the store, as a session does.
 				s := []*Store{a, b}[n]
 				l, err := s.UIDList(ctx, r.Mailbox)
@@ -159,6 +167,13 @@ func TestCrossNodeConcurrentDeliveriesConverge(t *testing.T) {
 			}
 			for _, ev := range evs {
 				for _, u := range ev.UIDs {
+					// A session appends new UIDs at the end of its view:
+					// they must come in ascending order, whichever node
+					// committed them.
+					if u <= v.last {
+						t.Errorf("node %d's watcher heard UID %d after UID %d", n, u, v.last)
+					}
+					v.last = u
 					v.uids[u] = true
 				}
 			}
@@ -237,7 +252,7 @@ func TestNotifyPayloads(t *testing.T) {
 		huge.UIDs = append(huge.UIDs, uint32(u))
 	}
 	events = append(events, huge)
-	payloads, err := c.notifyPayloads(events, time.Unix(0, 12345))
+	payloads, err := c.notifyPayloads(events, time.Unix(0, 12345), 7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +269,7 @@ func TestNotifyPayloads(t *testing.T) {
 		if err := json.Unmarshal([]byte(p), &m); err != nil {
 			t.Fatal(err)
 		}
-		if m.Node != 42 || m.Time != 12345 {
+		if m.Node != 42 || m.Time != 12345 || m.Batch != 7 {
 			t.Errorf("envelope = node %d time %d", m.Node, m.Time)
 		}
 		got = append(got, m.Events...)

@@ -200,8 +200,9 @@ func (p *pgConn) CheckNamedValue(v *driver.NamedValue) error {
 }
 
 // newPgConnector returns the connector of one pool (the writer's when
-// writer is set) on the database at url. synchronous_commit is "on" unless
-// the URL asks for "remote_apply", which is stronger: a COMMIT then
+// writer is set) on the database at url. The writer's synchronous_commit
+// is "on" unless the URL asks for "remote_apply", which is stronger: a
+// COMMIT then
 // returns only once its WAL is flushed to disk (and, on a primary with
 // synchronous standbys, confirmed by them), which is what an SMTP 250
 // promises. A server configured with a weaker default ("off", "local",
@@ -214,7 +215,11 @@ func newPgConnector(url string, writer bool, texts *sync.Map) (*pgConnector, err
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
-	if v := cfg.RuntimeParams["synchronous_commit"]; v != "remote_apply" {
+	if v := cfg.RuntimeParams["synchronous_commit"]; !writer {
+		// The readers write one thing, \Recent claims (recent.go),
+		// which need not wait for the disk.
+		cfg.RuntimeParams["synchronous_commit"] = "off"
+	} else if v != "remote_apply" {
 		cfg.RuntimeParams["synchronous_commit"] = "on"
 	}
 	if cfg.RuntimeParams["application_name"] == "" {

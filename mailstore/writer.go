@@ -392,8 +392,9 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 		}
 		return nil, batchDone
 	}
+	var batch uint64 // the batch's number for the other nodes; 0: none
 	if s.listener != nil {
-		if err := s.listener.notifyBatchTx(ctx, tx, ops); err != nil {
+		if batch, err = s.listener.notifyBatchTx(ctx, tx, ops); err != nil {
 			rollback(tx)
 			s.restoreRecentMarks(claims)
 			failAll(err)
@@ -404,6 +405,9 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 		}
 	}
 	if err := tx.Commit(); err != nil {
+		if s.listener != nil {
+			s.listener.forgetOwn(batch)
+		}
 		s.restoreRecentMarks(claims)
 		failAll(classify(fmt.Errorf("commit: %w", err)))
 		if isRetryable(err) {
@@ -420,17 +424,20 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 	wakeups = new(notify.Wakeups)
 	for _, op := range ops {
 		bytes += op.size
-		for _, ev := range op.events {
-			ev.Committed = committed
-			if s.listener != nil {
-				// Ordered with the other nodes' events (crossnode.go).
-				s.listener.publish(&ev, wakeups)
-				continue
+	}
+	if s.listener != nil {
+		// Published in commit order with the other nodes' events, by
+		// the listener (crossnode.go).
+		s.listener.publishOwn(batch)
+	} else {
+		for _, op := range ops {
+			for _, ev := range op.events {
+				ev.Committed = committed
+				// The shared UID lists first: a session that hears of
+				// the change finds its list past it (uidlist.go).
+				s.uidLists.applyEvent(&ev)
+				s.hub.Enqueue(ev, wakeups)
 			}
-			// The shared UID lists first: a session that hears of the
-			// change finds its list past it (uidlist.go).
-			s.uidLists.applyEvent(&ev)
-			s.hub.Enqueue(ev, wakeups)
 		}
 	}
 	if s.opts.OnCommit != nil {

@@ -30,7 +30,7 @@ type ccClient struct {
 
 func (w *ccWorld) dialClient(t *testing.T, id int, seed uint64) *ccClient {
 	t.Helper()
-	conn, err := net.Dial("tcp", w.imapAddr)
+	conn, err := net.Dial("tcp", w.imapAddrs[id%len(w.imapAddrs)])
 	if err != nil {
 		t.Fatalf("IMAP dial: %v", err)
 	}

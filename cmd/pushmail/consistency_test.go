@@ -90,14 +90,20 @@ func TestIMAPMultiClientConsistency(t *testing.T) {
 		t.Skip("runs several clients for a few seconds")
 	}
 	t.Run("sqlite", func(t *testing.T) {
-		testIMAPMultiClientConsistency(t, filepath.Join(t.TempDir(), "mail.db"))
+		testIMAPMultiClientConsistency(t, filepath.Join(t.TempDir(), "mail.db"), 1)
 	})
 	t.Run("postgres", func(t *testing.T) {
-		testIMAPMultiClientConsistency(t, pgtest.New(t))
+		testIMAPMultiClientConsistency(t, pgtest.New(t), 1)
+	})
+	// Two nodes on one database: the clients and senders alternate
+	// between them, so every session sees the other node's changes
+	// through LISTEN/NOTIFY (mailstore/crossnode.go).
+	t.Run("postgres-two-nodes", func(t *testing.T) {
+		testIMAPMultiClientConsistency(t, pgtest.New(t), 2)
 	})
 }
 
-func testIMAPMultiClientConsistency(t *testing.T, location string) {
+func testIMAPMultiClientConsistency(t *testing.T, location string, nodes int) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv(ccSeedEnv); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -108,7 +114,7 @@ func testIMAPMultiClientConsistency(t *testing.T, location string) {
 	}
 	t.Logf("master seed %d (replay with %s=%d)", seed, ccSeedEnv, seed)
 
-	w := newCCWorld(t, seed, location)
+	w := newCCWorld(t, seed, location, nodes)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w.stop = cancel
@@ -137,9 +143,11 @@ func testIMAPMultiClientConsistency(t *testing.T, location string) {
 		if w.failed() {
 			break
 		}
-		// Activity has stopped: every change is committed and published.
-		// After a NOOP, each view must match the store; at the end, after
-		// FETCH 1:*, in full.
+		// Activity has stopped: every change is committed and published
+		// (on every node, once each has heard the others). After a NOOP,
+		// each view must match the store; at the end, after FETCH 1:*,
+		// in full.
+		w.syncNodes(t)
 		last := round == ccRounds-1
 		for _, c := range clients {
 			c.checkpoint(round, last)
@@ -161,12 +169,16 @@ func testIMAPMultiClientConsistency(t *testing.T, location string) {
 // ccWorld is what the clients share: the server, the log of what could
 // legitimately remove a message, and the failures found.
 type ccWorld struct {
-	seed     uint64
-	store    *mailstore.Store
-	user     mailstore.UserID
-	mbs      map[string]mailstore.MailboxID
-	smtpAddr string
-	imapAddr string
+	seed  uint64
+	store *mailstore.Store
+	// nodes are the stores of the servers, store first: more than one
+	// on PostgreSQL, where clients and senders alternate between them.
+	nodes []*mailstore.Store
+	user  mailstore.UserID
+	mbs   map[string]mailstore.MailboxID
+	// smtpAddrs and imapAddrs are the servers', one per node.
+	smtpAddrs []string
+	imapAddrs []string
 	deadline time.Time
 	stop     func()
 
@@ -222,7 +234,7 @@ type ccExpunged struct {
 	cmd    string
 }
 
-func newCCWorld(t *testing.T, seed uint64, location string) *ccWorld {
+func newCCWorld(t *testing.T, seed uint64, location string, nodes int) *ccWorld {
 	t.Helper()
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -251,8 +263,41 @@ func newCCWorld(t *testing.T, seed uint64, location string) *ccWorld {
 		w.mbs[name] = mb.ID
 	}
 
-	w.smtpAddr, w.imapAddr = serveMail(t, store, logger)
+	w.nodes = []*mailstore.Store{store}
+	for len(w.nodes) < nodes {
+		other, err := mailstore.Open(ctx, location, mailstore.Options{Logger: logger, PasswordCost: bcrypt.MinCost})
+		if err != nil {
+			t.Fatalf("mailstore.Open (node %d): %v", len(w.nodes)+1, err)
+		}
+		t.Cleanup(func() {
+			if err := other.Close(); err != nil {
+				t.Errorf("store.Close: %v", err)
+			}
+		})
+		w.nodes = append(w.nodes, other)
+	}
+	for _, node := range w.nodes {
+		smtpAddr, imapAddr := serveMail(t, node, logger)
+		w.smtpAddrs = append(w.smtpAddrs, smtpAddr)
+		w.imapAddrs = append(w.imapAddrs, imapAddr)
+	}
 	return w
+}
+
+// syncNodes returns once every node has published what the others
+// committed (mailstore.Store.SyncOtherNodes).
+func (w *ccWorld) syncNodes(t *testing.T) {
+	t.Helper()
+	if len(w.nodes) < 2 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, node := range w.nodes {
+		if err := node.SyncOtherNodes(ctx); err != nil {
+			w.fail("node %d: %v", i+1, err)
+		}
+	}
 }
 
 // fail records a failure and stops the run: later checks would only
@@ -379,7 +424,7 @@ type ccSender struct {
 
 func (w *ccWorld) dialSMTP(t *testing.T, id int) *ccSender {
 	t.Helper()
-	c, err := smtp.Dial(w.smtpAddr)
+	c, err := smtp.Dial(w.smtpAddrs[id%len(w.smtpAddrs)])
 	if err != nil {
 		t.Fatalf("SMTP dial: %v", err)
 	}
