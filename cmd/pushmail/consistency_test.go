@@ -179,8 +179,8 @@ type ccWorld struct {
 	// smtpAddrs and imapAddrs are the servers', one per node.
 	smtpAddrs []string
 	imapAddrs []string
-	deadline time.Time
-	stop     func()
+	deadline  time.Time
+	stop      func()
 
 	mu   sync.Mutex
 	errs []string
