@@ -52,11 +52,14 @@ func (s *Store) ClaimRecent(ctx context.Context, mb MailboxID, upTo UID) (from U
 		// the first find it claimed, here, without a query.
 		return mark, nil
 	}
+	query, args := "SELECT recent_uid, uidnext FROM mailboxes WHERE id = ?", []any{mb}
 	if s.postgres {
-		return s.claimRecentPostgres(ctx, mb, upTo)
+		// Other nodes claim too: the store's mark decides, raised at
+		// once (claimRecentSQLPostgres).
+		query, args = claimRecentSQLPostgres, []any{mb, upTo}
 	}
 	var mark, next UID
-	err = s.queryRow(ctx, "SELECT recent_uid, uidnext FROM mailboxes WHERE id = ?", mb).Scan(&mark, &next)
+	err = s.queryRow(ctx, query, args...).Scan(&mark, &next)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("claim recent: %w", ErrNoSuchMailbox)
 	}
@@ -71,6 +74,11 @@ func (s *Store) ClaimRecent(ctx context.Context, mb MailboxID, upTo UID) (from U
 	if s.recentMarks == nil {
 		s.recentMarks = make(map[MailboxID]UID)
 		s.recentDirty = make(map[MailboxID]bool)
+	}
+	if s.postgres {
+		// Claimed in the store already, if mark was below upTo.
+		s.recentMarks[mb] = max(mark, upTo, s.recentMarks[mb])
+		return mark, nil
 	}
 	// The mark only grows: a cached one newer than the read wins.
 	from = max(mark, s.recentMarks[mb])
@@ -83,41 +91,17 @@ func (s *Store) ClaimRecent(ctx context.Context, mb MailboxID, upTo UID) (from U
 	return from, nil
 }
 
-// claimRecentSQLPostgres reads a mailbox's mark and UIDNEXT under the
+// claimRecentSQLPostgres is ClaimRecent's query on PostgreSQL, where
+// other nodes claim too: it reads a mailbox's mark and UIDNEXT under the
 // row's lock and raises the mark to ?2 if it is below it and ?2 was
-// handed out, in one statement: the old mark and UIDNEXT come back.
+// handed out, in one statement; the old mark and UIDNEXT come back. So
+// two nodes' sessions can never both be first. It runs on a read-pool
+// connection, whose commits do not wait for the disk (pgdriver.go): a
+// claim lost in a crash makes its messages \Recent once more, as on
+// SQLite, where claims ride the writer's next commit.
 const claimRecentSQLPostgres = `WITH o AS (SELECT recent_uid, uidnext FROM mailboxes WHERE id = ?1 FOR UPDATE),
 u AS (UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1 AND recent_uid < ?2 AND ?2 < (SELECT uidnext FROM o))
 SELECT recent_uid, uidnext FROM o`
-
-// claimRecentPostgres is ClaimRecent's claim on PostgreSQL, where other
-// nodes claim too: the store's mark, not this process's, decides, so the
-// claim is written at once, one statement that reads and raises the mark
-// under the mailbox row's lock. Two nodes' sessions can then never both
-// be first. It runs on a read-pool connection, whose commits do not wait
-// for the disk (pgdriver.go): a claim lost in a crash makes its messages
-// \Recent once more, as on SQLite.
-func (s *Store) claimRecentPostgres(ctx context.Context, mb MailboxID, upTo UID) (from UID, err error) {
-	var mark, next UID
-	err = s.queryRow(ctx, claimRecentSQLPostgres, mb, upTo).Scan(&mark, &next)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("claim recent: %w", ErrNoSuchMailbox)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("claim recent: %w", err)
-	}
-	if upTo >= next {
-		return 0, fmt.Errorf("claim recent: UID %d not handed out yet (UIDNEXT %d)", upTo, next)
-	}
-	s.recentMu.Lock()
-	defer s.recentMu.Unlock()
-	if s.recentMarks == nil {
-		s.recentMarks = make(map[MailboxID]UID)
-		s.recentDirty = make(map[MailboxID]bool)
-	}
-	s.recentMarks[mb] = max(mark, upTo, s.recentMarks[mb])
-	return mark, nil
-}
 
 // RecentClaimed reports whether mailbox mb's \Recent mark is known, in
 // this process, to be at or above upTo: then ClaimRecent(ctx, mb, upTo)
