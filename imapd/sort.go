@@ -229,9 +229,25 @@ func (s *session) sortInfo(hits []msgRef, f mailstore.SortFields) ([]sortMsg, er
 // go in increasing sequence order; REVERSE reverses only the key it
 // precedes; strings compare under i;ascii-casemap.
 func sortMessages(msgs []sortMsg, crit []wire.SortCriterion) {
+	// The string keys of all messages in one allocation, and none when
+	// no criterion is a string (SORT (DATE) over a large mailbox).
+	strKeys := false
+	for _, c := range crit {
+		switch c.Key {
+		case wire.SortFrom, wire.SortTo, wire.SortCc, wire.SortDisplayFrom, wire.SortDisplayTo, wire.SortSubject:
+			strKeys = true
+		}
+	}
+	var keys []string
+	if strKeys {
+		keys = make([]string, len(msgs)*len(crit))
+	}
 	for i := range msgs {
+		if !strKeys {
+			break // no string key to work out
+		}
 		m := &msgs[i]
-		m.keys = make([]string, len(crit))
+		m.keys = keys[i*len(crit) : (i+1)*len(crit) : (i+1)*len(crit)]
 		for k, c := range crit {
 			switch c.Key {
 			case wire.SortFrom:

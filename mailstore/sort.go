@@ -80,8 +80,9 @@ func idListSQL(field string) string {
 // SortInfo returns what SORT and THREAD need of the messages of uids
 // (ascending) in the mailbox, in UID order. uids are meant to be the
 // mailbox's (a Search result): a UID not in the mailbox is left out,
-// unless its message was read here before it was expunged. Safe for
-// concurrent use.
+// unless its message was read here before it was expunged. The answer,
+// its strings and lists may be shared with the cache: the caller reads
+// them and changes none. Safe for concurrent use.
 //
 // What it reads it keeps (sortCache): a message's envelope, size and
 // internal date never change and a mailbox's UIDs are never reused, so
@@ -105,7 +106,9 @@ func (s *Store) SortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f S
 			s.sorts.drop(mailbox)
 		}
 	}
-	out := make([]SortInfo, 0, len(uids))
+	// out is allocated only when the cache has the mailbox: the first
+	// SORT of a large one would otherwise allocate it for nothing.
+	var out []SortInfo
 	missing, fields := s.sorts.lookup(mailbox, uids, f, &out)
 	if len(missing) == 0 {
 		return out, nil
@@ -114,12 +117,16 @@ func (s *Store) SortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f S
 	if err != nil {
 		return nil, err
 	}
+	// The cache keeps read itself, not a copy: the first SORT of a large
+	// mailbox would otherwise allocate (and fault in) its entries twice.
 	s.sorts.add(mailbox, read, fields)
+	if fields != f {
+		read = projectSortInfo(slices.Clone(read), f)
+	}
 	if len(missing) == len(uids) {
-		return projectSortInfo(read, f), nil
+		return read, nil
 	}
 	// Merge the two ascending lists.
-	read = projectSortInfo(read, f)
 	merged := make([]SortInfo, 0, len(out)+len(read))
 	i, j := 0, 0
 	for i < len(out) || j < len(read) {
@@ -171,21 +178,34 @@ func project(m *SortInfo, f SortFields) {
 }
 
 // readSortInfo reads the SortInfo of uids (ascending) from the database.
+// It reads only the columns f asks for, into variables reused from row
+// to row: the first SORT of a large mailbox reads every message here,
+// and what it allocates per row (and the collections that follow) is
+// most of its cost.
 func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f SortFields) ([]SortInfo, error) {
-	cols := []string{"m.uid", "m.internal_date", "m.size"}
-	add := func(on bool, expr string) {
-		cols = append(cols, pick(on, expr, "NULL"))
+	var (
+		uid, date, size                int64
+		sent                           sql.RawBytes
+		subj, from, to, cc, dfrom, dto sql.NullString
+		msgID, inReplyTo, references   sql.NullString
+		cols                           = []string{"m.uid", "m.internal_date", "m.size"}
+		dest                           = []any{&uid, &date, &size}
+	)
+	add := func(on bool, expr string, d any) {
+		if on {
+			cols, dest = append(cols, expr), append(dest, d)
+		}
 	}
-	add(f.Sent, "k.sent")
-	add(f.Subject, "k.subject")
-	add(f.From, "k.from_mailbox")
-	add(f.To, "k.to_mailbox")
-	add(f.Cc, "k.cc_mailbox")
-	add(f.DisplayFrom, "k.display_from")
-	add(f.DisplayTo, "k.display_to")
-	add(f.Threading, "k.message_id")
-	add(f.Threading, "k.in_reply_to")
-	add(f.Threading, "k.refs")
+	add(f.Sent, "k.sent", &sent)
+	add(f.Subject, "k.subject", &subj)
+	add(f.From, "k.from_mailbox", &from)
+	add(f.To, "k.to_mailbox", &to)
+	add(f.Cc, "k.cc_mailbox", &cc)
+	add(f.DisplayFrom, "k.display_from", &dfrom)
+	add(f.DisplayTo, "k.display_to", &dto)
+	add(f.Threading, "k.message_id", &msgID)
+	add(f.Threading, "k.in_reply_to", &inReplyTo)
+	add(f.Threading, "k.refs", &references)
 
 	join := ""
 	if f != (SortFields{}) {
@@ -214,20 +234,15 @@ func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 	}
 	defer rows.Close()
 	out := make([]SortInfo, 0, len(uids))
+	var ids idArena
 	next := 0
-	var (
-		uid, date, size                      int64
-		sent, subj, from, to, cc, dfrom, dto sql.NullString
-		msgID, inReplyTo, references         sql.NullString
-	)
 	for n := 0; rows.Next(); n++ {
 		if n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("sort info: %w", err)
 			}
 		}
-		if err := rows.Scan(&uid, &date, &size, &sent, &subj, &from, &to, &cc, &dfrom, &dto,
-			&msgID, &inReplyTo, &references); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("sort info: %w", err)
 		}
 		for next < len(uids) && uids[next] < UID(uid) {
@@ -239,27 +254,116 @@ func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 		if uids[next] != UID(uid) {
 			continue
 		}
-		m := SortInfo{
+		out = append(out, SortInfo{
 			UID: UID(uid), InternalDate: time.Unix(0, date), Size: size,
 			Subject: subj.String, FromMailbox: from.String, ToMailbox: to.String, CcMailbox: cc.String,
 			DisplayFrom: dfrom.String, DisplayTo: dto.String, MessageID: msgID.String,
-		}
-		if sent.Valid {
-			// As encoding/json wrote it (message.Envelope.Date).
-			if t, err := time.Parse(time.RFC3339Nano, sent.String); err == nil {
-				m.Sent = t
-			}
+		})
+		m := &out[len(out)-1]
+		if sent != nil {
+			m.Sent = parseSent(sent)
 		}
 		if f.Threading {
-			m.InReplyTo = idList(inReplyTo.String)
-			m.References = idList(references.String)
+			m.InReplyTo = ids.split(inReplyTo.String)
+			m.References = ids.split(references.String)
 		}
-		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sort info: %w", err)
 	}
 	return out, nil
+}
+
+// parseSent reads a sortkeys.sent value, RFC 3339 as encoding/json wrote
+// it (message.Envelope.Date), as an instant in UTC: only instants are
+// compared (RFC 5256 §3 DATE). The layout json writes,
+// 2006-01-02T15:04:05[.fraction](Z|±hh:mm), is read without time.Parse
+// and without a string; anything else goes to time.Parse. Zero when it
+// is not RFC 3339 at all.
+func parseSent(b []byte) time.Time {
+	num := func(s []byte) (int, bool) {
+		n := 0
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	if len(b) >= 20 && b[4] == '-' && b[7] == '-' && b[10] == 'T' && b[13] == ':' && b[16] == ':' {
+		year, ok1 := num(b[0:4])
+		month, ok2 := num(b[5:7])
+		day, ok3 := num(b[8:10])
+		hour, ok4 := num(b[11:13])
+		minute, ok5 := num(b[14:16])
+		sec, ok6 := num(b[17:19])
+		rest := b[19:]
+		nsec := 0
+		ok7 := true
+		if rest[0] == '.' {
+			i := 1
+			for i < len(rest) && i <= 9 && '0' <= rest[i] && rest[i] <= '9' {
+				nsec = nsec*10 + int(rest[i]-'0')
+				i++
+			}
+			for k := i; k <= 9; k++ {
+				nsec *= 10
+			}
+			ok7 = i > 1 && (i >= len(rest) || rest[i] < '0' || rest[i] > '9')
+			rest = rest[i:]
+		}
+		off, okz := 0, false
+		switch {
+		case len(rest) == 1 && rest[0] == 'Z':
+			okz = true
+		case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+			h, okh := num(rest[1:3])
+			m, okm := num(rest[4:6])
+			off, okz = (h*60+m)*60, okh && okm && h < 24 && m < 60
+			if rest[0] == '-' {
+				off = -off
+			}
+		}
+		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 && okz &&
+			1 <= month && month <= 12 && 1 <= day && day <= 31 && hour < 24 && minute < 60 && sec < 60 {
+			t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+			if t.Day() == day { // not normalised: the day exists
+				return t.Add(-time.Duration(off) * time.Second)
+			}
+		}
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(b))
+	if err != nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// idArena hands out the msg-id lists of readSortInfo from shared
+// chunks, not a slice per list: a THREAD over 100,000 messages would
+// otherwise allocate two per message.
+type idArena struct{ chunk []string }
+
+// split splits idListSQL's result (msg-ids joined by spaces) into a list
+// whose capacity is its length, so an append by the caller copies it
+// rather than write into the chunk; nil when it is empty.
+func (a *idArena) split(s string) []string {
+	if s == "" {
+		return nil
+	}
+	n := strings.Count(s, " ") + 1 // at most this many
+	if cap(a.chunk)-len(a.chunk) < n {
+		a.chunk = make([]string, 0, max(n, 4096))
+	}
+	start := len(a.chunk)
+	for f := range strings.FieldsSeq(s) {
+		a.chunk = append(a.chunk, f)
+	}
+	if len(a.chunk) == start {
+		return nil
+	}
+	return a.chunk[start:len(a.chunk):len(a.chunk)]
 }
 
 // sortCacheMax bounds the SortInfo entries kept over all mailboxes: a
@@ -279,16 +383,20 @@ type sortCache struct {
 	clock uint64
 }
 
+// sortBox is a mailbox's entries, ascending by UID in one slice: no
+// allocation nor hashing per message, and a lookup of ascending UIDs is
+// one walk along it.
 type sortBox struct {
-	infos  map[UID]*SortInfo
+	infos  []SortInfo
 	fields SortFields // what every entry holds
 	used   uint64     // clock at the last use
 }
 
-// lookup appends to out, in order, the entries of uids the cache has
-// with the fields f, and returns the UIDs it lacks and the fields to read
-// them with: f and what the mailbox's entries hold already, so that they
-// all hold the same. Entries holding fewer fields than f are dropped.
+// lookup appends to out, in order, the entries of uids (ascending) the
+// cache has with the fields f, and returns the UIDs it lacks and the
+// fields to read them with: f and what the mailbox's entries hold
+// already, so that they all hold the same. Entries holding fewer fields
+// than f are dropped.
 func (c *sortCache) lookup(mailbox MailboxID, uids []UID, f SortFields, out *[]SortInfo) ([]UID, SortFields) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -303,13 +411,22 @@ func (c *sortCache) lookup(mailbox MailboxID, uids []UID, f SortFields, out *[]S
 	}
 	c.clock++
 	box.used = c.clock
+	if f == box.fields && len(uids) == len(box.infos) && slices.EqualFunc(uids, box.infos, func(u UID, m SortInfo) bool { return u == m.UID }) {
+		// Every entry, as kept: shared, not copied (SortInfo's answer
+		// is read only).
+		*out = box.infos[:len(uids):len(uids)]
+		return nil, box.fields
+	}
+	*out = slices.Grow(*out, len(uids))
 	var missing []UID
+	j := 0
 	for _, u := range uids {
-		if m := box.infos[u]; m != nil {
-			v := *m
+		for j < len(box.infos) && box.infos[j].UID < u {
+			j++
+		}
+		if j < len(box.infos) && box.infos[j].UID == u {
+			v := box.infos[j]
 			project(&v, f)
-			// The caller's own slices: the cache's must not change.
-			v.InReplyTo, v.References = slices.Clone(v.InReplyTo), slices.Clone(v.References)
 			*out = append(*out, v)
 		} else {
 			missing = append(missing, u)
@@ -338,9 +455,11 @@ func (c *sortCache) drop(mailbox MailboxID) {
 	}
 }
 
-// add keeps infos, read with fields, for the mailbox.
+// add keeps infos (ascending by UID), read with fields, for the
+// mailbox: infos itself when the mailbox has no entries, so the caller
+// must not change infos afterwards.
 func (c *sortCache) add(mailbox MailboxID, infos []SortInfo, fields SortFields) {
-	if len(infos) > sortCacheMax {
+	if len(infos) > sortCacheMax || len(infos) == 0 {
 		return
 	}
 	c.mu.Lock()
@@ -354,19 +473,39 @@ func (c *sortCache) add(mailbox MailboxID, infos []SortInfo, fields SortFields) 
 		c.total -= len(box.infos)
 		box = nil
 	}
-	if box == nil {
-		box = &sortBox{infos: make(map[UID]*SortInfo, len(infos)), fields: fields}
-		c.boxes[mailbox] = box
-	}
 	c.clock++
-	box.used = c.clock
-	for i := range infos {
-		if _, ok := box.infos[infos[i].UID]; !ok {
-			m := infos[i]
-			box.infos[m.UID] = &m
-			c.total++
+	switch {
+	case box == nil:
+		// Clipped: an append to it later copies rather than write past
+		// the end of a slice a caller holds.
+		box = &sortBox{infos: infos[:len(infos):len(infos)], fields: fields}
+		c.boxes[mailbox] = box
+		c.total += len(infos)
+	case len(box.infos) == 0 || infos[0].UID > box.infos[len(box.infos)-1].UID:
+		// Messages that arrived since: the common case, appended.
+		box.infos = append(box.infos, infos...)
+		c.total += len(infos)
+	default:
+		merged := make([]SortInfo, 0, len(box.infos)+len(infos))
+		i, j := 0, 0
+		for i < len(box.infos) || j < len(infos) {
+			switch {
+			case j == len(infos) || i < len(box.infos) && box.infos[i].UID < infos[j].UID:
+				merged = append(merged, box.infos[i])
+				i++
+			case i < len(box.infos) && box.infos[i].UID == infos[j].UID:
+				merged = append(merged, box.infos[i]) // kept already
+				i++
+				j++
+			default:
+				merged = append(merged, infos[j])
+				j++
+			}
 		}
+		c.total += len(merged) - len(box.infos)
+		box.infos = merged
 	}
+	box.used = c.clock
 	for c.total > sortCacheMax {
 		var oldest MailboxID
 		var old *sortBox
@@ -393,12 +532,4 @@ func (f SortFields) union(g SortFields) SortFields {
 		DisplayFrom: f.DisplayFrom || g.DisplayFrom, DisplayTo: f.DisplayTo || g.DisplayTo,
 		Threading: f.Threading || g.Threading,
 	}
-}
-
-// idList splits idListSQL's result; nil when it is empty.
-func idList(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Fields(s)
 }

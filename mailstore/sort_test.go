@@ -146,6 +146,15 @@ func TestSortInfoCache(t *testing.T) {
 	if n := s.sorts.size(rcpt.Mailbox); n != len(uids) {
 		t.Errorf("cached entries = %d, want %d", n, len(uids))
 	}
+	// Older messages read after newer ones: merged into the kept
+	// entries in UID order.
+	s.sorts.drop(rcpt.Mailbox)
+	check("the newest first", uids[8:], SortFields{Sent: true})
+	check("then the older too", []UID{uids[1], uids[9], uids[10]}, SortFields{Sent: true})
+	check("all, after a merge", uids, SortFields{Sent: true})
+	if n := s.sorts.size(rcpt.Mailbox); n != len(uids) {
+		t.Errorf("cached entries after a merge = %d, want %d", n, len(uids))
+	}
 
 	// A UID expunged after it was read may still be answered (the
 	// caller passes a Search result); one never read is left out.
@@ -158,5 +167,38 @@ func TestSortInfoCache(t *testing.T) {
 	got, err := s.SortInfo(ctx, rcpt.Mailbox, []UID{uids[2], uids[14] + 1}, SortFields{Sent: true})
 	if err != nil || len(got) != 1 || got[0].UID != uids[2] {
 		t.Errorf("SortInfo(a UID never delivered) = %+v, %v; want only UID %d", got, err, uids[2])
+	}
+}
+
+// TestParseSent: the fast reading of sortkeys.sent gives time.Parse's
+// instant for what encoding/json writes, and falls back to it (or to
+// zero) for anything else.
+func TestParseSent(t *testing.T) {
+	for _, s := range []string{
+		"2024-03-04T09:05:00Z",
+		"2024-03-04T09:05:00+01:00",
+		"2024-03-04T09:05:00-09:30",
+		"2024-03-04T09:05:00.5Z",
+		"2024-03-04T09:05:00.123456789+05:45",
+		"0001-01-01T00:00:00Z",
+		"1969-12-31T23:59:59-00:01",
+		"2024-02-29T12:00:00Z",
+		"2023-02-29T12:00:00Z",            // no such day: time.Parse refuses
+		"2024-03-04T09:05:00.Z",           // a fraction without digits
+		"2024-03-04T09:05:00.1234567891Z", // ten digits
+		"2024-03-04T24:00:00Z",
+		"2024-03-04 09:05:00Z",
+		"2024-03-04T09:05:00+0100",
+		"2024-03-04T09:05:00",
+		"garbage",
+		"",
+	} {
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			want = time.Time{}
+		}
+		if got := parseSent([]byte(s)); !got.Equal(want) || got.IsZero() != want.IsZero() {
+			t.Errorf("parseSent(%q) = %v; want %v (time.Parse)", s, got, want)
+		}
 	}
 }
