@@ -23,18 +23,25 @@ for tool in swaks:swaks openssl:openssl python3:python3 mbsync:isync curl:curl p
 	command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 # PostgreSQL's server binaries, for the cluster below (Debian puts them
-# outside PATH; its postgresql package brings pg_trgm too).
+# outside PATH; its postgresql package brings pg_trgm too). The package
+# would also make and start a cluster of its own, a system-wide service:
+# the tests start a throwaway one instead, so it is told to make none
+# (postgresql-common's createcluster.d), before it is installed.
+no_main_cluster=:
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
 	missing+=(postgresql)
+	no_main_cluster='mkdir -p /etc/postgresql-common/createcluster.d && echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/pushmail-tests.conf'
 fi
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ]; then
 		echo "test.sh: installing ${missing[*]}"
+		sh -c "$no_main_cluster"
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -qq
 		apt-get install -y -qq "${missing[@]}" >/dev/null
 	elif command -v sudo >/dev/null 2>&1; then
 		echo "test.sh: installing ${missing[*]} with sudo"
+		sudo sh -c "$no_main_cluster"
 		sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq
 		sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	else
