@@ -1,11 +1,9 @@
 package main
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -156,56 +154,18 @@ func TestTwoNodesKillOne(t *testing.T) {
 	a := startServer(t, t.TempDir(), "--store", store)
 	b := startServer(t, t.TempDir(), "--store", store)
 
-	var (
-		mu    sync.Mutex
-		acked = map[string]bool{}
-		sent  = map[string]bool{}
-		wg    sync.WaitGroup
-	)
 	killAt := 60 + rand.IntN(140)
-	reached := make(chan struct{})
+	storm := newSMTPStorm("erin@localhost", killAt)
 	stopB := make(chan struct{})
 	for w := range 8 {
-		node := a
-		if w%2 == 1 {
-			node = b
+		if w%2 == 0 {
+			storm.sender(t, w, a.addr("smtp"), nil)
+		} else {
+			storm.sender(t, w, b.addr("smtp"), stopB)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := smtp.Dial(node.addr("smtp"))
-			if err != nil {
-				t.Errorf("dial: %v", err)
-				return
-			}
-			defer c.Close()
-			for i := 0; ; i++ {
-				if node == b {
-					select {
-					case <-stopB:
-						return
-					default:
-					}
-				}
-				id := fmt.Sprintf("w%d-%d", w, i)
-				mu.Lock()
-				sent[id] = true
-				mu.Unlock()
-				msg := fmt.Sprintf("From: s@example.org\r\nTo: erin@localhost\r\nSubject: %s\r\n\r\nmessage %s\r\n", id, id)
-				if err := c.SendMail("s@example.org", []string{"erin@localhost"}, strings.NewReader(msg)); err != nil {
-					return // node A died under this sender
-				}
-				mu.Lock()
-				acked[id] = true
-				if len(acked) == killAt {
-					close(reached)
-				}
-				mu.Unlock()
-			}
-		}()
 	}
 	select {
-	case <-reached:
+	case <-storm.reached:
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("fewer than %d deliveries acknowledged:\n%s", killAt, a.logText())
 	}
@@ -216,8 +176,8 @@ func TestTwoNodesKillOne(t *testing.T) {
 	// B's senders go on a little after A died, then stop.
 	time.Sleep(200 * time.Millisecond)
 	close(stopB)
-	wg.Wait()
-	t.Logf("SIGKILL of node A after %d acknowledged deliveries (%d attempted)", len(acked), len(sent))
+	storm.wg.Wait()
+	t.Logf("SIGKILL of node A after %d acknowledged deliveries (%d attempted)", len(storm.acked), len(storm.sent))
 
 	c, err := imapclient.DialInsecure(b.addr("imap"), nil)
 	if err != nil {
@@ -243,16 +203,7 @@ func TestTwoNodesKillOne(t *testing.T) {
 			uids = append(uids, m.UID)
 		}
 	}
-	for id := range acked {
-		if found[id] != 1 {
-			t.Errorf("acknowledged message %s found %d times on node B, want 1", id, found[id])
-		}
-	}
-	for id, n := range found {
-		if !sent[id] || n > 1 {
-			t.Errorf("message %s found %d times; it was never sent, or is duplicated", id, n)
-		}
-	}
+	storm.check(t, found)
 	for i := 1; i < len(uids); i++ {
 		if uids[i] <= uids[i-1] {
 			t.Fatalf("UIDs not strictly increasing on node B: %v", uids)
