@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-imap/v2/imapclient"
-
 	"pushmail/internal/pgtest"
 	"pushmail/mailstore"
 )
@@ -31,45 +29,23 @@ func TestPostgresStoreEndToEnd(t *testing.T) {
 	cli(t, "secret\n", "user", "add", "alice@localhost", "--data", data, "--store", url, "--password-stdin")
 	srv := startServer(t, data, "--store", url)
 
-	exists := make(chan uint32, 16)
-	c, err := imapclient.DialInsecure(srv.addr("imap"), &imapclient.Options{
-		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
-			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
-				if d.NumMessages != nil {
-					exists <- *d.NumMessages
-				}
-			},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Login("alice@localhost", "secret").Wait(); err != nil {
-		t.Fatalf("LOGIN: %v", err)
-	}
-	if sel, err := c.Select("INBOX", nil).Wait(); err != nil || sel.NumMessages != 0 {
-		t.Fatalf("SELECT INBOX = %+v, %v; want 0 messages", sel, err)
-	}
-	idle, err := c.Idle()
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := watchInbox(t, srv.addr("imap"), "alice@localhost", "secret")
 	sendSMTP(t, srv.addr("smtp"), "alice@localhost", "kept in PostgreSQL")
 	select {
-	case n := <-exists:
+	case n := <-w.exists:
 		if n != 1 {
 			t.Errorf("IDLE got * %d EXISTS, want 1", n)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no * EXISTS in IDLE after the SMTP delivery")
 	}
-	if err := idle.Close(); err != nil {
+	if err := w.idle.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := idle.Wait(); err != nil {
+	if err := w.idle.Wait(); err != nil {
 		t.Fatal(err)
 	}
+	c := w.c
 	if got := subjects(t, c); len(got) != 1 || got[1] != "kept in PostgreSQL" {
 		t.Errorf("INBOX over IMAP = %v, want UID 1 \"kept in PostgreSQL\"", got)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-smtp"
 
 	"pushmail/internal/pgtest"
 )
@@ -76,15 +75,7 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 	onB := watchInbox(t, b.addr("imap"), "carol@localhost", "secret")
 	onA := watchInbox(t, a.addr("imap"), "carol@localhost", "secret")
 
-	msg := "From: dave@example.org\r\nTo: carol@localhost\r\nSubject: across nodes\r\n\r\nhello from A\r\n"
-	sc, err := smtp.Dial(a.addr("smtp"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	if err := sc.SendMail("dave@example.org", []string{"carol@localhost"}, strings.NewReader(msg)); err != nil {
-		t.Fatalf("SMTP to node A: %v", err)
-	}
+	sendSMTP(t, a.addr("smtp"), "carol@localhost", "across nodes")
 	for name, w := range map[string]*idleWatcher{"B": onB, "A": onA} {
 		select {
 		case n := <-w.exists:
