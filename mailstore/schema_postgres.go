@@ -262,30 +262,19 @@ END $$;
 CREATE TRIGGER messages_flags AFTER UPDATE OF flags ON messages
 	FOR EACH ROW EXECUTE FUNCTION messages_flags();
 
--- The ids' high-water marks (SQLite versions 3 and 10).
-CREATE FUNCTION users_id_hw() RETURNS trigger LANGUAGE plpgsql AS $$
+-- The ids' high-water marks (SQLite versions 3 and 10): one function
+-- for the three tables, whose meta key is the table's name and "_id_hw".
+CREATE FUNCTION id_hw() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-	UPDATE meta SET value = GREATEST(value, NEW.id) WHERE key = 'users_id_hw';
+	UPDATE meta SET value = GREATEST(value, NEW.id) WHERE key = TG_TABLE_NAME || '_id_hw';
 	RETURN NULL;
 END $$;
 CREATE TRIGGER users_id_hw AFTER INSERT ON users
-	FOR EACH ROW EXECUTE FUNCTION users_id_hw();
-
-CREATE FUNCTION mailboxes_id_hw() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	UPDATE meta SET value = GREATEST(value, NEW.id) WHERE key = 'mailboxes_id_hw';
-	RETURN NULL;
-END $$;
+	FOR EACH ROW EXECUTE FUNCTION id_hw();
 CREATE TRIGGER mailboxes_id_hw AFTER INSERT ON mailboxes
-	FOR EACH ROW EXECUTE FUNCTION mailboxes_id_hw();
-
-CREATE FUNCTION bodies_id_hw() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	UPDATE meta SET value = GREATEST(value, NEW.id) WHERE key = 'bodies_id_hw';
-	RETURN NULL;
-END $$;
+	FOR EACH ROW EXECUTE FUNCTION id_hw();
 CREATE TRIGGER bodies_id_hw AFTER INSERT ON bodies
-	FOR EACH ROW EXECUTE FUNCTION bodies_id_hw();
+	FOR EACH ROW EXECUTE FUNCTION id_hw();
 
 -- Quota usage and mailbox annotations (SQLite version 9).
 CREATE FUNCTION mailboxes_usage() RETURNS trigger LANGUAGE plpgsql AS $$

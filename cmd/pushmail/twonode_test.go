@@ -58,19 +58,26 @@ func watchInbox(t *testing.T, addr, user, password string) *idleWatcher {
 	return w
 }
 
+// startTwoNodes runs two servers, A and B, on one fresh PostgreSQL
+// database (skipped without one) holding the user addr (password
+// "secret"), and returns the database's URL and the servers.
+func startTwoNodes(t *testing.T, addr string) (store string, a, b *server) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	store = pgtest.New(t)
+	cli(t, "secret\n", "user", "add", addr, "--store", store, "--password-stdin")
+	return store, startServer(t, t.TempDir(), "--store", store), startServer(t, t.TempDir(), "--store", store)
+}
+
 // TestTwoNodesOnePostgres runs two pushmail nodes on one PostgreSQL
 // database, as the README's "More than one machine" does: a message
 // delivered over SMTP to node A is pushed to an IDLE client of node B,
 // and flags set through B reach an IDLE client of A, and both nodes'
 // stores hold the same state afterwards.
 func TestTwoNodesOnePostgres(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	store := pgtest.New(t)
-	cli(t, "secret\n", "user", "add", "carol@localhost", "--store", store, "--password-stdin")
-	a := startServer(t, t.TempDir(), "--store", store)
-	b := startServer(t, t.TempDir(), "--store", store)
+	store, a, b := startTwoNodes(t, "carol@localhost")
 
 	onB := watchInbox(t, b.addr("imap"), "carol@localhost", "secret")
 	onA := watchInbox(t, a.addr("imap"), "carol@localhost", "secret")
@@ -137,13 +144,7 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 // of deliveries to both nodes: every message either node acknowledged is
 // there exactly once afterwards, read over IMAP from node B.
 func TestTwoNodesKillOne(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	store := pgtest.New(t)
-	cli(t, "secret\n", "user", "add", "erin@localhost", "--store", store, "--password-stdin")
-	a := startServer(t, t.TempDir(), "--store", store)
-	b := startServer(t, t.TempDir(), "--store", store)
+	_, a, b := startTwoNodes(t, "erin@localhost")
 
 	killAt := 60 + rand.IntN(140)
 	storm := newSMTPStorm("erin@localhost", killAt)
