@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"pushmail/notify"
 )
 
 // The account change log: what changed in a user's account after a
@@ -230,13 +232,17 @@ type AccountState struct {
 	Email, Mailbox uint64
 }
 
+// accountStateSQL reads a user's AccountState: Store.AccountState, and
+// the writer for the events it publishes (stampAccountStatesTx).
+const accountStateSQL = `SELECT
+		max(u.change_horizon, COALESCE((SELECT max(changed) FROM account_changes WHERE user_id = u.id AND kind = 1), 0)),
+		max(u.change_horizon, COALESCE((SELECT max(changed) FROM account_changes WHERE user_id = u.id AND kind = 2), 0))
+		FROM users u WHERE u.id = ?`
+
 // AccountState reads user's current states.
 func (s *Store) AccountState(ctx context.Context, user UserID) (AccountState, error) {
 	var st AccountState
-	err := s.queryRow(ctx, `SELECT
-		max(u.change_horizon, COALESCE((SELECT max(changed) FROM account_changes WHERE user_id = u.id AND kind = 1), 0)),
-		max(u.change_horizon, COALESCE((SELECT max(changed) FROM account_changes WHERE user_id = u.id AND kind = 2), 0))
-		FROM users u WHERE u.id = ?`, user).Scan(&st.Email, &st.Mailbox)
+	err := s.queryRow(ctx, accountStateSQL, user).Scan(&st.Email, &st.Mailbox)
 	if errors.Is(err, sql.ErrNoRows) {
 		return AccountState{}, fmt.Errorf("account state: %w", ErrNoSuchUser)
 	}
@@ -244,6 +250,55 @@ func (s *Store) AccountState(ctx context.Context, user UserID) (AccountState, er
 		return AccountState{}, fmt.Errorf("account state: %w", err)
 	}
 	return st, nil
+}
+
+// stampAccountStatesTx sets Event.States on the events of ops whose
+// user has watchers of their own (notify.Hub.WatchesUser: the HTTP API's
+// event streams), read in the batch's transaction after its last write:
+// what AccountState returns once the batch is committed, since no other
+// write comes between (the single writer, and on PostgreSQL the write
+// lock). Every event of a user in the batch gets the batch's final
+// states. A user the batch deleted has none, and their events none.
+// One indexed read per watched user per batch; unwatched users cost a
+// map lookup.
+func (s *Store) stampAccountStatesTx(tx *wtx, ops []*writeOp) error {
+	type stamp struct {
+		user int64
+		st   notify.AccountStates
+	}
+	var done []stamp // users seen: a batch rarely has more than a few
+	for _, op := range ops {
+		if op.err != nil {
+			continue
+		}
+	events:
+		for i := range op.events {
+			ev := &op.events[i]
+			if ev.User == 0 {
+				continue
+			}
+			for _, d := range done {
+				if d.user == ev.User {
+					ev.States = d.st
+					continue events
+				}
+			}
+			var st notify.AccountStates
+			if s.hub.WatchesUser(ev.User) {
+				err := tx.QueryRow(accountStateSQL, ev.User).Scan(&st.Email, &st.Mailbox)
+				switch {
+				case errors.Is(err, sql.ErrNoRows):
+				case err != nil:
+					return fmt.Errorf("account state of user %d for its events: %w", ev.User, err)
+				default:
+					st.Known = true
+				}
+			}
+			done = append(done, stamp{ev.User, st})
+			ev.States = st
+		}
+	}
+	return nil
 }
 
 // AccountChanges is what changed among the objects of one kind after a

@@ -374,6 +374,17 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 		rollback(tx)
 		return nil, batchDone
 	}
+	// After the ops' writes (the \Recent marks and the full-text rows
+	// change no account state), and before notifyBatchTx copies the
+	// events: the states the commit makes.
+	if err := s.stampAccountStatesTx(&wtx{ctx: ctx, tx: tx, w: &s.stmts, postgres: s.postgres}, ops); err != nil {
+		rollback(tx)
+		failAll(classify(err))
+		if isRetryable(err) {
+			return nil, batchConflict
+		}
+		return nil, batchDone
+	}
 	// \Recent claims made since the last commit ride along (recent.go).
 	// A failure leaves them for the next commit: \Recent is session
 	// state, never a reason to fail a delivery.

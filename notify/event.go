@@ -61,6 +61,17 @@ type FlagUpdate struct {
 	Flags []string
 }
 
+// AccountStates is a user's position in the account change log
+// (mailstore's AccountState: RFC 8620 §5.1 "state" per type) right
+// after a commit: the states a read of the store would return then.
+type AccountStates struct {
+	// Email and Mailbox are the states of the Email and Mailbox types.
+	Email, Mailbox uint64
+	// Known is set when the publisher read the states in the commit's
+	// transaction; without it, Email and Mailbox mean nothing.
+	Known bool
+}
+
 // Event is one change to one mailbox, published after it was committed.
 // Events are shared between subscribers: treat them as read-only.
 type Event struct {
@@ -93,6 +104,12 @@ type Event struct {
 	// does for each commit, such as the wake-ups (package wakeup): the
 	// committing node does it.
 	Remote bool `json:"-"`
+	// States is User's position in the account change log after the
+	// commit that published the event, when the publisher knows it
+	// (States.Known): what the HTTP API's event streams tell their
+	// clients, without a read of the store per commit. Not sent to
+	// other nodes: their watchers read the store.
+	States AccountStates `json:"-"`
 	// Origin identifies the writer that caused the change (an IMAP
 	// session's Subscription.ID, or 0 for deliveries). Events are sent to
 	// their origin too, so every session keeps its view by the same path;

@@ -73,6 +73,17 @@ func (h *Hub) SubscribeUser(user int64, queueLen int) *Subscription {
 	return s
 }
 
+// WatchesUser reports whether user has watchers of their own
+// (SubscribeUser): a publisher uses it to skip work that only they
+// would use, such as reading the account's states for Event.States. A
+// watcher that subscribes just after may miss that work; it gets the
+// events all the same.
+func (h *Hub) WatchesUser(user int64) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users[user]) > 0
+}
+
 // SubscribeAll starts delivering every event, of every user and mailbox,
 // to a new Subscription: for a server-wide watcher such as the wake-up
 // engine (package wakeup), which must hear of every user's mail without
