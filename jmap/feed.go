@@ -4,16 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 
 	"pushmail/mailstore"
+	"pushmail/notify"
 )
 
 // feed is the one watcher of an account that all its event streams
-// share: one notify subscription and one goroutine, which reads the
-// account's states from the store once per wake-up and hands them to
-// every stream. Without it, each of N streams would read the store on
-// every commit: N reads per delivery.
+// share: one notify subscription, whose hook takes the account's states
+// from the events (or has the feed's goroutine read them from the
+// store) once per commit and hands them to every stream (acquireFeed).
+// Without it, each of N streams would follow the account on its own:
+// N reads per delivery.
 type feed struct {
 	user mailstore.UserID
 	refs int // streams using it; under Server.mu
@@ -96,6 +99,55 @@ func (f *feed) detach(p *parkedStream) {
 	delete(f.parked, p)
 }
 
+// inlineStreams is how many parked streams an account may have for a
+// change to be written to them by whoever advanced the feed (the hook,
+// on the publisher's goroutine, or the feed's goroutine) rather than
+// by the fan-out pool: for a user's few devices, one non-blocking write
+// each costs less than readying a worker, and the hop to the pool was
+// a good part of the time from commit to the client. Beyond it, the
+// pool's workers spread the writes over the cores.
+const inlineStreams = 4
+
+// advance moves the feed to next (each state the larger of next's and
+// the feed's: the states only grow, and two advances may run at once,
+// the hook's and the goroutine's, in either order) and tells the
+// streams if it changed: awake ones through the changed channel,
+// parked ones by a write, inline or through the pool. A failed feed
+// stays failed.
+func (s *Server) advance(f *feed, next streamState) {
+	f.mu.Lock()
+	if f.failed {
+		f.mu.Unlock()
+		return
+	}
+	next = streamState{email: max(next.email, f.state.email), mailbox: max(next.mailbox, f.state.mailbox),
+		delivery: max(next.delivery, f.state.delivery)}
+	if next == f.state {
+		f.mu.Unlock()
+		return
+	}
+	f.state = next
+	close(f.changed)
+	f.changed = make(chan struct{})
+	if len(f.parked) > inlineStreams {
+		s.notifyParkedLocked(f)
+		f.mu.Unlock()
+		return
+	}
+	var few [inlineStreams]*parkedStream
+	n := 0
+	for p := range f.parked {
+		few[n] = p
+		n++
+	}
+	f.mu.Unlock()
+	// Outside f.mu: Deliver takes the stream's lock, under which the
+	// stream's goroutine takes f.mu.
+	for _, p := range few[:n] {
+		p.Deliver(struct{}{})
+	}
+}
+
 // notifyParkedLocked submits every parked stream to the fan-out pool,
 // after the state changed or the feed failed. The caller holds f.mu;
 // Submit only queues. A Pool that refuses is closed: so is the Loop,
@@ -106,8 +158,42 @@ func (s *Server) notifyParkedLocked(f *feed) {
 	}
 }
 
+// statesKnown reports whether ev carries the account's states after its
+// commit (Event.States): this node's writes to a user with streams.
+func statesKnown(ev *notify.Event) bool { return ev.States.Known }
+
+// fromEvents is the state evs bring the feed to, from the states they
+// carry (every one must: statesKnown), or the zero state when evs is
+// empty. Events come in commit order, but advance takes the larger
+// state anyway.
+func fromEvents(evs []notify.Event) streamState {
+	var next streamState
+	for i := range evs {
+		st := evs[i].States
+		next.email = max(next.email, st.Email)
+		next.mailbox = max(next.mailbox, st.Mailbox)
+		if evs[i].Kind == notify.Appended {
+			// RFC 8621 §1.5: EmailDelivery changes when mail is
+			// delivered; the Email state after that commit.
+			next.delivery = max(next.delivery, st.Email)
+		}
+	}
+	return next
+}
+
 // acquireFeed returns user's feed, starting it (subscribed, states read)
 // for the first stream; release it with releaseFeed.
+//
+// A commit reaches the feed in one of two ways. When every event the
+// subscription holds carries the states after its commit (Event.States:
+// this node's writes, stamped by the writer in the commit's
+// transaction), the subscription's hook advances the feed from them on
+// the publisher's goroutine (the store's waker), with no read of the
+// store and no goroutine woken; the few parked streams of most accounts
+// are written to right there (advance). Otherwise (a resync, or events
+// without states: another node's commits, published by its listener)
+// the hook wakes the feed's goroutine, which reads the states from the
+// store, as every wake-up did before the events carried them.
 func (s *Server) acquireFeed(ctx context.Context, user mailstore.UserID) (*feed, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -126,22 +212,28 @@ func (s *Server) acquireFeed(ctx context.Context, user mailstore.UserID) (*feed,
 	fctx, cancel := context.WithCancel(s.ctx)
 	f := &feed{user: user, refs: 1, changed: make(chan struct{}), stop: cancel, done: make(chan struct{}),
 		state: streamState{email: st.Email, mailbox: st.Mailbox, delivery: st.Email}}
+	kick := make(chan struct{}, 1)
 	s.feeds[user] = f
 	go func() {
 		defer close(f.done)
 		defer sub.Close()
 		for {
 			select {
-			case <-sub.Ready():
+			case <-kick:
 			case <-fctx.Done():
 				return
 			}
-			// Resync or not, the states come from the store; the events
-			// only say whether mail was delivered.
-			evs, _ := sub.Take()
+			evs, resync := sub.Take()
+			if !resync && !slices.ContainsFunc(evs, func(ev notify.Event) bool { return !statesKnown(&ev) }) {
+				// The hook found a stateless event, but the
+				// goroutine came after another hook took it,
+				// or nothing is left.
+				s.advance(f, fromEvents(evs))
+				continue
+			}
 			st, err := s.store.AccountState(fctx, user)
-			f.mu.Lock()
 			if err != nil {
+				f.mu.Lock()
 				if fctx.Err() == nil {
 					s.log.Error("event source: read state", "user", user, "err", err)
 				}
@@ -151,19 +243,28 @@ func (s *Server) acquireFeed(ctx context.Context, user mailstore.UserID) (*feed,
 				f.mu.Unlock()
 				return
 			}
-			next := streamState{email: st.Email, mailbox: st.Mailbox, delivery: f.state.delivery}
+			// The events only say whether mail was delivered.
+			next := streamState{email: st.Email, mailbox: st.Mailbox}
 			if delivered(evs) {
 				next.delivery = next.email
 			}
-			if next != f.state {
-				f.state = next
-				close(f.changed)
-				f.changed = make(chan struct{})
-				s.notifyParkedLocked(f)
-			}
-			f.mu.Unlock()
+			s.advance(f, next)
 		}
 	}()
+	// Events queued since SubscribeUser are passed to the hook at once.
+	sub.Hook(func() {
+		evs, ok := sub.TakeIf(statesKnown)
+		if !ok {
+			select {
+			case kick <- struct{}{}:
+			default: // a wake-up is pending already
+			}
+			return
+		}
+		if len(evs) > 0 {
+			s.advance(f, fromEvents(evs))
+		}
+	})
 	return f, nil
 }
 
