@@ -425,7 +425,10 @@ func (s *Store) EmailPage(ctx context.Context, user UserID, mailbox MailboxID, d
 		return nil, 0, fmt.Errorf("email page: %w", err)
 	}
 	// flags & 8 spelt out: the messages_deleted index needs the literal.
-	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM messages WHERE mailbox_id = ? AND flags & 8 != 0", mailbox).Scan(&deleted); err != nil {
+	// INDEXED BY: without statistics SQLite takes the primary key's
+	// range instead, and reads every message of the mailbox (10 ms for
+	// 100,000) to count the few with \Deleted.
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM messages INDEXED BY messages_deleted WHERE mailbox_id = ? AND flags & 8 != 0", mailbox).Scan(&deleted); err != nil {
 		return nil, 0, fmt.Errorf("email page: %w", err)
 	}
 	order := "ASC"
