@@ -98,6 +98,7 @@ type Store struct {
 
 	dummyOnce sync.Once
 	dummy     []byte
+	logins    authCache // passwords Authenticate verified (authcache.go)
 
 	sorts    sortCache // SortInfo already read (sort.go)
 	uidLists uidCache  // the mailboxes' shared UID lists (uidlist.go)
