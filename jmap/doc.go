@@ -44,14 +44,18 @@
 //   - Writes go through mailstore and publish like every other write;
 //     the event streams of an account share one feed (feed.go): one
 //     subscription (notify.Hub.SubscribeUser), woken by commits and
-//     never by a timer, that reads the new states from the store once
-//     per wake-up for all of them.
+//     never by a timer, that takes the new states from the commit's
+//     events (notify.Event.States) once for all of them, or reads them
+//     from the store when the events do not carry them (a resync,
+//     another node's commits). A stream is never told a state lower
+//     than one it was told: the feed keeps the larger of each state.
 //   - An event stream over plain HTTP/1.x leaves net/http (hijacked)
 //     and sleeps between events in the Server's readiness loop
 //     (internal/hibernate) with no goroutine and no buffer; each commit
 //     encodes its StateChange once per account and kind of stream
-//     (feed.event), and the Server's fan-out workers (internal/fanout)
-//     write it to the parked sockets without waking them (parked.go).
+//     (feed.event), and the feed itself (for a few streams) or the
+//     Server's fan-out workers (internal/fanout) write it to the parked
+//     sockets without waking them (parked.go).
 //     TLS streams stay on a goroutine of their HTTP request.
 //   - Close ends every stream, parked or not, and waits for the parked
 //     ones, which the HTTP server's Shutdown does not know.

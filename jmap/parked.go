@@ -18,11 +18,13 @@ import (
 // hand, and then spends its idle time parked in the Server's readiness
 // loop (internal/hibernate): no goroutine, no bufio buffers, no ping
 // timer of its own (the Loop's deadline heap holds the next ping). Per
-// commit, its account's feed submits every parked stream to the Server's
-// fan-out pool (internal/fanout); a worker writes the StateChange, whose
-// bytes the feed encoded once for all the streams that were told the
-// same state before (feed.event), with one non-blocking write to the
-// socket (hibernate.Conn.Write). The stream stays parked.
+// commit, its account's feed writes the StateChange to each parked
+// stream itself when the account has a few (inlineStreams), or submits
+// them to the Server's fan-out pool (internal/fanout), whose workers
+// write it; either way the bytes are encoded once for all the streams
+// that were told the same state before (feed.event), and written with
+// one non-blocking write to the socket (hibernate.Conn.Write). The
+// stream stays parked.
 //
 // A stream wakes, on a goroutine of its own, only to do what is more
 // than that write: the ping (its deadline), a write the socket did not
