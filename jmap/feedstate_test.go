@@ -3,11 +3,18 @@ package jmap
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"golang.org/x/crypto/bcrypt"
 
+	"pushmail/internal/authlimit"
+	"pushmail/internal/pgtest"
 	"pushmail/mailstore"
 	"pushmail/notify"
 )
@@ -126,5 +133,78 @@ func testStatesEqualStore(t *testing.T, streams int) {
 	}
 	if _, err := env.store.Mailbox(ctx, env.user.User, "Projects"); err != nil {
 		t.Errorf("mailbox Projects: %v", err)
+	}
+}
+
+// TestEventSourceOtherNode: on PostgreSQL, a stream on one node is told
+// of a delivery committed on another, whose events come without states
+// (the feed reads them from the store), with the states its node's
+// store reports.
+func TestEventSourceOtherNode(t *testing.T) {
+	url := pgtest.New(t)
+	ctx := context.Background()
+	open := func() *mailstore.Store {
+		s, err := mailstore.Open(ctx, url, mailstore.Options{PasswordCost: bcrypt.MinCost, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close = %v", err)
+			}
+		})
+		return s
+	}
+	a, b := open(), open()
+	if _, err := a.AddUser(ctx, testUser, testPassword); err != nil {
+		t.Fatal(err)
+	}
+	r, err := a.Resolve(ctx, testUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(b, Options{Logger: slog.New(slog.DiscardHandler),
+		AuthLimiter: authlimit.New(authlimit.Config{Delay: time.Millisecond, PerIP: 1000, PerAccount: 3})})
+	mux := http.NewServeMux()
+	srv.Register(mux)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: mux}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		hs.Serve(ln) // returns ErrServerClosed at Shutdown
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := hs.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown = %v", err)
+		}
+		<-served
+	})
+	env := &testEnv{store: b, srv: srv, url: "http://" + ln.Addr().String(), user: r}
+	stream := env.openEvents(t, "types=*&closeafter=no&ping=0", "")
+
+	if _, err := a.Deliver(ctx, []byte("From: a@example.org\r\nSubject: hi\r\n\r\nx\r\n"), []mailstore.Recipient{r}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := b.AccountState(ctx, r.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, ev := stream.nextState(t, env.account())
+		got, ok := parseEventID(ev.id)
+		if !ok || got.email > want.Email || got.mailbox > want.Mailbox {
+			t.Fatalf("stream on node B told %q; want at most %+v", ev.id, want)
+		}
+		if got.email == want.Email && got.mailbox == want.Mailbox {
+			if got.delivery != want.Email {
+				t.Errorf("EmailDelivery state %d after a delivery; want %d", got.delivery, want.Email)
+			}
+			break
+		}
 	}
 }

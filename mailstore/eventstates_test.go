@@ -136,3 +136,32 @@ func TestEventStatesUnderBatching(t *testing.T) {
 		t.Errorf("last event's States = %+v; want AccountState %+v", last, want)
 	}
 }
+
+// TestEventStatesStayOnTheirNode: on PostgreSQL, the committing node's
+// own watchers get the states with the event, and another node's get the
+// event without them (Event.States is not sent), so that its HTTP API
+// reads them from the store, where they are the same.
+func TestEventStatesStayOnTheirNode(t *testing.T) {
+	a, b := openTwoNodes(t)
+	ctx := t.Context()
+	r := addUser(t, a, "u@localhost")
+	subA := a.Hub().SubscribeUser(int64(r.User), 0)
+	defer subA.Close()
+	subB := b.Hub().SubscribeUser(int64(r.User), 0)
+	defer subB.Close()
+	if _, err := a.Deliver(ctx, testMessage(1), []Recipient{r}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := b.AccountState(ctx, r.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := nextEvents(t, subA)
+	if len(evs) != 1 || !evs[0].States.Known || evs[0].States.Email != want.Email || evs[0].States.Mailbox != want.Mailbox {
+		t.Errorf("A's own event %+v; want States %+v, known", evs, want)
+	}
+	evs, _ = nextEvents(t, subB)
+	if len(evs) != 1 || !evs[0].Remote || evs[0].States.Known {
+		t.Errorf("B's event of A's delivery %+v; want a remote event without States", evs)
+	}
+}
