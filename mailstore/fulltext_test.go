@@ -391,7 +391,7 @@ func TestFullTextBatchStoreAndDelete(t *testing.T) {
 	s := openStoreAt(t, filepath.Join(t.TempDir(), "fts.db"), Options{})
 	body := func(word string) body {
 		raw := fmt.Appendf(nil, "Subject: %s\r\n\r\nThe word is %s.\r\n", word, word)
-		b, err := newBody(raw, message.Parse(raw))
+		b, err := newBody(raw, message.Parse(raw), s.indexPacksText())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -448,5 +448,73 @@ func TestFullTextBatchStoreAndDelete(t *testing.T) {
 	}
 	if err := s.IntegrityCheck(ctx); err != nil {
 		t.Errorf("IntegrityCheck() = %v", err)
+	}
+}
+
+// trigrams returns the distinct trigrams of s, as packTrigrams counts
+// them: three code points in a row.
+func trigrams(s string) map[string]bool {
+	r := []rune(s)
+	out := map[string]bool{}
+	for i := 0; i+3 <= len(r); i++ {
+		out[string(r[i:i+3])] = true
+	}
+	return out
+}
+
+// TestPackTrigrams checks that the packed text holds every trigram of
+// the text (so the index still selects every body that contains a
+// needle) and drops the repeats.
+func TestPackTrigrams(t *testing.T) {
+	t.Parallel()
+	line := "the quick brown fox jumps over the lazy dog; pack my box now.\n"
+	tests := []struct {
+		name    string
+		in      string
+		shorter bool // the packed text must be shorter than in
+	}{
+		{"empty", "", false},
+		{"short", "abcde", false},
+		{"no repeat", "abcdefghij", false},
+		{"repeated line", strings.Repeat(line, 60), true},
+		{"multi-byte", strings.Repeat("grüße aus köln – ☃ ", 20), true},
+		{"repeat far apart", "alpha beta gamma delta alpha beta epsilon", true},
+		{"one letter", strings.Repeat("a", 100), true},
+		{"invalid UTF-8", "ab\xffcd ab\xffcd ab\xffcdö", false},
+		{"ascii tail repeat", "xyzxyzxyz", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := packTrigrams(tc.in)
+			if tc.shorter && len(got) >= len(tc.in) {
+				t.Errorf("packTrigrams(%q) = %q, not shorter", tc.in, got)
+			}
+			if !tc.shorter && got != tc.in {
+				t.Errorf("packTrigrams(%q) = %q, want it unchanged", tc.in, got)
+			}
+			have := trigrams(got)
+			for tri := range trigrams(tc.in) {
+				if !have[tri] {
+					t.Errorf("packTrigrams(%q) = %q lacks the trigram %q", tc.in, got, tri)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPackTrigrams measures the packing of one 4 KB text part, done
+// for each delivered body off the writer.
+func BenchmarkPackTrigrams(b *testing.B) {
+	line := "the quick brown fox jumps over the lazy dog; pack my box now.\r\n"
+	for _, tc := range []struct{ name, text string }{
+		{"ascii", strings.Repeat(line, 64)},
+		{"utf8", strings.Repeat("grüße aus köln – "+line, 50)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(tc.text)))
+			for b.Loop() {
+				packTrigrams(tc.text)
+			}
+		})
 	}
 }
