@@ -90,7 +90,9 @@ func checkFTS5(ctx context.Context, db *sql.DB) error {
 
 // bodyTextMatchSQL is a search term on messages m: the message's body
 // matches an FTS5 query (ftsQuery).
-const bodyTextMatchSQL = "m.body_id IN (SELECT rowid FROM body_text WHERE body_text MATCH ?)"
+// Bodies above the index's mark are not in the index yet
+// (fulltextmark.go): each of them is a candidate.
+const bodyTextMatchSQL = "(m.body_id > (SELECT value FROM meta WHERE key = '" + bodyTextMarkKey + "') OR m.body_id IN (SELECT rowid FROM body_text WHERE body_text MATCH ?))"
 
 // bodyTextMatchPostgres is bodyTextMatchSQL on PostgreSQL, where
 // body_text is a plain table (schema_postgres.go) with a trigram index
@@ -98,7 +100,7 @@ const bodyTextMatchSQL = "m.body_id IN (SELECT rowid FROM body_text WHERE body_t
 // Its two parameters are the same likeContains pattern. Unlike FTS5
 // with detail=none, the index answers "contains the needle", but the
 // scanning check still confirms each candidate, as on SQLite.
-const bodyTextMatchPostgres = `m.body_id IN (SELECT id FROM body_text WHERE header LIKE ? ESCAPE '\' OR body LIKE ? ESCAPE '\')`
+const bodyTextMatchPostgres = `(m.body_id > (SELECT value FROM meta WHERE key = '` + bodyTextMarkKey + `') OR m.body_id IN (SELECT id FROM body_text WHERE header LIKE ? ESCAPE '\' OR body LIKE ? ESCAPE '\'))`
 
 // likeContains returns the LIKE pattern of the strings that contain
 // needle (lower-case, as the index text is); ok is false when the index

@@ -110,6 +110,10 @@ type Store struct {
 	recentMarks map[MailboxID]UID
 	recentDirty map[MailboxID]bool // claims not yet written
 
+	// fullText is the writer's part of the full-text index
+	// (fulltextmark.go).
+	fullText fullTextState
+
 	// postgres is set for a store on PostgreSQL (postgres.go), where the
 	// writers of all the nodes take turns under one lock, and the few
 	// queries that differ in meaning take their PostgreSQL form (pick).
@@ -212,6 +216,11 @@ func (s *Store) openSQLite(ctx context.Context, path string) error {
 		return fmt.Errorf("open mailstore %s: %w", path, err)
 	}
 	if err := migrate(ctx, s.wdb, s.log); err != nil {
+		closeQuietly(s.wdb)
+		return fmt.Errorf("open mailstore %s: %w", path, err)
+	}
+
+	if err := s.initFullTextMark(ctx); err != nil {
 		closeQuietly(s.wdb)
 		return fmt.Errorf("open mailstore %s: %w", path, err)
 	}
