@@ -38,9 +38,9 @@ import (
 // candidate, so the answer is exactly the scanning search's. Shorter
 // needles (trigrams cannot answer them) scan, as before.
 //
-// A body's row is written in the transaction that inserts the body
-// (insertBodyTx: delivery, append; writeBodyText, just before the
-// commit) and deleted by a trigger in the
+// A body's row is written behind the delivery, a few hundred bodies a
+// transaction, and the bodies not indexed yet are candidates of every
+// search (fulltextmark.go: the mark); it is deleted by a trigger in the
 // transaction that deletes the body (its last message's expunge, move
 // out of the last mailbox, DELETE of a mailbox or user); COPY and MOVE
 // share the body, and so its row. So SEARCH never misses a committed

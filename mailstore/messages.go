@@ -254,8 +254,7 @@ func insertBodyTx(tx *wtx, b body) (int64, error) {
 	if _, err := tx.Exec("INSERT INTO body_crlf_size(id, size) VALUES (?, ?)", id, b.crlfSize); err != nil {
 		return 0, fmt.Errorf("store body size: %w", err)
 	}
-	// In the body's transaction (writeBodyText, before the commit):
-	// SEARCH never misses a committed message.
+	// For the full-text index, written behind (fulltextmark.go).
 	*tx.bodyText = append(*tx.bodyText, bodyTextRow{id: id, text: b.text})
 	return id, insertSortKeysTx(tx, id)
 }
