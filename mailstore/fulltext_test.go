@@ -636,3 +636,16 @@ func TestFullTextIndexedBehind(t *testing.T) {
 		t.Errorf("IntegrityCheck() = %v", err)
 	}
 }
+
+// TestPackWorthIt: a text is packed only when that halves it at least.
+func TestPackWorthIt(t *testing.T) {
+	t.Parallel()
+	repeated := strings.Repeat("the quick brown fox jumps over the lazy dog\n", 20)
+	if got := packWorthIt(repeated); len(got) > len(repeated)/2 {
+		t.Errorf("packWorthIt(a repeated line) = %d bytes of %d, want it packed", len(got), len(repeated))
+	}
+	varied := "alpha beta gamma delta alpha beta epsilon"
+	if got := packWorthIt(varied); got != varied {
+		t.Errorf("packWorthIt(%q) = %q, want it whole", varied, got)
+	}
+}
