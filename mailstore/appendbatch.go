@@ -59,7 +59,7 @@ func (s *Store) AppendBatch(ctx context.Context, mailbox MailboxID, msgs []Appen
 		if err != nil {
 			return AppendBatchResult{}, fmt.Errorf("append batch: message %d: %w", i+1, err)
 		}
-		b, err := newBody(m.Raw, message.Parse(m.Raw))
+		b, err := newBody(m.Raw, message.Parse(m.Raw), s.indexPacksText())
 		if err != nil {
 			return AppendBatchResult{}, fmt.Errorf("append batch: message %d: %w", i+1, err)
 		}

@@ -18,7 +18,7 @@ func loadChangeLogBench(b *testing.B, n int) (*Store, MailboxID, uint64) {
 	s := openTestStore(b, Options{})
 	r := addUser(b, s, "bench@localhost")
 	raw := testMessage(0)
-	body, err := newBody(raw, message.Parse(raw))
+	body, err := newBody(raw, message.Parse(raw), s.indexPacksText())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -422,6 +422,14 @@ func (c *copier) copyMeta() (map[string]int64, error) {
 	if err := rows.Close(); err != nil {
 		return nil, fmt.Errorf("read meta: %w", err)
 	}
+	// copyBodyText wrote every body's full-text row, also of those the
+	// source had not indexed yet: the target's mark covers them all
+	// (fulltextmark.go).
+	var top int64
+	if err := c.src.QueryRowContext(c.ctx, "SELECT COALESCE(max(id), 0) FROM bodies").Scan(&top); err != nil {
+		return nil, fmt.Errorf("read meta: highest body id: %w", err)
+	}
+	meta[bodyTextMarkKey] = top
 	for k, v := range meta {
 		if _, err := c.dst.Exec(c.ctx, "INSERT INTO meta(key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", k, v); err != nil {
 			return nil, fmt.Errorf("write meta %s: %w", k, err)

@@ -65,12 +65,14 @@
 //   - Messages are parsed once, at delivery (message.Parse), and the result
 //     is stored beside the body; FETCH-style reads use the stored
 //     envelope, structure and offsets and never re-parse.
-//   - The full-text index (schema version 10, fulltext.go) holds one row
-//     per body, written in the transaction that stores the body and
-//     deleted by a trigger in the one that deletes it, so SEARCH BODY and
-//     TEXT never miss committed mail nor meet expunged mail. It only
-//     narrows: the candidates are checked as the scanning search checks
-//     every message, so the answers are the same. It needs SQLite's FTS5
+//   - The full-text index (schema version 13, fulltext.go) holds one row
+//     per body at or below its mark (fulltextmark.go), written behind the
+//     deliveries a few hundred at a time with the mark raised in the same
+//     transaction, and deleted by a trigger in the one that deletes the
+//     body. Every body above the mark is a candidate of every search, so
+//     SEARCH BODY and TEXT never miss committed mail nor meet expunged
+//     mail. It only narrows: the candidates are checked as the scanning
+//     search checks every message, so the answers are the same. It needs SQLite's FTS5
 //     (the build tag sqlite_fts5); Open refuses a binary without it.
 //   - SortInfo (SORT, THREAD) keeps what it read in memory per mailbox
 //     (sort.go): valid forever, since a message's envelope never changes

@@ -302,7 +302,7 @@ func (s *Store) ImportEmail(ctx context.Context, user UserID, raw []byte, mailbo
 	if err != nil {
 		return 0, fmt.Errorf("import email: %w", err)
 	}
-	b, err := newBody(raw, message.Parse(raw))
+	b, err := newBody(raw, message.Parse(raw), s.indexPacksText())
 	if err != nil {
 		return 0, fmt.Errorf("import email: %w", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"unicode/utf8"
 
 	"pushmail/message"
 )
@@ -26,7 +28,9 @@ import (
 // only which rows hold each trigram, not where: a tenth of the size of
 // the positions (detail=full) on the bench bigbox corpus, at the cost of
 // answering "has every trigram of the needle" rather than "has the
-// needle", which the confirming check settles.
+// needle", which the confirming check settles. So each column is written
+// packed (packTrigrams): every distinct trigram of the text at least once,
+// the repeats dropped, which spares the writer most of FTS5's tokenizing.
 //
 // The index only narrows: a needle of three characters or more selects
 // the bodies that hold all its trigrams, a superset of the bodies that
@@ -34,9 +38,9 @@ import (
 // candidate, so the answer is exactly the scanning search's. Shorter
 // needles (trigrams cannot answer them) scan, as before.
 //
-// A body's row is written in the transaction that inserts the body
-// (insertBodyTx: delivery, append; writeBodyText, just before the
-// commit) and deleted by a trigger in the
+// A body's row is written behind the delivery, a few hundred bodies a
+// transaction, and the bodies not indexed yet are candidates of every
+// search (fulltextmark.go: the mark); it is deleted by a trigger in the
 // transaction that deletes the body (its last message's expunge, move
 // out of the last mailbox, DELETE of a mailbox or user); COPY and MOVE
 // share the body, and so its row. So SEARCH never misses a committed
@@ -86,7 +90,9 @@ func checkFTS5(ctx context.Context, db *sql.DB) error {
 
 // bodyTextMatchSQL is a search term on messages m: the message's body
 // matches an FTS5 query (ftsQuery).
-const bodyTextMatchSQL = "m.body_id IN (SELECT rowid FROM body_text WHERE body_text MATCH ?)"
+// Bodies above the index's mark are not in the index yet
+// (fulltextmark.go): each of them is a candidate.
+const bodyTextMatchSQL = "(m.body_id > (SELECT value FROM meta WHERE key = '" + bodyTextMarkKey + "') OR m.body_id IN (SELECT rowid FROM body_text WHERE body_text MATCH ?))"
 
 // bodyTextMatchPostgres is bodyTextMatchSQL on PostgreSQL, where
 // body_text is a plain table (schema_postgres.go) with a trigram index
@@ -94,7 +100,7 @@ const bodyTextMatchSQL = "m.body_id IN (SELECT rowid FROM body_text WHERE body_t
 // Its two parameters are the same likeContains pattern. Unlike FTS5
 // with detail=none, the index answers "contains the needle", but the
 // scanning check still confirms each candidate, as on SQLite.
-const bodyTextMatchPostgres = `m.body_id IN (SELECT id FROM body_text WHERE header LIKE ? ESCAPE '\' OR body LIKE ? ESCAPE '\')`
+const bodyTextMatchPostgres = `(m.body_id > (SELECT value FROM meta WHERE key = '` + bodyTextMarkKey + `') OR m.body_id IN (SELECT id FROM body_text WHERE header LIKE ? ESCAPE '\' OR body LIKE ? ESCAPE '\'))`
 
 // likeContains returns the LIKE pattern of the strings that contain
 // needle (lower-case, as the index text is); ok is false when the index
@@ -188,6 +194,156 @@ func newBodyText(raw []byte, root *searchPart) bodyText {
 		body:   string(bytes.ReplaceAll(b, []byte{0}, []byte{' '})),
 	}
 }
+
+// packed returns t with each column reduced to its distinct trigrams
+// (packTrigrams), for an index that is only asked which trigrams a body
+// holds: SQLite's (detail=none). See indexPacksText.
+func (t bodyText) packed() bodyText {
+	return bodyText{header: packWorthIt(t.header), body: packWorthIt(t.body)}
+}
+
+// packWorthIt returns packTrigrams(s) when that is at most half as long
+// as s, else s. Each join of the packed runs may add two trigrams s
+// lacks, new terms for the index: in text that repeats little (the bench
+// bigbox corpus, words drawn at random) packing saved FTS5 little
+// tokenizing and made the index a fifth larger.
+func packWorthIt(s string) string {
+	if p := packTrigrams(s); 2*len(p) <= len(s) {
+		return p
+	}
+	return s
+}
+
+// packTrigrams returns a text that holds every trigram (three code
+// points in a row) of s, each of them at least once, and little else:
+// the runs of s whose trigrams are new, in order, joined together. Mail
+// repeats itself (a text/plain part and its text/html alternative, quoted
+// replies, signatures, the lines of a bench message), and FTS5's trigram
+// tokenizer otherwise hashes every trigram of every repeat in the
+// writer's transaction, while detail=none keeps only whether a body holds
+// it. A join adds up to two trigrams s may lack: they can only add
+// candidates, which the confirming check rejects (the index narrows, it
+// never decides). SQLite folds case one code point at a time, so each
+// trigram of the packed text folds as it did in s. s is returned as is
+// when it is not valid UTF-8 (Go and SQLite would read its invalid bytes
+// differently) or has no repeat to drop.
+func packTrigrams(s string) string {
+	if len(s) < 6 {
+		return s
+	}
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return packASCIITrigrams(s)
+	}
+	if !utf8.ValidString(s) {
+		return s
+	}
+	// starts[i] is the byte offset of the i-th code point of s; the
+	// trigram at i is the three code points from starts[i].
+	starts := make([]int, 0, len(s)+1)
+	runes := make([]rune, 0, len(s))
+	for i, r := range s {
+		starts = append(starts, i)
+		runes = append(runes, r)
+	}
+	n := len(runes)
+	starts = append(starts, len(s))
+	// An open-addressing set of the trigrams seen, twice as large as
+	// their number can be: a map costs ten times as much here.
+	size := 16
+	for size < 2*n {
+		size *= 2
+	}
+	seen := make([]uint64, size)
+	mask := uint64(size - 1)
+	var b strings.Builder
+	end := 0 // code points of s written so far, when the output ends in s's run
+	for i := 0; i+3 <= n; i++ {
+		// 21 bits a code point, plus one so that no key is 0 (empty).
+		key := (uint64(runes[i])<<42 | uint64(runes[i+1])<<21 | uint64(runes[i+2])) + 1
+		h := (key * 0x9e3779b97f4a7c15) >> 32 & mask
+		for seen[h] != 0 && seen[h] != key {
+			h = (h + 1) & mask
+		}
+		if seen[h] == key {
+			continue
+		}
+		seen[h] = key
+		from := i
+		if i < end {
+			from = end // the run goes on: code points up to end are written
+		}
+		b.WriteString(s[starts[from]:starts[i+3]])
+		end = i + 3
+	}
+	if b.Len() >= len(s) {
+		return s
+	}
+	return b.String()
+}
+
+// asciiTrigrams is the set of packASCIITrigrams: one bit per trigram of
+// 7-bit characters (2^21 bits, 256 KiB), pooled, and cleared after each
+// use through the words it set, so that a 4 KB text costs a few
+// microseconds instead of a map's hundred.
+type asciiTrigrams struct {
+	bits    [1 << 21 / 64]uint64
+	touched []uint32
+}
+
+var asciiTrigramsPool = sync.Pool{New: func() any { return new(asciiTrigrams) }}
+
+// packASCIITrigrams is packTrigrams for a text of 7-bit characters, where
+// a byte is a code point.
+func packASCIITrigrams(s string) string {
+	set := asciiTrigramsPool.Get().(*asciiTrigrams)
+	defer func() {
+		for _, w := range set.touched {
+			set.bits[w] = 0
+		}
+		set.touched = set.touched[:0]
+		asciiTrigramsPool.Put(set)
+	}()
+	var b []byte
+	end := 0 // bytes of s written so far, when the output ends in s's run
+	for i := 0; i+3 <= len(s); i++ {
+		k := uint32(s[i])<<14 | uint32(s[i+1])<<7 | uint32(s[i+2])
+		w, bit := k>>6, uint64(1)<<(k&63)
+		if set.bits[w]&bit != 0 {
+			continue
+		}
+		if set.bits[w] == 0 {
+			set.touched = append(set.touched, w)
+		}
+		set.bits[w] |= bit
+		if b == nil {
+			b = make([]byte, 0, len(s)/4)
+		}
+		from := i
+		if i < end {
+			from = end // the run goes on
+		}
+		b = append(b, s[from:i+3]...)
+		end = i + 3
+	}
+	if len(b) >= len(s) {
+		return s
+	}
+	return string(b)
+}
+
+// indexPacksText reports whether the store's full-text index is written
+// packed text (bodyText.packed): on SQLite, whose FTS5 index with
+// detail=none records only which trigrams a body holds. PostgreSQL's
+// body_text answers LIKE '%needle%' on the text itself
+// (bodyTextMatchPostgres), which must stay whole.
+func (s *Store) indexPacksText() bool { return !s.postgres }
 
 // toSearchPart copies what search reads of a parsed MIME tree.
 func toSearchPart(p *message.Part) *searchPart {
@@ -302,7 +458,7 @@ func indexBodyText(ctx context.Context, tx *sql.Tx, log *slog.Logger) error {
 			if p := new(searchPart); json.Unmarshal(r.js, p) == nil {
 				root = p
 			}
-			index = append(index, bodyTextRow{id: r.id, text: newBodyText(r.raw, root)})
+			index = append(index, bodyTextRow{id: r.id, text: newBodyText(r.raw, root).packed()})
 			last = r.id
 		}
 		if err := writeBodyText(ctx, tx, index, false); err != nil {

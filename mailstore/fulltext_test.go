@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"pushmail/message"
 	"pushmail/notify"
 )
@@ -96,83 +98,117 @@ var fullTextNeedles = []string{
 
 // TestFullTextMatchesScan: over a varied corpus, Search with the index
 // answers every BODY and TEXT needle, alone and under NOT and OR, with
-// exactly the UIDs of the scanning search, and finds what a reader sees.
+// exactly the UIDs of the scanning search, and finds what a reader sees:
+// with no body indexed yet (all above the mark, fulltextmark.go), with
+// some, and with all.
 func TestFullTextMatchesScan(t *testing.T) {
 	t.Parallel()
 	f := newSearchFixture(t)
 	ctx := context.Background()
-	for i, raw := range fullTextCorpus {
-		if _, err := f.store.Append(ctx, f.mailbox, searchCRLF(raw), nil, time.Time{}, 0); err != nil {
-			t.Fatalf("Append(extra message %d) = %v", i+1, err)
+	appendCorpus := func() {
+		t.Helper()
+		for i, raw := range fullTextCorpus {
+			if _, err := f.store.Append(ctx, f.mailbox, searchCRLF(raw), nil, time.Time{}, 0); err != nil {
+				t.Fatalf("Append(extra message %d) = %v", i+1, err)
+			}
 		}
 	}
+	flush := func() {
+		t.Helper()
+		if err := f.store.flushFullText(ctx); err != nil {
+			t.Fatalf("flushFullText() = %v", err)
+		}
+	}
+	appendCorpus()
+	state := "none indexed"
 	compare := func(name string, c *SearchCriteria) []UID {
 		t.Helper()
 		got, err := f.store.search(ctx, f.mailbox, c, true)
 		if err != nil {
-			t.Fatalf("%s: indexed search = %v", name, err)
+			t.Fatalf("%s, %s: indexed search = %v", state, name, err)
 		}
 		want, err := f.store.search(ctx, f.mailbox, c, false)
 		if err != nil {
-			t.Fatalf("%s: scanning search = %v", name, err)
+			t.Fatalf("%s, %s: scanning search = %v", state, name, err)
 		}
 		if !slices.Equal(got, want) {
-			t.Errorf("%s: indexed search = %v, scanning search = %v", name, got, want)
+			t.Errorf("%s, %s: indexed search = %v, scanning search = %v", state, name, got, want)
 		}
 		return got
 	}
-	hits := 0
-	for _, n := range fullTextNeedles {
-		body := compare(fmt.Sprintf("BODY %q", n), &SearchCriteria{Body: []string{n}})
-		text := compare(fmt.Sprintf("TEXT %q", n), &SearchCriteria{Text: []string{n}})
-		compare(fmt.Sprintf("NOT TEXT %q", n), &SearchCriteria{Not: []SearchCriteria{{Text: []string{n}}}})
-		compare(fmt.Sprintf("OR BODY %q TEXT kumquat", n), &SearchCriteria{Or: [][2]SearchCriteria{{{Body: []string{n}}, {Text: []string{"kumquat"}}}}})
-		compare(fmt.Sprintf("UNSEEN TEXT %q BODY e", n), &SearchCriteria{NotFlag: []string{FlagSeen}, Text: []string{n}, Body: []string{"e"}})
-		if len(body) > len(text) {
-			t.Errorf("BODY %q = %v, TEXT = %v: TEXT must find all BODY finds", n, body, text)
+	compareAll := func() {
+		t.Helper()
+		hits := 0
+		for _, n := range fullTextNeedles {
+			body := compare(fmt.Sprintf("BODY %q", n), &SearchCriteria{Body: []string{n}})
+			text := compare(fmt.Sprintf("TEXT %q", n), &SearchCriteria{Text: []string{n}})
+			compare(fmt.Sprintf("NOT TEXT %q", n), &SearchCriteria{Not: []SearchCriteria{{Text: []string{n}}}})
+			compare(fmt.Sprintf("OR BODY %q TEXT kumquat", n), &SearchCriteria{Or: [][2]SearchCriteria{{{Body: []string{n}}, {Text: []string{"kumquat"}}}}})
+			compare(fmt.Sprintf("UNSEEN TEXT %q BODY e", n), &SearchCriteria{NotFlag: []string{FlagSeen}, Text: []string{n}, Body: []string{"e"}})
+			if len(body) > len(text) {
+				t.Errorf("BODY %q = %v, TEXT = %v: TEXT must find all BODY finds", n, body, text)
+			}
+			if len(text) > 0 {
+				hits++
+			}
 		}
-		if len(text) > 0 {
-			hits++
-		}
-	}
-	if hits < len(fullTextNeedles)/2 {
-		t.Errorf("only %d of %d needles found anything: the corpus no longer exercises the index", hits, len(fullTextNeedles))
-	}
-
-	// What a reader sees is found, and markup is not.
-	for _, tt := range []struct {
-		c    SearchCriteria
-		want []UID
-	}{
-		{SearchCriteria{Body: []string{"hello world"}}, []UID{11}},
-		{SearchCriteria{Body: []string{"crème brûlée"}}, []UID{11}},
-		{SearchCriteria{Body: []string{"line\nbreak"}}, []UID{11}},
-		{SearchCriteria{Body: []string{"linebreak"}}, nil},
-		{SearchCriteria{Body: []string{"secretScript"}}, nil},
-		{SearchCriteria{Body: []string{"<b>"}}, nil},
-		{SearchCriteria{Body: []string{"Spring sale –"}}, []UID{6}},
-		{SearchCriteria{Body: []string{"“nur” 80 €"}}, []UID{12}},
-		{SearchCriteria{Text: []string{"“Preis” 80 €"}}, []UID{12}},
-		{SearchCriteria{Body: []string{"日本語"}}, []UID{13}},
-		{SearchCriteria{Text: []string{"日本語"}}, []UID{13}},
-		{SearchCriteria{Body: []string{"kumquat"}}, []UID{13, 14}},
-		{SearchCriteria{Body: []string{"grüße aus köln"}}, []UID{14}},
-		{SearchCriteria{Body: []string{"café"}}, []UID{4, 10, 11}},
-		{SearchCriteria{Body: []string{"Überraschung"}}, []UID{3}},
-		{SearchCriteria{Body: []string{"ΣΊΣΥΦΟΣ"}}, []UID{15}},
-		{SearchCriteria{Body: []string{"fter æ"}}, []UID{15}},
-	} {
-		got, err := f.store.Search(ctx, f.mailbox, &tt.c)
-		if err != nil || !slices.Equal(got, tt.want) {
-			t.Errorf("Search(%+v) = %v, %v; want %v", tt.c, got, err, tt.want)
+		if hits < len(fullTextNeedles)/2 {
+			t.Errorf("only %d of %d needles found anything: the corpus no longer exercises the index", hits, len(fullTextNeedles))
 		}
 	}
+	readerSees := func() {
+		t.Helper()
+		// What a reader sees is found, and markup is not.
+		for _, tt := range []struct {
+			c    SearchCriteria
+			want []UID
+		}{
+			{SearchCriteria{Body: []string{"hello world"}}, []UID{11}},
+			{SearchCriteria{Body: []string{"crème brûlée"}}, []UID{11}},
+			{SearchCriteria{Body: []string{"line\nbreak"}}, []UID{11}},
+			{SearchCriteria{Body: []string{"linebreak"}}, nil},
+			{SearchCriteria{Body: []string{"secretScript"}}, nil},
+			{SearchCriteria{Body: []string{"<b>"}}, nil},
+			{SearchCriteria{Body: []string{"Spring sale –"}}, []UID{6}},
+			{SearchCriteria{Body: []string{"“nur” 80 €"}}, []UID{12}},
+			{SearchCriteria{Text: []string{"“Preis” 80 €"}}, []UID{12}},
+			{SearchCriteria{Body: []string{"日本語"}}, []UID{13}},
+			{SearchCriteria{Text: []string{"日本語"}}, []UID{13}},
+			{SearchCriteria{Body: []string{"kumquat"}}, []UID{13, 14}},
+			{SearchCriteria{Body: []string{"grüße aus köln"}}, []UID{14}},
+			{SearchCriteria{Body: []string{"café"}}, []UID{4, 10, 11}},
+			{SearchCriteria{Body: []string{"Überraschung"}}, []UID{3}},
+			{SearchCriteria{Body: []string{"ΣΊΣΥΦΟΣ"}}, []UID{15}},
+			{SearchCriteria{Body: []string{"fter æ"}}, []UID{15}},
+		} {
+			got, err := f.store.Search(ctx, f.mailbox, &tt.c)
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Errorf("Search(%+v) = %v, %v; want %v", tt.c, got, err, tt.want)
+			}
+		}
+	}
+	compareAll()
+	readerSees()
+	flush()
+	state = "all indexed"
+	compareAll()
+	readerSees()
+	appendCorpus()
+	state = "half indexed"
+	compareAll()
+	flush()
+	state = "all indexed again"
+	compareAll()
 }
 
 // indexRows returns how many rows the full-text index holds, and how many
 // bodies match needle (three characters or more) there.
 func indexRows(t *testing.T, s *Store, needle string) (rows, matches int) {
 	t.Helper()
+	// The bodies waiting for the index first (fulltextmark.go).
+	if err := s.flushFullText(context.Background()); err != nil {
+		t.Fatalf("flushFullText() = %v", err)
+	}
 	// FTS5 keeps one row per document in its docsize shadow table.
 	if err := s.rdb.QueryRow("SELECT count(*) FROM body_text_docsize").Scan(&rows); err != nil {
 		t.Fatalf("count index rows: %v", err)
@@ -187,8 +223,8 @@ func indexRows(t *testing.T, s *Store, needle string) (rows, matches int) {
 	return rows, matches
 }
 
-// TestFullTextFollowsMessages: a delivered message is in the index when
-// Deliver returns; a copy and a move share its row; the row goes when
+// TestFullTextFollowsMessages: a delivered message is in the index once
+// it is written (flushFullText); a copy and a move share its row; the row goes when
 // the last message with the body is expunged, and with DeleteMailbox.
 func TestFullTextFollowsMessages(t *testing.T) {
 	t.Parallel()
@@ -391,7 +427,7 @@ func TestFullTextBatchStoreAndDelete(t *testing.T) {
 	s := openStoreAt(t, filepath.Join(t.TempDir(), "fts.db"), Options{})
 	body := func(word string) body {
 		raw := fmt.Appendf(nil, "Subject: %s\r\n\r\nThe word is %s.\r\n", word, word)
-		b, err := newBody(raw, message.Parse(raw))
+		b, err := newBody(raw, message.Parse(raw), s.indexPacksText())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -399,6 +435,7 @@ func TestFullTextBatchStoreAndDelete(t *testing.T) {
 	}
 	var ids []int64
 	err := s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		*tx.fullTextNow = true // indexed in this very transaction
 		ids = ids[:0]
 		for _, w := range []string{"kumquat", "rambutan", "durian"} {
 			id, err := insertBodyTx(tx, body(w))
@@ -422,6 +459,7 @@ func TestFullTextBatchStoreAndDelete(t *testing.T) {
 		t.Errorf("index rows after storing and deleting in one batch = %d, want 0", rows)
 	}
 	err = s.write(ctx, 0, func(tx *wtx) ([]notify.Event, error) {
+		*tx.fullTextNow = true // indexed in this very transaction
 		for _, w := range []string{"kumquat", "rambutan"} {
 			id, err := insertBodyTx(tx, body(w))
 			if err != nil {
@@ -448,5 +486,166 @@ func TestFullTextBatchStoreAndDelete(t *testing.T) {
 	}
 	if err := s.IntegrityCheck(ctx); err != nil {
 		t.Errorf("IntegrityCheck() = %v", err)
+	}
+}
+
+// trigrams returns the distinct trigrams of s, as packTrigrams counts
+// them: three code points in a row.
+func trigrams(s string) map[string]bool {
+	r := []rune(s)
+	out := map[string]bool{}
+	for i := 0; i+3 <= len(r); i++ {
+		out[string(r[i:i+3])] = true
+	}
+	return out
+}
+
+// TestPackTrigrams checks that the packed text holds every trigram of
+// the text (so the index still selects every body that contains a
+// needle) and drops the repeats.
+func TestPackTrigrams(t *testing.T) {
+	t.Parallel()
+	line := "the quick brown fox jumps over the lazy dog; pack my box now.\n"
+	tests := []struct {
+		name    string
+		in      string
+		shorter bool // the packed text must be shorter than in
+	}{
+		{"empty", "", false},
+		{"short", "abcde", false},
+		{"no repeat", "abcdefghij", false},
+		{"repeated line", strings.Repeat(line, 60), true},
+		{"multi-byte", strings.Repeat("grüße aus köln – ☃ ", 20), true},
+		{"repeat far apart", "alpha beta gamma delta alpha beta epsilon", true},
+		{"one letter", strings.Repeat("a", 100), true},
+		{"invalid UTF-8", "ab\xffcd ab\xffcd ab\xffcdö", false},
+		{"ascii tail repeat", "xyzxyzxyz", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := packTrigrams(tc.in)
+			if tc.shorter && len(got) >= len(tc.in) {
+				t.Errorf("packTrigrams(%q) = %q, not shorter", tc.in, got)
+			}
+			if !tc.shorter && got != tc.in {
+				t.Errorf("packTrigrams(%q) = %q, want it unchanged", tc.in, got)
+			}
+			have := trigrams(got)
+			for tri := range trigrams(tc.in) {
+				if !have[tri] {
+					t.Errorf("packTrigrams(%q) = %q lacks the trigram %q", tc.in, got, tri)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPackTrigrams measures the packing of one 4 KB text part, done
+// for each delivered body off the writer.
+func BenchmarkPackTrigrams(b *testing.B) {
+	line := "the quick brown fox jumps over the lazy dog; pack my box now.\r\n"
+	for _, tc := range []struct{ name, text string }{
+		{"ascii", strings.Repeat(line, 64)},
+		{"utf8", strings.Repeat("grüße aus köln – "+line, 50)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(tc.text)))
+			for b.Loop() {
+				packTrigrams(tc.text)
+			}
+		})
+	}
+}
+
+// fullTextMark returns the index's mark and the highest body id.
+func fullTextMark(t *testing.T, s *Store) (mark, top int64) {
+	t.Helper()
+	if err := s.rdb.QueryRow("SELECT (SELECT value FROM meta WHERE key = '"+bodyTextMarkKey+"'), (SELECT COALESCE(max(id), 0) FROM bodies)").Scan(&mark, &top); err != nil {
+		t.Fatalf("read the mark: %v", err)
+	}
+	return mark, top
+}
+
+// TestFullTextIndexedBehind: deliveries leave their bodies above the
+// index's mark until fullTextBatch of them wait, when a batch indexes
+// them all; SEARCH finds the bodies above the mark; bodies left
+// unindexed at Close (as by a crash) are found after a restart and
+// indexed from their stored text, each once.
+func TestFullTextIndexedBehind(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "fts.db")
+	s, err := Open(ctx, path, Options{PasswordCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := addUser(t, s, "u@localhost")
+	msg := func(i int, word string) []byte {
+		return fmt.Appendf(nil, "Subject: message %d\r\n\r\nThe word is %s.\r\n", i, word)
+	}
+	search := func(s *Store, word string, want int) {
+		t.Helper()
+		got, err := s.Search(ctx, r.Mailbox, &SearchCriteria{Body: []string{word}})
+		if err != nil || len(got) != want {
+			t.Errorf("Search(BODY %s) = %d UIDs, %v; want %d", word, len(got), err, want)
+		}
+	}
+	for i := range 3 {
+		if _, err := s.Deliver(ctx, msg(i, "kumquat"), []Recipient{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if mark, top := fullTextMark(t, s); mark != 0 || top == 0 {
+		t.Errorf("after 3 deliveries: mark %d, highest body %d; want 0 and above", mark, top)
+	}
+	search(s, "kumquat", 3)
+	// A batch indexes once fullTextBatch bodies wait.
+	for i := 3; i < fullTextBatch; i++ {
+		if _, err := s.Deliver(ctx, msg(i, "rambutan"), []Recipient{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if mark, top := fullTextMark(t, s); mark != top {
+		t.Errorf("after %d deliveries: mark %d, want the highest body %d", fullTextBatch, mark, top)
+	}
+	var rows int
+	if err := s.rdb.QueryRow("SELECT count(*) FROM body_text_docsize").Scan(&rows); err != nil || rows != fullTextBatch {
+		t.Errorf("index rows = %d, %v; want %d", rows, err, fullTextBatch)
+	}
+	// Two more, then a restart before they are indexed.
+	for i := range 2 {
+		if _, err := s.Deliver(ctx, msg(i, "durian"), []Recipient{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStoreAt(t, path, Options{})
+	search(s, "durian", 2)
+	search(s, "kumquat", 3)
+	if rows, matches := indexRows(t, s, "durian"); rows != fullTextBatch+2 || matches != 2 {
+		t.Errorf("after the restart: index has %d rows, %d matching durian; want %d, 2", rows, matches, fullTextBatch+2)
+	}
+	if mark, top := fullTextMark(t, s); mark != top {
+		t.Errorf("after the restart: mark %d, want the highest body %d", mark, top)
+	}
+	search(s, "durian", 2)
+	search(s, "rambutan", fullTextBatch-3)
+	if err := s.IntegrityCheck(ctx); err != nil {
+		t.Errorf("IntegrityCheck() = %v", err)
+	}
+}
+
+// TestPackWorthIt: a text is packed only when that halves it at least.
+func TestPackWorthIt(t *testing.T) {
+	t.Parallel()
+	repeated := strings.Repeat("the quick brown fox jumps over the lazy dog\n", 20)
+	if got := packWorthIt(repeated); len(got) > len(repeated)/2 {
+		t.Errorf("packWorthIt(a repeated line) = %d bytes of %d, want it packed", len(got), len(repeated))
+	}
+	varied := "alpha beta gamma delta alpha beta epsilon"
+	if got := packWorthIt(varied); got != varied {
+		t.Errorf("packWorthIt(%q) = %q, want it whole", varied, got)
 	}
 }

@@ -59,12 +59,19 @@ type body struct {
 	crlfSize int64
 }
 
-func newBody(raw []byte, p *message.Parsed) (body, error) {
+// newBody prepares raw for storing; pack is Store.indexPacksText.
+func newBody(raw []byte, p *message.Parsed, pack bool) (body, error) {
 	js, err := json.Marshal(p)
 	if err != nil {
 		return body{}, fmt.Errorf("encode parsed message: %w", err)
 	}
-	return body{raw: raw, header: raw[:p.Root.BodyStart], parsed: js, text: newBodyText(raw, toSearchPart(&p.Root)),
+	text := newBodyText(raw, toSearchPart(&p.Root))
+	if pack {
+		// Here, off the writer: deliveries prepare their bodies in
+		// parallel.
+		text = text.packed()
+	}
+	return body{raw: raw, header: raw[:p.Root.BodyStart], parsed: js, text: text,
 		crlfSize: crlfSize(raw)}, nil
 }
 
@@ -100,7 +107,7 @@ func (s *Store) Deliver(ctx context.Context, raw []byte, rcpts []Recipient) ([]U
 	for i, r := range rcpts {
 		if len(r.Header) == 0 {
 			if !haveShared {
-				if shared, err = newBody(raw, parsed); err != nil {
+				if shared, err = newBody(raw, parsed, s.indexPacksText()); err != nil {
 					return nil, fmt.Errorf("deliver: %w", err)
 				}
 				haveShared = true
@@ -110,7 +117,7 @@ func (s *Store) Deliver(ctx context.Context, raw []byte, rcpts []Recipient) ([]U
 		}
 		full := make([]byte, 0, len(r.Header)+len(raw))
 		full = append(append(full, r.Header...), raw...)
-		if bodies[i], err = newBody(full, parsed.Shift(int64(len(r.Header)))); err != nil {
+		if bodies[i], err = newBody(full, parsed.Shift(int64(len(r.Header))), s.indexPacksText()); err != nil {
 			return nil, fmt.Errorf("deliver: %w", err)
 		}
 		size += len(full)
@@ -194,7 +201,7 @@ func (s *Store) Append(ctx context.Context, mailbox MailboxID, raw []byte, flags
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("append: %w", err)
 	}
-	b, err := newBody(raw, message.Parse(raw))
+	b, err := newBody(raw, message.Parse(raw), s.indexPacksText())
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("append: %w", err)
 	}
@@ -247,8 +254,7 @@ func insertBodyTx(tx *wtx, b body) (int64, error) {
 	if _, err := tx.Exec("INSERT INTO body_crlf_size(id, size) VALUES (?, ?)", id, b.crlfSize); err != nil {
 		return 0, fmt.Errorf("store body size: %w", err)
 	}
-	// In the body's transaction (writeBodyText, before the commit):
-	// SEARCH never misses a committed message.
+	// For the full-text index, written behind (fulltextmark.go).
 	*tx.bodyText = append(*tx.bodyText, bodyTextRow{id: id, text: b.text})
 	return id, insertSortKeysTx(tx, id)
 }

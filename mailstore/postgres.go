@@ -56,6 +56,10 @@ func (s *Store) openPostgres(ctx context.Context, url string) error {
 		closeQuietly(s.wdb)
 		return err
 	}
+	if err := s.initFullTextMark(ctx); err != nil {
+		closeQuietly(s.wdb)
+		return err
+	}
 	s.rdb = sql.OpenDB(rc)
 	s.rdb.SetMaxOpenConns(s.opts.MaxReaders)
 	s.rdb.SetMaxIdleConns(s.opts.MaxReaders)

@@ -29,10 +29,11 @@ type wtx struct {
 	postgres bool
 	// maxVanished is Options.MaxVanished, for pruneVanishedTx.
 	maxVanished int
-	// bodyText collects the batch's full-text index rows, written all at
-	// once before the commit (writeBodyText); runOp drops a failed
-	// write's.
+	// bodyText collects the batch's full-text index rows, for the index
+	// (fulltextmark.go); runOp drops a failed write's.
 	bodyText *[]bodyTextRow
+	// fullTextNow is the writer's fullTextState.now (flushFullText).
+	fullTextNow *bool
 }
 
 // stmtCache holds the writer's prepared statements. Only the writer
@@ -183,10 +184,24 @@ func (s *Store) runWriter() {
 	defer s.wg.Done()
 	defer close(s.wakeq) // the waker wakes what is left, then stops
 	batch := make([]*writeOp, 0, s.opts.MaxBatch)
+	// idle fires once no write has come for fullTextDelay while bodies
+	// wait for the full-text index (fulltextmark.go).
+	idle := time.NewTimer(fullTextDelay)
+	idle.Stop()
+	defer idle.Stop()
 	for {
 		var first *writeOp
+		var idleC <-chan time.Time
+		if s.fullTextWaiting() {
+			idle.Reset(fullTextDelay)
+			idleC = idle.C
+		}
 		select {
 		case first = <-s.queue:
+		case <-idleC:
+			s.indexIdle()
+			s.prepareMissing(context.Background())
+			continue
 		case <-s.closing:
 			// Close holds closeMu while closing, so no op can be
 			// enqueued after this point: drain what is left.
@@ -347,7 +362,7 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 			continue
 		}
 		var broken error
-		op.events, op.err, broken = s.runOp(&wtx{ctx: ctx, tx: tx, w: &s.stmts, postgres: s.postgres, maxVanished: s.opts.MaxVanished, bodyText: &bodyText}, op.fn, savepoints)
+		op.events, op.err, broken = s.runOp(&wtx{ctx: ctx, tx: tx, w: &s.stmts, postgres: s.postgres, maxVanished: s.opts.MaxVanished, bodyText: &bodyText, fullTextNow: &s.fullText.now}, op.fn, savepoints)
 		if broken != nil {
 			// The transaction is gone, and with it the ops before this
 			// one: what follows would run outside any transaction.
@@ -392,16 +407,20 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 	if err != nil {
 		s.log.Warn("\\Recent marks not written; kept for the next commit", "err", err)
 	}
-	// Last before the commit, so that no other statement makes FTS5
-	// write its pending rows out early (fulltext.go).
-	if err := writeBodyText(ctx, tx, bodyText, s.postgres); err != nil {
-		rollback(tx)
-		s.restoreRecentMarks(claims)
-		failAll(classify(fmt.Errorf("full-text index: %w", err)))
-		if isRetryable(err) {
-			return nil, batchConflict
+	// The full-text index, when enough bodies wait for it
+	// (fulltextmark.go); last before the commit, so that no other
+	// statement makes FTS5 write its pending rows out early (fulltext.go).
+	var indexMark int64
+	if s.fullTextDue(bodyText) {
+		if indexMark, err = s.indexBodyTextTx(ctx, tx, bodyText); err != nil {
+			rollback(tx)
+			s.restoreRecentMarks(claims)
+			failAll(classify(fmt.Errorf("full-text index: %w", err)))
+			if isRetryable(err) {
+				return nil, batchConflict
+			}
+			return nil, batchDone
 		}
-		return nil, batchDone
 	}
 	var batch uint64 // the batch's number for the other nodes; 0: none
 	if s.listener != nil {
@@ -427,6 +446,7 @@ func (s *Store) tryBatch(ops []*writeOp, savepoints bool) (wakeups *notify.Wakeu
 		return nil, batchDone
 	}
 	committed := time.Now()
+	s.fullTextCommitted(bodyText, indexMark)
 	// RFC 5321 §6.1 and DESIGN.md: publish in commit order, before any
 	// caller learns of success, so that every session's next look at its
 	// subscription already holds the message a client was told "250"
