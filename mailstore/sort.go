@@ -184,7 +184,9 @@ func (s *Store) widenSortBox(ctx context.Context, mailbox MailboxID, box *sortBo
 			j++
 		}
 		if j < len(infos) && infos[j].UID == r.UID {
-			infos[k] = infos[j]
+			if k != j {
+				infos[k] = infos[j]
+			}
 			infos[k].add(r, extra)
 			j, k = j+1, k+1
 		}
