@@ -109,24 +109,7 @@ func (s *Store) SortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f S
 	// out is allocated only when the cache has the mailbox: the first
 	// SORT of a large one would otherwise allocate it for nothing.
 	var out []SortInfo
-	missing, fields, narrow := s.sorts.lookup(mailbox, uids, f, &out)
-	if narrow != nil {
-		// The mailbox's entries hold fewer fields than f (a THREAD
-		// after a SORT (DATE)): read only the fields they lack and add
-		// them, rather than read every field of every message again.
-		if err := s.widenSortBox(ctx, mailbox, narrow, f); err != nil {
-			return nil, err
-		}
-		out = nil
-		missing, fields, narrow = s.sorts.lookup(mailbox, uids, f, &out)
-		if narrow != nil {
-			// Another SortInfo replaced the entries meanwhile: read
-			// them all, as if the mailbox had none.
-			s.sorts.drop(mailbox)
-			out = nil
-			missing, fields = uids, f.union(narrow.fields)
-		}
-	}
+	missing, fields := s.sorts.lookup(mailbox, uids, f, &out)
 	if len(missing) == 0 {
 		return out, nil
 	}
@@ -156,75 +139,6 @@ func (s *Store) SortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f S
 		}
 	}
 	return merged, nil
-}
-
-// widenSortBox adds to the mailbox's cached entries, box as lookup
-// found it, the fields of f they lack: it reads only those columns, for
-// the UID range the entries span, and keeps a copy of the entries with
-// them added (the old slice may be in a caller's hands: SortInfo's
-// answer is shared). An entry whose message is no longer in the
-// database is left out of the copy: its fields cannot be read, and a
-// later SortInfo that asks for it finds nothing, as for any expunged
-// message. Entries added to the box meanwhile are dropped, to be read
-// again when asked for; if another SortInfo replaced the box, it stays.
-func (s *Store) widenSortBox(ctx context.Context, mailbox MailboxID, box *sortBox, f SortFields) error {
-	old := box.infos
-	wide := f.union(box.fields)
-	extra := wide.minus(box.fields)
-	uids := make([]UID, len(old))
-	for i := range old {
-		uids[i] = old[i].UID
-	}
-	// The copy is filled in place, row by row, and closed up over the
-	// entries that have no row: no second slice of entries.
-	infos := slices.Clone(old)
-	j, k := 0, 0
-	err := s.scanSortInfo(ctx, mailbox, uids, extra, func(r *SortInfo) {
-		for j < len(infos) && infos[j].UID < r.UID {
-			j++
-		}
-		if j < len(infos) && infos[j].UID == r.UID {
-			if k != j {
-				infos[k] = infos[j]
-			}
-			infos[k].add(r, extra)
-			j, k = j+1, k+1
-		}
-	})
-	if err != nil {
-		return err
-	}
-	clear(infos[k:])
-	s.sorts.widen(mailbox, box, infos[:k], wide)
-	return nil
-}
-
-// add sets the fields f of m from r, the same message's.
-func (m *SortInfo) add(r *SortInfo, f SortFields) {
-	if f.Sent {
-		m.Sent = r.Sent
-	}
-	if f.Subject {
-		m.Subject = r.Subject
-	}
-	if f.From {
-		m.FromMailbox = r.FromMailbox
-	}
-	if f.To {
-		m.ToMailbox = r.ToMailbox
-	}
-	if f.Cc {
-		m.CcMailbox = r.CcMailbox
-	}
-	if f.DisplayFrom {
-		m.DisplayFrom = r.DisplayFrom
-	}
-	if f.DisplayTo {
-		m.DisplayTo = r.DisplayTo
-	}
-	if f.Threading {
-		m.MessageID, m.InReplyTo, m.References = r.MessageID, r.InReplyTo, r.References
-	}
 }
 
 // projectSortInfo clears what f did not ask for, so that an answer does
@@ -269,18 +183,6 @@ func project(m *SortInfo, f SortFields) {
 // and what it allocates per row (and the collections that follow) is
 // most of its cost.
 func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f SortFields) ([]SortInfo, error) {
-	out := make([]SortInfo, 0, len(uids))
-	err := s.scanSortInfo(ctx, mailbox, uids, f, func(m *SortInfo) { out = append(out, *m) })
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// scanSortInfo reads the SortInfo of uids (ascending) from the database
-// and calls fn with each, in UID order. *m is reused for the next row:
-// fn copies what it keeps.
-func (s *Store) scanSortInfo(ctx context.Context, mailbox MailboxID, uids []UID, f SortFields, fn func(m *SortInfo)) error {
 	var (
 		uid, date, size                int64
 		sent                           sql.RawBytes
@@ -320,7 +222,7 @@ func (s *Store) scanSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 	if span := uint64(uids[len(uids)-1]-uids[0]) + 1; span > 2*uint64(len(uids))+64 {
 		list, err := json.Marshal(uids)
 		if err != nil {
-			return fmt.Errorf("sort info: %w", err)
+			return nil, fmt.Errorf("sort info: %w", err)
 		}
 		where, args = s.pick(" AND m.uid IN (SELECT value FROM json_each(?))",
 			" AND m.uid IN (SELECT value::bigint FROM jsonb_array_elements_text(?::jsonb) AS value)"), []any{mailbox, string(list)}
@@ -328,20 +230,20 @@ func (s *Store) scanSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 	rows, err := s.rdb.QueryContext(ctx, "SELECT "+strings.Join(cols, ", ")+" FROM messages m"+join+
 		" WHERE m.mailbox_id = ?"+where+" ORDER BY m.uid", args...)
 	if err != nil {
-		return fmt.Errorf("sort info: %w", err)
+		return nil, fmt.Errorf("sort info: %w", err)
 	}
 	defer rows.Close()
+	out := make([]SortInfo, 0, len(uids))
 	var ids idArena
-	var m SortInfo // one for every row: fn copies it
 	next := 0
 	for n := 0; rows.Next(); n++ {
 		if n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("sort info: %w", err)
+				return nil, fmt.Errorf("sort info: %w", err)
 			}
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return fmt.Errorf("sort info: %w", err)
+			return nil, fmt.Errorf("sort info: %w", err)
 		}
 		for next < len(uids) && uids[next] < UID(uid) {
 			next++
@@ -352,11 +254,12 @@ func (s *Store) scanSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 		if uids[next] != UID(uid) {
 			continue
 		}
-		m = SortInfo{
+		out = append(out, SortInfo{
 			UID: UID(uid), InternalDate: time.Unix(0, date), Size: size,
 			Subject: subj.String, FromMailbox: from.String, ToMailbox: to.String, CcMailbox: cc.String,
 			DisplayFrom: dfrom.String, DisplayTo: dto.String, MessageID: msgID.String,
-		}
+		})
+		m := &out[len(out)-1]
 		if sent != nil {
 			m.Sent = parseSent(sent)
 		}
@@ -364,12 +267,11 @@ func (s *Store) scanSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 			m.InReplyTo = ids.split(inReplyTo.String)
 			m.References = ids.split(references.String)
 		}
-		fn(&m)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("sort info: %w", err)
+		return nil, fmt.Errorf("sort info: %w", err)
 	}
-	return nil
+	return out, nil
 }
 
 // parseSent reads a sortkeys.sent value, RFC 3339 as encoding/json wrote
@@ -488,28 +390,24 @@ type sortBox struct {
 	infos  []SortInfo
 	fields SortFields // what every entry holds
 	used   uint64     // clock at the last use
-	// id tells this box from one that replaced it after a drop: widen
-	// must not put entries read for one into the other.
-	id uint64
 }
 
 // lookup appends to out, in order, the entries of uids (ascending) the
 // cache has with the fields f, and returns the UIDs it lacks and the
 // fields to read them with: f and what the mailbox's entries hold
-// already, so that they all hold the same. When the mailbox's entries
-// hold fewer fields than f, it returns them instead (narrow, a copy of
-// the box: its infos as they are now), and nothing else: the caller
-// widens them (widenSortBox) before it looks again.
-func (c *sortCache) lookup(mailbox MailboxID, uids []UID, f SortFields, out *[]SortInfo) (missing []UID, fields SortFields, narrow *sortBox) {
+// already, so that they all hold the same. Entries holding fewer fields
+// than f are dropped.
+func (c *sortCache) lookup(mailbox MailboxID, uids []UID, f SortFields, out *[]SortInfo) ([]UID, SortFields) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	box := c.boxes[mailbox]
 	if box != nil && !f.within(box.fields) {
-		n := len(box.infos)
-		return nil, f, &sortBox{infos: box.infos[:n:n], fields: box.fields, id: box.id}
+		c.total -= len(box.infos)
+		delete(c.boxes, mailbox)
+		f, box = f.union(box.fields), nil
 	}
 	if box == nil {
-		return uids, f, nil
+		return uids, f
 	}
 	c.clock++
 	box.used = c.clock
@@ -517,9 +415,10 @@ func (c *sortCache) lookup(mailbox MailboxID, uids []UID, f SortFields, out *[]S
 		// Every entry, as kept: shared, not copied (SortInfo's answer
 		// is read only).
 		*out = box.infos[:len(uids):len(uids)]
-		return nil, box.fields, nil
+		return nil, box.fields
 	}
 	*out = slices.Grow(*out, len(uids))
+	var missing []UID
 	j := 0
 	for _, u := range uids {
 		for j < len(box.infos) && box.infos[j].UID < u {
@@ -533,24 +432,7 @@ func (c *sortCache) lookup(mailbox MailboxID, uids []UID, f SortFields, out *[]S
 			missing = append(missing, u)
 		}
 	}
-	return missing, box.fields, nil
-}
-
-// widen replaces the mailbox's entries, which narrow held when lookup
-// returned it, with infos (ascending by UID), which hold fields: unless
-// another caller replaced or dropped them meanwhile, in which case the
-// cache stays as it is. Entries added since narrow was taken hold only
-// narrow's fields: they go, to be read again.
-func (c *sortCache) widen(mailbox MailboxID, narrow *sortBox, infos []SortInfo, fields SortFields) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	box := c.boxes[mailbox]
-	if box == nil || box.id != narrow.id || box.fields != narrow.fields {
-		return
-	}
-	c.clock++
-	c.total += len(infos) - len(box.infos)
-	box.infos, box.fields, box.used = infos[:len(infos):len(infos)], fields, c.clock
+	return missing, box.fields
 }
 
 // size returns how many entries the mailbox has.
@@ -596,7 +478,7 @@ func (c *sortCache) add(mailbox MailboxID, infos []SortInfo, fields SortFields) 
 	case box == nil:
 		// Clipped: an append to it later copies rather than write past
 		// the end of a slice a caller holds.
-		box = &sortBox{infos: infos[:len(infos):len(infos)], fields: fields, id: c.clock}
+		box = &sortBox{infos: infos[:len(infos):len(infos)], fields: fields}
 		c.boxes[mailbox] = box
 		c.total += len(infos)
 	case len(box.infos) == 0 || infos[0].UID > box.infos[len(box.infos)-1].UID:
@@ -642,16 +524,6 @@ func (c *sortCache) add(mailbox MailboxID, infos []SortInfo, fields SortFields) 
 
 // within reports whether every field f asks for, g asks for too.
 func (f SortFields) within(g SortFields) bool { return f.union(g) == g }
-
-// minus returns the fields f asks for and g does not.
-func (f SortFields) minus(g SortFields) SortFields {
-	return SortFields{
-		Sent: f.Sent && !g.Sent, Subject: f.Subject && !g.Subject,
-		From: f.From && !g.From, To: f.To && !g.To, Cc: f.Cc && !g.Cc,
-		DisplayFrom: f.DisplayFrom && !g.DisplayFrom, DisplayTo: f.DisplayTo && !g.DisplayTo,
-		Threading: f.Threading && !g.Threading,
-	}
-}
 
 func (f SortFields) union(g SortFields) SortFields {
 	return SortFields{

@@ -248,10 +248,9 @@ func checkWidenInfo(m *SortInfo, i int, f SortFields) error {
 }
 
 // A SortInfo asking for more fields than the cached entries hold (THREAD
-// after SORT (DATE)) reads only the missing fields and adds them to the
-// entries, after other sessions expunged, delivered and flagged
-// messages: the answer is what a read of the database gives, and the
-// cache holds the mailbox's messages with the wider fields.
+// after SORT (DATE)), after other sessions expunged, delivered and
+// flagged messages: the answer is what a read of the database gives,
+// and the cache holds the mailbox's messages with the wider fields.
 func TestSortInfoWiden(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -333,7 +332,7 @@ func TestSortInfoWiden(t *testing.T) {
 // Sessions asking for different fields at once, while messages arrive,
 // go and change flags, each get exactly the fields they ask for, for
 // every message they ask for that stays (run with -race: answers are
-// shared with the cache, entries widened under the readers).
+// shared with the cache, entries replaced under the readers).
 func TestSortInfoWidenConcurrent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
