@@ -125,6 +125,11 @@ func (s *session) searchHits(key *wire.SearchKey) ([]msgRef, bool, error) {
 	if modseqKey {
 		s.enableCondStore() // RFC 7162 §3.1: a CONDSTORE enabling command
 	}
+	if isSearchAll(key) {
+		if hits, ok := s.allHits(); ok {
+			return hits, false, nil
+		}
+	}
 	cv := &criteriaConverter{seqToUID: seqToUID, saved: mailstore.UIDSetOf(sel.saved...), loc: time.Local}
 	c, err := keyCriteria(key, sel.recent.uidSet(), cv, time.Now())
 	if err != nil {
@@ -141,6 +146,55 @@ func (s *session) searchHits(key *wire.SearchKey) ([]msgRef, bool, error) {
 		}
 	}
 	return hits, modseqKey, nil
+}
+
+// isSearchAll reports whether a search key is ALL alone (or several
+// ALLs): it matches every message, and allHits answers it.
+func isSearchAll(k *wire.SearchKey) bool {
+	switch k.Op {
+	case wire.SearchAll:
+		return true
+	case wire.SearchAnd:
+		for i := range k.Keys {
+			if !isSearchAll(&k.Keys[i]) {
+				return false
+			}
+		}
+		return len(k.Keys) > 0
+	}
+	return false
+}
+
+// allHits answers the search key ALL without a store search: the view's
+// messages that the store still holds, which is what the store's search
+// would find of them. The store's shared list of the mailbox's UIDs
+// (mailstore.UIDList), kept current by the writer before it publishes
+// each change, says which it holds; a message expunged by another
+// session is left out as the search would leave it out, whether or not
+// the view has marked it gone yet, and a message delivered since the
+// view's last update is not in the view (RFC 9051 §7.5.1: the client
+// must hear of it before it is reported). ok is false when the store
+// does not hold the list at the moment; the caller searches then.
+func (s *session) allHits() ([]msgRef, bool) {
+	sel := s.sel
+	cur, ok := s.srv.store.CachedUIDList(sel.mb.ID)
+	if !ok {
+		return nil, false
+	}
+	hits := make([]msgRef, 0, len(sel.uids))
+	j := 0
+	for i, uid := range sel.uids {
+		for j < len(cur.UIDs) && cur.UIDs[j] < uid {
+			j++
+		}
+		if j == len(cur.UIDs) {
+			break
+		}
+		if cur.UIDs[j] == uid && (len(sel.gone) == 0 || !sel.gone[uid]) {
+			hits = append(hits, msgRef{seq: uint32(i + 1), uid: uid})
+		}
+	}
+	return hits, true
 }
 
 // usesModSeq reports whether a search key has MODSEQ in it.

@@ -32,11 +32,7 @@ func (s *session) Sort(byUID bool, a *wire.Sort) error {
 	if err != nil {
 		return err
 	}
-	sortMessages(infos, a.Criteria)
-	sorted := make([]msgRef, len(infos))
-	for i := range infos {
-		sorted[i] = infos[i].ref
-	}
+	sorted := sortMessages(infos, a.Criteria)
 
 	ret := a.Return
 	if ret != nil && ret.Save {
@@ -225,10 +221,11 @@ func (s *session) sortInfo(hits []msgRef, f mailstore.SortFields) ([]sortMsg, er
 	return out, nil
 }
 
-// sortMessages sorts msgs (in sequence order) by crit. RFC 5256 §3: ties
-// go in increasing sequence order; REVERSE reverses only the key it
-// precedes; strings compare under i;ascii-casemap.
-func sortMessages(msgs []sortMsg, crit []wire.SortCriterion) {
+// sortMessages returns the messages of msgs (in sequence order) sorted
+// by crit. RFC 5256 §3: ties go in increasing sequence order; REVERSE
+// reverses only the key it precedes; strings compare under
+// i;ascii-casemap.
+func sortMessages(msgs []sortMsg, crit []wire.SortCriterion) []msgRef {
 	// The string keys of all messages in one allocation, and none when
 	// no criterion is a string (SORT (DATE) over a large mailbox).
 	strKeys := false
@@ -265,7 +262,14 @@ func sortMessages(msgs []sortMsg, crit []wire.SortCriterion) {
 			}
 		}
 	}
-	slices.SortFunc(msgs, func(a, b sortMsg) int {
+	// Sorted are the messages' indexes, not the messages: a swap moves
+	// four bytes, not a sortMsg and its pointers.
+	perm := make([]int32, len(msgs))
+	for i := range perm {
+		perm[i] = int32(i)
+	}
+	slices.SortFunc(perm, func(i, j int32) int {
+		a, b := &msgs[i], &msgs[j]
 		for k, c := range crit {
 			var d int
 			switch c.Key {
@@ -287,6 +291,11 @@ func sortMessages(msgs []sortMsg, crit []wire.SortCriterion) {
 		}
 		return cmpInt(int64(a.ref.seq), int64(b.ref.seq))
 	})
+	sorted := make([]msgRef, len(perm))
+	for i, x := range perm {
+		sorted[i] = msgs[x].ref
+	}
+	return sorted
 }
 
 func cmpInt(a, b int64) int {

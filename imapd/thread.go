@@ -144,13 +144,24 @@ func compareSent(a, b *sortMsg) int {
 // order. The steps are numbered as the RFC numbers them.
 func threadReferences(msgs []sortMsg) []*threadNode {
 	ids := make(map[string]*threadNode, len(msgs))
-	var all []*threadNode // every container, in creation order
+	all := make([]*threadNode, 0, len(msgs)) // every container, in creation order
+	// The containers come from shared chunks, not one allocation each:
+	// a THREAD over 100,000 messages makes at least as many.
+	var chunk []threadNode
+	newNode := func() *threadNode {
+		if len(chunk) == cap(chunk) {
+			chunk = make([]threadNode, 0, min(max(len(msgs), 16), 4096))
+		}
+		chunk = append(chunk, threadNode{})
+		c := &chunk[len(chunk)-1]
+		all = append(all, c)
+		return c
+	}
 	container := func(id string) *threadNode {
 		c := ids[id]
 		if c == nil {
-			c = &threadNode{}
+			c = newNode()
 			ids[id] = c
-			all = append(all, c)
 		}
 		return c
 	}
@@ -158,12 +169,14 @@ func threadReferences(msgs []sortMsg) []*threadNode {
 	for i := range msgs {
 		m := &msgs[i]
 		var node *threadNode
-		if id := m.info.MessageID; id != "" && (ids[id] == nil || ids[id].msg == nil) {
-			node = container(id)
-		} else {
+		if id := m.info.MessageID; id != "" {
+			if c := container(id); c.msg == nil {
+				node = c
+			}
+		}
+		if node == nil {
 			// No Message-ID, or a duplicate: a unique one of its own.
-			node = &threadNode{}
-			all = append(all, node)
+			node = newNode()
 		}
 		node.msg = m
 		// (1A) Each reference is the parent of the next, unless it has

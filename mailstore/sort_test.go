@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -199,6 +201,264 @@ func TestParseSent(t *testing.T) {
 		}
 		if got := parseSent([]byte(s)); !got.Equal(want) || got.IsZero() != want.IsZero() {
 			t.Errorf("parseSent(%q) = %v; want %v (time.Parse)", s, got, want)
+		}
+	}
+}
+
+// widenMsg is message i of the widening tests: every field SortInfo
+// reads tells i.
+func widenMsg(i int) string {
+	refs := ""
+	if i > 0 {
+		refs = fmt.Sprintf("In-Reply-To: <%d@x>\r\nReferences: <0@x> <%d@x>\r\n", i-1, i-1)
+	}
+	return fmt.Sprintf("From: f%d@x\r\nTo: t%d@x\r\nSubject: s%d\r\nMessage-ID: <%d@x>\r\n%sDate: Mon, 3 Jan 2011 10:%02d:%02d +0000\r\n\r\nb\r\n",
+		i, i, i, i, refs, i/60%60, i%60)
+}
+
+// checkWidenInfo checks that m holds exactly the fields f of message i
+// (widenMsg).
+func checkWidenInfo(m *SortInfo, i int, f SortFields) error {
+	want := SortInfo{UID: m.UID, InternalDate: m.InternalDate, Size: m.Size}
+	if f.Sent {
+		want.Sent = time.Date(2011, 1, 3, 10, i/60%60, i%60, 0, time.UTC)
+	}
+	if f.Subject {
+		want.Subject = fmt.Sprintf("s%d", i)
+	}
+	if f.From {
+		want.FromMailbox = fmt.Sprintf("f%d", i)
+	}
+	if f.To {
+		want.ToMailbox = fmt.Sprintf("t%d", i)
+	}
+	if f.Threading {
+		want.MessageID = fmt.Sprintf("%d@x", i)
+		if i > 0 {
+			want.InReplyTo = []string{fmt.Sprintf("%d@x", i-1)}
+			want.References = []string{"0@x", fmt.Sprintf("%d@x", i-1)}
+		}
+	}
+	if !m.Sent.Equal(want.Sent) || m.Subject != want.Subject || m.FromMailbox != want.FromMailbox ||
+		m.ToMailbox != want.ToMailbox || m.CcMailbox != "" || m.DisplayFrom != "" || m.DisplayTo != "" ||
+		m.MessageID != want.MessageID || !slices.Equal(m.InReplyTo, want.InReplyTo) || !slices.Equal(m.References, want.References) {
+		return fmt.Errorf("UID %d = %+v, want message %d with fields %+v: %+v", m.UID, *m, i, f, want)
+	}
+	return nil
+}
+
+// A SortInfo asking for more fields than the cached entries hold (THREAD
+// after SORT (DATE)), after other sessions expunged, delivered and
+// flagged messages: the answer is what a read of the database gives,
+// and the cache holds the mailbox's messages with the wider fields.
+func TestSortInfoWiden(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t, Options{})
+	rcpt := addUser(t, s, "alice@localhost")
+	index := map[UID]int{}
+	appendN := func(n int) {
+		for range n {
+			i := len(index)
+			res, err := s.Append(ctx, rcpt.Mailbox, []byte(widenMsg(i)), nil, time.Time{}, 0)
+			if err != nil {
+				t.Fatalf("Append() = %v", err)
+			}
+			index[res.UID] = i
+		}
+	}
+	current := func() []UID {
+		t.Helper()
+		uids, err := s.UIDs(ctx, rcpt.Mailbox)
+		if err != nil {
+			t.Fatalf("UIDs() = %v", err)
+		}
+		return uids
+	}
+	appendN(20)
+	narrow := SortFields{Sent: true}
+	if _, err := s.SortInfo(ctx, rcpt.Mailbox, current(), narrow); err != nil {
+		t.Fatalf("SortInfo(Sent) = %v", err)
+	}
+	// Meanwhile: an expunge, deliveries, a flag change.
+	uids := current()
+	if _, err := s.StoreFlags(ctx, rcpt.Mailbox, UIDSetOf(uids[3], uids[11]), FlagsAdd, []string{FlagDeleted}, 0); err != nil {
+		t.Fatalf("StoreFlags() = %v", err)
+	}
+	if _, err := s.Expunge(ctx, rcpt.Mailbox, UIDSetOf(uids[3], uids[11]), 0); err != nil {
+		t.Fatalf("Expunge() = %v", err)
+	}
+	appendN(3)
+	if _, err := s.StoreFlags(ctx, rcpt.Mailbox, UIDSetOf(uids[5]), FlagsAdd, []string{FlagFlagged}, 0); err != nil {
+		t.Fatalf("StoreFlags() = %v", err)
+	}
+
+	wide := SortFields{Sent: true, Subject: true, Threading: true}
+	uids = current()
+	got, err := s.SortInfo(ctx, rcpt.Mailbox, uids, wide)
+	if err != nil {
+		t.Fatalf("SortInfo(Sent, Subject, Threading) = %v", err)
+	}
+	want, err := s.readSortInfo(ctx, rcpt.Mailbox, uids, wide)
+	if err != nil {
+		t.Fatalf("readSortInfo() = %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("widened SortInfo() = %+v\nwant the database's %+v", got, want)
+	}
+	for i := range got {
+		if err := checkWidenInfo(&got[i], index[got[i].UID], wide); err != nil {
+			t.Error(err)
+		}
+	}
+	s.sorts.mu.Lock()
+	box := s.sorts.boxes[rcpt.Mailbox]
+	s.sorts.mu.Unlock()
+	if box == nil || box.fields != wide || len(box.infos) != len(uids) {
+		t.Errorf("cache after widening = %+v, want %d entries with %+v", box, len(uids), wide)
+	}
+	// Fewer fields again: answered from the wide entries, projected.
+	got, err = s.SortInfo(ctx, rcpt.Mailbox, uids, SortFields{Subject: true})
+	if err != nil || len(got) != len(uids) {
+		t.Fatalf("SortInfo(Subject) = %d, %v; want %d", len(got), err, len(uids))
+	}
+	for i := range got {
+		if err := checkWidenInfo(&got[i], index[got[i].UID], SortFields{Subject: true}); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// Sessions asking for different fields at once, while messages arrive,
+// go and change flags, each get exactly the fields they ask for, for
+// every message they ask for that stays (run with -race: answers are
+// shared with the cache, entries replaced under the readers).
+func TestSortInfoWidenConcurrent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t, Options{})
+	rcpt := addUser(t, s, "alice@localhost")
+	var mu sync.Mutex
+	index := map[UID]int{}
+	doomed := map[UID]bool{} // expunged at some point: may be missing
+	next := 0                // the next message's number; one goroutine appends
+	appendOne := func() error {
+		res, err := s.Append(ctx, rcpt.Mailbox, []byte(widenMsg(next)), nil, time.Time{}, 0)
+		if err == nil {
+			mu.Lock()
+			index[res.UID] = next
+			mu.Unlock()
+			next++
+		}
+		return err
+	}
+	for range 200 {
+		if err := appendOne(); err != nil {
+			t.Fatalf("Append() = %v", err)
+		}
+	}
+	fieldSets := []SortFields{{Sent: true}, {Sent: true, Subject: true, Threading: true}, {From: true}, {To: true, Subject: true}, {}}
+	const readers, rounds = 4, 30
+	errs := make(chan error, readers+1)
+	var wg sync.WaitGroup
+	wg.Go(func() { // deliveries, expunges and flag changes
+		for r := range rounds {
+			if err := appendOne(); err != nil {
+				errs <- err
+				return
+			}
+			uids, err := s.UIDs(ctx, rcpt.Mailbox)
+			if err != nil {
+				errs <- err
+				return
+			}
+			victim := uids[(r*37)%len(uids)]
+			mu.Lock()
+			doomed[victim] = true
+			mu.Unlock()
+			if _, err := s.StoreFlags(ctx, rcpt.Mailbox, UIDSetOf(victim), FlagsAdd, []string{FlagDeleted}, 0); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := s.Expunge(ctx, rcpt.Mailbox, UIDSetOf(victim), 0); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := s.StoreFlags(ctx, rcpt.Mailbox, UIDSetOf(uids[r%len(uids)]), FlagsAdd, []string{FlagSeen}, 0); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	for g := range readers {
+		wg.Go(func() {
+			for r := range rounds {
+				f := fieldSets[(g+r)%len(fieldSets)]
+				uids, err := s.UIDs(ctx, rcpt.Mailbox)
+				if err != nil {
+					errs <- err
+					return
+				}
+				got, err := s.SortInfo(ctx, rcpt.Mailbox, uids, f)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				j := 0
+				for k := range got {
+					for j < len(uids) && uids[j] < got[k].UID {
+						if !doomed[uids[j]] {
+							err = fmt.Errorf("fields %+v: UID %d missing", f, uids[j])
+						}
+						j++
+					}
+					if j == len(uids) || uids[j] != got[k].UID {
+						err = fmt.Errorf("fields %+v: UID %d answered, not asked for or out of order", f, got[k].UID)
+						break
+					}
+					j++
+					// A message just appended may not be in index yet.
+					if i, ok := index[got[k].UID]; ok {
+						if e := checkWidenInfo(&got[k], i, f); e != nil {
+							err = e
+						}
+					}
+				}
+				for ; err == nil && j < len(uids); j++ {
+					if !doomed[uids[j]] {
+						err = fmt.Errorf("fields %+v: UID %d missing at the end", f, uids[j])
+					}
+				}
+				mu.Unlock()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	// A few UIDs far apart are read as a list, not as the range they
+	// span.
+	uids, err := s.UIDs(ctx, rcpt.Mailbox)
+	if err != nil {
+		t.Fatalf("UIDs() = %v", err)
+	}
+	s.sorts.drop(rcpt.Mailbox)
+	ends := []UID{uids[0], uids[len(uids)-1]}
+	got, err := s.SortInfo(ctx, rcpt.Mailbox, ends, SortFields{Subject: true})
+	if err != nil || len(got) != 2 || got[0].UID != ends[0] || got[1].UID != ends[1] {
+		t.Fatalf("SortInfo(%v) = %+v, %v", ends, got, err)
+	}
+	for i := range got {
+		if err := checkWidenInfo(&got[i], index[got[i].UID], SortFields{Subject: true}); err != nil {
+			t.Error(err)
 		}
 	}
 }
