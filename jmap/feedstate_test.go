@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 	"golang.org/x/crypto/bcrypt"
 
 	"pushmail/internal/authlimit"
@@ -50,14 +49,7 @@ func testStatesEqualStore(t *testing.T, streams int) {
 		ss = append(ss, env.openEvents(t, "types=*&closeafter=no&ping=0", ""))
 		told[i] = streamState{email: st0.Email, mailbox: st0.Mailbox, delivery: st0.Email}
 	}
-	c, err := imapclient.DialInsecure(env.imapAddr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Login(testUser, testPassword).Wait(); err != nil {
-		t.Fatal(err)
-	}
+	c := imapLogin(t, env)
 
 	// check waits until every stream is told the store's states after
 	// step, checking each event on the way.

@@ -245,17 +245,25 @@ func TestEmailQuery(t *testing.T) {
 	}
 }
 
-// imapFlags returns the UIDs and flags of a mailbox over IMAP.
-func imapFlags(t *testing.T, env *testEnv, mailbox string) map[imap.UID][]imap.Flag {
+// imapLogin returns an IMAP client of env's server logged in as the
+// test user, closed when the test ends.
+func imapLogin(t *testing.T, env *testEnv) *imapclient.Client {
 	t.Helper()
 	c, err := imapclient.DialInsecure(env.imapAddr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	if err := c.Login(testUser, testPassword).Wait(); err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// imapFlags returns the UIDs and flags of a mailbox over IMAP.
+func imapFlags(t *testing.T, env *testEnv, mailbox string) map[imap.UID][]imap.Flag {
+	t.Helper()
+	c := imapLogin(t, env)
 	sel, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
 		t.Fatalf("SELECT %s: %v", mailbox, err)
