@@ -187,7 +187,7 @@ func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 		uid, date, size                int64
 		sent                           sql.RawBytes
 		subj, from, to, cc, dfrom, dto sql.NullString
-		msgID, inReplyTo, references   sql.NullString
+		packed                         sql.NullString
 		cols                           = []string{"m.uid", "m.internal_date", "m.size"}
 		dest                           = []any{&uid, &date, &size}
 	)
@@ -196,16 +196,19 @@ func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 			cols, dest = append(cols, expr), append(dest, d)
 		}
 	}
-	add(f.Sent, "k.sent", &sent)
-	add(f.Subject, "k.subject", &subj)
+	// With the threading fields, the date, the three msg-id columns and
+	// the subject come as one string per row, tab-separated (threadSQL),
+	// and each is a part of it: one string for the driver to allocate
+	// and the collector to mark per message, not five. THREAD over a
+	// large mailbox reads every message here.
+	add(f.Sent && !f.Threading, "k.sent", &sent)
+	add(f.Subject && !f.Threading, "k.subject", &subj)
 	add(f.From, "k.from_mailbox", &from)
 	add(f.To, "k.to_mailbox", &to)
 	add(f.Cc, "k.cc_mailbox", &cc)
 	add(f.DisplayFrom, "k.display_from", &dfrom)
 	add(f.DisplayTo, "k.display_to", &dto)
-	add(f.Threading, "k.message_id", &msgID)
-	add(f.Threading, "k.in_reply_to", &inReplyTo)
-	add(f.Threading, "k.refs", &references)
+	add(f.Threading, threadSQL(f), &packed)
 
 	join := ""
 	if f != (SortFields{}) {
@@ -257,15 +260,31 @@ func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 		out = append(out, SortInfo{
 			UID: UID(uid), InternalDate: time.Unix(0, date), Size: size,
 			Subject: subj.String, FromMailbox: from.String, ToMailbox: to.String, CcMailbox: cc.String,
-			DisplayFrom: dfrom.String, DisplayTo: dto.String, MessageID: msgID.String,
+			DisplayFrom: dfrom.String, DisplayTo: dto.String,
 		})
 		m := &out[len(out)-1]
 		if sent != nil {
 			m.Sent = parseSent(sent)
 		}
 		if f.Threading {
-			m.InReplyTo = ids.split(inReplyTo.String)
-			m.References = ids.split(references.String)
+			// The parts of threadSQL's string: none of the columns
+			// before the subject holds a tab (msg-ids hold no white
+			// space, the date is RFC 3339); the subject, last, may.
+			rest := packed.String
+			var part string
+			if f.Sent {
+				part, rest, _ = strings.Cut(rest, "\t")
+				m.Sent = parseSent(part)
+			}
+			m.MessageID, rest, _ = strings.Cut(rest, "\t")
+			part, rest, _ = strings.Cut(rest, "\t")
+			m.InReplyTo = ids.split(part)
+			if f.Subject {
+				part, m.Subject, _ = strings.Cut(rest, "\t")
+			} else {
+				part = rest
+			}
+			m.References = ids.split(part)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -274,16 +293,37 @@ func (s *Store) readSortInfo(ctx context.Context, mailbox MailboxID, uids []UID,
 	return out, nil
 }
 
+// threadSQL is SQL for readSortInfo's one string per row when f asks
+// for the threading fields: the date (when f asks for it), the
+// Message-ID, In-Reply-To and References lists and the subject (when f
+// asks for it), in that order, joined by tabs; a NULL column is "" (the
+// same value as a NULL read on its own gives).
+func threadSQL(f SortFields) string {
+	var parts []string
+	if f.Sent {
+		parts = append(parts, "k.sent")
+	}
+	parts = append(parts, "k.message_id", "k.in_reply_to", "k.refs")
+	if f.Subject {
+		parts = append(parts, "k.subject")
+	}
+	for i, p := range parts {
+		parts[i] = "coalesce(" + p + ", '')"
+	}
+	return strings.Join(parts, " || '\t' || ")
+}
+
 // parseSent reads a sortkeys.sent value, RFC 3339 as encoding/json wrote
 // it (message.Envelope.Date), as an instant in UTC: only instants are
 // compared (RFC 5256 §3 DATE). The layout json writes,
 // 2006-01-02T15:04:05[.fraction](Z|±hh:mm), is read without time.Parse
 // and without a string; anything else goes to time.Parse. Zero when it
 // is not RFC 3339 at all.
-func parseSent(b []byte) time.Time {
-	num := func(s []byte) (int, bool) {
+func parseSent[T ~string | ~[]byte](b T) time.Time {
+	num := func(s T) (int, bool) {
 		n := 0
-		for _, c := range s {
+		for i := range len(s) {
+			c := s[i]
 			if c < '0' || c > '9' {
 				return 0, false
 			}

@@ -462,3 +462,63 @@ func TestSortInfoWidenConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// With the threading fields, SortInfo reads the date, msg-ids and
+// subject as one tab-joined string per row (threadSQL): each field reads
+// as it does on its own, a subject with tabs in it and empty fields
+// included, whichever of the date and subject are asked with it.
+func TestSortInfoThreadingParts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t, Options{})
+	rcpt := addUser(t, s, "alice@localhost")
+	msgs := []string{
+		"Subject: =?utf-8?q?a=09b=09_c?=\r\nDate: Mon, 3 Jan 2011 12:00:00 +0200\r\nMessage-ID: <one@x>\r\n" +
+			"In-Reply-To: <zero@x>\r\nReferences: <root@x> <zero@x>\r\n\r\nbody\r\n",
+		"Subject: \r\n\r\nbody\r\n",
+		"Message-ID: <three@x>\r\nIn-Reply-To: <a@x> <b@x>\r\n\r\nbody\r\n",
+	}
+	var uids []UID
+	for _, m := range msgs {
+		res, err := s.Append(ctx, rcpt.Mailbox, []byte(m), nil, time.Time{}, 0)
+		if err != nil {
+			t.Fatalf("Append() = %v", err)
+		}
+		uids = append(uids, res.UID)
+	}
+	read := func(f SortFields) []SortInfo {
+		t.Helper()
+		s.sorts.drop(rcpt.Mailbox)
+		got, err := s.SortInfo(ctx, rcpt.Mailbox, uids, f)
+		if err != nil || len(got) != len(uids) {
+			t.Fatalf("SortInfo(%+v) = %d messages, %v; want %d", f, len(got), err, len(uids))
+		}
+		return got
+	}
+	alone := read(SortFields{Sent: true, Subject: true})
+	if alone[0].Subject != "a\tb\t c" {
+		t.Fatalf("subject read alone = %q, want the tabs kept", alone[0].Subject)
+	}
+	want := [][3]any{
+		{"one@x", []string{"zero@x"}, []string{"root@x", "zero@x"}},
+		{"", []string(nil), []string(nil)},
+		{"three@x", []string{"a@x", "b@x"}, []string(nil)},
+	}
+	for _, f := range []SortFields{
+		{Threading: true}, {Sent: true, Threading: true}, {Subject: true, Threading: true}, {Sent: true, Subject: true, Threading: true},
+	} {
+		for i, m := range read(f) {
+			w := alone[i]
+			if !f.Sent {
+				w.Sent = time.Time{}
+			}
+			if !f.Subject {
+				w.Subject = ""
+			}
+			if m.UID != w.UID || !m.Sent.Equal(w.Sent) || m.Subject != w.Subject || m.MessageID != want[i][0] ||
+				!slices.Equal(m.InReplyTo, want[i][1].([]string)) || !slices.Equal(m.References, want[i][2].([]string)) {
+				t.Errorf("SortInfo(%+v)[%d] = %+v; want date %v, subject %q, ids %q", f, i, m, w.Sent, w.Subject, want[i])
+			}
+		}
+	}
+}
