@@ -114,6 +114,9 @@ func (s *session) Close() error {
 		// Under wmu: NOTIFY's goroutine may end it too (an overflow).
 		s.stopNotify()
 		s.wmu.Unlock()
+		// The slot is freed before the socket closes: a client that
+		// reconnects as soon as it reads EOF must find it free.
+		s.srv.releaseSlot(s)
 		// nc, not raw: after STARTTLS, closing the TLS layer sends
 		// close_notify first (RFC 8446 §6.1: each party MUST send it
 		// before closing its write side), as implicit TLS, where raw is
