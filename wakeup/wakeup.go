@@ -367,7 +367,7 @@ func (e *Engine) resync() {
 	e.log.Warn("wake-up engine fell behind the commits: sending every watched user's state")
 	users, err := e.opts.Store.Users(e.ctx)
 	if err != nil {
-		e.log.Error("list users after falling behind", "err", err)
+		e.logStoreError("list users after falling behind", err)
 		return
 	}
 	for _, u := range users {
@@ -442,7 +442,7 @@ func (e *Engine) address(user mailstore.UserID) string {
 	addr, err := e.opts.Store.UserAddress(e.ctx, user)
 	if err != nil {
 		if !errors.Is(err, mailstore.ErrNoSuchUser) {
-			e.log.Error("look up a user for webhooks", "user", user, "err", err)
+			e.logStoreError("look up a user for webhooks", err, "user", user)
 		}
 		return ""
 	}
@@ -467,13 +467,13 @@ func (e *Engine) token(user mailstore.UserID) tokenInfo {
 	}
 	box, err := e.opts.Store.Mailbox(e.ctx, user, "INBOX")
 	if err != nil {
-		e.log.Error("look up INBOX for a device token", "user", addr, "err", err)
+		e.logStoreError("look up INBOX for a device token", err, "user", addr)
 		return tokenInfo{}
 	}
 	t.inbox = box.ID
 	entries, err := e.opts.Store.Metadata(e.ctx, user, box.ID, []string{DeviceTokenEntry}, mailstore.DepthZero)
 	if err != nil {
-		e.log.Error("read a device token", "user", addr, "err", err)
+		e.logStoreError("read a device token", err, "user", addr)
 		return tokenInfo{}
 	}
 	if len(entries) == 1 {
@@ -716,7 +716,7 @@ func (e *Engine) dropToken(user mailstore.UserID, token string) {
 	}
 	err := e.opts.Store.SetMetadata(e.ctx, user, t.inbox, []mailstore.MetadataEntry{{Name: DeviceTokenEntry, Delete: true}})
 	if err != nil {
-		e.log.Error("remove a device token the relay refused", "user", user, "err", err)
+		e.logStoreError("remove a device token the relay refused", err, "user", user)
 		return
 	}
 	e.log.Info("device token removed: the relay said it is gone", "user", user)
@@ -789,4 +789,16 @@ func (e *Engine) Pending() map[string]int {
 		out[ep.metric] += len(ep.pending)
 	}
 	return out
+}
+
+// logStoreError logs a store call that failed, unless the engine is
+// stopping: Close cancels e.ctx, which fails the call under way. That is
+// the stop, not a fault: the event being handled is dropped like the
+// events Close leaves untaken, and the wake-ups already queued are saved
+// by Close's flush.
+func (e *Engine) logStoreError(msg string, err error, args ...any) {
+	if e.ctx.Err() != nil {
+		return
+	}
+	e.log.Error(msg, append(args, "err", err)...)
 }

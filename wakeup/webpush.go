@@ -104,7 +104,7 @@ func (e *Engine) subscriptions(user mailstore.UserID) []*endpoint {
 func (e *Engine) reloadSubscriptions(user mailstore.UserID, changed string) []*endpoint {
 	list, err := e.opts.Store.PushSubscriptions(e.ctx, user)
 	if err != nil {
-		e.log.Error("read push subscriptions", "user", user, "err", err)
+		e.logStoreError("read push subscriptions", err, "user", user)
 		return nil
 	}
 	var verify []*endpoint
@@ -255,7 +255,7 @@ func (e *Engine) dropSubscription(ep *endpoint) {
 	e.mu.Unlock()
 	err := e.opts.Store.DestroyPushSubscription(e.ctx, sub.User, sub.ID)
 	if err != nil && !errors.Is(err, mailstore.ErrNoSuchPushSubscription) {
-		e.log.Error("destroy a push subscription its service says is gone", "id", sub.ID, "err", err)
+		e.logStoreError("destroy a push subscription its service says is gone", err, "id", sub.ID)
 		return
 	}
 	e.log.Info("push subscription destroyed: its push service says it is gone", "id", sub.ID, "user", sub.User)
