@@ -41,8 +41,47 @@ type recordConn struct {
 	hdr  [5]byte // the current record's header, hn bytes of it so far
 	hn   int
 	left int    // bytes of the current record's fragment still to come
-	more []byte // bytes read past the current record's end
+	more []byte // bytes read past the current record's end, or pieces
+	// While the records are the client's first handshake records in the
+	// clear (clear handshake, below), rec is the one being read whole;
+	// sealed is set at the first record of another type.
+	rec    []byte
+	sealed bool
 }
+
+// A parked TLS session keeps its tls.Conn, and with it two buffers
+// crypto/tls never shrinks: the raw input buffer, which it grows to
+// hold a whole record plus bytes.MinRead (512) bytes, and the handshake
+// buffer, grown to hold a whole handshake message. The largest record
+// and message most sessions ever get are the ClientHello's (about 1.5
+// KB with the X25519MLKEM768 key share, more with some clients), so that
+// each parked session holds about 2 KB of raw input buffer and 1.5 KB
+// of handshake buffer, empty.
+//
+// So recordConn hands the client's first handshake records, those in
+// the clear before its first record of another type (ChangeCipherSpec,
+// or TLS 1.3's encrypted records), to tls.Conn cut into smaller
+// records: RFC 8446 §5.1 and RFC 5246 §6.2.1 let a handshake message
+// span several records, and the handshake hashes the messages, not the
+// records, so the handshake is the same. Each piece is at most
+// clearPieceMax bytes, so that the raw input buffer's first size (a
+// header and 512 bytes) holds any of them and never grows for the
+// handshake. The pieces' sizes also spare the handshake buffer, which
+// doubles as it grows: the first piece is the record's size halved
+// until it fits, and the next ones end where the data doubles (a 1,500
+// byte record goes as 375, 375, 512 and 238 bytes), so that the buffer
+// ends about the record's size, not up to twice it. Records after
+// the first of another type, encrypted in TLS 1.2 too, pass as they
+// come. Heap per parked TLS session: see BENCHMARKS.md (2026-12-06).
+const clearPieceMax = 512
+
+// Record types (RFC 8446 §5.1).
+const recordTypeHandshake = 22
+
+// maxPlaintext is the largest fragment a record in the clear may have
+// (RFC 8446 §5.1: 2^14 bytes); a larger one is passed as it comes, for
+// tls.Conn to refuse.
+const maxPlaintext = 1 << 14
 
 // recordHeaderLen is a TLS record header's length (RFC 8446 §5.1,
 // RFC 5246 §6.2.1).
@@ -51,6 +90,13 @@ const recordHeaderLen = 5
 // Read returns the next bytes of the stream, none past the end of the
 // current record.
 func (c *recordConn) Read(p []byte) (int, error) {
+	if !c.sealed && len(c.more) == 0 && c.hn == 0 {
+		// At a record's start in the clear handshake: the next record
+		// whole, cut into pieces into more.
+		if err := c.readClear(); err != nil {
+			return 0, err
+		}
+	}
 	if len(c.more) > 0 {
 		k := c.within(c.more[:min(len(p), len(c.more))])
 		copy(p, c.more[:k])
@@ -100,7 +146,71 @@ func (c *recordConn) within(b []byte) int {
 // holdsNothing reports whether every byte read from the socket has been
 // handed to tls.Conn as whole records.
 func (c *recordConn) holdsNothing() bool {
-	return c.hn == 0 && c.left == 0 && len(c.more) == 0
+	return c.hn == 0 && c.left == 0 && len(c.more) == 0 && len(c.rec) == 0
+}
+
+// readClear reads the next record in the clear handshake whole, no byte
+// past its end, and leaves it in more: a handshake record cut into
+// pieces, any other as it came (the clear handshake ends with it).
+// Bytes read before an error are kept for the next call.
+func (c *recordConn) readClear() error {
+	if c.rec == nil {
+		c.rec = make([]byte, 0, recordHeaderLen)
+	}
+	need := recordHeaderLen
+	for {
+		if len(c.rec) >= recordHeaderLen {
+			n := int(c.rec[3])<<8 | int(c.rec[4])
+			if c.rec[0] != recordTypeHandshake || n == 0 || n > maxPlaintext {
+				// Not one to cut: its header goes first, the rest as
+				// it comes (tls.Conn may refuse it by its header).
+				c.sealed = true
+				c.more, c.rec = c.rec, nil
+				return nil
+			}
+			need = recordHeaderLen + n
+		}
+		if len(c.rec) == need {
+			break
+		}
+		if cap(c.rec) < need {
+			c.rec = append(make([]byte, 0, need), c.rec...)
+		}
+		n, err := c.Conn.Read(c.rec[len(c.rec):need])
+		c.rec = c.rec[:len(c.rec)+n]
+		if err != nil && len(c.rec) < need {
+			return err
+		}
+	}
+	c.more, c.rec = cutHandshakeRecord(c.rec), nil
+	return nil
+}
+
+// cutHandshakeRecord returns rec, a whole handshake record, as records
+// of at most clearPieceMax bytes of its fragment each (see recordConn):
+// the first piece is the fragment's size halved until it fits, and the
+// pieces after it end where the bytes so far double, until the end.
+func cutHandshakeRecord(rec []byte) []byte {
+	hdr, frag := rec[:recordHeaderLen], rec[recordHeaderLen:]
+	if len(frag) <= clearPieceMax {
+		return rec
+	}
+	first := len(frag)
+	for first > clearPieceMax {
+		first = (first + 1) / 2
+	}
+	out := make([]byte, 0, len(frag)+recordHeaderLen*(len(frag)/clearPieceMax+8))
+	next := first // where the current doubling ends
+	for i := 0; i < len(frag); {
+		if i == next {
+			next *= 2
+		}
+		k := min(clearPieceMax, next-i, len(frag)-i)
+		out = append(out, hdr[0], hdr[1], hdr[2], byte(k>>8), byte(k))
+		out = append(out, frag[i:i+k]...)
+		i += k
+	}
+	return out
 }
 
 // newTLSServer is tls.Server over a recordConn.
