@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -216,6 +217,23 @@ func cutHandshakeRecord(rec []byte) []byte {
 // newTLSServer is tls.Server over a recordConn.
 func newTLSServer(nc net.Conn, config *tls.Config) *tls.Conn {
 	return tls.Server(&recordConn{Conn: nc}, config)
+}
+
+// handshake runs tc's handshake, which ends early, its connection
+// closed, when the session is cancelled (cancel) or the Server shuts
+// down. Its context is not the session's but one of the Server's: on
+// the session's, crypto/tls would hang a child context and an
+// AfterFunc, which leave it a children map and a done channel (about
+// 360 bytes) for the rest of the session's life, parked or not.
+func (s *session) handshake(tc *tls.Conn) error {
+	ctx, cancel := context.WithCancel(s.srv.baseCtx)
+	defer cancel()
+	s.handshakeCancel.Store(&cancel)
+	defer s.handshakeCancel.Store(nil)
+	if s.ctx.Err() != nil {
+		cancel() // a cancel before the Store did not see it; one after does
+	}
+	return tc.HandshakeContext(ctx)
 }
 
 // tlsInput is what the session's reader reads when the session has TLS:

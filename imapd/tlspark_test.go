@@ -3,6 +3,7 @@ package imapd
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // dialTLSRaw connects a raw client over TLS to addr, implicit or after
@@ -421,4 +423,64 @@ func TestHibernateTLSAfterCutHandshake(t *testing.T) {
 			})
 		}
 	}
+}
+
+// A session cancelled during its TLS handshake (the login timer here, as
+// an eviction does) ends it at once, its connection closed, though the
+// handshake runs on a context of its own (handshake); so does Shutdown.
+// The client sends half a ClientHello and waits.
+func TestTLSHandshakeCancelled(t *testing.T) {
+	t.Parallel()
+	half := func(t *testing.T, addr string) net.Conn {
+		conn, err := net.DialTimeout("tcp", addr, waitTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		hello := tlsRecord(22, make([]byte, 1200))
+		if _, err := conn.Write(hello[:600]); err != nil {
+			t.Fatal(err)
+		}
+		return conn
+	}
+	t.Run("login timeout", func(t *testing.T) {
+		t.Parallel()
+		cfg := testTLSConfig(t)
+		// The command timeout (the handshake's read deadline) is longer
+		// than the test waits.
+		env := newTestEnv(t, envOptions{server: Options{LoginTimeout: 200 * time.Millisecond, CommandTimeout: time.Hour}})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go env.srv.ServeTLS(ln, cfg) // ends with the env's Shutdown
+		conn := half(t, ln.Addr().String())
+		untilClosed(t, conn)
+		untilBaseline(t, "sessions", 0, func() int { return sessionsOpen(env.srv) })
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		t.Parallel()
+		cfg := testTLSConfig(t)
+		env := newTestEnv(t, envOptions{server: Options{CommandTimeout: time.Hour}})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go env.srv.ServeTLS(ln, cfg) // ends with the env's Shutdown
+		conn := half(t, ln.Addr().String())
+		// Admitted, in its handshake (one refused as Shutdown begins
+		// would not be).
+		for end := time.Now().Add(waitTimeout); sessionsOpen(env.srv) != 1; {
+			if time.Now().After(end) {
+				t.Fatalf("%d sessions open, want 1", sessionsOpen(env.srv))
+			}
+			time.Sleep(time.Millisecond) // a state to reach, not a push to wait for
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		if err := env.srv.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown() with a handshake under way = %v", err)
+		}
+		untilClosed(t, conn)
+	})
 }
