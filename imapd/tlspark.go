@@ -39,15 +39,14 @@ import (
 // Only the tls.Conn's reader uses it (under tls.Conn's input lock).
 type recordConn struct {
 	net.Conn
-	hdr  [5]byte // the current record's header, hn bytes of it so far
-	hn   int
+	hn   int    // bytes of the current record's header read so far
 	left int    // bytes of the current record's fragment still to come
 	more []byte // bytes read past the current record's end, or pieces
-	// While the records are the client's first handshake records in the
-	// clear (clear handshake, below), rec is the one being read whole;
-	// sealed is set at the first record of another type.
-	rec    []byte
-	sealed bool
+	// In the clear handshake (below), reading: more holds part of the
+	// record being read whole, nothing to hand out yet. sealed is set at
+	// the first record of another type. (No more fields: the struct
+	// stays 64 bytes, a parked TLS session keeps it.)
+	reading, sealed bool
 }
 
 // A parked TLS session keeps its tls.Conn, and with it two buffers
@@ -91,7 +90,7 @@ const recordHeaderLen = 5
 // Read returns the next bytes of the stream, none past the end of the
 // current record.
 func (c *recordConn) Read(p []byte) (int, error) {
-	if !c.sealed && len(c.more) == 0 && c.hn == 0 {
+	if !c.sealed && (c.reading || len(c.more) == 0 && c.hn == 0) {
 		// At a record's start in the clear handshake: the next record
 		// whole, cut into pieces into more.
 		if err := c.readClear(); err != nil {
@@ -121,11 +120,16 @@ func (c *recordConn) within(b []byte) int {
 	i := 0
 	for i < len(b) {
 		if c.hn < recordHeaderLen {
-			c.hdr[c.hn] = b[i]
+			// The header's last two bytes are the fragment's length.
+			switch c.hn {
+			case 3:
+				c.left = int(b[i]) << 8
+			case 4:
+				c.left |= int(b[i])
+			}
 			c.hn++
 			i++
 			if c.hn == recordHeaderLen {
-				c.left = int(c.hdr[3])<<8 | int(c.hdr[4])
 				if c.left == 0 {
 					c.hn = 0
 					return i
@@ -147,43 +151,45 @@ func (c *recordConn) within(b []byte) int {
 // holdsNothing reports whether every byte read from the socket has been
 // handed to tls.Conn as whole records.
 func (c *recordConn) holdsNothing() bool {
-	return c.hn == 0 && c.left == 0 && len(c.more) == 0 && len(c.rec) == 0
+	return c.hn == 0 && c.left == 0 && len(c.more) == 0
 }
 
 // readClear reads the next record in the clear handshake whole, no byte
 // past its end, and leaves it in more: a handshake record cut into
 // pieces, any other as it came (the clear handshake ends with it).
-// Bytes read before an error are kept for the next call.
+// Bytes read before an error are kept in more (reading) for the next
+// call.
 func (c *recordConn) readClear() error {
-	if c.rec == nil {
-		c.rec = make([]byte, 0, recordHeaderLen)
+	if !c.reading {
+		c.reading = true
+		c.more = make([]byte, 0, recordHeaderLen)
 	}
 	need := recordHeaderLen
 	for {
-		if len(c.rec) >= recordHeaderLen {
-			n := int(c.rec[3])<<8 | int(c.rec[4])
-			if c.rec[0] != recordTypeHandshake || n == 0 || n > maxPlaintext {
+		if len(c.more) >= recordHeaderLen {
+			n := int(c.more[3])<<8 | int(c.more[4])
+			if c.more[0] != recordTypeHandshake || n == 0 || n > maxPlaintext {
 				// Not one to cut: its header goes first, the rest as
 				// it comes (tls.Conn may refuse it by its header).
-				c.sealed = true
-				c.more, c.rec = c.rec, nil
+				c.reading, c.sealed = false, true
 				return nil
 			}
 			need = recordHeaderLen + n
 		}
-		if len(c.rec) == need {
+		if len(c.more) == need {
 			break
 		}
-		if cap(c.rec) < need {
-			c.rec = append(make([]byte, 0, need), c.rec...)
+		if cap(c.more) < need {
+			c.more = append(make([]byte, 0, need), c.more...)
 		}
-		n, err := c.Conn.Read(c.rec[len(c.rec):need])
-		c.rec = c.rec[:len(c.rec)+n]
-		if err != nil && len(c.rec) < need {
+		n, err := c.Conn.Read(c.more[len(c.more):need])
+		c.more = c.more[:len(c.more)+n]
+		if err != nil && len(c.more) < need {
 			return err
 		}
 	}
-	c.more, c.rec = cutHandshakeRecord(c.rec), nil
+	c.reading = false
+	c.more = cutHandshakeRecord(c.more)
 	return nil
 }
 
