@@ -378,7 +378,7 @@ func (s *session) startTLS(tag string) error {
 	if err := s.raw.SetDeadline(time.Now().Add(s.srv.opts.CommandTimeout)); err != nil {
 		return err
 	}
-	if err := tc.HandshakeContext(s.ctx); err != nil {
+	if err := s.handshake(tc); err != nil { // tlspark.go
 		s.log.Debug("STARTTLS handshake failed", "err", err)
 		s.byed = true // nothing can be said: close quietly
 		if cerr := s.raw.Close(); cerr != nil {

@@ -117,17 +117,17 @@ func (s *Server) newSession(nc net.Conn) *session {
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	id := s.nextID.Add(1)
 	sess := &session{
-		srv:      s,
-		id:       id,
-		raw:      nc,
-		nc:       nc,
-		ctx:      ctx,
-		cancel:   cancel,
-		ip:       ip,
-		limitKey: limitKey(nc.RemoteAddr()),
-		log:      newSessionLogger(s.log, id, nc.RemoteAddr().String()), // sessionlog.go
-		start:    time.Now(),
-		counter:  connCounter(nc),
+		srv:       s,
+		id:        id,
+		raw:       nc,
+		nc:        nc,
+		ctx:       ctx,
+		cancelCtx: cancel,
+		ip:        ip,
+		limitKey:  limitKey(nc.RemoteAddr()),
+		log:       newSessionLogger(s.log, id, nc.RemoteAddr().String()), // sessionlog.go
+		start:     time.Now(),
+		counter:   connCounter(nc),
 	}
 	sess.w = wire.NewWriter(nil)
 	sess.takeReader()
@@ -166,7 +166,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	sess.startLoginTimer()
 	sess.log.Debug("connected")
 	if tc, ok := nc.(*tls.Conn); ok {
-		if err := tc.HandshakeContext(sess.ctx); err != nil {
+		if err := sess.handshake(tc); err != nil { // tlspark.go
 			sess.log.Debug("TLS handshake failed", "err", err)
 			return
 		}

@@ -21,15 +21,19 @@ import (
 // command runs and writes; other goroutines (Shutdown, an eviction, the
 // login timer) only say BYE, under wmu (see bye).
 type session struct {
-	srv    *Server
-	id     uint64          // connection id, in every log record
-	raw    net.Conn        // as accepted (under TLS, if any): deadlines, close
-	nc     net.Conn        // what the session reads and writes: raw, or TLS over it
-	tin    tlsInput        // the reader's input over TLS (tlspark.go)
-	ctx    context.Context // derived from the Server's; cancelled by Close
-	cancel context.CancelFunc
-	ip     string // for the login limiter and logs
-	log    *slog.Logger
+	srv *Server
+	id  uint64          // connection id, in every log record
+	raw net.Conn        // as accepted (under TLS, if any): deadlines, close
+	nc  net.Conn        // what the session reads and writes: raw, or TLS over it
+	tin tlsInput        // the reader's input over TLS (tlspark.go)
+	ctx context.Context // derived from the Server's; cancelled by cancel
+	// cancelCtx cancels ctx; cancel also ends a TLS handshake under way.
+	cancelCtx context.CancelFunc
+	// handshakeCancel is set while a TLS handshake runs (handshake,
+	// tlspark.go) to what ends it.
+	handshakeCancel atomic.Pointer[context.CancelFunc]
+	ip              string // for the login limiter and logs
+	log             *slog.Logger
 
 	br *bufio.Reader
 	bw *bufio.Writer
@@ -39,6 +43,10 @@ type session struct {
 	// wmu is held while a command runs and writes, and by bye.
 	wmu  sync.Mutex
 	byed bool // a BYE was sent or the connection closed; wmu
+	// idling: an IDLE is running, awake or parked; wmu. NOTIFY's watch
+	// goroutine is stopped meanwhile (notify.go). (Beside byed: the
+	// session's size stays a size class smaller.)
+	idling bool
 
 	// parked is set while the session hibernates in IDLE, without a
 	// goroutine, br or bw (hibernate.go); wmu.
@@ -80,9 +88,6 @@ type session struct {
 	// notif is the session's NOTIFY SET (notify.go); nil without, or
 	// after NOTIFY NONE or an overflow.
 	notif *notifier
-	// idling: an IDLE is running, awake or parked; wmu. NOTIFY's watch
-	// goroutine is stopped meanwhile (notify.go).
-	idling bool
 
 	closeOnce sync.Once
 
@@ -100,6 +105,15 @@ type session struct {
 
 	// commands counts the client's commands, for the session's log line.
 	commands atomic.Int64
+}
+
+// cancel cancels the session's context, and ends a TLS handshake under
+// way (handshake, tlspark.go).
+func (s *session) cancel() {
+	s.cancelCtx()
+	if f := s.handshakeCancel.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // Close ends the session once its goroutine is done with it: the

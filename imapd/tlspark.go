@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -38,11 +39,49 @@ import (
 // Only the tls.Conn's reader uses it (under tls.Conn's input lock).
 type recordConn struct {
 	net.Conn
-	hdr  [5]byte // the current record's header, hn bytes of it so far
-	hn   int
+	hn   int    // bytes of the current record's header read so far
 	left int    // bytes of the current record's fragment still to come
-	more []byte // bytes read past the current record's end
+	more []byte // bytes read past the current record's end, or pieces
+	// In the clear handshake (below), reading: more holds part of the
+	// record being read whole, nothing to hand out yet. sealed is set at
+	// the first record of another type. (No more fields: the struct
+	// stays 64 bytes, a parked TLS session keeps it.)
+	reading, sealed bool
 }
+
+// A parked TLS session keeps its tls.Conn, and with it two buffers
+// crypto/tls never shrinks: the raw input buffer, which it grows to
+// hold a whole record plus bytes.MinRead (512) bytes, and the handshake
+// buffer, grown to hold a whole handshake message. The largest record
+// and message most sessions ever get are the ClientHello's (about 1.5
+// KB with the X25519MLKEM768 key share, more with some clients), so that
+// each parked session holds about 2 KB of raw input buffer and 1.5 KB
+// of handshake buffer, empty.
+//
+// So recordConn hands the client's first handshake records, those in
+// the clear before its first record of another type (ChangeCipherSpec,
+// or TLS 1.3's encrypted records), to tls.Conn cut into smaller
+// records: RFC 8446 §5.1 and RFC 5246 §6.2.1 let a handshake message
+// span several records, and the handshake hashes the messages, not the
+// records, so the handshake is the same. Each piece is at most
+// clearPieceMax bytes, so that the raw input buffer's first size (a
+// header and 512 bytes) holds any of them and never grows for the
+// handshake. The pieces' sizes also spare the handshake buffer, which
+// doubles as it grows: the first piece is the record's size halved
+// until it fits, and the next ones end where the data doubles (a 1,500
+// byte record goes as 375, 375, 512 and 238 bytes), so that the buffer
+// ends about the record's size, not up to twice it. Records after
+// the first of another type, encrypted in TLS 1.2 too, pass as they
+// come. Heap per parked TLS session: see BENCHMARKS.md (2026-12-06).
+const clearPieceMax = 512
+
+// Record types (RFC 8446 §5.1).
+const recordTypeHandshake = 22
+
+// maxPlaintext is the largest fragment a record in the clear may have
+// (RFC 8446 §5.1: 2^14 bytes); a larger one is passed as it comes, for
+// tls.Conn to refuse.
+const maxPlaintext = 1 << 14
 
 // recordHeaderLen is a TLS record header's length (RFC 8446 §5.1,
 // RFC 5246 §6.2.1).
@@ -51,6 +90,13 @@ const recordHeaderLen = 5
 // Read returns the next bytes of the stream, none past the end of the
 // current record.
 func (c *recordConn) Read(p []byte) (int, error) {
+	if !c.sealed && (c.reading || len(c.more) == 0 && c.hn == 0) {
+		// At a record's start in the clear handshake: the next record
+		// whole, cut into pieces into more.
+		if err := c.readClear(); err != nil {
+			return 0, err
+		}
+	}
 	if len(c.more) > 0 {
 		k := c.within(c.more[:min(len(p), len(c.more))])
 		copy(p, c.more[:k])
@@ -74,11 +120,16 @@ func (c *recordConn) within(b []byte) int {
 	i := 0
 	for i < len(b) {
 		if c.hn < recordHeaderLen {
-			c.hdr[c.hn] = b[i]
+			// The header's last two bytes are the fragment's length.
+			switch c.hn {
+			case 3:
+				c.left = int(b[i]) << 8
+			case 4:
+				c.left |= int(b[i])
+			}
 			c.hn++
 			i++
 			if c.hn == recordHeaderLen {
-				c.left = int(c.hdr[3])<<8 | int(c.hdr[4])
 				if c.left == 0 {
 					c.hn = 0
 					return i
@@ -103,9 +154,92 @@ func (c *recordConn) holdsNothing() bool {
 	return c.hn == 0 && c.left == 0 && len(c.more) == 0
 }
 
+// readClear reads the next record in the clear handshake whole, no byte
+// past its end, and leaves it in more: a handshake record cut into
+// pieces, any other as it came (the clear handshake ends with it).
+// Bytes read before an error are kept in more (reading) for the next
+// call.
+func (c *recordConn) readClear() error {
+	if !c.reading {
+		c.reading = true
+		c.more = make([]byte, 0, recordHeaderLen)
+	}
+	need := recordHeaderLen
+	for {
+		if len(c.more) >= recordHeaderLen {
+			n := int(c.more[3])<<8 | int(c.more[4])
+			if c.more[0] != recordTypeHandshake || n == 0 || n > maxPlaintext {
+				// Not one to cut: its header goes first, the rest as
+				// it comes (tls.Conn may refuse it by its header).
+				c.reading, c.sealed = false, true
+				return nil
+			}
+			need = recordHeaderLen + n
+		}
+		if len(c.more) == need {
+			break
+		}
+		if cap(c.more) < need {
+			c.more = append(make([]byte, 0, need), c.more...)
+		}
+		n, err := c.Conn.Read(c.more[len(c.more):need])
+		c.more = c.more[:len(c.more)+n]
+		if err != nil && len(c.more) < need {
+			return err
+		}
+	}
+	c.reading = false
+	c.more = cutHandshakeRecord(c.more)
+	return nil
+}
+
+// cutHandshakeRecord returns rec, a whole handshake record, as records
+// of at most clearPieceMax bytes of its fragment each (see recordConn):
+// the first piece is the fragment's size halved until it fits, and the
+// pieces after it end where the bytes so far double, until the end.
+func cutHandshakeRecord(rec []byte) []byte {
+	hdr, frag := rec[:recordHeaderLen], rec[recordHeaderLen:]
+	if len(frag) <= clearPieceMax {
+		return rec
+	}
+	first := len(frag)
+	for first > clearPieceMax {
+		first = (first + 1) / 2
+	}
+	out := make([]byte, 0, len(frag)+recordHeaderLen*(len(frag)/clearPieceMax+8))
+	next := first // where the current doubling ends
+	for i := 0; i < len(frag); {
+		if i == next {
+			next *= 2
+		}
+		k := min(clearPieceMax, next-i, len(frag)-i)
+		out = append(out, hdr[0], hdr[1], hdr[2], byte(k>>8), byte(k))
+		out = append(out, frag[i:i+k]...)
+		i += k
+	}
+	return out
+}
+
 // newTLSServer is tls.Server over a recordConn.
 func newTLSServer(nc net.Conn, config *tls.Config) *tls.Conn {
 	return tls.Server(&recordConn{Conn: nc}, config)
+}
+
+// handshake runs tc's handshake, which ends early, its connection
+// closed, when the session is cancelled (cancel) or the Server shuts
+// down. Its context is not the session's but one of the Server's: on
+// the session's, crypto/tls would hang a child context and an
+// AfterFunc, which leave it a children map and a done channel (about
+// 360 bytes) for the rest of the session's life, parked or not.
+func (s *session) handshake(tc *tls.Conn) error {
+	ctx, cancel := context.WithCancel(s.srv.baseCtx)
+	defer cancel()
+	s.handshakeCancel.Store(&cancel)
+	defer s.handshakeCancel.Store(nil)
+	if s.ctx.Err() != nil {
+		cancel() // a cancel before the Store did not see it; one after does
+	}
+	return tc.HandshakeContext(ctx)
 }
 
 // tlsInput is what the session's reader reads when the session has TLS:
