@@ -133,17 +133,25 @@ func (s *Store) Deliver(ctx context.Context, raw []byte, rcpts []Recipient) ([]U
 		for i, r := range rcpts {
 			var bodyID int64
 			var err error
-			if len(r.Header) == 0 && sharedID != 0 {
+			var uid UID
+			var modseq uint64
+			switch {
+			case len(r.Header) == 0 && sharedID != 0:
 				bodyID = sharedID
-			} else if bodyID, err = insertBodyTx(tx, bodies[i]); err != nil {
-				return nil, err
+				uid, modseq, err = insertMessageTx(tx, r.Mailbox, bodyID, flagSet{}, now, len(bodies[i].raw))
+			case tx.postgres:
+				bodyID, uid, modseq, err = insertBodyMessagePostgresTx(tx, bodies[i], r.Mailbox, flagSet{}, now)
+			default:
+				if bodyID, err = insertBodyTx(tx, bodies[i]); err != nil {
+					return nil, err
+				}
+				uid, modseq, err = insertMessageTx(tx, r.Mailbox, bodyID, flagSet{}, now, len(bodies[i].raw))
+			}
+			if err != nil {
+				return nil, fmt.Errorf("deliver to %s: %w", r.Address, err)
 			}
 			if len(r.Header) == 0 {
 				sharedID = bodyID
-			}
-			uid, modseq, err := insertMessageTx(tx, r.Mailbox, bodyID, flagSet{}, now, len(bodies[i].raw))
-			if err != nil {
-				return nil, fmt.Errorf("deliver to %s: %w", r.Address, err)
 			}
 			uids[i] = uid
 			ev := byMailbox[r.Mailbox]
@@ -276,6 +284,36 @@ var insertBodyPostgresSQL = "WITH b AS (INSERT INTO bodies(id, header, raw, pars
 	"k AS (INSERT INTO sortkeys(body_id, " + sortKeyColumns + ") SELECT b.id, " + sortKeyExprsPostgres +
 	" FROM b, LATERAL (SELECT b.parsed::jsonb AS j) p) " +
 	"SELECT id FROM b"
+
+// insertBodyMessagePostgresSQL is insertBodyPostgresSQL and
+// insertMessagePostgresSQL as one statement: a delivery's body and its
+// message in one round trip. The message's foreign key to the body, like
+// the body's other rows', is checked at the end of the statement, and the
+// AFTER triggers of both INSERTs run then too, after every CTE. When the
+// mailbox is gone, n yields no row, the statement returns none and the
+// caller fails the write, which rolls the body back with it.
+var insertBodyMessagePostgresSQL = strings.TrimSuffix(insertBodyPostgresSQL, "SELECT id FROM b") +
+	", n AS (UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1 WHERE id = ?5 " +
+	"RETURNING uidnext - 1 AS uid, highest_modseq AS modseq), " +
+	"m AS (INSERT INTO messages(mailbox_id, uid, body_id, flags, keywords, internal_date, size, modseq, save_date) " +
+	"SELECT ?5, n.uid, b.id, ?6, ?7, ?8, ?9, n.modseq, ?10 FROM b, n RETURNING uid, modseq) " +
+	"SELECT b.id, m.uid, m.modseq FROM b, m"
+
+// insertBodyMessagePostgresTx is insertBodyTx then insertMessageTx, on
+// PostgreSQL, in one round trip (insertBodyMessagePostgresSQL).
+func insertBodyMessagePostgresTx(tx *wtx, b body, mailbox MailboxID, fs flagSet, date time.Time) (bodyID int64, uid UID, modseq uint64, err error) {
+	// RFC 8514 §3: the save date is when the message is stored here.
+	err = tx.QueryRow(insertBodyMessagePostgresSQL, b.header, b.raw, b.parsed, b.crlfSize,
+		mailbox, fs.bits, encodeKeywords(fs.keywords), date.UnixNano(), len(b.raw), time.Now().UnixNano()).Scan(&bodyID, &uid, &modseq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, 0, ErrNoSuchMailbox
+	}
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("store message: %w", err)
+	}
+	*tx.bodyText = append(*tx.bodyText, bodyTextRow{id: bodyID, text: b.text})
+	return bodyID, uid, modseq, nil
+}
 
 // insertBodyPostgresTx is insertBodyTx on PostgreSQL, in one round trip.
 func insertBodyPostgresTx(tx *wtx, b body) (int64, error) {
