@@ -129,20 +129,29 @@ func (s *Store) Deliver(ctx context.Context, raw []byte, rcpts []Recipient) ([]U
 		sharedID := int64(0)
 		byMailbox := map[MailboxID]*notify.Event{}
 		var order []MailboxID
+		addresses := map[MailboxID]string{} // the first recipient of each mailbox, for errors
 		for i, r := range rcpts {
 			var bodyID int64
 			var err error
-			if len(r.Header) == 0 && sharedID != 0 {
+			var uid UID
+			var modseq uint64
+			switch {
+			case len(r.Header) == 0 && sharedID != 0:
 				bodyID = sharedID
-			} else if bodyID, err = insertBodyTx(tx, bodies[i]); err != nil {
-				return nil, err
+				uid, modseq, err = insertMessageTx(tx, r.Mailbox, bodyID, flagSet{}, now, len(bodies[i].raw))
+			case tx.postgres:
+				bodyID, uid, modseq, err = insertBodyMessagePostgresTx(tx, bodies[i], r.Mailbox, flagSet{}, now)
+			default:
+				if bodyID, err = insertBodyTx(tx, bodies[i]); err != nil {
+					return nil, err
+				}
+				uid, modseq, err = insertMessageTx(tx, r.Mailbox, bodyID, flagSet{}, now, len(bodies[i].raw))
+			}
+			if err != nil {
+				return nil, fmt.Errorf("deliver to %s: %w", r.Address, err)
 			}
 			if len(r.Header) == 0 {
 				sharedID = bodyID
-			}
-			uid, modseq, err := insertMessageTx(tx, r.Mailbox, bodyID, flagSet{}, now, len(bodies[i].raw))
-			if err != nil {
-				return nil, fmt.Errorf("deliver to %s: %w", r.Address, err)
 			}
 			uids[i] = uid
 			ev := byMailbox[r.Mailbox]
@@ -152,27 +161,31 @@ func (s *Store) Deliver(ctx context.Context, raw []byte, rcpts []Recipient) ([]U
 				ev = &notify.Event{Mailbox: int64(r.Mailbox), User: int64(r.User), Kind: notify.Appended}
 				byMailbox[r.Mailbox] = ev
 				order = append(order, r.Mailbox)
+				addresses[r.Mailbox] = r.Address
 			}
 			ev.UIDs = append(ev.UIDs, uint32(uid))
 			ev.ModSeq = modseq
 		}
 		// RFC 9208 §4.3: each recipient's quota, with what this
-		// delivery added to it; one over it fails the delivery.
+		// delivery added to it; one over it fails the delivery. A
+		// recipient's mailbox is its user's INBOX, so the mailboxes of
+		// order have the recipients' users as owners: one read per
+		// mailbox gives the event's counts and its owner's quota, a
+		// round trip fewer per delivery on PostgreSQL, where the other
+		// nodes wait for this node's writes.
 		checked := map[UserID]bool{}
-		for _, r := range rcpts {
-			if checked[r.User] {
-				continue
-			}
-			checked[r.User] = true
-			if err := checkQuotaTx(tx, r.User); err != nil {
-				return nil, fmt.Errorf("deliver to %s: %w", r.Address, err)
-			}
-		}
 		events := make([]notify.Event, 0, len(order))
 		for _, mb := range order {
 			ev := byMailbox[mb]
-			if err := fillCount(tx, ev); err != nil {
+			q, err := fillCountQuota(tx, ev)
+			if err != nil {
 				return nil, err
+			}
+			if !checked[UserID(ev.User)] {
+				checked[UserID(ev.User)] = true
+				if err := q.over(); err != nil {
+					return nil, fmt.Errorf("deliver to %s: %w", addresses[mb], err)
+				}
 			}
 			events = append(events, *ev)
 		}
@@ -272,6 +285,36 @@ var insertBodyPostgresSQL = "WITH b AS (INSERT INTO bodies(id, header, raw, pars
 	" FROM b, LATERAL (SELECT b.parsed::jsonb AS j) p) " +
 	"SELECT id FROM b"
 
+// insertBodyMessagePostgresSQL is insertBodyPostgresSQL and
+// insertMessagePostgresSQL as one statement: a delivery's body and its
+// message in one round trip. The message's foreign key to the body, like
+// the body's other rows', is checked at the end of the statement, and the
+// AFTER triggers of both INSERTs run then too, after every CTE. When the
+// mailbox is gone, n yields no row, the statement returns none and the
+// caller fails the write, which rolls the body back with it.
+var insertBodyMessagePostgresSQL = strings.TrimSuffix(insertBodyPostgresSQL, "SELECT id FROM b") +
+	", n AS (UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1 WHERE id = ?5 " +
+	"RETURNING uidnext - 1 AS uid, highest_modseq AS modseq), " +
+	"m AS (INSERT INTO messages(mailbox_id, uid, body_id, flags, keywords, internal_date, size, modseq, save_date) " +
+	"SELECT ?5, n.uid, b.id, ?6, ?7, ?8, ?9, n.modseq, ?10 FROM b, n RETURNING uid, modseq) " +
+	"SELECT b.id, m.uid, m.modseq FROM b, m"
+
+// insertBodyMessagePostgresTx is insertBodyTx then insertMessageTx, on
+// PostgreSQL, in one round trip (insertBodyMessagePostgresSQL).
+func insertBodyMessagePostgresTx(tx *wtx, b body, mailbox MailboxID, fs flagSet, date time.Time) (bodyID int64, uid UID, modseq uint64, err error) {
+	// RFC 8514 §3: the save date is when the message is stored here.
+	err = tx.QueryRow(insertBodyMessagePostgresSQL, b.header, b.raw, b.parsed, b.crlfSize,
+		mailbox, fs.bits, encodeKeywords(fs.keywords), date.UnixNano(), len(b.raw), time.Now().UnixNano()).Scan(&bodyID, &uid, &modseq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, 0, ErrNoSuchMailbox
+	}
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("store message: %w", err)
+	}
+	*tx.bodyText = append(*tx.bodyText, bodyTextRow{id: bodyID, text: b.text})
+	return bodyID, uid, modseq, nil
+}
+
 // insertBodyPostgresTx is insertBodyTx on PostgreSQL, in one round trip.
 func insertBodyPostgresTx(tx *wtx, b body) (int64, error) {
 	var id int64
@@ -298,7 +341,35 @@ func nextUIDTx(tx *wtx, mailbox MailboxID) (UID, uint64, error) {
 	return uid, modseq, nil
 }
 
+// insertMessagePostgresSQL is insertMessageTx's two statements (the
+// mailbox's next UID and modseq, then the message row) as one, for
+// PostgreSQL, where each statement is a round trip made while this node
+// holds the write lock and the other nodes wait for it. The UPDATE is the
+// CTE n, which the INSERT reads (PostgreSQL manual §7.8.4); it yields no
+// row, and so inserts none, when the mailbox is gone. The AFTER triggers
+// of the INSERT (the mailbox's counters, the account log) run at the end
+// of the statement, after n's UPDATE, and see it, as they saw the UPDATE
+// of a statement of its own before; n's UPDATE sets no column those
+// triggers watch (uidnext and highest_modseq), as before.
+const insertMessagePostgresSQL = "WITH n AS (UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1 WHERE id = ?1 " +
+	"RETURNING uidnext - 1 AS uid, highest_modseq AS modseq) " +
+	"INSERT INTO messages(mailbox_id, uid, body_id, flags, keywords, internal_date, size, modseq, save_date) " +
+	"SELECT ?1, n.uid, ?2, ?3, ?4, ?5, ?6, n.modseq, ?7 FROM n RETURNING uid, modseq"
+
 func insertMessageTx(tx *wtx, mailbox MailboxID, bodyID int64, fs flagSet, date time.Time, size int) (UID, uint64, error) {
+	if tx.postgres {
+		// RFC 8514 §3: the save date is when the message is stored here.
+		var uid UID
+		var modseq uint64
+		err := tx.QueryRow(insertMessagePostgresSQL, mailbox, bodyID, fs.bits, encodeKeywords(fs.keywords), date.UnixNano(), size, time.Now().UnixNano()).Scan(&uid, &modseq)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, 0, ErrNoSuchMailbox
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("store message: %w", err)
+		}
+		return uid, modseq, nil
+	}
 	uid, modseq, err := nextUIDTx(tx, mailbox)
 	if err != nil {
 		return 0, 0, err
@@ -316,6 +387,19 @@ func insertMessageTx(tx *wtx, mailbox MailboxID, bodyID int64, fs flagSet, date 
 func fillCount(tx *wtx, ev *notify.Event) error {
 	return tx.QueryRow("SELECT message_count, highest_modseq FROM mailboxes WHERE id = ?", ev.Mailbox).
 		Scan(&ev.Messages, &ev.ModSeq)
+}
+
+// fillCountQuota is fillCount that also returns the quota of the
+// mailbox's owner (checkQuotaTx), read in the same statement.
+func fillCountQuota(tx *wtx, ev *notify.Event) (Quota, error) {
+	var q Quota
+	err := tx.QueryRow("SELECT m.message_count, m.highest_modseq, u.quota_storage, u.quota_messages, u.used_storage, u.used_messages "+
+		"FROM mailboxes m JOIN users u ON u.id = m.user_id WHERE m.id = ?", ev.Mailbox).
+		Scan(&ev.Messages, &ev.ModSeq, &q.StorageLimit, &q.MessageLimit, &q.StorageUsed, &q.MessagesUsed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Quota{}, ErrNoSuchMailbox
+	}
+	return q, err
 }
 
 // FlagUpdate is one message's flags and their modseq: after StoreFlags,

@@ -67,6 +67,7 @@ func runBench(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		fs.IntVar(&o.DialConcurrency, "dial-concurrency", 64, "IMAP sessions set up at once")
 		fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured phase to FILE (the server is in it only with --server inproc)")
 		fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile to FILE at the end of the measured phase")
+		fs.StringVar(&o.Trace, "trace", "", "write an execution trace of the measured phase to FILE, for go tool trace: where goroutines wait off CPU (the server is in it only with --server inproc)")
 	}
 	fs.StringVar(&o.Dir, "dir", "", "parent of the temporary data directory (default: the system's temporary directory); it must be on the disk to measure")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress messages on standard error")

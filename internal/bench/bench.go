@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,6 +85,7 @@ type Options struct {
 	DialConcurrency    int           // --dial-concurrency: IMAP sessions set up at once
 	CPUProfile         string        // --cpuprofile: file for a CPU profile of the measured phase
 	MemProfile         string        // --memprofile: file for a heap profile at its end
+	Trace              string        // --trace: file for an execution trace of the measured phase
 	Quiet              bool          // --quiet: no progress lines
 	Stderr             io.Writer     // progress lines and mode usage errors
 
@@ -112,6 +114,7 @@ type bench struct {
 	dialConc        int
 	cpuProfile      string
 	memProfile      string
+	trace           string
 	quiet           bool
 	stderr          io.Writer
 	serve           ServeFunc
@@ -152,7 +155,7 @@ func (m Mode) Flags(fs *flag.FlagSet) Run {
 		b := &bench{mode: m.Name, server: o.Server, serverBin: o.ServerBinary, dir: o.Dir,
 			smtpAddr: o.SMTPAddr, imapAddr: o.IMAPAddr, user: o.User, password: o.Password, serverPID: o.ServerPID,
 			logLevel: o.LogLevel, timeout: o.Timeout, dialConc: o.DialConcurrency,
-			cpuProfile: o.CPUProfile, memProfile: o.MemProfile, quiet: o.Quiet, stderr: o.Stderr,
+			cpuProfile: o.CPUProfile, memProfile: o.MemProfile, trace: o.Trace, quiet: o.Quiet, stderr: o.Stderr,
 			serve: o.Serve, storeFile: o.StoreFile, shutdownTimeout: o.ShutdownTimeout}
 		if b.stderr == nil {
 			b.stderr = io.Discard
@@ -194,10 +197,13 @@ func (b *bench) progress(format string, args ...any) {
 	}
 }
 
-// startProfile starts the CPU profile of the measured phase, if asked
-// for; the returned function stops it and writes the heap profile.
+// startProfile starts the CPU profile and the execution trace of the
+// measured phase, if asked for; the returned function stops them and
+// writes the heap profile. The trace shows what a CPU profile cannot:
+// where goroutines wait (a writer inside a cgo call, a session waiting
+// for its commit), which is what paces a run on a busy host.
 func (b *bench) startProfile() (stop func() error, err error) {
-	var f *os.File
+	var f, tf *os.File
 	if b.cpuProfile != "" {
 		if f, err = os.Create(b.cpuProfile); err != nil {
 			return nil, err
@@ -207,8 +213,26 @@ func (b *bench) startProfile() (stop func() error, err error) {
 			return nil, err
 		}
 	}
+	if b.trace != "" {
+		if tf, err = os.Create(b.trace); err == nil {
+			if err = trace.Start(tf); err != nil {
+				tf.Close()
+			}
+		}
+		if err != nil {
+			if f != nil {
+				pprof.StopCPUProfile()
+				f.Close()
+			}
+			return nil, err
+		}
+	}
 	return func() error {
 		var errs []error
+		if tf != nil {
+			trace.Stop()
+			errs = append(errs, tf.Close())
+		}
 		if f != nil {
 			pprof.StopCPUProfile()
 			errs = append(errs, f.Close())
