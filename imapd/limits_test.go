@@ -200,6 +200,45 @@ func TestImplicitTLSHandshakeTimeout(t *testing.T) {
 	}
 }
 
+// TestImplicitTLSRefusalStalled: a client over MaxConnsPerIP on the
+// implicit-TLS port that never starts the handshake is still cut off:
+// the refusal's BYE runs the handshake, under the BYE's deadline, not
+// under CommandTimeout (an hour here). The server holds one session
+// afterwards, the one admitted.
+func TestImplicitTLSRefusalStalled(t *testing.T) {
+	t.Parallel()
+	cfg := testTLSConfig(t)
+	env := newTestEnv(t, envOptions{server: Options{CommandTimeout: time.Hour, MaxConnsPerIP: 1}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go env.srv.ServeTLS(ln, cfg) // ends with the env's Shutdown
+	c, err := imapclient.DialTLS(ln.Addr().String(), &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		t.Fatalf("DialTLS = %v", err)
+	}
+	defer c.Close()
+	if err := c.Noop().Wait(); err != nil {
+		t.Fatalf("NOOP = %v", err)
+	}
+	silent, err := net.DialTimeout("tcp", ln.Addr().String(), waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	untilClosed(t, silent)
+	if err := c.Noop().Wait(); err != nil {
+		t.Errorf("NOOP on the admitted connection after the refusal = %v", err)
+	}
+	env.srv.mu.Lock()
+	n := len(env.srv.sessions)
+	env.srv.mu.Unlock()
+	if n != 1 {
+		t.Errorf("server holds %d sessions, want 1 (the admitted one)", n)
+	}
+}
+
 // TestLoginTimeout: a client that keeps busy without logging in is
 // disconnected after LoginTimeout; one that logged in is not.
 func TestLoginTimeout(t *testing.T) {

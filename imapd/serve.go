@@ -142,7 +142,10 @@ func (s *Server) serveConn(nc net.Conn) {
 	if refusal != nil {
 		sess.cancel()
 		sess.log.Debug("connection refused", "why", refusal.Text)
-		_ = nc.SetWriteDeadline(time.Now().Add(byeWriteTimeout))
+		// Both directions: on implicit TLS the BYE's write runs the
+		// handshake first, which reads, and a client that stalls there
+		// must not hold this goroutine (nor Shutdown) past the deadline.
+		_ = nc.SetDeadline(time.Now().Add(byeWriteTimeout))
 		sess.w.Untagged(wire.BYE, wireCode(refusal.Code), refusal.Text)
 		if err := sess.w.Flush(); err != nil {
 			sess.log.Debug("refusal", "err", err)
